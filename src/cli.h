@@ -1,0 +1,40 @@
+/*
+ * cli.h — the command-line front end: global options and one entry point
+ * per command. Each cmd_* parses its own options with popt and returns a
+ * ps_result, which main() turns into the exit status.
+ */
+#ifndef PS_CLI_H
+#define PS_CLI_H
+
+#include <popt.h>
+
+#include "conf.h"
+
+/* Set by the global options. */
+struct ps_global {
+	const char *config;	/* -c/--config FILE, or NULL */
+};
+extern struct ps_global ps_g;
+
+/* -c, -v, -q: included in every command's option table. */
+extern struct poptOption ps_global_options[];
+
+/*
+ * Run the popt loop on CTX for command CMD: counts -v and -q, and turns a
+ * bad option into one error line. Returns PS_OK or PS_EUSAGE.
+ */
+int ps_cli_parse(poptContext ctx, const char *cmd);
+
+/* Remaining arguments of CTX as a NULL-terminated array; *N gets the count. */
+const char **ps_cli_args(poptContext ctx, int *n);
+
+/* Load the configuration named by -c, $PATCHSYNC_CONFIG or the default. */
+int ps_cli_conf(struct ps_conf *conf, int required);
+
+int cmd_manifest(int argc, const char **argv);
+int cmd_config(int argc, const char **argv);
+int cmd_push(int argc, const char **argv);
+int cmd_report(int argc, const char **argv);
+int cmd_serve(int argc, const char **argv);
+
+#endif

@@ -1,0 +1,175 @@
+/*
+ * cli_serve.c — `patchsync serve --stdio ROOT`: the server role, speaking
+ * the protocol on standard input and output (ssh runs it; so does the
+ * console itself, in a child, for a local destination).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <popt.h>
+
+#include "cli.h"
+#include "fsops.h"
+#include "proto.h"
+#include "receiver.h"
+#include "wire.h"
+
+struct server {
+	struct ps_wire *w;
+	const char *rootpath;
+	struct ps_root root;
+	int opened;
+	int locked;
+};
+
+static void
+waiting(const char *why, void *arg)
+{
+	struct server *sv = arg;
+
+	ps_send_notice(sv->w, "waiting: %s", why);
+}
+
+static int
+on_open(struct server *sv, struct ps_rd *rd)
+{
+	uint8_t mode = ps_rd_u8(rd);
+	uint32_t flags = ps_rd_u32(rd);
+	struct ps_recv_stats st;
+	const char *p;
+	size_t len;
+	char *dest;
+	int rc, push;
+
+	p = ps_rd_str(rd, &len, PS_PATH_MAX);
+	if (ps_rd_done(rd) != 0 || (len > 0 && !ps_path_ok(p, len)) ||
+	    (mode != PS_OPEN_PUSH && mode != PS_OPEN_REPORT)) {
+		ps_send_error(sv->w, PS_EPEER, "malformed open request");
+		return PS_EPEER;
+	}
+	dest = xstrndup(p != NULL ? p : "", len);
+	if (len > 0 && ps_path_is_meta(dest)) {
+		ps_send_error(sv->w, PS_EPEER, "refusing patchsync's own "
+		    "directory as a destination");
+		free(dest);
+		return PS_EPEER;
+	}
+	push = mode == PS_OPEN_PUSH && !(flags & PS_OF_DRYRUN);
+	if (!sv->opened) {
+		rc = ps_root_open(sv->rootpath, push, &sv->root);
+		if (rc != PS_OK && push) {
+			ps_send_error(sv->w, rc, "cannot open %s on the "
+			    "server", sv->rootpath);
+			free(dest);
+			return rc;
+		}
+		sv->opened = rc == PS_OK;
+	}
+	if (push && !sv->locked) {
+		rc = ps_root_lock(&sv->root, !(flags & PS_OF_NOWAIT), waiting,
+		    sv);
+		if (rc != PS_OK) {
+			ps_send_error(sv->w, PS_EPEER, "%s is locked by another "
+			    "push", sv->rootpath);
+			free(dest);
+			return PS_EPEER;
+		}
+		sv->locked = 1;
+	}
+	rc = ps_receive(sv->w, &sv->root, dest, flags, mode ==
+	    PS_OPEN_REPORT, &st);
+	free(dest);
+	return rc == PS_EPEER ? PS_EPEER : PS_OK;
+}
+
+static int
+serve(const char *rootpath)
+{
+	struct server sv;
+	struct buf msg = { 0 };
+	struct ps_rd rd;
+	uint8_t type;
+	int rc;
+
+	memset(&sv, 0, sizeof(sv));
+	sv.rootpath = rootpath;
+	sv.root.fd = -1;
+	sv.root.lockfd = -1;
+	sv.w = ps_wire_new(STDIN_FILENO, STDOUT_FILENO);
+	if ((rc = ps_wire_hello(sv.w, PS_ROLE_SERVER, 0, NULL, NULL)) !=
+	    PS_OK) {
+		ps_err("serve: %s", ps_wire_error(sv.w));
+		goto out;
+	}
+	for (;;) {
+		if ((rc = ps_wire_recv(sv.w, &type, &msg)) != PS_OK) {
+			/* The console went away: nothing half done stays. */
+			if (!ps_wire_eof(sv.w))
+				ps_err("serve: %s", ps_wire_error(sv.w));
+			break;
+		}
+		ps_rd_init(&rd, msg.p, msg.len);
+		if (type == PS_MSG_BYE) {
+			rc = PS_OK;
+			break;
+		}
+		if (type != PS_MSG_OPEN) {
+			ps_send_error(sv.w, PS_EPEER, "unexpected message "
+			    "type %u", type);
+			ps_err("serve: the console broke the protocol "
+			    "(message type %u)", type);
+			rc = PS_EPEER;
+			break;
+		}
+		if ((rc = on_open(&sv, &rd)) != PS_OK)
+			break;
+	}
+	(void)ps_wire_flush(sv.w);
+out:
+	ps_root_close(&sv.root);
+	ps_wire_free(sv.w);
+	buf_free(&msg);
+	return rc;
+}
+
+int
+cmd_serve(int argc, const char **argv)
+{
+	int use_stdio = 0;
+	struct poptOption opts[] = {
+		{ "stdio", '\0', POPT_ARG_NONE, &use_stdio, 0,
+		  "speak the protocol on standard input and output", NULL },
+		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
+		  "Global options:", NULL },
+		POPT_AUTOHELP
+		POPT_TABLEEND
+	};
+	poptContext ctx;
+	const char **args;
+	int n, rc;
+
+	ctx = poptGetContext("patchsync serve", argc, argv, opts, 0);
+	poptSetOtherOptionHelp(ctx, "--stdio ROOT");
+	if ((rc = ps_cli_parse(ctx, "serve")) != PS_OK)
+		goto out;
+	args = ps_cli_args(ctx, &n);
+	if (!use_stdio || n != 1) {
+		ps_err("serve: usage: patchsync serve --stdio ROOT");
+		rc = PS_EUSAGE;
+		goto out;
+	}
+	if (isatty(STDOUT_FILENO)) {
+		ps_err("serve: standard output is a terminal; serve is run "
+		    "by patchsync through ssh or a pipe");
+		rc = PS_EUSAGE;
+		goto out;
+	}
+	rc = serve(args[0]);
+out:
+	poptFreeContext(ctx);
+	return rc;
+}

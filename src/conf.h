@@ -1,0 +1,50 @@
+/*
+ * conf.h — the console configuration file (SPEC section 4), INI parsed
+ * with inih.
+ */
+#ifndef PS_CONF_H
+#define PS_CONF_H
+
+#include <stddef.h>
+
+#define PS_CONF_DEFAULT "/etc/patchsync/patchsync.conf"
+#define PS_DB_DEFAULT "/var/lib/patchsync/state.db"
+#define PS_JOBS_DEFAULT 4
+#define PS_JOBS_MAX 64
+
+struct ps_component {
+	char *name;	/* [a-z0-9_-]+ */
+	char *path;	/* console directory (required) */
+	char *dest;	/* subdirectory on every server (default: name) */
+	char *source;	/* server name or URL for refresh, or NULL */
+};
+
+struct ps_conf {
+	char *file;		/* file read, or NULL when there was none */
+	char *console_name;	/* default: host name */
+	char *database;
+	int jobs;
+	struct ps_component *comp;
+	size_t ncomp;
+};
+
+/*
+ * Read FILE into C. Returns PS_OK, or PS_EUSAGE after printing one error
+ * line naming the file, the line and the key (or section) at fault.
+ */
+int ps_conf_load(const char *file, struct ps_conf *c);
+
+/*
+ * Defaults for a console without a configuration file.
+ */
+void ps_conf_defaults(struct ps_conf *c);
+
+/* Is NAME a valid component name ([a-z0-9_-]+)? */
+int ps_conf_name_ok(const char *name);
+
+const struct ps_component *ps_conf_component(const struct ps_conf *c,
+    const char *name);
+
+void ps_conf_free(struct ps_conf *c);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * console.h — the console role: one session per distribution server, run
+ * for several servers at once; the console's trees are scanned once for
+ * all of them.
+ */
+#ifndef PS_CONSOLE_H
+#define PS_CONSOLE_H
+
+#include <stdint.h>
+
+#include "manifest.h"
+#include "sender.h"
+
+/* A console directory to replicate. */
+struct ps_source {
+	const char *component;	/* component name, or NULL (push DIR URL) */
+	const char *dest;	/* subdirectory on the server ("" for ROOT) */
+	const char *path;	/* console directory */
+	int fd;			/* open directory */
+	struct ps_manifest m;	/* its manifest */
+};
+
+/* A difference found by a report. */
+struct ps_row {
+	const char *component;
+	int state;			/* enum ps_diff_state */
+	const struct ps_entry *console;
+	const struct ps_entry *server;
+};
+
+/* A distribution server and what happened there. */
+struct ps_target {
+	const char *name;	/* server name, or the URL itself */
+	const char *url;
+	const char *rsh;	/* remote shell, or NULL for the default */
+	int rc;			/* ps_result of the session */
+	char *error;		/* one line when it failed, else NULL */
+	struct ps_send_stats st;
+	uint64_t bytes_sent;
+	uint64_t bytes_received;
+	double seconds;
+	/* Report: rows and the manifests they point into. */
+	struct ps_row *rows;
+	size_t nrows;
+	struct ps_manifest *mf;
+	size_t nmf;
+};
+
+struct ps_console_opts {
+	int mode;		/* PS_OPEN_PUSH or PS_OPEN_REPORT */
+	uint32_t flags;		/* PS_OF_* */
+	int extra;		/* report: list extra files too */
+	int jobs;		/* servers at once */
+	const char *remote_path;
+	uint64_t bwlimit;	/* bytes per second, 0: none */
+	int whole_file;		/* -1: by destination (local whole) */
+	int progress;		/* draw a progress line on stderr */
+	struct ps_send_opts send;	/* template for every session */
+};
+
+/*
+ * Build (or refresh from the console's cache) the manifest of SRC->path
+ * into SRC->m and open SRC->fd. Returns a ps_result; an unreadable file
+ * gives PS_EPARTIAL.
+ */
+int ps_source_scan(struct ps_source *src, const char *cache_dir,
+    int checksum);
+void ps_source_free(struct ps_source *src);
+
+/*
+ * Run the sessions: every target gets every source. Fills each target's
+ * results; returns the worst ps_result.
+ */
+int ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
+    size_t nsrc, struct ps_target *t, size_t nt);
+
+void ps_target_free(struct ps_target *t);
+
+#endif

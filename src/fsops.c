@@ -1,0 +1,944 @@
+/*
+ * fsops.c — safe file operations below a server ROOT.
+ *
+ * The rule, learnt from rsync's symlink CVEs: below ROOT, never hand a
+ * path with a '/' to the kernel. Walk it one component at a time with
+ * openat(O_NOFOLLOW|O_DIRECTORY) from the ROOT fd, and act on the last
+ * component with an *at() call relative to its parent's fd, in ways that
+ * never follow a symlink there either (O_NOFOLLOW, O_EXCL, renameat,
+ * unlinkat, AT_SYMLINK_NOFOLLOW).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ps.h"
+#include "fsops.h"
+
+#define DIR_MODE	0755
+#define LOCK_NAME	"lock"
+#define TMP_RANDOM	6
+
+/*
+ * Report that WHAT failed on the first LEN bytes of REL with ERR, in one
+ * line; ENOSPC and EDQUOT get their own wording. Leaves errno at ERR and
+ * returns PS_EPARTIAL.
+ */
+static int
+fail(const char *rel, size_t len, const char *what, int err)
+{
+	char *esc = ps_escape(rel, len);
+
+	if (err == ENOSPC || err == EDQUOT)
+		ps_err("no space left on device writing %s", esc);
+	else
+		ps_err("%s: %s: %s", len > 0 ? esc : ".", what, strerror(err));
+	free(esc);
+	errno = err;
+	return PS_EPARTIAL;
+}
+
+/* The same for a whole NUL-terminated REL (NULL for ROOT). */
+static int
+fail_rel(const char *rel, const char *what, int err)
+{
+	return fail(rel != NULL ? rel : "", rel != NULL ? strlen(rel) : 0,
+	    what, err);
+}
+
+/* A refused symlink at the first LEN bytes of REL. */
+static int
+fail_symlink(const char *rel, size_t len)
+{
+	char *esc = ps_escape(rel, len);
+
+	ps_err("refusing to follow symlink: %s", esc);
+	free(esc);
+	errno = ELOOP;
+	return PS_EPARTIAL;
+}
+
+/* Refuse an unsafe REL (defense in depth: callers check first). */
+static int
+check_rel(const char *rel)
+{
+	char *esc;
+
+	if (rel != NULL && ps_path_ok(rel, strlen(rel)))
+		return PS_OK;
+	esc = ps_escape(rel != NULL ? rel : "", rel != NULL ? strlen(rel) : 0);
+	ps_err("refusing unsafe path '%s'", esc);
+	free(esc);
+	errno = EINVAL;
+	return PS_EUSAGE;
+}
+
+static void
+close_keep_errno(int fd)
+{
+	int saved = errno;
+
+	if (fd >= 0)
+		close(fd);
+	errno = saved;
+}
+
+int
+ps_path_is_meta(const char *rel)
+{
+	size_t n = sizeof(PS_META_DIR) - 1;
+
+	return rel != NULL && strncmp(rel, PS_META_DIR, n) == 0 &&
+	    (rel[n] == '\0' || rel[n] == '/');
+}
+
+/* ---- ROOT ---- */
+
+/* mkdir -p PATH (the admin's path: symlinks in it are fine). */
+static void
+mkdir_parents(const char *path)
+{
+	char *p = xstrdup(path);
+	char *s;
+
+	for (s = p + 1; ; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		if (s[-1] != '/') {
+			char c = *s;
+
+			*s = '\0';
+			/* Errors show when ROOT itself is opened. */
+			(void)mkdir(p, DIR_MODE);
+			*s = c;
+		}
+		if (*s == '\0')
+			break;
+	}
+	free(p);
+}
+
+int
+ps_root_open(const char *path, int create, struct ps_root *r)
+{
+	char *esc;
+	int err;
+
+	r->fd = -1;
+	r->path = NULL;
+	r->lockfd = -1;
+	r->lock_excl = 0;
+	if (path == NULL || *path == '\0') {
+		ps_err("server root: empty path");
+		return PS_EUSAGE;
+	}
+	if (create)
+		mkdir_parents(path);
+	r->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (r->fd >= 0) {
+		r->path = xstrdup(path);
+		return PS_OK;
+	}
+	err = errno;
+	esc = ps_escape(path, strlen(path));
+	if (err == ENOENT)
+		ps_err("%s: no such directory", esc);
+	else if (err == ENOTDIR)
+		ps_err("%s: not a directory", esc);
+	else
+		ps_err("%s: cannot open server root: %s", esc, strerror(err));
+	free(esc);
+	errno = err;
+	return err == ENOENT || err == ENOTDIR ? PS_EUSAGE : PS_EPARTIAL;
+}
+
+void
+ps_root_close(struct ps_root *r)
+{
+	ps_root_unlock(r);
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+	free(r->path);
+	r->path = NULL;
+}
+
+/* ---- directories ---- */
+
+/*
+ * Open the first LEN bytes of REL (already checked) as a directory below
+ * ROOT into *OUT. With QUIET_MISSING, a missing component returns
+ * PS_EPARTIAL with errno ENOENT and no message.
+ */
+static int
+walk(struct ps_root *r, const char *rel, size_t len, int create,
+    int quiet_missing, int *out)
+{
+	char comp[NAME_MAX + 1];
+	size_t start = 0, end;
+	int fd, next, err;
+
+	*out = -1;
+	fd = openat(r->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1)
+		return fail_rel(NULL, "cannot open server root", errno);
+	while (start < len) {
+		for (end = start; end < len && rel[end] != '/'; end++)
+			continue;
+		if (end - start > NAME_MAX) {
+			close(fd);
+			return fail(rel, end, "cannot open", ENAMETOOLONG);
+		}
+		memcpy(comp, rel + start, end - start);
+		comp[end - start] = '\0';
+		next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		if (next == -1 && errno == ENOENT && create) {
+			/* EEXIST: someone else made it; open checks what. */
+			if (mkdirat(fd, comp, DIR_MODE) == -1 &&
+			    errno != EEXIST) {
+				err = errno;
+				close(fd);
+				return fail(rel, end,
+				    "cannot create directory", err);
+			}
+			next = openat(fd, comp, O_RDONLY | O_DIRECTORY |
+			    O_NOFOLLOW | O_CLOEXEC);
+		}
+		if (next == -1) {
+			struct stat st;
+
+			err = errno;
+			if ((err == ELOOP || err == ENOTDIR) &&
+			    fstatat(fd, comp, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISLNK(st.st_mode)) {
+				close(fd);
+				return fail_symlink(rel, end);
+			}
+			close(fd);
+			if (err == ENOENT && quiet_missing) {
+				errno = err;
+				return PS_EPARTIAL;
+			}
+			return fail(rel, end, "cannot open directory", err);
+		}
+		close(fd);
+		fd = next;
+		start = end + 1;
+	}
+	*out = fd;
+	return PS_OK;
+}
+
+int
+ps_dir_open(struct ps_root *r, const char *rel, int create, int *dirfd)
+{
+	int rc;
+
+	*dirfd = -1;
+	if (rel == NULL || *rel == '\0')
+		return walk(r, "", 0, 0, 0, dirfd);
+	if ((rc = check_rel(rel)) != PS_OK)
+		return rc;
+	return walk(r, rel, strlen(rel), create, 0, dirfd);
+}
+
+/*
+ * Check REL and open its parent directory into *DIRFD; *BASE points at
+ * REL's last component.
+ */
+static int
+open_parent(struct ps_root *r, const char *rel, int create,
+    int quiet_missing, int *dirfd, const char **base)
+{
+	const char *slash;
+	int rc;
+
+	*dirfd = -1;
+	if ((rc = check_rel(rel)) != PS_OK)
+		return rc;
+	slash = strrchr(rel, '/');
+	*base = slash != NULL ? slash + 1 : rel;
+	if (strlen(*base) > NAME_MAX)
+		return fail_rel(rel, "cannot open", ENAMETOOLONG);
+	return walk(r, rel, slash != NULL ? (size_t)(slash - rel) : 0, create,
+	    quiet_missing, dirfd);
+}
+
+/* ps_file_open; with QUIET_MISSING, missing is silent (errno ENOENT). */
+static int
+file_open(struct ps_root *r, const char *rel, int quiet_missing, int *fd,
+    struct stat *st)
+{
+	struct stat sb;
+	const char *base;
+	int dfd, rc, err;
+
+	*fd = -1;
+	if (quiet_missing && r->fd < 0) {	/* ROOT not there (yet) */
+		errno = ENOENT;
+		return PS_EPARTIAL;
+	}
+	if ((rc = open_parent(r, rel, 0, quiet_missing, &dfd, &base)) != PS_OK)
+		return rc;
+	/* O_NONBLOCK: opening a FIFO planted here must not hang us. */
+	*fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	err = errno;
+	if (*fd == -1 && err == ELOOP) {
+		close(dfd);
+		return fail_symlink(rel, strlen(rel));
+	}
+	close(dfd);
+	if (*fd == -1 && err == ENOENT && quiet_missing) {
+		errno = err;
+		return PS_EPARTIAL;
+	}
+	if (*fd == -1)
+		return fail_rel(rel, "cannot open", err);
+	if (fstat(*fd, &sb) == -1) {
+		err = errno;
+		close(*fd);
+		*fd = -1;
+		return fail_rel(rel, "cannot stat", err);
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		close(*fd);
+		*fd = -1;
+		return fail_rel(rel, "not a regular file",
+		    S_ISDIR(sb.st_mode) ? EISDIR : EINVAL);
+	}
+	(void)fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK);
+	if (st != NULL)
+		*st = sb;
+	return PS_OK;
+}
+
+int
+ps_file_open(struct ps_root *r, const char *rel, int *fd, struct stat *st)
+{
+	return file_open(r, rel, 0, fd, st);
+}
+
+int
+ps_mkdir(struct ps_root *r, const char *rel, uint32_t mode)
+{
+	const char *base;
+	int dfd, fd, rc, err;
+
+	if ((rc = open_parent(r, rel, 1, 0, &dfd, &base)) != PS_OK)
+		return rc;
+	if (mkdirat(dfd, base, DIR_MODE) == -1 && errno != EEXIST) {
+		err = errno;
+		close(dfd);
+		return fail_rel(rel, "cannot create directory", err);
+	}
+	/* Whatever is there now must be a real directory. */
+	fd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	err = errno;
+	if (fd == -1) {
+		struct stat st;
+
+		if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISLNK(st.st_mode)) {
+			close(dfd);
+			return fail_symlink(rel, strlen(rel));
+		}
+		close(dfd);
+		return fail_rel(rel, "cannot open directory", err);
+	}
+	close(dfd);
+	if (fchmod(fd, mode & 0777) == -1) {
+		err = errno;
+		close(fd);
+		return fail_rel(rel, "cannot change mode", err);
+	}
+	close(fd);
+	return PS_OK;
+}
+
+/* unlinkat REL with FLAGS; gone already is fine. */
+static int
+remove_at(struct ps_root *r, const char *rel, int flags)
+{
+	const char *base;
+	int dfd, rc, err;
+
+	rc = open_parent(r, rel, 0, 1, &dfd, &base);
+	if (rc != PS_OK)
+		return rc == PS_EPARTIAL && errno == ENOENT ? PS_OK : rc;
+	if (unlinkat(dfd, base, flags) == 0 || errno == ENOENT) {
+		close(dfd);
+		return PS_OK;
+	}
+	err = errno;
+	close(dfd);
+	if (flags == 0 && (err == EISDIR || err == EPERM)) {
+		struct stat st;
+
+		/* Linux says EISDIR, POSIX allows EPERM for a directory. */
+		if (open_parent(r, rel, 0, 1, &dfd, &base) == PS_OK) {
+			int isdir = fstatat(dfd, base, &st,
+			    AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+
+			close(dfd);
+			if (isdir)
+				return fail_rel(rel, "cannot remove", EISDIR);
+		}
+	}
+	if (err == EEXIST)
+		err = ENOTEMPTY;	/* POSIX allows either */
+	return fail_rel(rel, "cannot remove", err);
+}
+
+int
+ps_unlink(struct ps_root *r, const char *rel)
+{
+	return remove_at(r, rel, 0);
+}
+
+int
+ps_rmdir(struct ps_root *r, const char *rel)
+{
+	return remove_at(r, rel, AT_REMOVEDIR);
+}
+
+/* Fill TS for a new modification time; access time untouched. */
+static int
+mtime_spec(int64_t sec, uint32_t nsec, struct timespec ts[2])
+{
+	if (nsec >= 1000000000u || (int64_t)(time_t)sec != sec)
+		return -1;
+	ts[0].tv_sec = 0;
+	ts[0].tv_nsec = UTIME_OMIT;
+	ts[1].tv_sec = (time_t)sec;
+	ts[1].tv_nsec = (long)nsec;
+	return 0;
+}
+
+int
+ps_set_times(struct ps_root *r, const char *rel, int64_t sec, uint32_t nsec)
+{
+	struct timespec ts[2];
+	const char *base;
+	int dfd, rc, err;
+
+	if (rel != NULL && *rel != '\0' && (rc = check_rel(rel)) != PS_OK)
+		return rc;
+	if (mtime_spec(sec, nsec, ts) == -1)
+		return fail_rel(rel, "invalid modification time", EINVAL);
+	if (rel == NULL || *rel == '\0') {
+		if (futimens(r->fd, ts) == -1)
+			return fail_rel(NULL, "cannot set times", errno);
+		return PS_OK;
+	}
+	if ((rc = open_parent(r, rel, 0, 0, &dfd, &base)) != PS_OK)
+		return rc;
+	rc = utimensat(dfd, base, ts, AT_SYMLINK_NOFOLLOW);
+	err = errno;
+	close(dfd);
+	if (rc == -1)
+		return fail_rel(rel, "cannot set times", err);
+	return PS_OK;
+}
+
+/* ---- temporaries ---- */
+
+/* Six characters from [A-Za-z0-9], unpredictable enough for O_EXCL. */
+static void
+random_suffix(char out[TMP_RANDOM + 1])
+{
+	static const char set[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+	static unsigned long counter;
+	unsigned char rnd[TMP_RANDOM];
+	size_t i;
+
+	if (getrandom(rnd, sizeof(rnd), GRND_NONBLOCK) !=
+	    (ssize_t)sizeof(rnd)) {
+		/* No entropy yet: O_EXCL and retries still keep us safe. */
+		unsigned long x = (unsigned long)time(NULL) ^
+		    ((unsigned long)getpid() << 16) ^ (++counter * 2654435761u);
+
+		for (i = 0; i < sizeof(rnd); i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			rnd[i] = (unsigned char)x;
+		}
+	}
+	for (i = 0; i < TMP_RANDOM; i++)
+		out[i] = set[rnd[i] % (sizeof(set) - 1)];
+	out[TMP_RANDOM] = '\0';
+}
+
+static void
+tmp_init(struct ps_tmp *t)
+{
+	t->live = 0;
+	t->dirfd = -1;
+	t->fd = -1;
+	t->name = NULL;
+	t->base = NULL;
+	t->rel = NULL;
+}
+
+/* Close and free everything T holds (no unlink). */
+static void
+tmp_release(struct ps_tmp *t)
+{
+	int saved = errno;
+
+	if (t->fd >= 0)
+		close(t->fd);
+	if (t->dirfd >= 0)
+		close(t->dirfd);
+	free(t->name);
+	free(t->base);
+	free(t->rel);
+	tmp_init(t);
+	errno = saved;
+}
+
+int
+ps_tmp_create(struct ps_root *r, const char *rel, struct ps_tmp *t)
+{
+	/* prefix + base + "." + random must fit NAME_MAX. */
+	const size_t maxbase = NAME_MAX - (sizeof(PS_TMP_PREFIX) - 1) - 1 -
+	    TMP_RANDOM;
+	struct stat st;
+	const char *base;
+	char rnd[TMP_RANDOM + 1];
+	size_t blen;
+	int dfd, rc, tries, err;
+
+	tmp_init(t);
+	if ((rc = open_parent(r, rel, 1, 0, &dfd, &base)) != PS_OK)
+		return rc;
+	if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISDIR(st.st_mode)) {
+		close(dfd);
+		return fail_rel(rel, "cannot replace", EISDIR);
+	}
+	blen = strlen(base);
+	if (blen > maxbase)
+		blen = maxbase;
+	for (tries = 0; tries < 100; tries++) {
+		random_suffix(rnd);
+		free(t->name);
+		t->name = xasprintf("%s%.*s.%s", PS_TMP_PREFIX, (int)blen, base,
+		    rnd);
+		t->fd = openat(dfd, t->name, O_RDWR | O_CREAT | O_EXCL |
+		    O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (t->fd >= 0 || errno != EEXIST)
+			break;
+	}
+	if (t->fd == -1) {
+		err = errno;
+		close(dfd);
+		free(t->name);
+		t->name = NULL;
+		return fail_rel(rel, "cannot create temporary file", err);
+	}
+	t->dirfd = dfd;
+	t->base = xstrdup(base);
+	t->rel = xstrdup(rel);
+	t->live = 1;
+	return PS_OK;
+}
+
+int
+ps_tmp_write(struct ps_tmp *t, const void *p, size_t n)
+{
+	const unsigned char *s = p;
+	ssize_t w;
+
+	if (!t->live || t->fd < 0)
+		return fail_rel(t->rel, "write to a closed temporary", EBADF);
+	while (n > 0) {
+		w = write(t->fd, s, n);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w == -1)
+			return fail_rel(t->rel, "cannot write", errno);
+		if (w == 0)	/* no progress and no errno: call it full */
+			return fail_rel(t->rel, "cannot write", ENOSPC);
+		s += w;
+		n -= (size_t)w;
+	}
+	return PS_OK;
+}
+
+int
+ps_tmp_commit(struct ps_tmp *t, uint32_t mode, int64_t mtime_sec,
+    uint32_t mtime_nsec)
+{
+	struct timespec ts[2];
+	int fd;
+
+	if (!t->live || t->fd < 0)
+		return fail_rel(t->rel, "commit of a closed temporary", EBADF);
+	if (mtime_spec(mtime_sec, mtime_nsec, ts) == -1)
+		return fail_rel(t->rel, "invalid modification time", EINVAL);
+	if (fchmod(t->fd, mode & 0777) == -1)
+		return fail_rel(t->rel, "cannot change mode", errno);
+	/* After every write, or the write would move mtime again. */
+	if (futimens(t->fd, ts) == -1)
+		return fail_rel(t->rel, "cannot set times", errno);
+	if (fsync(t->fd) == -1)
+		return fail_rel(t->rel, "cannot sync", errno);
+	/* close can report delayed write errors (NFS): check it. */
+	fd = t->fd;
+	t->fd = -1;
+	if (close(fd) == -1 && errno != EINTR)
+		return fail_rel(t->rel, "cannot close", errno);
+	/* rename replaces a symlink at BASE itself, never its target. */
+	if (renameat(t->dirfd, t->name, t->dirfd, t->base) == -1) {
+		int err = errno;
+
+		if (err == EISDIR || err == ENOTEMPTY || err == EEXIST)
+			return fail_rel(t->rel, "cannot replace", EISDIR);
+		return fail_rel(t->rel, "cannot rename temporary file", err);
+	}
+	/* Make the rename durable; some file systems refuse, that's fine. */
+	(void)fsync(t->dirfd);
+	tmp_release(t);
+	return PS_OK;
+}
+
+void
+ps_tmp_abort(struct ps_tmp *t)
+{
+	int saved = errno;
+
+	if (!t->live)
+		return;
+	if (t->fd >= 0)
+		close(t->fd);
+	t->fd = -1;
+	(void)unlinkat(t->dirfd, t->name, 0);
+	tmp_release(t);
+	errno = saved;
+}
+
+/* ---- leftovers ---- */
+
+/*
+ * Remove temporaries in directory PATH (LEN bytes in a PS_PATH_MAX + 1
+ * buffer; 0 for ROOT) and below. Only one directory is open at a time:
+ * each subdirectory is opened again from ROOT, so a deep tree cannot run
+ * us out of file descriptors, and every walk is O_NOFOLLOW.
+ */
+static int
+temps_in(struct ps_root *r, char *path, size_t len, unsigned *count)
+{
+	const size_t plen = sizeof(PS_TMP_PREFIX) - 1;
+	struct buf subdirs = { 0 };
+	struct dirent *de;
+	struct stat st;
+	size_t off;
+	DIR *d;
+	int fd, rc = PS_OK;
+
+	if (walk(r, path, len, 0, 0, &fd) != PS_OK)
+		return PS_EPARTIAL;
+	if ((d = fdopendir(fd)) == NULL) {
+		close_keep_errno(fd);
+		return fail(path, len, "cannot read directory", errno);
+	}
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		const char *n = de->d_name;
+		unsigned char type = de->d_type;
+
+		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
+			continue;
+		if (len == 0 && strcmp(n, PS_META_DIR) == 0)
+			continue;
+		if (type == DT_UNKNOWN) {
+			if (fstatat(dirfd(d), n, &st,
+			    AT_SYMLINK_NOFOLLOW) == -1)
+				continue;	/* gone meanwhile */
+			type = S_ISDIR(st.st_mode) ? DT_DIR :
+			    S_ISREG(st.st_mode) ? DT_REG : DT_LNK;
+		}
+		if (type == DT_DIR) {
+			buf_add(&subdirs, n, strlen(n) + 1);
+		} else if (type == DT_REG &&
+		    strncmp(n, PS_TMP_PREFIX, plen) == 0) {
+			if (unlinkat(dirfd(d), n, 0) == 0) {
+				(*count)++;
+			} else if (errno != ENOENT) {
+				char *full = xasprintf("%.*s%s%s", (int)len,
+				    path, len > 0 ? "/" : "", n);
+
+				rc = fail_rel(full, "cannot remove", errno);
+				free(full);
+			}
+		}
+	}
+	if (errno != 0)
+		rc = fail(path, len, "cannot read directory", errno);
+	closedir(d);
+
+	for (off = 0; off < subdirs.len; ) {
+		const char *n = (const char *)subdirs.p + off;
+		size_t nlen = strlen(n), sub = len + (len > 0) + nlen;
+
+		off += nlen + 1;
+		if (sub > PS_PATH_MAX) {
+			rc = fail(path, len, "tree too deep to clean",
+			    ENAMETOOLONG);
+			continue;
+		}
+		if (len > 0)
+			path[len] = '/';
+		memcpy(path + len + (len > 0), n, nlen);
+		if (temps_in(r, path, sub, count) != PS_OK)
+			rc = PS_EPARTIAL;
+	}
+	buf_free(&subdirs);
+	return rc;
+}
+
+int
+ps_remove_temps(struct ps_root *r, const char *rel_dir, unsigned *count)
+{
+	char path[PS_PATH_MAX + 1];
+	unsigned n = 0;
+	size_t len = 0;
+	int rc;
+
+	if (rel_dir != NULL && *rel_dir != '\0') {
+		if ((rc = check_rel(rel_dir)) != PS_OK)
+			return rc;
+		len = strlen(rel_dir);
+		memcpy(path, rel_dir, len);
+	}
+	rc = temps_in(r, path, len, &n);
+	if (count != NULL)
+		*count = n;
+	return rc;
+}
+
+/* ---- lock ---- */
+
+/*
+ * Describe who holds the lock on FD, from the record an exclusive holder
+ * wrote ("PID TIME\n"). A record whose process is gone is stale: then a
+ * reader holds the lock, or a push has not written its record yet.
+ */
+static char *
+holder_text(struct ps_root *r, int fd)
+{
+	char rec[64], when[64], *end, *esc, *msg;
+	long long pid = 0, t = 0;
+	ssize_t n;
+	struct tm tm;
+	time_t tt;
+
+	n = pread(fd, rec, sizeof(rec) - 1, 0);
+	if (n > 0) {
+		rec[n] = '\0';
+		errno = 0;
+		pid = strtoll(rec, &end, 10);
+		if (errno != 0 || end == rec || *end != ' ')
+			pid = 0;
+		else
+			t = strtoll(end + 1, &end, 10);
+		if (errno != 0 || *end != '\n')
+			pid = 0;
+	}
+	if (pid > 0 && pid <= INT_MAX &&
+	    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+		tt = (time_t)t;
+		if (localtime_r(&tt, &tm) == NULL ||
+		    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm) == 0)
+			snprintf(when, sizeof(when), "%lld", t);
+	} else {
+		pid = 0;
+	}
+	esc = ps_escape(r->path, strlen(r->path));
+	if (pid > 0)
+		msg = xasprintf("%s is locked by another push (pid %lld "
+		    "since %s)", esc, pid, when);
+	else
+		msg = xasprintf("%s is locked by another process (a report "
+		    "or pull reading, or a push starting)", esc);
+	free(esc);
+	return msg;
+}
+
+/* Write our record into the lock file we now hold exclusively. */
+static void
+record_holder(int fd)
+{
+	char rec[64];
+	int n;
+
+	n = snprintf(rec, sizeof(rec), "%ld %lld\n", (long)getpid(),
+	    (long long)time(NULL));
+	/* Only used for messages: a failure here does not matter. */
+	if (ftruncate(fd, 0) == -1 || pwrite(fd, rec, (size_t)n, 0) != n)
+		ps_info(1, "cannot record lock holder: %s", strerror(errno));
+}
+
+/*
+ * Open ROOT/.patchsync/lock into *FD, creating what is missing. A reader
+ * (SHARED) that may not create it (read-only ROOT, or no write
+ * permission) gets *FD == -1 and PS_OK: it only reads files, which are
+ * old-or-new at any moment anyway, so it can do without the lock.
+ */
+static int
+open_lock_file(struct ps_root *r, int shared, int *fd)
+{
+	static const char lockrel[] = PS_META_DIR "/" LOCK_NAME;
+	struct stat st;
+	int mfd, err, nolock_ok = 0;
+
+	*fd = -1;
+	if (mkdirat(r->fd, PS_META_DIR, DIR_MODE) == -1 && errno != EEXIST) {
+		if (!shared || (errno != EROFS && errno != EACCES))
+			return fail_rel(PS_META_DIR, "cannot create directory",
+			    errno);
+		nolock_ok = 1;
+	}
+	if (walk(r, PS_META_DIR, sizeof(PS_META_DIR) - 1, 0, nolock_ok,
+	    &mfd) != PS_OK)
+		return nolock_ok && errno == ENOENT ? PS_OK : PS_EPARTIAL;
+	*fd = openat(mfd, LOCK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW |
+	    O_NONBLOCK | O_CLOEXEC, 0644);
+	if (*fd == -1 && shared && (errno == EROFS || errno == EACCES)) {
+		*fd = openat(mfd, LOCK_NAME, O_RDONLY | O_NOFOLLOW |
+		    O_NONBLOCK | O_CLOEXEC);
+		if (*fd == -1 && errno == ENOENT) {
+			close(mfd);
+			return PS_OK;
+		}
+	}
+	err = errno;
+	close(mfd);
+	if (*fd == -1 && err == ELOOP)
+		return fail_symlink(lockrel, sizeof(lockrel) - 1);
+	if (*fd == -1)
+		return fail_rel(lockrel, "cannot open", err);
+	if (fstat(*fd, &st) == -1) {
+		err = errno;
+		close(*fd);
+		*fd = -1;
+		return fail_rel(lockrel, "cannot stat", err);
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(*fd);
+		*fd = -1;
+		return fail_rel(lockrel, "not a regular file", EINVAL);
+	}
+	return PS_OK;
+}
+
+static int
+lock_root(struct ps_root *r, int shared, int wait, ps_lock_wait_fn waiting,
+    void *arg)
+{
+	int op = shared ? LOCK_SH : LOCK_EX;
+	int fd, rc;
+	char *why;
+
+	if (r->lockfd >= 0) {
+		ps_err("server root lock taken twice");
+		return PS_EPARTIAL;
+	}
+	if ((rc = open_lock_file(r, shared, &fd)) != PS_OK || fd == -1)
+		return rc;
+	while (flock(fd, op | LOCK_NB) == -1) {
+		if (errno == EINTR)
+			continue;
+		if (errno != EWOULDBLOCK) {
+			rc = fail_rel(PS_META_DIR "/" LOCK_NAME, "cannot lock",
+			    errno);
+			close(fd);
+			return rc;
+		}
+		why = holder_text(r, fd);
+		if (!wait) {
+			ps_err("%s", why);
+			free(why);
+			close(fd);
+			return PS_EPEER;
+		}
+		if (waiting != NULL)
+			waiting(why, arg);
+		free(why);
+		/* A signal here means the user wants out (PS_EINTR). */
+		if (flock(fd, op) == -1) {
+			rc = errno == EINTR ? PS_EINTR : fail_rel(PS_META_DIR
+			    "/" LOCK_NAME, "cannot lock", errno);
+			close_keep_errno(fd);
+			return rc;
+		}
+		break;
+	}
+	if (!shared)
+		record_holder(fd);
+	r->lockfd = fd;
+	r->lock_excl = !shared;
+	return PS_OK;
+}
+
+int
+ps_root_lock(struct ps_root *r, int wait, ps_lock_wait_fn waiting, void *arg)
+{
+	return lock_root(r, 0, wait, waiting, arg);
+}
+
+int
+ps_root_lock_shared(struct ps_root *r, int wait, ps_lock_wait_fn waiting,
+    void *arg)
+{
+	return lock_root(r, 1, wait, waiting, arg);
+}
+
+void
+ps_root_unlock(struct ps_root *r)
+{
+	if (r->lockfd < 0)
+		return;
+	/* Clear our record while still holding the lock. */
+	if (r->lock_excl)
+		(void)ftruncate(r->lockfd, 0);
+	close(r->lockfd);
+	r->lockfd = -1;
+	r->lock_excl = 0;
+}
+
+int
+ps_dir_open_quiet(struct ps_root *r, const char *rel, int *dirfd)
+{
+	int rc;
+
+	*dirfd = -1;
+	if (r->fd < 0) {
+		errno = ENOENT;
+		return PS_EPARTIAL;
+	}
+	if (rel == NULL || *rel == '\0')
+		return walk(r, "", 0, 0, 1, dirfd);
+	if ((rc = check_rel(rel)) != PS_OK)
+		return rc;
+	return walk(r, rel, strlen(rel), 0, 1, dirfd);
+}
+
+int
+ps_file_open_quiet(struct ps_root *r, const char *rel, int *fd,
+    struct stat *st)
+{
+	return file_open(r, rel, 1, fd, st);
+}

@@ -1,0 +1,261 @@
+/*
+ * state.h — the console state database (SPEC section 6): distribution
+ * servers, schedules, tasks and the event history, in one SQLite file
+ * that several processes and several consoles share.
+ *
+ * Every function prints at most one error line ("patchsync: ...") and
+ * returns a ps_result: PS_OK, or PS_EUSAGE for a rule the caller broke
+ * (unknown server, another console's schedule, ...) and for a database
+ * that cannot be used (not ours, too new, I/O error, busy for 10 s).
+ *
+ * Concurrency: every write is one statement or one short BEGIN IMMEDIATE
+ * transaction; nothing holds the write lock across I/O or callbacks.
+ * Times are seconds since the epoch: time_t for schedules (minutes
+ * matter), double for tasks and events (fractions matter).
+ */
+#ifndef PS_STATE_H
+#define PS_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* PRAGMA application_id of a patchsync state database: 'PSYC'. */
+#define PS_STATE_APP_ID 0x50535943
+/* PRAGMA user_version this binary writes and understands. */
+#define PS_STATE_VERSION 1
+
+struct ps_state;
+
+/*
+ * Open (creating the file, mode 0640, and its directories, mode 0755, on
+ * first use) the state database PATH. A file that is not SQLite, a SQLite
+ * database that is not patchsync's, or one written by a newer patchsync
+ * is refused and left untouched. Older schemas are migrated.
+ */
+int ps_state_open(const char *path, struct ps_state **st);
+void ps_state_close(struct ps_state *st);
+
+/* --- servers ------------------------------------------------------- */
+
+struct ps_server {
+	char *name;		/* [A-Za-z0-9._-]+, not starting with '-' or '.' */
+	char *url;		/* SPEC section 5 */
+	char *identity_file;	/* or NULL */
+	char *secret_file;	/* or NULL */
+	char *rsh;		/* or NULL */
+	int download_source;	/* pushes and schedules to it are refused */
+	time_t created;		/* set by ps_state_server_add */
+};
+
+/* Is NAME acceptable as a server name? */
+int ps_state_server_name_ok(const char *name);
+
+/* Duplicate name: PS_EUSAGE "server NAME already exists". */
+int ps_state_server_add(struct ps_state *st, const struct ps_server *s);
+/* Unknown name: PS_EUSAGE "unknown server NAME". Free with ps_server_free. */
+int ps_state_server_get(struct ps_state *st, const char *name,
+    struct ps_server *s);
+/* Every server, by name. Free with ps_server_list_free. */
+int ps_state_server_list(struct ps_state *st, struct ps_server **v,
+    size_t *n);
+/* Refused (PS_EUSAGE) while schedules refer to it. */
+int ps_state_server_remove(struct ps_state *st, const char *name);
+void ps_server_free(struct ps_server *s);
+void ps_server_list_free(struct ps_server *v, size_t n);
+
+/* --- schedules ----------------------------------------------------- */
+
+/*
+ * COMPONENTS everywhere below is a comma-separated list of component
+ * names ("patches,engines"); "" means every configured component.
+ */
+struct ps_schedule {
+	int64_t id;
+	char *owner;		/* console name */
+	char *server;
+	char *components;
+	char *cron;		/* as the user wrote it */
+	time_t next_run;	/* 0: never (cron can no longer fire) */
+	time_t last_run;	/* 0: never ran */
+	char *last_result;	/* state name of the last task, or NULL */
+	int64_t last_task;	/* 0: none */
+	time_t created;
+};
+
+/*
+ * Add a schedule owned by console OWNER; next_run is the first slot after
+ * NOW. Refused (PS_EUSAGE): unknown server, a download-source server, an
+ * invalid cron expression or component list.
+ */
+int ps_state_schedule_add(struct ps_state *st, const char *owner,
+    const char *server, const char *components, const char *cron,
+    time_t now, int64_t *id);
+/* Unknown id: PS_EUSAGE "unknown schedule ID". */
+int ps_state_schedule_get(struct ps_state *st, int64_t id,
+    struct ps_schedule *s);
+/* Every schedule of every console, by id. */
+int ps_state_schedule_list(struct ps_state *st, struct ps_schedule **v,
+    size_t *n);
+
+/* What ps_state_schedule_edit changes: NULL fields stay as they are. */
+struct ps_schedule_edit {
+	const char *server;
+	const char *components;
+	const char *cron;	/* also recomputes next_run from NOW */
+};
+
+/* Only CONSOLE's own schedules: else PS_EUSAGE "schedule ID belongs to X". */
+int ps_state_schedule_edit(struct ps_state *st, const char *console,
+    int64_t id, const struct ps_schedule_edit *e, time_t now);
+/* Any console's schedule (SPEC). Its tasks keep their history. */
+int ps_state_schedule_delete(struct ps_state *st, int64_t id);
+void ps_schedule_free(struct ps_schedule *s);
+void ps_schedule_list_free(struct ps_schedule *v, size_t n);
+
+/* A schedule claimed for running, and the queued task made for it. */
+struct ps_claim {
+	int64_t schedule_id;
+	int64_t task_id;
+	char *server;
+	char *components;
+};
+
+/*
+ * Run now (`schedule run ID`): only CONSOLE's own schedules. Creates a
+ * 'run-now' task in state 'queued' owned by this process; next_run is
+ * left alone.
+ */
+int ps_state_schedule_run_now(struct ps_state *st, const char *console,
+    int64_t id, struct ps_claim *claim);
+
+/*
+ * `schedule run-due`: in one BEGIN IMMEDIATE transaction, take every
+ * schedule of CONSOLE with next_run <= NOW, move its next_run to the
+ * first slot after NOW (so missed slots run once) and create a
+ * 'scheduled' task in state 'queued' owned by this process. Two callers
+ * at the same moment never claim the same schedule. *V may be empty.
+ */
+int ps_state_schedule_claim_due(struct ps_state *st, const char *console,
+    time_t now, struct ps_claim **v, size_t *n);
+void ps_claim_free(struct ps_claim *c);
+void ps_claim_list_free(struct ps_claim *v, size_t n);
+
+/* --- tasks --------------------------------------------------------- */
+
+enum ps_task_kind {
+	PS_TASK_MANUAL,		/* patchsync push */
+	PS_TASK_RUN_NOW,	/* schedule run */
+	PS_TASK_SCHEDULED	/* schedule run-due */
+};
+
+enum ps_task_state {
+	PS_TASK_QUEUED,		/* created, or waiting (lock, download) */
+	PS_TASK_RUNNING,
+	PS_TASK_SUCCEEDED,
+	PS_TASK_FAILED,
+	PS_TASK_CANCELED,
+	PS_TASK_INTERRUPTED	/* its process died (found by reaping) */
+};
+
+const char *ps_task_kind_name(enum ps_task_kind k);
+const char *ps_task_state_name(enum ps_task_state s);
+/* Is S one of the final states (succeeded .. interrupted)? */
+int ps_task_state_final(enum ps_task_state s);
+
+struct ps_task {
+	int64_t id;
+	enum ps_task_kind kind;
+	int64_t schedule_id;	/* 0: none */
+	char *console;
+	char *server;		/* server name or URL */
+	char *components;
+	enum ps_task_state state;
+	char *host;		/* host name of the owning process */
+	pid_t pid;		/* owning process */
+	uint64_t pid_start;	/* its /proc/PID/stat starttime; 0 unknown */
+	double created;
+	double started;		/* 0: not yet running */
+	double ended;		/* 0: not ended */
+	int exit_code;		/* -1: none yet */
+	char *stats;		/* JSON text, or NULL */
+};
+
+/*
+ * A new task in state 'queued', owned by the calling process (its pid,
+ * start time, host and boot id are recorded for reaping). SCHEDULE_ID
+ * (0: none) also becomes that schedule's last run.
+ */
+int ps_state_task_create(struct ps_state *st, enum ps_task_kind kind,
+    int64_t schedule_id, const char *console, const char *server,
+    const char *components, int64_t *id);
+
+/*
+ * Move task ID to STATE. 'running' records the calling process as owner
+ * (a forked worker calls this) and the start time; a final state records
+ * the end time, EXIT_CODE and STATS_JSON (may be NULL) and the result on
+ * the task's schedule. A task already in a final state is not changed
+ * (PS_EUSAGE "task ID already ended (STATE)").
+ */
+int ps_state_task_set_state(struct ps_state *st, int64_t id,
+    enum ps_task_state state, int exit_code, const char *stats_json);
+
+/*
+ * Hand task ID over to process PID (on this host), e.g. a worker that
+ * run-due forked: call it in the parent right after fork(), before the
+ * parent may exit, so the task is never without a live owner.
+ */
+int ps_state_task_set_owner(struct ps_state *st, int64_t id, pid_t pid);
+
+/* ps_state_task_get and _list reap first (see below). */
+int ps_state_task_get(struct ps_state *st, int64_t id, struct ps_task *t);
+/* The LIMIT newest tasks (0: all), oldest first. */
+int ps_state_task_list(struct ps_state *st, size_t limit, struct ps_task **v,
+    size_t *n);
+void ps_task_free(struct ps_task *t);
+void ps_task_list_free(struct ps_task *v, size_t n);
+
+/*
+ * Tasks 'queued' or 'running' whose owning process on this host is gone
+ * (no such pid, a different start time, or a reboot since) become
+ * 'interrupted' with an 'end' event. Tasks of other hosts are left to
+ * their hosts. *REAPED (may be NULL) gets how many.
+ */
+int ps_state_task_reap(struct ps_state *st, size_t *reaped);
+
+/* --- events -------------------------------------------------------- */
+
+struct ps_event {
+	int64_t id;
+	int64_t task_id;
+	double time;
+	const char *level;	/* "info", "warning" or "error" */
+	const char *kind;	/* "start", "queued", "progress", "file-error", "end", ... */
+	const char *message;
+	const char *data;	/* JSON text, or NULL */
+	const char *server;	/* the task's server */
+};
+
+/* LEVEL must be "info", "warning" or "error"; DATA_JSON may be NULL. */
+int ps_state_event_add(struct ps_state *st, int64_t task_id,
+    const char *kind, const char *level, const char *message,
+    const char *data_json);
+
+struct ps_event_filter {
+	int64_t task;		/* 0: any */
+	const char *server;	/* NULL: any */
+	int64_t after_id;	/* only events with id > after_id */
+	size_t limit;		/* 0: all; else the LIMIT newest that match */
+};
+
+/*
+ * Call FN for each matching event, oldest first; FN returning non-zero
+ * stops the walk. FN may use ST. --follow polls with after_id set to the
+ * last id seen. Returns PS_OK, or what FN returned if it stopped.
+ */
+typedef int (*ps_event_fn)(const struct ps_event *ev, void *arg);
+int ps_state_events(struct ps_state *st, const struct ps_event_filter *f,
+    ps_event_fn fn, void *arg);
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * syncplan.h — what a sender must do to make the receiver's tree an exact
+ * copy of its own, decided from the two manifests alone (pure logic).
+ */
+#ifndef PS_SYNCPLAN_H
+#define PS_SYNCPLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "manifest.h"
+
+enum ps_act_kind {
+	PS_ACT_DELETE,		/* remove dst (file, or empty dir) */
+	PS_ACT_MKDIR,		/* make directory src */
+	PS_ACT_SEND,		/* send file src (dst: its old version or NULL) */
+	PS_ACT_META,		/* same content: set mode and mtime of src */
+	PS_ACT_DIRMETA		/* set a directory's mode and mtime, last */
+};
+
+/* What changed, for -i/--itemize. */
+#define PS_CH_NEW	0x01
+#define PS_CH_SIZE	0x02
+#define PS_CH_TIME	0x04
+#define PS_CH_PERMS	0x08
+#define PS_CH_CONTENT	0x10
+
+struct ps_action {
+	uint8_t kind;		/* enum ps_act_kind */
+	uint8_t changes;	/* PS_CH_* */
+	const struct ps_entry *src;	/* console side (NULL for DELETE) */
+	const struct ps_entry *dst;	/* receiver side, or NULL */
+};
+
+struct ps_syncplan {
+	struct ps_action *a;	/* deletes (deepest first), mkdirs,
+				   sends, metas, dirmetas */
+	size_t n;
+	size_t ndelete_files;	/* regular files among the deletes */
+	size_t nsend;
+	uint64_t send_bytes;	/* sizes of the files to send */
+	size_t nconflict;	/* dst dirs where src has a file, kept
+				   because deleting was not allowed */
+};
+
+struct ps_plan_opts {
+	int checksum;		/* compare content even when size+mtime match */
+	int delete;		/* remove what src does not have */
+};
+
+/*
+ * Compare SRC (what should be) with DST (what the receiver has). A file
+ * whose size and mtime match is current (unless CHECKSUM); one whose
+ * content hash matches needs only META. Directories whose mode or time
+ * differ, or whose contents change, get a DIRMETA at the end. A
+ * directory on the receiver where SRC has a file (or the reverse) is
+ * deleted first when DELETE is set; otherwise it is counted in
+ * nconflict and the file is not sent.
+ */
+void ps_syncplan_make(const struct ps_manifest *src,
+    const struct ps_manifest *dst, const struct ps_plan_opts *o,
+    struct ps_syncplan *p);
+void ps_syncplan_free(struct ps_syncplan *p);
+
+/*
+ * The itemize string of an action, rsync -i style, in OUT (12 bytes):
+ * ">f+++++++" new file, ">fcst...." changed (c content, s size, t time,
+ * p perms), ".f...tp.." metadata only, "cd+++++++" new directory,
+ * "*deleting" removal.
+ */
+void ps_itemize(const struct ps_action *a, char out[12]);
+
+#endif

@@ -1,0 +1,351 @@
+/*
+ * transport.c — start the server role as a child process.
+ *
+ * Both transports end in the same place: a process running
+ * `patchsync serve --stdio ROOT` with the stream on its stdin and stdout.
+ * Locally it is our own executable over a socketpair; remotely it is the
+ * rsh command (ssh by default) with the remote command line as its last
+ * word, the way rsync's -e works, so a test wrapper given as --rsh can
+ * drop the host and run the command here.
+ *
+ * Everything the child needs is prepared before fork(): the console may
+ * have other threads, so between fork and exec the child only calls
+ * async-signal-safe functions.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <popt.h>
+
+#include "ps.h"
+#include "transport.h"
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+char *
+ps_shell_quote(const char *s)
+{
+	struct buf b = { 0 };
+
+	buf_addc(&b, '\'');
+	for (; *s != '\0'; s++) {
+		if (*s == '\'')
+			buf_addstr(&b, "'\\''");
+		else
+			buf_addc(&b, (unsigned char)*s);
+	}
+	buf_addc(&b, '\'');
+	buf_addc(&b, '\0');
+	return (char *)b.p;
+}
+
+void
+ps_argv_free(char **argv)
+{
+	size_t i;
+
+	if (argv == NULL)
+		return;
+	for (i = 0; argv[i] != NULL; i++)
+		free(argv[i]);
+	free(argv);
+}
+
+static void
+argv_add(char ***argv, size_t *n, char *s)
+{
+	*argv = xreallocarray(*argv, *n + 2, sizeof(**argv));
+	(*argv)[(*n)++] = s;
+	(*argv)[*n] = NULL;
+}
+
+static char **
+local_argv(const struct ps_url *u, const struct ps_conn_opts *o)
+{
+	char **argv = NULL;
+	size_t n = 0;
+
+	argv_add(&argv, &n, xstrdup(o->self_exe != NULL ? o->self_exe :
+	    "patchsync"));
+	argv_add(&argv, &n, xstrdup("serve"));
+	argv_add(&argv, &n, xstrdup("--stdio"));
+	argv_add(&argv, &n, xstrdup(u->path));
+	return argv;
+}
+
+/*
+ * poptParseArgvString accepts an unterminated quote ("ssh 'x") and makes
+ * a word of the rest; refuse it instead, as a shell would.
+ */
+static int
+quotes_closed(const char *s)
+{
+	char quote = '\0';
+
+	for (; *s != '\0'; s++) {
+		if (quote != '\0' && *s == quote)
+			quote = '\0';
+		else if (*s == '\\') {	/* popt: even inside '...' */
+			if (*++s == '\0')
+				return 0;
+		} else if (quote == '\0' && (*s == '\'' || *s == '"'))
+			quote = *s;
+	}
+	return quote == '\0';
+}
+
+static char **
+ssh_argv(const struct ps_url *u, const struct ps_conn_opts *o, char *err,
+    size_t errlen)
+{
+	const char *rsh = o->rsh != NULL ? o->rsh : "ssh";
+	const char **words = NULL;
+	char **argv = NULL, *q;
+	size_t n = 0;
+	int i, nwords = 0, r;
+
+	if (!quotes_closed(rsh)) {
+		fail(err, errlen, "cannot split remote shell command '%s': "
+		    "unterminated quote", rsh);
+		return NULL;
+	}
+	r = poptParseArgvString(rsh, &nwords, &words);
+	if (r != 0 || nwords < 1) {
+		fail(err, errlen, "cannot split remote shell command '%s': %s",
+		    rsh, r != 0 ? poptStrerror(r) : "empty");
+		free(words);
+		return NULL;
+	}
+	for (i = 0; i < nwords; i++)
+		argv_add(&argv, &n, xstrdup(words[i]));
+	free(words);
+	if (u->port != 0) {
+		argv_add(&argv, &n, xstrdup("-p"));
+		argv_add(&argv, &n, xasprintf("%d", u->port));
+	}
+	if (u->user != NULL) {
+		argv_add(&argv, &n, xstrdup("-l"));
+		argv_add(&argv, &n, xstrdup(u->user));
+	}
+	argv_add(&argv, &n, xstrdup(u->host));
+	q = ps_shell_quote(u->path);
+	argv_add(&argv, &n, xasprintf("%s serve --stdio %s",
+	    o->remote_path != NULL ? o->remote_path : "patchsync", q));
+	free(q);
+	return argv;
+}
+
+char **
+ps_conn_argv(const struct ps_url *u, const struct ps_conn_opts *o,
+    char *err, size_t errlen)
+{
+	static const struct ps_conn_opts none;
+
+	if (o == NULL)
+		o = &none;
+	switch (u->kind) {
+	case PS_URL_LOCAL:
+		return local_argv(u, o);
+	case PS_URL_SSH:
+		return ssh_argv(u, o, err, errlen);
+	case PS_URL_DAEMON:
+		fail(err, errlen, "psync:// destinations (patchsync daemon) "
+		    "are not supported yet");
+		return NULL;
+	default:
+		fail(err, errlen, "unknown destination kind");
+		return NULL;
+	}
+}
+
+/* In the child: write S to stderr (async-signal-safe). */
+static void
+child_say(const char *s)
+{
+	size_t n = strlen(s);
+	ssize_t r;
+
+	while (n > 0 && ((r = write(2, s, n)) > 0 || errno == EINTR)) {
+		if (r > 0) {
+			s += r;
+			n -= (size_t)r;
+		}
+	}
+}
+
+/*
+ * In the child: make IN and OUT our stdin and stdout, reset what the
+ * parent changed, exec. Never returns.
+ */
+static void
+child_exec(int in, int out, const char *prog, char **argv)
+{
+	sigset_t none;
+	int e;
+
+	/* Move both above 2 first, so neither is clobbered by the other. */
+	in = fcntl(in, F_DUPFD_CLOEXEC, 3);
+	out = fcntl(out, F_DUPFD_CLOEXEC, 3);
+	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0) {
+		child_say("patchsync: cannot set up the child's stdin and "
+		    "stdout\n");
+		_exit(127);
+	}
+	/* main() ignores SIGPIPE; ssh and friends expect the default. */
+	signal(SIGPIPE, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execvp(prog, argv);
+	e = errno;
+	child_say("patchsync: cannot run '");
+	child_say(argv[0]);
+	child_say("': ");
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
+	child_say(strerrordesc_np(e));	/* unlike strerror, AS-safe */
+#else
+	child_say(strerror(e));
+#endif
+	child_say("\n");
+	_exit(127);
+}
+
+static int
+open_local(struct ps_conn *c, const char *prog, char **argv)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return fail(c->err, sizeof(c->err), "socketpair: %s",
+		    strerror(errno));
+	c->pid = fork();
+	if (c->pid < 0) {
+		fail(c->err, sizeof(c->err), "fork: %s", strerror(errno));
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (c->pid == 0)
+		child_exec(sv[1], sv[1], prog, argv);
+	close(sv[1]);
+	c->rfd = c->wfd = sv[0];
+	return 0;
+}
+
+static int
+open_pipes(struct ps_conn *c, const char *prog, char **argv)
+{
+	int to[2], from[2];
+
+	if (pipe2(to, O_CLOEXEC) < 0)
+		return fail(c->err, sizeof(c->err), "pipe: %s",
+		    strerror(errno));
+	if (pipe2(from, O_CLOEXEC) < 0) {
+		fail(c->err, sizeof(c->err), "pipe: %s", strerror(errno));
+		close(to[0]);
+		close(to[1]);
+		return -1;
+	}
+	c->pid = fork();
+	if (c->pid < 0) {
+		fail(c->err, sizeof(c->err), "fork: %s", strerror(errno));
+		close(to[0]);
+		close(to[1]);
+		close(from[0]);
+		close(from[1]);
+		return -1;
+	}
+	if (c->pid == 0)
+		child_exec(to[0], from[1], prog, argv);
+	close(to[0]);
+	close(from[1]);
+	c->wfd = to[1];
+	c->rfd = from[0];
+	return 0;
+}
+
+int
+ps_conn_open(const struct ps_url *u, const struct ps_conn_opts *o,
+    struct ps_conn *c)
+{
+	static const struct ps_conn_opts none;
+	const char *prog;
+	char **argv;
+	int r;
+
+	if (o == NULL)
+		o = &none;
+	memset(c, 0, sizeof(*c));
+	c->rfd = c->wfd = -1;
+	c->pid = -1;
+	argv = ps_conn_argv(u, o, c->err, sizeof(c->err));
+	if (argv == NULL)
+		return PS_EUSAGE;
+	if (u->kind == PS_URL_LOCAL) {
+		/* argv[0] stays readable in ps; exec the real file. */
+		prog = o->self_exe != NULL ? o->self_exe : "/proc/self/exe";
+		r = open_local(c, prog, argv);
+	} else
+		r = open_pipes(c, argv[0], argv);
+	ps_argv_free(argv);
+	if (r < 0) {
+		c->pid = -1;
+		return PS_EPEER;
+	}
+	return PS_OK;
+}
+
+int
+ps_conn_close(struct ps_conn *c)
+{
+	int status;
+	pid_t r;
+
+	if (c->rfd >= 0)
+		close(c->rfd);
+	if (c->wfd >= 0 && c->wfd != c->rfd)
+		close(c->wfd);
+	c->rfd = c->wfd = -1;
+	if (c->pid <= 0)
+		return -1;
+	do
+		r = waitpid(c->pid, &status, 0);
+	while (r < 0 && errno == EINTR);
+	c->pid = -1;
+	if (r < 0)
+		return -1;
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return -1;
+}
+
+int
+ps_conn_kill(struct ps_conn *c)
+{
+	if (c->pid <= 0)
+		return -1;
+	return kill(c->pid, SIGTERM);
+}

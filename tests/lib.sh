@@ -1,0 +1,86 @@
+# tests/lib.sh — sourced by every functional test.
+#
+# Gives: $PS (the patchsync binary), $T (a fresh temporary directory,
+# removed on exit), and small helpers. Exit 77 means "skipped" (automake).
+
+set -eu
+
+: "${PATCHSYNC:=$(cd "$(dirname "$0")/../.." && pwd)/build/src/patchsync}"
+PS=$PATCHSYNC
+[ -x "$PS" ] || { echo "patchsync binary not found: $PS" >&2; exit 99; }
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/patchsync-test.XXXXXX")
+cleanup() {
+    chmod -R u+rwx "$T" 2>/dev/null || true
+    rm -rf "$T"
+}
+trap cleanup EXIT
+cd "$T"
+
+# Never pick up the machine's own configuration.
+PATCHSYNC_CONFIG=/nonexistent/patchsync.conf
+unset PATCHSYNC_CONFIG
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+skip() {
+    echo "SKIP: $*" >&2
+    exit 77
+}
+
+# expect_exit CODE CMD...: run CMD, capture stdout/stderr in $T/out and
+# $T/err, and check its exit status.
+expect_exit() {
+    want=$1
+    shift
+    set +e
+    "$@" >"$T/out" 2>"$T/err"
+    got=$?
+    set -e
+    if [ "$got" != "$want" ]; then
+        echo "--- stdout:" >&2; head -c 2000 "$T/out" >&2
+        echo "--- stderr:" >&2; head -c 2000 "$T/err" >&2
+        fail "expected exit $want, got $got: $*"
+    fi
+}
+
+# The last command's stderr is exactly one line starting "patchsync: ".
+one_error_line() {
+    n=$(wc -l <"$T/err")
+    [ "$n" -eq 1 ] || { cat "$T/err" >&2; fail "expected one line on stderr, got $n"; }
+    grep -q '^patchsync: ' "$T/err" || { cat "$T/err" >&2; fail "stderr does not start with 'patchsync: '"; }
+}
+
+# err_has TEXT: the last command's stderr mentions TEXT.
+err_has() {
+    grep -qF -- "$1" "$T/err" || { cat "$T/err" >&2; fail "stderr lacks '$1'"; }
+}
+
+out_has() {
+    grep -qF -- "$1" "$T/out" || { cat "$T/out" >&2; fail "stdout lacks '$1'"; }
+}
+
+# same_tree A B: the regular files, their bytes and modes are the same.
+same_tree() {
+    diff -r "$1" "$2" >/dev/null || fail "trees differ: $1 $2"
+}
+
+# mkfile PATH SIZE [SEED]: a file of SIZE pseudo-random bytes from SEED.
+mkfile() {
+    mkdir -p "$(dirname "$1")"
+    python3 -c 'import random,sys
+r=random.Random(int(sys.argv[2])); sys.stdout.buffer.write(r.randbytes(int(sys.argv[1])))' \
+        "$2" "${3:-1}" >"$1"
+}
+
+# json_get FILE EXPR: evaluate a Python expression on the parsed JSON (d).
+json_get() {
+    python3 -c 'import json,sys
+d=json.load(open(sys.argv[1]))
+print(eval(sys.argv[2]))' "$1" "$2"
+}
+
+is_root() { [ "$(id -u)" = 0 ]; }

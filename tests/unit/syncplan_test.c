@@ -1,0 +1,177 @@
+/* Unit tests for the sync planner (src/syncplan.c). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "syncplan.h"
+
+/* Add an entry: TYPE 'f' or 'd', content byte C (files), mtime T. */
+static void
+put(struct ps_manifest *m, const char *path, int type, uint64_t size,
+    int c, int64_t t, uint32_t mode)
+{
+	struct ps_entry e;
+
+	memset(&e, 0, sizeof(e));
+	e.path = strdup(path);
+	e.path_len = (uint32_t)strlen(path);
+	e.type = (uint8_t)type;
+	e.size = type == 'f' ? size : 0;
+	e.mtime_sec = t;
+	e.mode = mode;
+	if (type == 'f') {
+		memset(e.hash, c, sizeof(e.hash));
+		e.block_shift = (uint8_t)ps_block_shift_for(e.size);
+	}
+	ps_manifest_put(m, &e);
+}
+
+static const struct ps_action *
+find(const struct ps_syncplan *p, int kind, const char *path)
+{
+	size_t i;
+
+	for (i = 0; i < p->n; i++) {
+		const struct ps_entry *e = p->a[i].src ? p->a[i].src :
+		    p->a[i].dst;
+
+		if (p->a[i].kind == kind && strcmp(e->path, path) == 0)
+			return &p->a[i];
+	}
+	return NULL;
+}
+
+static void
+test_basic(void **state)
+{
+	struct ps_manifest src = { 0 }, dst = { 0 };
+	struct ps_plan_opts o = { 0, 1 };
+	struct ps_syncplan p;
+	char code[12];
+
+	(void)state;
+	put(&src, "a", 'd', 0, 0, 100, 0755);
+	put(&src, "a/same", 'f', 10, 1, 100, 0644);
+	put(&src, "a/changed", 'f', 10, 2, 200, 0644);
+	put(&src, "a/touched", 'f', 10, 3, 300, 0644);	/* same content */
+	put(&src, "a/perm", 'f', 10, 4, 100, 0600);
+	put(&src, "new", 'f', 5, 5, 100, 0644);
+	put(&src, "newdir", 'd', 0, 0, 100, 0755);
+	put(&dst, "a", 'd', 0, 0, 100, 0755);
+	put(&dst, "a/same", 'f', 10, 1, 100, 0644);
+	put(&dst, "a/changed", 'f', 10, 9, 100, 0644);
+	put(&dst, "a/touched", 'f', 10, 3, 100, 0644);
+	put(&dst, "a/perm", 'f', 10, 4, 100, 0644);
+	put(&dst, "old", 'd', 0, 0, 100, 0755);
+	put(&dst, "old/x", 'f', 1, 7, 100, 0644);
+	put(&dst, "old/y", 'f', 1, 7, 100, 0644);
+
+	ps_syncplan_make(&src, &dst, &o, &p);
+	assert_null(find(&p, PS_ACT_SEND, "a/same"));
+	assert_null(find(&p, PS_ACT_META, "a/same"));
+	assert_non_null(find(&p, PS_ACT_SEND, "a/changed"));
+	assert_non_null(find(&p, PS_ACT_META, "a/touched"));
+	assert_null(find(&p, PS_ACT_SEND, "a/touched"));
+	assert_non_null(find(&p, PS_ACT_META, "a/perm"));
+	assert_non_null(find(&p, PS_ACT_SEND, "new"));
+	assert_non_null(find(&p, PS_ACT_MKDIR, "newdir"));
+	assert_non_null(find(&p, PS_ACT_DELETE, "old/x"));
+	assert_non_null(find(&p, PS_ACT_DELETE, "old"));
+	assert_int_equal(p.ndelete_files, 2);
+	assert_int_equal(p.nsend, 2);
+	assert_int_equal(p.send_bytes, 15);
+	/* Deletes come first, deepest first: old/y, old/x, old. */
+	assert_int_equal(p.a[0].kind, PS_ACT_DELETE);
+	assert_string_equal(p.a[2].dst->path, "old");
+	/* a's contents changed: its time is set again, at the end. */
+	assert_non_null(find(&p, PS_ACT_DIRMETA, "a"));
+	assert_int_equal(p.a[p.n - 1].kind, PS_ACT_DIRMETA);
+
+	ps_itemize(find(&p, PS_ACT_SEND, "new"), code);
+	assert_string_equal(code, ">f+++++++");
+	ps_itemize(find(&p, PS_ACT_SEND, "a/changed"), code);
+	assert_string_equal(code, ">fc.t....");
+	ps_itemize(find(&p, PS_ACT_META, "a/perm"), code);
+	assert_string_equal(code, ".f...p...");
+	ps_itemize(find(&p, PS_ACT_DELETE, "old"), code);
+	assert_string_equal(code, "*deleting");
+	ps_syncplan_free(&p);
+
+	/* Without --delete nothing goes. */
+	o.delete = 0;
+	ps_syncplan_make(&src, &dst, &o, &p);
+	assert_null(find(&p, PS_ACT_DELETE, "old"));
+	assert_int_equal(p.ndelete_files, 0);
+	ps_syncplan_free(&p);
+	ps_manifest_free(&src);
+	ps_manifest_free(&dst);
+}
+
+static void
+test_checksum_and_conflicts(void **state)
+{
+	struct ps_manifest src = { 0 }, dst = { 0 };
+	struct ps_plan_opts o = { 0, 0 };
+	struct ps_syncplan p;
+
+	(void)state;
+	/* Same size and time, other content: found only with --checksum. */
+	put(&src, "f", 'f', 10, 1, 100, 0644);
+	put(&dst, "f", 'f', 10, 2, 100, 0644);
+	/* A directory where the console has a file, and the reverse. */
+	put(&src, "x", 'f', 3, 3, 100, 0644);
+	put(&dst, "x", 'd', 0, 0, 100, 0755);
+	put(&dst, "x/inner", 'f', 1, 1, 100, 0644);
+	put(&src, "y", 'd', 0, 0, 100, 0755);
+	put(&dst, "y", 'f', 3, 3, 100, 0644);
+
+	ps_syncplan_make(&src, &dst, &o, &p);
+	assert_null(find(&p, PS_ACT_SEND, "f"));
+	assert_int_equal(p.nconflict, 2);
+	assert_null(find(&p, PS_ACT_SEND, "x"));
+	ps_syncplan_free(&p);
+
+	o.checksum = 1;
+	o.delete = 1;
+	ps_syncplan_make(&src, &dst, &o, &p);
+	assert_non_null(find(&p, PS_ACT_SEND, "f"));
+	assert_int_equal(p.nconflict, 0);
+	assert_non_null(find(&p, PS_ACT_DELETE, "x/inner"));
+	assert_non_null(find(&p, PS_ACT_DELETE, "x"));
+	assert_non_null(find(&p, PS_ACT_SEND, "x"));
+	assert_non_null(find(&p, PS_ACT_DELETE, "y"));
+	assert_non_null(find(&p, PS_ACT_MKDIR, "y"));
+	ps_syncplan_free(&p);
+	ps_manifest_free(&src);
+	ps_manifest_free(&dst);
+}
+
+static void
+test_empty(void **state)
+{
+	struct ps_manifest src = { 0 }, dst = { 0 };
+	struct ps_plan_opts o = { 0, 1 };
+	struct ps_syncplan p;
+
+	(void)state;
+	ps_syncplan_make(&src, &dst, &o, &p);
+	assert_int_equal(p.n, 0);
+	ps_syncplan_free(&p);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_basic),
+		cmocka_unit_test(test_checksum_and_conflicts),
+		cmocka_unit_test(test_empty),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,827 @@
+/* Unit tests for the framed message stream (src/wire.c). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ps.h"
+#include "wire.h"
+
+static void
+pair(int sv[2])
+{
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+	    sv), 0);
+}
+
+/* Deterministic payload bytes for frame I of LEN bytes. */
+static void
+fill_pattern(unsigned char *p, size_t len, uint32_t seed)
+{
+	size_t i;
+	uint32_t x = seed * 2654435761u + 1;
+
+	for (i = 0; i < len; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		p[i] = (unsigned char)x;
+	}
+}
+
+/* ---- a thread that writes raw bytes, then closes its descriptor ---- */
+
+struct raw {
+	int fd;
+	const void *p;
+	size_t len;
+	int close_after;
+	pthread_t t;
+};
+
+static void *
+raw_main(void *arg)
+{
+	struct raw *r = arg;
+	const char *p = r->p;
+	size_t left = r->len;
+	ssize_t n;
+
+	while (left > 0) {
+		n = write(r->fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		p += n;
+		left -= (size_t)n;
+	}
+	if (r->close_after)
+		close(r->fd);
+	return NULL;
+}
+
+static void
+raw_start(struct raw *r, int fd, const void *p, size_t len, int close_after)
+{
+	r->fd = fd;
+	r->p = p;
+	r->len = len;
+	r->close_after = close_after;
+	assert_int_equal(pthread_create(&r->t, NULL, raw_main, r), 0);
+}
+
+static void
+raw_join(struct raw *r)
+{
+	pthread_join(r->t, NULL);
+}
+
+/* ---- round trip ---- */
+
+static const size_t sizes[] = { 0, 1, 4, 5, 100, 4096, 65536,
+    256 * 1024 - 5, 256 * 1024, 256 * 1024 + 1, 1000000, PS_FRAME_MAX,
+    3, 0, 77777, 2 };
+#define NSIZES (sizeof(sizes) / sizeof(sizes[0]))
+#define ROUNDS 3
+
+struct exact {
+	struct ps_wire *w;
+	int rc;
+	pthread_t t;
+};
+
+/* Frame I: type I & 0xff, sizes[I % NSIZES] pattern bytes seeded by I. */
+static void *
+exact_main(void *arg)
+{
+	struct exact *x = arg;
+	unsigned char *p = malloc(PS_FRAME_MAX);
+	size_t i;
+
+	x->rc = PS_OK;
+	for (i = 0; i < NSIZES * ROUNDS && x->rc == PS_OK; i++) {
+		fill_pattern(p, sizes[i % NSIZES], (uint32_t)i);
+		x->rc = ps_wire_send(x->w, (uint8_t)i, p, sizes[i % NSIZES]);
+	}
+	if (x->rc == PS_OK)
+		x->rc = ps_wire_shutdown_write(x->w);
+	free(p);
+	return NULL;
+}
+
+static void
+test_round_trip(void **state)
+{
+	struct ps_wire *a, *b;
+	struct exact x = { 0 };
+	struct buf p = { 0 };
+	unsigned char *want = malloc(PS_FRAME_MAX);
+	uint64_t total = 0;
+	uint8_t type;
+	size_t i;
+	int sv[2];
+
+	(void)state;
+	pair(sv);
+	a = ps_wire_new(sv[0], sv[0]);
+	b = ps_wire_new(sv[1], sv[1]);
+	x.w = a;
+	assert_int_equal(pthread_create(&x.t, NULL, exact_main, &x), 0);
+	for (i = 0; i < NSIZES * ROUNDS; i++) {
+		if (ps_wire_recv(b, &type, &p) != PS_OK)
+			fail_msg("frame %zu: %s", i, ps_wire_error(b));
+		assert_int_equal(type, (uint8_t)i);
+		assert_int_equal(p.len, sizes[i % NSIZES]);
+		fill_pattern(want, p.len, (uint32_t)i);
+		if (p.len > 0)
+			assert_memory_equal(p.p, want, p.len);
+		total += PS_FRAME_HDR + sizes[i % NSIZES];
+	}
+	/* The writer shut down after the last frame: a clean end. */
+	assert_int_equal(ps_wire_recv(b, &type, &p), PS_EPEER);
+	assert_int_equal(ps_wire_eof(b), 1);
+	assert_string_equal(ps_wire_error(b), "peer closed the connection");
+	assert_int_equal(p.len, 0);
+	/* Once dead, it stays dead. */
+	assert_int_equal(ps_wire_recv(b, &type, &p), PS_EPEER);
+	pthread_join(x.t, NULL);
+	assert_int_equal(x.rc, PS_OK);
+	assert_int_equal(ps_wire_bytes_out(a), total);
+	assert_int_equal(ps_wire_bytes_in(b), total);
+	assert_int_equal(ps_wire_bytes_in(a), 0);
+	assert_int_equal(ps_wire_bytes_out(b), 0);
+	free(want);
+	buf_free(&p);
+	ps_wire_free(a);
+	ps_wire_free(b);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* Several threads send at once: every frame arrives whole and in order. */
+#define NSENDERS 4
+#define PER_SENDER 60
+
+struct sender {
+	struct ps_wire *w;
+	int id;			/* also the frame type */
+	int rc;
+	pthread_t t;
+};
+
+static size_t
+sender_len(int i)
+{
+	size_t n = sizes[(size_t)i % NSIZES];
+
+	n = n < 4 ? 4 : n;
+	return n > 300000 ? 300000 : n;
+}
+
+static void *
+sender_main(void *arg)
+{
+	struct sender *s = arg;
+	unsigned char *p = malloc(300000);
+	size_t len;
+	int i;
+
+	s->rc = PS_OK;
+	for (i = 0; i < PER_SENDER && s->rc == PS_OK; i++) {
+		len = sender_len(i);
+		put_u32le(p, (uint32_t)i);
+		fill_pattern(p + 4, len - 4, (uint32_t)(s->id * 1000 + i));
+		if (i % 2)
+			s->rc = ps_wire_send(s->w, (uint8_t)s->id, p, len);
+		else
+			s->rc = ps_wire_send2(s->w, (uint8_t)s->id, p, 4,
+			    p + 4, len - 4);
+	}
+	if (s->rc == PS_OK)
+		s->rc = ps_wire_flush(s->w);
+	free(p);
+	return NULL;
+}
+
+static void
+test_threads(void **state)
+{
+	struct sender s[NSENDERS];
+	struct ps_wire *a, *b;
+	struct buf p = { 0 };
+	unsigned char *want = malloc(300000);
+	int next[NSENDERS] = { 0 };
+	uint8_t type;
+	int sv[2], i, n, id, seq;
+
+	(void)state;
+	pair(sv);
+	a = ps_wire_new(sv[0], sv[0]);
+	b = ps_wire_new(sv[1], sv[1]);
+	for (i = 0; i < NSENDERS; i++) {
+		s[i].w = a;
+		s[i].id = i;
+		assert_int_equal(pthread_create(&s[i].t, NULL, sender_main,
+		    &s[i]), 0);
+	}
+	/*
+	 * No flush from this thread: a sender holding the lock may be blocked
+	 * writing until we read. The senders flush when they are done.
+	 */
+	for (n = 0; n < NSENDERS * PER_SENDER; n++) {
+		if (ps_wire_recv(b, &type, &p) != PS_OK)
+			fail_msg("frame %d: %s", n, ps_wire_error(b));
+		id = type;
+		assert_in_range(id, 0, NSENDERS - 1);
+		assert_true(p.len >= 4);
+		seq = (int)get_u32le(p.p);
+		assert_int_equal(seq, next[id]);
+		next[id]++;
+		assert_int_equal(p.len, sender_len(seq));
+		fill_pattern(want, p.len - 4, (uint32_t)(id * 1000 + seq));
+		assert_memory_equal(p.p + 4, want, p.len - 4);
+	}
+	for (i = 0; i < NSENDERS; i++) {
+		pthread_join(s[i].t, NULL);
+		assert_int_equal(s[i].rc, PS_OK);
+	}
+	free(want);
+	buf_free(&p);
+	ps_wire_free(a);
+	ps_wire_free(b);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+static void
+test_send2(void **state)
+{
+	struct ps_wire *a, *b;
+	struct buf p = { 0 };
+	unsigned char *big = malloc(PS_FRAME_MAX);
+	unsigned char hdr[12] = "chunk-header";
+	uint8_t type;
+	int sv[2];
+
+	(void)state;
+	pair(sv);
+	a = ps_wire_new(sv[0], sv[0]);
+	b = ps_wire_new(sv[1], sv[1]);
+	fill_pattern(big, 1000, 7);
+	assert_int_equal(ps_wire_send2(a, 42, hdr, sizeof(hdr), big, 1000),
+	    PS_OK);
+	assert_int_equal(ps_wire_send2(a, 43, NULL, 0, NULL, 0), PS_OK);
+	assert_int_equal(ps_wire_flush(a), PS_OK);
+	assert_int_equal(ps_wire_recv(b, &type, &p), PS_OK);
+	assert_int_equal(type, 42);
+	assert_int_equal(p.len, sizeof(hdr) + 1000);
+	assert_memory_equal(p.p, hdr, sizeof(hdr));
+	assert_memory_equal(p.p + sizeof(hdr), big, 1000);
+	assert_int_equal(ps_wire_recv(b, &type, &p), PS_OK);
+	assert_int_equal(type, 43);
+	assert_int_equal(p.len, 0);
+	/* One byte too big, split or not: refused, nothing sent. */
+	assert_int_equal(ps_wire_send2(a, 1, hdr, sizeof(hdr), big,
+	    PS_FRAME_MAX - sizeof(hdr) + 1), PS_EUSAGE);
+	assert_int_equal(ps_wire_send(a, 1, big, (size_t)PS_FRAME_MAX + 1),
+	    PS_EUSAGE);
+	assert_int_equal(ps_wire_send2(a, 1, big, SIZE_MAX, big, 2),
+	    PS_EUSAGE);
+	assert_int_equal(ps_wire_bytes_out(a), 2 * PS_FRAME_HDR +
+	    sizeof(hdr) + 1000);
+	free(big);
+	buf_free(&p);
+	ps_wire_free(a);
+	ps_wire_free(b);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* ---- broken streams ---- */
+
+/* Feed RAW bytes (then EOF) to a fresh wire; return recv's result. */
+static int
+recv_raw(const void *raw, size_t len, struct ps_wire **wp, struct buf *p)
+{
+	struct raw r;
+	uint8_t type;
+	int sv[2], rc;
+
+	pair(sv);
+	raw_start(&r, sv[0], raw, len, 1);
+	*wp = ps_wire_new(sv[1], sv[1]);
+	rc = ps_wire_recv(*wp, &type, p);
+	raw_join(&r);
+	close(sv[1]);
+	return rc;
+}
+
+static void
+test_oversized(void **state)
+{
+	unsigned char h[PS_FRAME_HDR + 16] = { 0 };
+	struct ps_wire *w;
+	struct buf p = { 0 };
+
+	(void)state;
+	put_u32le(h, PS_FRAME_MAX + 1);
+	h[4] = 3;
+	assert_int_equal(recv_raw(h, sizeof(h), &w, &p), PS_EPEER);
+	assert_string_equal(ps_wire_error(w),
+	    "frame of 4194305 bytes exceeds the 4194304-byte limit");
+	assert_int_equal(ps_wire_eof(w), 0);
+	ps_wire_free(w);
+	put_u32le(h, UINT32_MAX);
+	assert_int_equal(recv_raw(h, sizeof(h), &w, &p), PS_EPEER);
+	assert_non_null(strstr(ps_wire_error(w), "exceeds"));
+	ps_wire_free(w);
+	buf_free(&p);
+}
+
+static void
+test_truncated(void **state)
+{
+	static const size_t cut[][2] = {	/* frame length, bytes sent */
+		{ 100, 50 }, { 100, 0 }, { 100, 99 },
+		{ 1000000, 300000 }, { 1000000, 999999 },
+		{ PS_FRAME_MAX, 5 },
+	};
+	unsigned char *raw = calloc(1, PS_FRAME_HDR + 1000000);
+	struct ps_wire *w;
+	struct buf p = { 0 };
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+		put_u32le(raw, (uint32_t)cut[i][0]);
+		raw[4] = 9;
+		assert_int_equal(recv_raw(raw, PS_FRAME_HDR + cut[i][1], &w,
+		    &p), PS_EPEER);
+		if (strstr(ps_wire_error(w), "middle of a frame") == NULL)
+			fail_msg("case %zu: reason '%s'", i,
+			    ps_wire_error(w));
+		assert_int_equal(ps_wire_eof(w), 0);
+		ps_wire_free(w);
+	}
+	/* A cut inside the header itself. */
+	for (i = 1; i < PS_FRAME_HDR; i++) {
+		assert_int_equal(recv_raw(raw, i, &w, &p), PS_EPEER);
+		assert_non_null(strstr(ps_wire_error(w), "frame header"));
+		assert_int_equal(ps_wire_eof(w), 0);
+		ps_wire_free(w);
+	}
+	/* Nothing at all: a clean end, told apart from the above. */
+	assert_int_equal(recv_raw(raw, 0, &w, &p), PS_EPEER);
+	assert_int_equal(ps_wire_eof(w), 1);
+	assert_string_equal(ps_wire_error(w), "peer closed the connection");
+	ps_wire_free(w);
+	free(raw);
+	buf_free(&p);
+}
+
+static void
+test_write_to_closed(void **state)
+{
+	struct ps_wire *w;
+	char big[1000] = { 0 };
+	int sv[2];
+
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);	/* as main() does */
+	pair(sv);
+	close(sv[1]);
+	w = ps_wire_new(sv[0], sv[0]);
+	assert_int_equal(ps_wire_send(w, 5, big, sizeof(big)), PS_OK);
+	assert_int_equal(ps_wire_flush(w), PS_EPEER);
+	assert_string_equal(ps_wire_error(w), "peer closed the connection");
+	assert_int_equal(ps_wire_send(w, 5, big, sizeof(big)), PS_EPEER);
+	assert_int_equal(ps_wire_bytes_out(w), 0);
+	ps_wire_free(w);
+	close(sv[0]);
+}
+
+/* A peer that exits with our bytes unread: still a clean end between frames. */
+static void
+test_reset_is_eof(void **state)
+{
+	struct ps_wire *a, *b;
+	struct buf p = { 0 };
+	uint8_t type;
+	int sv[2];
+
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);
+	pair(sv);
+	a = ps_wire_new(sv[0], sv[0]);
+	b = ps_wire_new(sv[1], sv[1]);
+	assert_int_equal(ps_wire_send(b, 3, "unread", 6), PS_OK);
+	assert_int_equal(ps_wire_flush(b), PS_OK);
+	assert_int_equal(ps_wire_send(a, 4, "last", 4), PS_OK);
+	assert_int_equal(ps_wire_flush(a), PS_OK);
+	close(sv[0]);
+	assert_int_equal(ps_wire_recv(b, &type, &p), PS_OK);
+	assert_int_equal(type, 4);
+	assert_int_equal(ps_wire_recv(b, &type, &p), PS_EPEER);
+	assert_int_equal(ps_wire_eof(b), 1);
+	buf_free(&p);
+	ps_wire_free(a);
+	ps_wire_free(b);
+	close(sv[1]);
+}
+
+/* ---- payload decoding ---- */
+
+static void
+test_rd(void **state)
+{
+	struct buf b = { 0 };
+	struct ps_rd r;
+	const char *s;
+	size_t len, i, n;
+
+	(void)state;
+	buf_addc(&b, 0xab);
+	buf_add_u32(&b, 0x01020304);
+	buf_add_u64(&b, 0x1122334455667788ull);
+	buf_add_u64(&b, (uint64_t)-5);
+	ps_buf_add_str(&b, "hello", 5);
+	ps_buf_add_str(&b, "", 0);
+	n = b.len;
+
+	ps_rd_init(&r, b.p, b.len);
+	assert_int_equal(ps_rd_u8(&r), 0xab);
+	assert_int_equal(ps_rd_u32(&r), 0x01020304);
+	assert_true(ps_rd_u64(&r) == 0x1122334455667788ull);
+	assert_true(ps_rd_i64(&r) == -5);
+	s = ps_rd_str(&r, &len, 5);
+	assert_non_null(s);
+	assert_int_equal(len, 5);
+	assert_memory_equal(s, "hello", 5);
+	s = ps_rd_str(&r, &len, 5);
+	assert_non_null(s);
+	assert_int_equal(len, 0);
+	assert_int_equal(ps_rd_done(&r), 0);
+	/* Past the end: bad, zero, and it sticks. */
+	assert_int_equal(ps_rd_u8(&r), 0);
+	assert_true(r.bad);
+	assert_int_equal(ps_rd_done(&r), -1);
+
+	/* Every read type fails on every truncation of its field. */
+	for (i = 0; i < 8; i++) {
+		ps_rd_init(&r, b.p + 5, i);
+		assert_true(ps_rd_u64(&r) == 0 && r.bad);
+		ps_rd_init(&r, b.p + 5, i);
+		assert_true(ps_rd_i64(&r) == 0 && r.bad);
+		if (i < 4) {
+			ps_rd_init(&r, b.p + 1, i);
+			assert_true(ps_rd_u32(&r) == 0 && r.bad);
+		}
+		if (i < 1) {
+			ps_rd_init(&r, b.p, i);
+			assert_true(ps_rd_u8(&r) == 0 && r.bad);
+		}
+	}
+	for (i = 0; i < 9; i++) {	/* the "hello" string, cut */
+		ps_rd_init(&r, b.p + 21, i);
+		assert_null(ps_rd_str(&r, &len, 100));
+		assert_true(r.bad);
+		assert_int_equal(len, 0);
+	}
+	/* The maximum is enforced. */
+	ps_rd_init(&r, b.p + 21, n - 21);
+	assert_null(ps_rd_str(&r, &len, 4));
+	assert_true(r.bad);
+	/* A huge length does not wrap around. */
+	ps_rd_init(&r, "\xff\xff\xff\xff" "abc", 7);
+	assert_null(ps_rd_str(&r, &len, SIZE_MAX));
+	assert_true(r.bad);
+	ps_rd_init(&r, b.p, b.len);
+	assert_null(ps_rd_bytes(&r, SIZE_MAX));
+	assert_true(r.bad);
+	/* After bad, nothing more is read even when bytes remain. */
+	assert_int_equal(ps_rd_u8(&r), 0);
+	/* Not everything consumed. */
+	ps_rd_init(&r, b.p, b.len);
+	ps_rd_u8(&r);
+	assert_int_equal(ps_rd_done(&r), -1);
+	/* Empty input. */
+	ps_rd_init(&r, NULL, 0);
+	assert_int_equal(ps_rd_done(&r), 0);
+	assert_non_null(ps_rd_bytes(&r, 0));
+	assert_null(ps_rd_bytes(&r, 1));
+	buf_free(&b);
+}
+
+/* ---- greeting ---- */
+
+struct hello {
+	struct ps_wire *w;
+	uint8_t role;
+	uint32_t features;
+	uint32_t peer_features;
+	uint8_t peer_role;
+	int rc;
+	pthread_t t;
+};
+
+static void *
+hello_main(void *arg)
+{
+	struct hello *h = arg;
+
+	h->rc = ps_wire_hello(h->w, h->role, h->features, &h->peer_features,
+	    &h->peer_role);
+	return NULL;
+}
+
+static void
+test_hello_ok(void **state)
+{
+	struct hello c = { 0 }, s = { 0 };
+	int sv[2];
+
+	(void)state;
+	pair(sv);
+	c.w = ps_wire_new(sv[0], sv[0]);
+	c.role = PS_ROLE_CONSOLE;
+	c.features = 0x5;
+	s.w = ps_wire_new(sv[1], sv[1]);
+	s.role = PS_ROLE_SERVER;
+	s.features = 0x80000000u;
+	assert_int_equal(pthread_create(&s.t, NULL, hello_main, &s), 0);
+	hello_main(&c);
+	pthread_join(s.t, NULL);
+	assert_int_equal(c.rc, PS_OK);
+	assert_int_equal(s.rc, PS_OK);
+	assert_int_equal(c.peer_role, PS_ROLE_SERVER);
+	assert_int_equal(s.peer_role, PS_ROLE_CONSOLE);
+	assert_int_equal(c.peer_features, 0x80000000u);
+	assert_int_equal(s.peer_features, 0x5);
+	assert_int_equal(ps_wire_bytes_out(c.w), PS_FRAME_HDR + 17);
+	ps_wire_free(c.w);
+	ps_wire_free(s.w);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+/* Greet a peer that answers RAW (then closes when CLOSE); return reason. */
+static int
+hello_raw(const void *raw, size_t len, int close_after, char *reason,
+    size_t rlen)
+{
+	struct ps_wire *w;
+	struct buf junk = { 0 };
+	struct raw r;
+	uint8_t type;
+	int sv[2], rc;
+
+	pair(sv);
+	raw_start(&r, sv[0], raw, len, close_after);
+	w = ps_wire_new(sv[1], sv[1]);
+	rc = ps_wire_hello(w, PS_ROLE_CONSOLE, 0, NULL, NULL);
+	snprintf(reason, rlen, "%s", ps_wire_error(w));
+	raw_join(&r);
+	if (!close_after) {
+		/* Our greeting did go out, whole. */
+		struct ps_wire *peer = ps_wire_new(sv[0], sv[0]);
+
+		assert_int_equal(ps_wire_recv(peer, &type, &junk), PS_OK);
+		assert_int_equal(type, PS_MSG_HELLO);
+		ps_wire_free(peer);
+		close(sv[0]);
+	}
+	buf_free(&junk);
+	ps_wire_free(w);
+	close(sv[1]);
+	return rc;
+}
+
+static size_t
+make_hello(unsigned char *f, const char *magic, uint32_t version,
+    size_t extra)
+{
+	memset(f, 0, PS_FRAME_HDR + 17 + extra);
+	put_u32le(f, (uint32_t)(17 + extra));
+	f[4] = PS_MSG_HELLO;
+	memcpy(f + 5, magic, 8);
+	put_u32le(f + 13, version);
+	put_u32le(f + 17, 0);
+	f[21] = PS_ROLE_SERVER;
+	return PS_FRAME_HDR + 17 + extra;
+}
+
+static void
+test_hello_bad(void **state)
+{
+	static const char bash[] = "bash: patchsync: command not found\n";
+	static const char banner[] = "SSH-2.0-OpenSSH_9.2p1 Debian-2";
+	unsigned char f[64], bin[8] = { 0, 0, 0, 0x80, 1, 0xff, 0xfe, 0 };
+	char why[256], long_text[200];
+	struct timespec t0, t1;
+	size_t n;
+
+	(void)state;
+	n = make_hello(f, PS_MAGIC, PS_PROTO_VERSION, 3);
+	assert_int_equal(hello_raw(f, n, 0, why, sizeof(why)), PS_OK);
+
+	n = make_hello(f, "PSYNC\0\0\1", PS_PROTO_VERSION, 0);
+	assert_int_equal(hello_raw(f, n, 0, why, sizeof(why)), PS_EPEER);
+	assert_string_equal(why, "peer is not patchsync (bad greeting)");
+
+	n = make_hello(f, PS_MAGIC, 7, 0);
+	assert_int_equal(hello_raw(f, n, 0, why, sizeof(why)), PS_EPEER);
+	assert_string_equal(why,
+	    "peer speaks protocol version 7, this patchsync speaks 1");
+
+	n = make_hello(f, PS_MAGIC, PS_PROTO_VERSION, 0);
+	f[4] = 2;			/* right bytes, wrong frame type */
+	assert_int_equal(hello_raw(f, n, 0, why, sizeof(why)), PS_EPEER);
+	assert_non_null(strstr(why, "not patchsync"));
+	n = make_hello(f, PS_MAGIC, PS_PROTO_VERSION, 0);
+	put_u32le(f, 16);		/* too short a HELLO */
+	assert_int_equal(hello_raw(f, n, 0, why, sizeof(why)), PS_EPEER);
+	assert_non_null(strstr(why, "not patchsync"));
+
+	assert_int_equal(hello_raw(bash, strlen(bash), 1, why, sizeof(why)),
+	    PS_EPEER);
+	assert_string_equal(why, "peer is not patchsync; it said: "
+	    "\"bash: patchsync: command not found\"");
+
+	/* Text with no newline from a peer that waits: no hang. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(hello_raw(banner, strlen(banner), 0, why,
+	    sizeof(why)), PS_EPEER);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_non_null(strstr(why, banner));
+	assert_true(t1.tv_sec - t0.tv_sec < 5);
+
+	/* Long text is cut to 60 bytes; control bytes do not get through. */
+	memset(long_text, 'x', sizeof(long_text));
+	memcpy(long_text, "Welcome\x1b[1m", 11);
+	assert_int_equal(hello_raw(long_text, sizeof(long_text), 1, why,
+	    sizeof(why)), PS_EPEER);
+	assert_null(strchr(why, '\x1b'));
+	assert_int_equal(strlen(why), strlen("peer is not patchsync; it said: "
+	    "\"\"") + 60);
+
+	/* Short text, then EOF, shorter than a frame header. */
+	assert_int_equal(hello_raw("no\n", 3, 1, why, sizeof(why)), PS_EPEER);
+	if (strstr(why, "\"no\"") == NULL)
+		fail_msg("reason: %s", why);
+
+	assert_int_equal(hello_raw(bin, sizeof(bin), 1, why, sizeof(why)),
+	    PS_EPEER);
+	assert_string_equal(why, "peer is not patchsync (bad greeting)");
+
+	assert_int_equal(hello_raw("", 0, 1, why, sizeof(why)), PS_EPEER);
+	assert_non_null(strstr(why, "before greeting"));
+}
+
+/* The peer wrote its complaint and went away before we greeted it. */
+static void
+test_hello_dead_pipe(void **state)
+{
+	static const char msg[] = "sh: 1: patchsync: not found\n";
+	struct ps_wire *w;
+	int in[2], out[2];
+
+	(void)state;
+	signal(SIGPIPE, SIG_IGN);
+	assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	assert_int_equal(write(in[1], msg, strlen(msg)), (ssize_t)strlen(msg));
+	close(in[1]);
+	close(out[0]);
+	w = ps_wire_new(in[0], out[1]);
+	assert_int_equal(ps_wire_hello(w, PS_ROLE_CONSOLE, 0, NULL, NULL),
+	    PS_EPEER);
+	assert_non_null(strstr(ps_wire_error(w),
+	    "sh: 1: patchsync: not found"));
+	ps_wire_free(w);
+	close(in[0]);
+	close(out[1]);
+}
+
+/* ---- shutdown on a pipe ---- */
+
+static void
+test_shutdown_pipe(void **state)
+{
+	struct ps_wire *a, *b;
+	struct buf p = { 0 };
+	uint8_t type;
+	int fd[2];
+
+	(void)state;
+	assert_int_equal(pipe2(fd, O_CLOEXEC), 0);
+	a = ps_wire_new(-1, fd[1]);
+	b = ps_wire_new(fd[0], -1);
+	assert_int_equal(ps_wire_send(a, 7, "x", 1), PS_OK);
+	assert_int_equal(ps_wire_shutdown_write(a), PS_OK);
+	assert_int_equal(ps_wire_recv(b, &type, &p), PS_OK);
+	assert_int_equal(ps_wire_recv(b, &type, &p), PS_EPEER);
+	assert_int_equal(ps_wire_eof(b), 1);
+	/* The descriptor number is still ours to close. */
+	assert_int_equal(close(fd[1]), 0);
+	close(fd[0]);
+	buf_free(&p);
+	ps_wire_free(a);
+	ps_wire_free(b);
+}
+
+/* ---- bandwidth limit ---- */
+
+struct drain {
+	struct ps_wire *w;
+	uint64_t bytes;
+	pthread_t t;
+};
+
+static void *
+drain_main(void *arg)
+{
+	struct drain *d = arg;
+	struct buf p = { 0 };
+	uint8_t type;
+
+	while (ps_wire_recv(d->w, &type, &p) == PS_OK)
+		d->bytes += p.len;
+	buf_free(&p);
+	return NULL;
+}
+
+static void
+test_bwlimit(void **state)
+{
+	struct ps_wire *a;
+	struct drain d = { 0 };
+	struct timespec t0, t1;
+	unsigned char *big = calloc(1, 1 << 20);
+	double secs;
+	int sv[2], i;
+
+	(void)state;
+	pair(sv);
+	a = ps_wire_new(sv[0], sv[0]);
+	d.w = ps_wire_new(sv[1], sv[1]);
+	assert_int_equal(pthread_create(&d.t, NULL, drain_main, &d), 0);
+	ps_wire_set_bwlimit(a, 4u << 20);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* 1 MiB as one big frame and as many small ones. */
+	assert_int_equal(ps_wire_send(a, 1, big, 512 * 1024), PS_OK);
+	for (i = 0; i < 512; i++)
+		assert_int_equal(ps_wire_send(a, 1, big, 1024), PS_OK);
+	assert_int_equal(ps_wire_flush(a), PS_OK);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (double)(t1.tv_sec - t0.tv_sec) +
+	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	/* 0.25 s at the nominal rate; only a loose lower bound is safe. */
+	if (secs < 0.18)
+		fail_msg("1 MiB at 4 MiB/s took only %.3f s", secs);
+	assert_int_equal(ps_wire_shutdown_write(a), PS_OK);
+	pthread_join(d.t, NULL);
+	assert_int_equal(d.bytes, 1 << 20);
+	assert_int_equal(ps_wire_bytes_out(a),
+	    (1 << 20) + 513 * PS_FRAME_HDR);
+	assert_int_equal(ps_wire_bytes_in(d.w), ps_wire_bytes_out(a));
+	free(big);
+	ps_wire_free(a);
+	ps_wire_free(d.w);
+	close(sv[0]);
+	close(sv[1]);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_send2),
+		cmocka_unit_test(test_oversized),
+		cmocka_unit_test(test_truncated),
+		cmocka_unit_test(test_write_to_closed),
+		cmocka_unit_test(test_reset_is_eof),
+		cmocka_unit_test(test_rd),
+		cmocka_unit_test(test_hello_ok),
+		cmocka_unit_test(test_hello_bad),
+		cmocka_unit_test(test_hello_dead_pipe),
+		cmocka_unit_test(test_shutdown_pipe),
+		cmocka_unit_test(test_bwlimit),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
