@@ -1216,7 +1216,8 @@ ps_manifest_buildat(int dirfd, const struct ps_build_opts *opts,
 	errors = w->errors;
 	free(w);
 
-	qsort(out->e, out->n, sizeof(*out->e), entry_cmp);
+	if (out->n > 1)
+		qsort(out->e, out->n, sizeof(*out->e), entry_cmp);
 	work = xreallocarray(NULL, out->n ? out->n : 1, sizeof(*work));
 	for (i = 0; i < out->n; i++) {
 		if (out->e[i].type != PS_FT_FILE)
