@@ -35,6 +35,7 @@ int cmd_manifest(int argc, const char **argv);
 int cmd_config(int argc, const char **argv);
 int cmd_push(int argc, const char **argv);
 int cmd_report(int argc, const char **argv);
+int cmd_refresh(int argc, const char **argv);
 int cmd_serve(int argc, const char **argv);
 
 #endif

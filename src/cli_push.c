@@ -19,7 +19,11 @@
 #include "console.h"
 #include "output.h"
 #include "proto.h"
+#include "receiver.h"
+#include "task.h"
+#include "transport.h"
 #include "url.h"
+#include "wire.h"
 
 struct common {
 	const char **names;	/* -C NAME..., NULL-terminated */
@@ -27,6 +31,7 @@ struct common {
 	int all;
 	const char *rsh;
 	const char *remote_path;
+	const char *task;	/* --task ID: run as that task */
 };
 
 /* Looks like a URL rather than a server name? */
@@ -68,6 +73,25 @@ parse_rate(const char *s, uint64_t *out)
 		return -1;
 	*out = v;
 	return 0;
+}
+
+/* A server name from the state database, or a URL as it is. */
+static int
+resolve(const struct ps_conf *conf, const char *name, int for_push,
+    char **url, char **rsh)
+{
+	*url = *rsh = NULL;
+	if (is_url(name)) {
+		*url = xstrdup(name);
+		return PS_OK;
+	}
+	if (conf->file == NULL && access(conf->database, F_OK) != 0) {
+		ps_err("unknown server '%s' (no state database; give a URL "
+		    "such as host:/path, or add it with patchsync server add)",
+		    name);
+		return PS_EUSAGE;
+	}
+	return ps_task_resolve_server(conf, name, url, rsh, for_push);
 }
 
 static char *
@@ -173,39 +197,61 @@ sources(const struct ps_conf *conf, const struct common *c, int report,
 }
 
 static int
-targets(const struct common *c, const char **args, int nargs,
-    struct ps_target **out, size_t *nout)
+targets(const struct ps_conf *conf, const struct common *c, int for_push,
+    const char **args, int nargs, struct ps_target **out, size_t *nout)
 {
 	struct ps_target *t;
-	struct ps_url u;
-	char err[256];
-	int i;
+	char **all = NULL;
+	size_t nall = 0, n, i;
+	int rc = PS_OK;
 
+	if (c->all) {
+		if (nargs > 0) {
+			ps_err("--all and server names exclude each other");
+			return PS_EUSAGE;
+		}
+		if ((rc = ps_task_all_servers(conf, &all, &nall)) != PS_OK)
+			return rc;
+		args = (const char **)all;
+		nargs = (int)nall;
+	}
 	if (nargs == 0) {
-		ps_err("no server given (name servers or URLs%s)",
-		    c->all ? "" : ", or --all");
+		ps_err(c->all ? "no servers in the state database (add one "
+		    "with patchsync server add)" : "no server given (name "
+		    "servers or URLs, or --all)");
+		ps_task_names_free(all, nall);
 		return PS_EUSAGE;
 	}
-	t = xcalloc((size_t)nargs, sizeof(*t));
-	for (i = 0; i < nargs; i++) {
-		if (!is_url(args[i])) {
-			ps_err("unknown server '%s' (give a URL such as "
-			    "host:/path or /mnt/path)", args[i]);
-			free(t);
-			return PS_EUSAGE;
+	n = (size_t)nargs;
+	t = xcalloc(n, sizeof(*t));
+	for (i = 0; i < n && rc == PS_OK; i++) {
+		t[i].name = xstrdup(args[i]);
+		rc = resolve(conf, args[i], for_push, &t[i].url, &t[i].rsh);
+		if (rc == PS_OK && c->rsh != NULL) {
+			free(t[i].rsh);
+			t[i].rsh = xstrdup(c->rsh);
 		}
-		if (ps_url_parse(args[i], &u, err, sizeof(err)) != 0) {
-			ps_err("%s: %s", args[i], err);
-			free(t);
-			return PS_EUSAGE;
+		if (rc == PS_OK) {
+			struct ps_url u;
+			char err[256];
+
+			if (ps_url_parse(t[i].url, &u, err, sizeof(err)) != 0) {
+				ps_err("%s: %s", t[i].name, err);
+				rc = PS_EUSAGE;
+			} else {
+				ps_url_free(&u);
+			}
 		}
-		ps_url_free(&u);
-		t[i].name = args[i];
-		t[i].url = args[i];
-		t[i].rsh = c->rsh;
+	}
+	ps_task_names_free(all, nall);
+	if (rc != PS_OK) {
+		for (i = 0; i < n; i++)
+			ps_target_free(&t[i]);
+		free(t);
+		return rc;
 	}
 	*out = t;
-	*nout = (size_t)nargs;
+	*nout = n;
 	return PS_OK;
 }
 
@@ -342,6 +388,8 @@ push_opts(int argc, const char **argv, struct ps_console_opts *o,
 		  "remote shell instead of ssh", "CMD" },
 		{ "remote-path", '\0', POPT_ARG_STRING, &c->remote_path, 0,
 		  "patchsync on the server (default: patchsync)", "PROGRAM" },
+		{ "task", '\0', POPT_ARG_STRING | POPT_ARGFLAG_DOC_HIDDEN,
+		  &c->task, 0, "run as task ID (schedule run, run-due)", "ID" },
 		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
 		  "Global options:", NULL },
 		POPT_AUTOHELP
@@ -414,6 +462,72 @@ push_opts(int argc, const char **argv, struct ps_console_opts *o,
 	return PS_OK;
 }
 
+static struct ps_task_ctx *cur_task;
+
+/* Every error line of a task's push goes into its history too. */
+static void
+task_err(const char *line)
+{
+	ps_task_event(cur_task, "error", "error", "%s", line);
+}
+
+/*
+ * The task this push runs as: the one given by --task (Run now,
+ * run-due), or a new 'manual' task when there is a state database.
+ */
+static int
+begin_task(const struct ps_conf *conf, const struct common *c,
+    const struct ps_source *src, size_t nsrc, const struct ps_target *t,
+    size_t nt, struct ps_task_ctx **task)
+{
+	struct buf servers = { 0 }, comps = { 0 };
+	size_t i;
+	int rc;
+
+	*task = NULL;
+	if (c->task != NULL) {
+		char *end;
+		long long id;
+
+		errno = 0;
+		id = strtoll(c->task, &end, 10);
+		if (errno || *end || id <= 0) {
+			ps_err("push: --task needs a task id, not '%s'",
+			    c->task);
+			return PS_EUSAGE;
+		}
+		rc = ps_task_begin(conf, (int64_t)id, task);
+		if (rc != PS_OK)
+			return rc;
+	} else if (conf->file != NULL) {
+		for (i = 0; i < nt; i++) {
+			if (i > 0)
+				buf_addc(&servers, ',');
+			buf_addstr(&servers, t[i].name);
+		}
+		for (i = 0; i < nsrc; i++) {
+			if (src[i].component == NULL)
+				continue;
+			if (comps.len > 0)
+				buf_addc(&comps, ',');
+			buf_addstr(&comps, src[i].component);
+		}
+		buf_addc(&servers, '\0');
+		buf_addc(&comps, '\0');
+		rc = ps_task_manual(conf, (char *)servers.p, (char *)comps.p,
+		    task);
+		buf_free(&servers);
+		buf_free(&comps);
+		if (rc != PS_OK)
+			return rc;
+	}
+	if (*task != NULL) {
+		cur_task = *task;
+		ps_err_hook = task_err;
+	}
+	return PS_OK;
+}
+
 int
 cmd_push(int argc, const char **argv)
 {
@@ -427,6 +541,7 @@ cmd_push(int argc, const char **argv)
 	const char **args;
 	int nargs, rc, stats = 0, json = 0;
 	char *cache = NULL;
+	struct ps_task_ctx *task = NULL;
 
 	memset(&o, 0, sizeof(o));
 	memset(&c, 0, sizeof(c));
@@ -439,8 +554,11 @@ cmd_push(int argc, const char **argv)
 		o.jobs = conf.jobs;
 	if ((rc = sources(&conf, &c, 0, &args, &nargs, &src, &nsrc)) != PS_OK)
 		goto out;
-	if ((rc = targets(&c, args, nargs, &t, &nt)) != PS_OK)
+	if ((rc = targets(&conf, &c, 1, args, nargs, &t, &nt)) != PS_OK)
 		goto out;
+	if ((rc = begin_task(&conf, &c, src, nsrc, t, nt, &task)) != PS_OK)
+		goto out;
+	o.task = task;
 	if (o.whole_file == -1)
 		o.whole_file = all_local(t, nt);
 	o.send.whole_file = o.whole_file;
@@ -457,17 +575,31 @@ cmd_push(int argc, const char **argv)
 	if (o.send.delete && (rc = check_delete(src, nsrc)) != PS_OK)
 		goto out;
 	rc = ps_console_run(&o, src, nsrc, t, nt);
+	if (ps_task_canceled())
+		rc = PS_EINTR;
 	fflush(stdout);
 	for (i = 0; i < nt && stats; i++)
 		print_stats(&t[i]);
-	if (json) {
+	if (json || task != NULL) {
 		json_t *doc = push_json(t, nt);
 
-		if (ps_json_print(doc) != PS_OK && rc == PS_OK)
+		if (json && ps_json_print(doc) != PS_OK && rc == PS_OK)
 			rc = PS_EPARTIAL;
+		if (task != NULL) {
+			char *text = json_dumps(doc, JSON_COMPACT);
+
+			ps_err_hook = NULL;
+			ps_task_end(task, rc, text);
+			task = NULL;
+			free(text);
+		}
 		json_decref(doc);
 	}
 out:
+	if (task != NULL) {
+		ps_err_hook = NULL;
+		ps_task_end(task, rc, NULL);
+	}
 	for (i = 0; i < nsrc; i++)
 		ps_source_free(&src[i]);
 	for (i = 0; i < nt; i++)
@@ -637,7 +769,7 @@ cmd_report(int argc, const char **argv)
 		goto out;
 	if ((rc = sources(&conf, &c, 1, &args, &nargs, &src, &nsrc)) != PS_OK)
 		goto out;
-	if ((rc = targets(&c, args, nargs, &t, &nt)) != PS_OK)
+	if ((rc = targets(&conf, &c, 0, args, nargs, &t, &nt)) != PS_OK)
 		goto out;
 	o.mode = PS_OPEN_REPORT;
 	o.extra = extra;
@@ -672,6 +804,186 @@ out:
 	free(src);
 	free(t);
 	free(cache);
+	free(c.names);
+	ps_conf_free(&conf);
+	poptFreeContext(ctx);
+	return rc;
+}
+
+/* ---- refresh: pull components from their source ---- */
+
+static int
+pull_one(const struct ps_component *comp, const char *url, const char *rsh,
+    const char *remote_path, uint32_t flags)
+{
+	struct ps_conn_opts co = { rsh, remote_path, NULL };
+	struct ps_recv_stats st;
+	struct ps_root root;
+	struct ps_url u;
+	struct ps_conn c;
+	struct ps_wire *w;
+	struct buf b = { 0 };
+	char err[256];
+	int rc;
+
+	if (ps_url_parse(url, &u, err, sizeof(err)) != 0) {
+		ps_err("refresh: %s: source %s: %s", comp->name, url, err);
+		return PS_EUSAGE;
+	}
+	if ((rc = ps_conn_open(&u, &co, &c)) != PS_OK) {
+		ps_err("refresh: %s: %s: %s", comp->name, url, c.err);
+		ps_url_free(&u);
+		return rc == PS_EUSAGE ? PS_EUSAGE : PS_EPEER;
+	}
+	w = ps_wire_new(c.rfd, c.wfd);
+	rc = ps_wire_hello(w, PS_ROLE_CONSOLE, 0, NULL, NULL);
+	if (rc != PS_OK) {
+		ps_err("refresh: %s: cannot reach %s: %s", comp->name, url,
+		    ps_wire_error(w));
+		goto out;
+	}
+	if ((rc = ps_root_open(comp->path, 1, &root)) != PS_OK)
+		goto out;
+	buf_addc(&b, PS_OPEN_PULL);
+	buf_add_u32(&b, flags);
+	ps_buf_add_str(&b, comp->dest, strlen(comp->dest));
+	rc = ps_wire_send(w, PS_MSG_OPEN, b.p, b.len);
+	buf_free(&b);
+	if (rc == PS_OK)
+		rc = ps_receive(w, &root, "", flags, 0, &st);
+	ps_root_close(&root);
+	if (rc == PS_OK) {
+		(void)ps_wire_send(w, PS_MSG_BYE, NULL, 0);
+		(void)ps_wire_shutdown_write(w);
+		ps_info(0, "refresh: %s: %" PRIu64 " files received, %" PRIu64
+		    " deleted from %s", comp->name, st.files, st.deleted, url);
+		if (st.errors > 0)
+			rc = st.worst > PS_EPARTIAL ? st.worst : PS_EPARTIAL;
+	}
+out:
+	if (rc == PS_EPEER)
+		(void)ps_conn_kill(&c);
+	(void)ps_conn_close(&c);
+	ps_wire_free(w);
+	ps_url_free(&u);
+	return rc;
+}
+
+static void
+lock_waiting(const char *why, void *arg)
+{
+	ps_warn("%s: %s", (const char *)arg, why);
+}
+
+int
+cmd_refresh(int argc, const char **argv)
+{
+	static const char *comp, *rsh, *remote_path;
+	static int del, dry, checksum, nowait;
+	struct poptOption opts[] = {
+		{ "component", 'C', POPT_ARG_STRING, &comp, 'C',
+		  "only this component (repeatable)", "NAME" },
+		{ "delete", '\0', POPT_ARG_NONE, &del, 0,
+		  "remove console files the source does not have", NULL },
+		{ "dry-run", 'n', POPT_ARG_NONE, &dry, 0,
+		  "change nothing", NULL },
+		{ "checksum", '\0', POPT_ARG_NONE, &checksum, 0,
+		  "compare content even when size and time match", NULL },
+		{ "no-wait", '\0', POPT_ARG_NONE, &nowait, 0,
+		  "fail instead of waiting for a locked source", NULL },
+		{ "rsh", 'e', POPT_ARG_STRING, &rsh, 0,
+		  "remote shell instead of ssh", "CMD" },
+		{ "remote-path", '\0', POPT_ARG_STRING, &remote_path, 0,
+		  "patchsync on the source (default: patchsync)", "PROGRAM" },
+		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
+		  "Global options:", NULL },
+		POPT_AUTOHELP
+		POPT_TABLEEND
+	};
+	struct common c;
+	struct ps_conf conf = { 0 };
+	poptContext ctx;
+	const char **args;
+	size_t i;
+	int nargs, rc, k, worst = PS_OK, any = 0;
+	uint32_t flags;
+
+	memset(&c, 0, sizeof(c));
+	ctx = poptGetContext("patchsync refresh", argc, argv, opts, 0);
+	while ((rc = poptGetNextOpt(ctx)) >= 0) {
+		if (rc == 'v')
+			ps_verbose++;
+		else if (rc == 'q')
+			ps_quiet = 1;
+		else if (rc == 'C') {
+			c.names = xreallocarray(c.names, (size_t)c.ncomp + 2,
+			    sizeof(*c.names));
+			c.names[c.ncomp++] = comp;
+			c.names[c.ncomp] = NULL;
+		}
+	}
+	if (rc != -1) {
+		ps_err("refresh: %s: %s", poptBadOption(ctx,
+		    POPT_BADOPTION_NOALIAS), poptStrerror(rc));
+		rc = PS_EUSAGE;
+		goto out;
+	}
+	args = ps_cli_args(ctx, &nargs);
+	if (nargs != 0) {
+		ps_err("refresh: unexpected argument '%s' (components come "
+		    "from -C and their source from the configuration)",
+		    args[0]);
+		rc = PS_EUSAGE;
+		goto out;
+	}
+	if ((rc = ps_cli_conf(&conf, 1)) != PS_OK)
+		goto out;
+	for (k = 0; k < c.ncomp; k++) {
+		const struct ps_component *x = ps_conf_component(&conf,
+		    c.names[k]);
+
+		if (x == NULL || x->source == NULL) {
+			ps_err("refresh: %s component '%s'%s", x == NULL ?
+			    "unknown" : "no source for", c.names[k],
+			    x == NULL ? "" : " (set source = in its section)");
+			rc = PS_EUSAGE;
+			goto out;
+		}
+	}
+	flags = (del ? PS_OF_DELETE : 0) | (dry ? PS_OF_DRYRUN : 0) |
+	    (checksum ? PS_OF_CHECKSUM : 0) | (nowait ? PS_OF_NOWAIT : 0);
+	for (i = 0; i < conf.ncomp; i++) {
+		const struct ps_component *x = &conf.comp[i];
+		char *url = NULL, *srsh = NULL;
+		int want = c.ncomp == 0 && x->source != NULL, lockfd = -1;
+
+		for (k = 0; k < c.ncomp; k++)
+			want |= strcmp(c.names[k], x->name) == 0;
+		if (!want)
+			continue;
+		any = 1;
+		if ((rc = resolve(&conf, x->source, 0, &url, &srsh)) != PS_OK) {
+			worst = rc > worst ? rc : worst;
+			continue;
+		}
+		rc = ps_download_lock_exclusive(&conf, x->name, &lockfd,
+		    lock_waiting, (void *)x->name);
+		if (rc == PS_OK)
+			rc = pull_one(x, url, rsh != NULL ? rsh : srsh,
+			    remote_path, flags);
+		if (lockfd >= 0)
+			close(lockfd);
+		free(url);
+		free(srsh);
+		if (rc > worst)
+			worst = rc;
+	}
+	if (!any) {
+		ps_err("refresh: no component has a source in %s", conf.file);
+		worst = PS_EUSAGE;
+	}
+	rc = worst;
+out:
 	free(c.names);
 	ps_conf_free(&conf);
 	poptFreeContext(ctx);

@@ -15,7 +15,9 @@
 #include "cli.h"
 #include "fsops.h"
 #include "proto.h"
+#include "pool.h"
 #include "receiver.h"
+#include "sender.h"
 #include "wire.h"
 
 struct server {
@@ -34,6 +36,64 @@ waiting(const char *why, void *arg)
 	ps_send_notice(sv->w, "waiting: %s", why);
 }
 
+/*
+ * Refresh: this side sends ROOT/DEST to the console, which receives it
+ * with the same verified, atomic writes a push uses.
+ */
+static int
+pull(struct server *sv, const char *dest, uint32_t flags)
+{
+	struct ps_build_opts bo = { 0 };
+	struct ps_manifest src = { 0 }, dst = { 0 };
+	struct ps_send_opts so;
+	struct ps_send_stats st;
+	int rc, dfd = -1;
+
+	if (!sv->opened) {
+		if ((rc = ps_root_open(sv->rootpath, 0, &sv->root)) != PS_OK) {
+			ps_send_error(sv->w, rc, "cannot open %s on the "
+			    "server", sv->rootpath);
+			return PS_OK;
+		}
+		sv->opened = 1;
+	}
+	if (!sv->locked && ps_root_lock_shared(&sv->root,
+	    !(flags & PS_OF_NOWAIT), waiting, sv) != PS_OK) {
+		ps_send_error(sv->w, PS_EPEER, "%s is locked by a push",
+		    sv->rootpath);
+		return PS_EPEER;
+	}
+	sv->locked = 1;
+	if ((rc = ps_dir_open(&sv->root, dest, 0, &dfd)) != PS_OK) {
+		ps_send_error(sv->w, rc, "cannot open %s under %s",
+		    *dest ? dest : ".", sv->rootpath);
+		return PS_OK;
+	}
+	bo.checksum = (flags & PS_OF_CHECKSUM) != 0;
+	if ((rc = ps_manifest_buildat(dfd, &bo, &src)) != PS_OK) {
+		ps_send_error(sv->w, rc, "some files under %s cannot be "
+		    "read on the server", *dest ? dest : ".");
+		goto out;
+	}
+	if ((rc = ps_recv_manifest(sv->w, "serve", &dst)) != PS_OK)
+		goto out;
+	memset(&so, 0, sizeof(so));
+	so.checksum = bo.checksum;
+	so.delete = (flags & PS_OF_DELETE) != 0;
+	so.max_delete = -1;
+	so.dry_run = (flags & PS_OF_DRYRUN) != 0;
+	so.label = "serve";
+	so.pool = ps_pool_new(ps_ncpu());
+	rc = ps_send(sv->w, dfd, &src, &dst, &so, &st);
+	ps_pool_free(so.pool);
+out:
+	ps_manifest_free(&src);
+	ps_manifest_free(&dst);
+	if (dfd >= 0)
+		close(dfd);
+	return rc == PS_EPEER ? PS_EPEER : PS_OK;
+}
+
 static int
 on_open(struct server *sv, struct ps_rd *rd)
 {
@@ -47,7 +107,8 @@ on_open(struct server *sv, struct ps_rd *rd)
 
 	p = ps_rd_str(rd, &len, PS_PATH_MAX);
 	if (ps_rd_done(rd) != 0 || (len > 0 && !ps_path_ok(p, len)) ||
-	    (mode != PS_OPEN_PUSH && mode != PS_OPEN_REPORT)) {
+	    (mode != PS_OPEN_PUSH && mode != PS_OPEN_REPORT &&
+	    mode != PS_OPEN_PULL)) {
 		ps_send_error(sv->w, PS_EPEER, "malformed open request");
 		return PS_EPEER;
 	}
@@ -57,6 +118,11 @@ on_open(struct server *sv, struct ps_rd *rd)
 		    "directory as a destination");
 		free(dest);
 		return PS_EPEER;
+	}
+	if (mode == PS_OPEN_PULL) {
+		rc = pull(sv, dest, flags);
+		free(dest);
+		return rc;
 	}
 	push = mode == PS_OPEN_PUSH && !(flags & PS_OF_DRYRUN);
 	if (!sv->opened) {

@@ -135,11 +135,15 @@ ps_target_free(struct ps_target *t)
 	size_t i;
 
 	free(t->error);
+	free(t->name);
+	free(t->url);
+	free(t->rsh);
 	free(t->rows);
 	for (i = 0; i < t->nmf; i++)
 		ps_manifest_free(&t->mf[i]);
 	free(t->mf);
 	t->error = NULL;
+	t->name = t->url = t->rsh = NULL;
 	t->rows = NULL;
 	t->mf = NULL;
 	t->nrows = t->nmf = 0;
@@ -156,7 +160,9 @@ struct run {
 	struct ps_pool *pool;
 	uint64_t progress_bytes;
 	uint64_t progress_total;
+	uint64_t progress_files;
 	pthread_mutex_t mu;
+	pthread_cond_t cv;	/* done changed */
 	size_t next;		/* next target to start */
 	int done;
 };
@@ -295,6 +301,7 @@ component(struct run *r, struct ps_target *t, struct ps_wire *w,
 	so.pool = r->pool;
 	so.progress_bytes = &r->progress_bytes;
 	so.progress_total = &r->progress_total;
+	so.progress_files = &r->progress_files;
 	so.dry_run = (o->flags & PS_OF_DRYRUN) != 0;
 	rc = ps_send(w, s->fd, &s->m, dst, &so, &st);
 	free((char *)so.prefix);
@@ -345,6 +352,9 @@ session(struct run *r, struct ps_target *t)
 		return;
 	}
 	w = ps_wire_new(c.rfd, c.wfd);
+	pthread_mutex_lock(&r->mu);
+	t->live = w;
+	pthread_mutex_unlock(&r->mu);
 	if (o->bwlimit > 0)
 		ps_wire_set_bwlimit(w, o->bwlimit);
 	if (ps_wire_hello(w, PS_ROLE_CONSOLE, 0, NULL, NULL) != PS_OK) {
@@ -365,6 +375,9 @@ session(struct run *r, struct ps_target *t)
 		(void)ps_wire_shutdown_write(w);
 	}
 close:
+	pthread_mutex_lock(&r->mu);
+	t->live = NULL;
+	pthread_mutex_unlock(&r->mu);
 	t->bytes_sent = ps_wire_bytes_out(w);
 	t->bytes_received = ps_wire_bytes_in(w);
 	if (t->rc == PS_EPEER)
@@ -413,6 +426,19 @@ human(uint64_t n, char *out, size_t len)
 	snprintf(out, len, u == 0 ? "%.0f %s" : "%.1f %s", v, unit[u]);
 }
 
+/* A cancel request: end every session's stream; the servers clean up. */
+static void
+cancel_all(struct run *r)
+{
+	size_t i;
+
+	pthread_mutex_lock(&r->mu);
+	for (i = 0; i < r->nt; i++)
+		if (r->t[i].live != NULL)
+			(void)ps_wire_shutdown_write(r->t[i].live);
+	pthread_mutex_unlock(&r->mu);
+}
+
 static void *
 progress(void *arg)
 {
@@ -420,19 +446,34 @@ progress(void *arg)
 	double start = now(), t;
 	char a[32], b[32], c[32], eta[32];
 	uint64_t done, total;
-	int finished = 0;
+	int finished = 0, canceled = 0;
 
 	while (!finished) {
-		struct timespec ts = { 0, 250 * 1000 * 1000 };
+		struct timespec ts;
 
-		nanosleep(&ts, NULL);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 200 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
 		pthread_mutex_lock(&r->mu);
+		if (!r->done)
+			pthread_cond_timedwait(&r->cv, &r->mu, &ts);
 		finished = r->done;
 		pthread_mutex_unlock(&r->mu);
+		if (!canceled && ps_task_canceled()) {
+			canceled = 1;
+			cancel_all(r);
+		}
 		done = __atomic_load_n(&r->progress_bytes, __ATOMIC_RELAXED);
 		total = __atomic_load_n(&r->progress_total, __ATOMIC_RELAXED);
 		if (done > total)
 			done = total;
+		ps_task_progress(r->o->task, done, total,
+		    __atomic_load_n(&r->progress_files, __ATOMIC_RELAXED));
+		if (!r->o->progress)
+			continue;
 		t = now() - start;
 		human(done, a, sizeof(a));
 		human(total, b, sizeof(b));
@@ -451,7 +492,8 @@ progress(void *arg)
 		    total ? (int)(done * 100 / total) : 100, c, eta);
 		fflush(stderr);
 	}
-	fputc('\n', stderr);
+	if (r->o->progress)
+		fputc('\n', stderr);
 	return NULL;
 }
 
@@ -471,11 +513,12 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 	r.t = t;
 	r.nt = nt;
 	pthread_mutex_init(&r.mu, NULL);
+	pthread_cond_init(&r.cv, NULL);
 	r.pool = ps_pool_new(ps_ncpu());
 	n = o->jobs < 1 ? 1 : o->jobs;
 	if ((size_t)n > nt)
 		n = (int)nt;
-	if (o->progress && o->mode == PS_OPEN_PUSH)
+	if (o->mode == PS_OPEN_PUSH)
 		have_progress = pthread_create(&ptid, NULL, progress, &r) == 0;
 	tid = xcalloc((size_t)n, sizeof(*tid));
 	for (i = 1; i < n; i++)
@@ -487,11 +530,13 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 	free(tid);
 	pthread_mutex_lock(&r.mu);
 	r.done = 1;
+	pthread_cond_broadcast(&r.cv);
 	pthread_mutex_unlock(&r.mu);
 	if (have_progress)
 		pthread_join(ptid, NULL);
 	ps_pool_free(r.pool);
 	pthread_mutex_destroy(&r.mu);
+	pthread_cond_destroy(&r.cv);
 	for (k = 0; k < nt; k++)
 		if (t[k].rc > worst)
 			worst = t[k].rc;

@@ -10,6 +10,7 @@
 
 #include "manifest.h"
 #include "sender.h"
+#include "task.h"
 
 /* A console directory to replicate. */
 struct ps_source {
@@ -30,9 +31,10 @@ struct ps_row {
 
 /* A distribution server and what happened there. */
 struct ps_target {
-	const char *name;	/* server name, or the URL itself */
-	const char *url;
-	const char *rsh;	/* remote shell, or NULL for the default */
+	char *name;		/* server name, or the URL itself */
+	char *url;
+	char *rsh;		/* remote shell, or NULL for the default */
+	struct ps_wire *live;	/* the session's stream while it runs */
 	int rc;			/* ps_result of the session */
 	char *error;		/* one line when it failed, else NULL */
 	struct ps_send_stats st;
@@ -56,6 +58,7 @@ struct ps_console_opts {
 	int whole_file;		/* -1: by destination (local whole) */
 	int progress;		/* draw a progress line on stderr */
 	struct ps_send_opts send;	/* template for every session */
+	struct ps_task_ctx *task;	/* events go here, or NULL */
 };
 
 /*

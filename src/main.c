@@ -27,6 +27,8 @@ static const struct command commands[] = {
 	  "bring servers up to date with the console, sending only changes" },
 	{ "report", cmd_report,
 	  "the File Status Report: what each server is missing" },
+	{ "refresh", cmd_refresh,
+	  "pull components from their source into the console" },
 	{ "serve", cmd_serve,
 	  "the server role, run by ssh (serve --stdio ROOT)" },
 	{ "manifest", cmd_manifest,
@@ -119,6 +121,9 @@ main(int argc, const char **argv)
 	free(cargv);
 	poptFreeContext(ctx);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
+		/* A reader that stopped early (| head) is no error to report. */
+		if (errno == EPIPE)
+			return rc;
 		ps_err("cannot write to standard output: %s", strerror(errno));
 		if (rc == PS_OK || rc == PS_DIFFER)
 			rc = PS_EPARTIAL;

@@ -58,6 +58,7 @@
 #define PS_OF_NOWAIT	0x1	/* fail at once when ROOT is locked */
 #define PS_OF_CHECKSUM	0x2	/* re-read every file (no cache) */
 #define PS_OF_DRYRUN	0x4	/* change nothing */
+#define PS_OF_DELETE	0x8	/* pull: remove what the sender lacks */
 
 /* DATA codecs. */
 #define PS_CODEC_RAW	0

@@ -33,6 +33,9 @@ extern int ps_quiet;
  * least LEVEL times.
  */
 void ps_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* When set, every ps_err line is also handed here (the task's history). */
+extern void (*ps_err_hook)(const char *line);
 void ps_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ps_info(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

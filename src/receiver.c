@@ -332,24 +332,39 @@ describe(struct recv *r, int create)
 	return rc;
 }
 
-static int
-send_manifest(struct recv *r)
+int
+ps_send_manifest(struct ps_wire *w, const struct ps_manifest *m)
 {
 	struct buf b = { 0 };
-	size_t off;
+	unsigned char end[9];
+	unsigned char *z;
+	size_t zlen, off;
 	int rc = PS_OK;
 
-	ps_manifest_encode(&r->cur, 0, &b);
-	for (off = 0; off < b.len && rc == PS_OK; off += PS_DATA_CHUNK) {
-		size_t n = b.len - off < PS_DATA_CHUNK ? b.len - off :
+	ps_manifest_encode(m, 0, &b);
+	/* Sorted paths share prefixes: about half the bytes go. */
+	z = xmalloc(ZSTD_compressBound(b.len));
+	zlen = ZSTD_compress(z, ZSTD_compressBound(b.len), b.p, b.len, 1);
+	if (ZSTD_isError(zlen)) {
+		ps_err("cannot compress a manifest: %s",
+		    ZSTD_getErrorName(zlen));
+		rc = PS_EPARTIAL;
+		goto out;
+	}
+	for (off = 0; off < zlen && rc == PS_OK; off += PS_DATA_CHUNK) {
+		size_t n = zlen - off < PS_DATA_CHUNK ? zlen - off :
 		    PS_DATA_CHUNK;
 
-		rc = ps_wire_send(r->w, PS_MSG_MFDATA, b.p + off, n);
+		rc = ps_wire_send(w, PS_MSG_MFDATA, z + off, n);
 	}
+	end[0] = PS_CODEC_ZSTD;
+	put_u64le(end + 1, b.len);
 	if (rc == PS_OK)
-		rc = ps_wire_send(r->w, PS_MSG_MFEND, NULL, 0);
+		rc = ps_wire_send(w, PS_MSG_MFEND, end, sizeof(end));
 	if (rc == PS_OK)
-		rc = ps_wire_flush(r->w);
+		rc = ps_wire_flush(w);
+out:
+	free(z);
 	buf_free(&b);
 	return rc;
 }
@@ -967,7 +982,7 @@ ps_receive(struct ps_wire *w, struct ps_root *root, const char *dest,
 		cleanup(&r);
 		return rc;
 	}
-	if ((rc = send_manifest(&r)) != PS_OK)
+	if ((rc = ps_send_manifest(w, &r.cur)) != PS_OK)
 		goto out;
 	r.pool = ps_pool_new(ps_ncpu());
 	r.zd = ZSTD_createDCtx();
@@ -980,6 +995,26 @@ ps_receive(struct ps_wire *w, struct ps_root *root, const char *dest,
 			ps_pool_wait(r.pool);
 			update_cache(&r);
 			rc = send_doneack(&r);
+			break;
+		}
+		if (type == PS_MSG_NOTICE || type == PS_MSG_ERROR) {
+			/* The sender's words (a pull from a server). */
+			uint32_t code = type == PS_MSG_ERROR ?
+			    ps_rd_u32(&rd) : 0;
+			size_t len;
+			const char *m = ps_rd_str(&rd, &len, 4096);
+
+			if (ps_rd_done(&rd) != 0) {
+				rc = broken(&r, "malformed message");
+				break;
+			}
+			if (type == PS_MSG_NOTICE) {
+				ps_warn("%.*s", (int)len, m);
+				continue;
+			}
+			ps_err("%.*s", (int)len, m);
+			rc = code >= PS_EUSAGE && code <= PS_EVERIFY ?
+			    (int)code : PS_EPEER;
 			break;
 		}
 		if ((rc = dispatch(&r, type, &rd, report_only)) != PS_OK)

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "fsops.h"
+#include "manifest.h"
 #include "wire.h"
 
 struct ps_recv_stats {
@@ -30,6 +31,12 @@ struct ps_recv_stats {
  */
 int ps_receive(struct ps_wire *w, struct ps_root *root, const char *dest,
     uint32_t flags, int report_only, struct ps_recv_stats *st);
+
+/*
+ * Send manifest M (portable form, zstd-compressed) as MFDATA frames and
+ * MFEND. Returns a ps_result.
+ */
+int ps_send_manifest(struct ps_wire *w, const struct ps_manifest *m);
 
 /* Send an ERROR frame (best effort) and flush. */
 void ps_send_error(struct ps_wire *w, int code, const char *fmt, ...)

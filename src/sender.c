@@ -573,6 +573,9 @@ on_result(struct sess *s, struct ps_rd *rd)
 		return -1;
 	f = &s->f[id];
 	if (code == PS_OK) {
+		if (s->o->progress_files != NULL)
+			__atomic_fetch_add(s->o->progress_files, 1,
+			    __ATOMIC_RELAXED);
 		lock(s);
 		s->st->files++;
 		s->st->literal += f->sent_literal;
@@ -933,13 +936,48 @@ ps_send(struct ps_wire *w, int srcfd, const struct ps_manifest *src,
 	return rc;
 }
 
+/* MFEND: u8 codec, u64 raw length; DATA holds the compressed bytes. */
+static int
+decode_manifest(const char *label, const struct buf *end,
+    const struct buf *data, struct ps_manifest *m)
+{
+	struct ps_rd rd;
+	unsigned char *raw;
+	uint64_t rawlen;
+	size_t got;
+	uint8_t codec;
+	char err[256];
+	int rc = PS_OK;
+
+	ps_rd_init(&rd, end->p, end->len);
+	codec = ps_rd_u8(&rd);
+	rawlen = ps_rd_u64(&rd);
+	if (ps_rd_done(&rd) != 0 || codec != PS_CODEC_ZSTD ||
+	    rawlen > PS_MAX_MANIFEST) {
+		ps_err("%s: the server sent a malformed manifest trailer",
+		    label);
+		return PS_EPEER;
+	}
+	raw = xmalloc((size_t)rawlen);
+	got = ZSTD_decompress(raw, (size_t)rawlen, data->p, data->len);
+	if (ZSTD_isError(got) || got != rawlen) {
+		ps_err("%s: the server's manifest does not decompress", label);
+		rc = PS_EPEER;
+	} else if (ps_manifest_decode(raw, (size_t)rawlen, m, err,
+	    sizeof(err)) != 0) {
+		ps_err("%s: the server sent a bad manifest: %s", label, err);
+		rc = PS_EPEER;
+	}
+	free(raw);
+	return rc;
+}
+
 int
 ps_recv_manifest(struct ps_wire *w, const char *label, struct ps_manifest *m)
 {
 	struct buf msg = { 0 }, data = { 0 };
 	struct ps_rd rd;
 	uint8_t type;
-	char err[256];
 	int rc, code = PS_EPEER;
 
 	memset(m, 0, sizeof(*m));
@@ -978,12 +1016,7 @@ ps_recv_manifest(struct ps_wire *w, const char *label, struct ps_manifest *m)
 			rc = PS_EPEER;
 			break;
 		}
-		if (ps_manifest_decode(data.p, data.len, m, err,
-		    sizeof(err)) != 0) {
-			ps_err("%s: the server sent a bad manifest: %s",
-			    label, err);
-			rc = PS_EPEER;
-		}
+		rc = decode_manifest(label, &msg, &data, m);
 		break;
 	}
 	buf_free(&msg);

@@ -29,6 +29,7 @@ struct ps_send_opts {
 	/* Progress: bytes of file content done, and to do, added atomically. */
 	uint64_t *progress_bytes;
 	uint64_t *progress_total;
+	uint64_t *progress_files;	/* files put in place */
 };
 
 struct ps_send_stats {

@@ -10,6 +10,7 @@
 #include "ps.h"
 
 int ps_verbose;
+void (*ps_err_hook)(const char *line);
 int ps_quiet;
 
 const char *
@@ -46,6 +47,15 @@ ps_err(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
+	if (ps_err_hook != NULL) {
+		char line[2048];
+		va_list ap2;
+
+		va_copy(ap2, ap);
+		vsnprintf(line, sizeof(line), fmt, ap2);
+		va_end(ap2);
+		ps_err_hook(line);
+	}
 	vsay("", fmt, ap);
 	va_end(ap);
 }

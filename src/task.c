@@ -1,0 +1,790 @@
+/*
+ * task.c — the task runner: a push recorded as a task with its events,
+ * background workers for Run now and run-due, cancellation, and the
+ * per-component download lock (see task.h for the life of a task).
+ *
+ * The download lock is a flock(2) on a file per component in the state
+ * directory: a download holds it exclusively, a push shared for as long
+ * as it reads the component. flock locks belong to the open file, so
+ * every descriptor is O_CLOEXEC: the ssh or server child of a push, or
+ * the downloader a download runs, must never keep a lock alive.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ps.h"
+#include "task.h"
+#include "transport.h"
+#include "url.h"
+
+struct ps_task_ctx {
+	pthread_mutex_t mu;
+	struct ps_state *st;
+	int64_t id;
+	enum ps_task_kind kind;
+	char *server;
+	int *locks;		/* download lock descriptors held */
+	size_t nlocks;
+	int queued_said;	/* a 'queued' event was written */
+	double last_progress;	/* monotonic time of the last event */
+	int progress_pending;	/* figures newer than the last event */
+	uint64_t p_done, p_total, p_files;
+	int syslog;		/* scheduled: events go to syslog too */
+};
+
+static volatile sig_atomic_t cancel_requested;
+
+static double
+mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The directory holding the state database (malloc'd). */
+static char *
+state_dir(const struct ps_conf *conf)
+{
+	const char *db = conf->database != NULL ? conf->database :
+	    PS_DB_DEFAULT;
+	const char *slash = strrchr(db, '/');
+
+	if (slash == NULL)
+		return xstrdup(".");
+	if (slash == db)
+		return xstrdup("/");
+	return xstrndup(db, (size_t)(slash - db));
+}
+
+/* mkdir -p DIR (new directories mode 0755). */
+static int
+make_dir(const char *dir)
+{
+	char *d = xstrdup(dir), *p;
+	int r = PS_OK;
+
+	for (p = d + 1; r == PS_OK; p++) {
+		p = strchr(p, '/');
+		if (p != NULL)
+			*p = '\0';
+		if (mkdir(d, 0755) == -1 && errno != EEXIST) {
+			ps_err("%s: cannot create directory: %s", d,
+			    strerror(errno));
+			r = PS_EUSAGE;
+		}
+		if (p == NULL)
+			break;
+		*p = '/';
+	}
+	free(d);
+	return r;
+}
+
+/* --- credentials and servers --------------------------------------- */
+
+int
+ps_task_credential_ok(const char *file, const char *what)
+{
+	struct stat sb;
+
+	if (stat(file, &sb) == -1) {
+		ps_err("%s %s: %s", what, file, strerror(errno));
+		return PS_EUSAGE;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		ps_err("%s %s: not a regular file", what, file);
+		return PS_EUSAGE;
+	}
+	if ((sb.st_mode & 077) != 0) {
+		ps_err("%s %s has mode %04o: a credential must be readable "
+		    "only by its owner (chmod 600 %s)", what, file,
+		    (unsigned)(sb.st_mode & 07777), file);
+		return PS_EUSAGE;
+	}
+	if (sb.st_uid != geteuid()) {
+		ps_err("%s %s belongs to uid %lu, not to this account (uid "
+		    "%lu)", what, file, (unsigned long)sb.st_uid,
+		    (unsigned long)geteuid());
+		return PS_EUSAGE;
+	}
+	return PS_OK;
+}
+
+/* The remote shell for server SV (see ps_task_resolve_server). */
+static int
+server_rsh(const struct ps_server *sv, char **rsh)
+{
+	struct ps_url u;
+	char err[256], *q;
+	int local = 0;
+
+	*rsh = NULL;
+	if (ps_url_parse(sv->url, &u, err, sizeof(err)) == 0) {
+		local = u.kind == PS_URL_LOCAL;
+		ps_url_free(&u);
+	}
+	if (sv->identity_file != NULL && ps_task_credential_ok(
+	    sv->identity_file, "identity file") != PS_OK)
+		return PS_EUSAGE;
+	if (sv->secret_file != NULL && ps_task_credential_ok(
+	    sv->secret_file, "secret file") != PS_OK)
+		return PS_EUSAGE;
+	if (local && sv->rsh == NULL)
+		return PS_OK;
+	if (sv->identity_file == NULL) {
+		*rsh = xstrdup(sv->rsh != NULL ? sv->rsh : "ssh");
+		return PS_OK;
+	}
+	q = ps_shell_quote(sv->identity_file);
+	*rsh = xasprintf("%s -i %s", sv->rsh != NULL ? sv->rsh : "ssh", q);
+	free(q);
+	return PS_OK;
+}
+
+int
+ps_task_resolve_server(const struct ps_conf *conf, const char *name,
+    char **url, char **rsh, int for_push)
+{
+	struct ps_state *st;
+	struct ps_server sv;
+	int r;
+
+	*url = *rsh = NULL;
+	if ((r = ps_state_open(conf->database, &st)) != PS_OK)
+		return r;
+	r = ps_state_server_get(st, name, &sv);
+	ps_state_close(st);
+	if (r != PS_OK)
+		return r;
+	if (for_push && sv.download_source) {
+		ps_err("server %s is a download source: pushing to it is "
+		    "refused", name);
+		ps_server_free(&sv);
+		return PS_EUSAGE;
+	}
+	if ((r = server_rsh(&sv, rsh)) == PS_OK) {
+		*url = sv.url;
+		sv.url = NULL;
+	}
+	ps_server_free(&sv);
+	return r;
+}
+
+int
+ps_task_all_servers(const struct ps_conf *conf, char ***names, size_t *n)
+{
+	struct ps_state *st;
+	struct ps_server *v;
+	size_t nv, i;
+	int r;
+
+	*names = NULL;
+	*n = 0;
+	if ((r = ps_state_open(conf->database, &st)) != PS_OK)
+		return r;
+	r = ps_state_server_list(st, &v, &nv);
+	ps_state_close(st);
+	if (r != PS_OK)
+		return r;
+	for (i = 0; i < nv; i++) {
+		if (v[i].download_source)
+			continue;
+		*names = xreallocarray(*names, *n + 1, sizeof(**names));
+		(*names)[(*n)++] = xstrdup(v[i].name);
+	}
+	ps_server_list_free(v, nv);
+	return PS_OK;
+}
+
+void
+ps_task_names_free(char **names, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* --- download locks ------------------------------------------------ */
+
+char *
+ps_download_lock_path(const struct ps_conf *conf, const char *component)
+{
+	char *dir = state_dir(conf), *p;
+
+	p = xasprintf("%s/locks/%s.lock", dir, component);
+	free(dir);
+	return p;
+}
+
+static int
+lock_open(const struct ps_conf *conf, const char *component, int *fd)
+{
+	char *dir, *ldir, *path;
+	int r = PS_OK;
+
+	*fd = -1;
+	if (!ps_conf_name_ok(component)) {
+		ps_err("invalid component name '%s'", component);
+		return PS_EUSAGE;
+	}
+	dir = state_dir(conf);
+	ldir = xasprintf("%s/locks", dir);
+	path = xasprintf("%s/%s.lock", ldir, component);
+	free(dir);
+	if ((r = make_dir(ldir)) == PS_OK) {
+		/* flock needs no write access: read-only suits every user. */
+		*fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
+		    0644);
+		if (*fd == -1) {
+			ps_err("%s: cannot open download lock: %s", path,
+			    strerror(errno));
+			r = PS_EUSAGE;
+		}
+	}
+	free(ldir);
+	free(path);
+	return r;
+}
+
+static int
+lock_take(const struct ps_conf *conf, const char *component, int op,
+    int *fdp, void (*waiting)(const char *, void *), void *arg)
+{
+	struct timespec ts = { 0, 100 * 1000 * 1000 };
+	char *why;
+	int fd, r;
+
+	*fdp = -1;
+	if ((r = lock_open(conf, component, &fd)) != PS_OK)
+		return r;
+	while (flock(fd, op | LOCK_NB) == -1) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			ps_err("download lock of %s: %s", component,
+			    strerror(errno));
+			close(fd);
+			return PS_EUSAGE;
+		}
+		if (waiting != NULL) {
+			why = op == LOCK_SH ? xasprintf("waiting for the "
+			    "download of %s to finish", component) :
+			    xasprintf("waiting for pushes reading %s to "
+			    "finish", component);
+			waiting(why, arg);
+			free(why);
+			waiting = NULL;
+		}
+		/* Polled, so a cancel request ends the wait at once. */
+		if (cancel_requested) {
+			close(fd);
+			return PS_EINTR;
+		}
+		nanosleep(&ts, NULL);
+	}
+	*fdp = fd;
+	return PS_OK;
+}
+
+int
+ps_download_lock_shared(const struct ps_conf *conf, const char *component,
+    int *fd, void (*waiting)(const char *why, void *arg), void *arg)
+{
+	return lock_take(conf, component, LOCK_SH, fd, waiting, arg);
+}
+
+int
+ps_download_lock_exclusive(const struct ps_conf *conf,
+    const char *component, int *fd,
+    void (*waiting)(const char *why, void *arg), void *arg)
+{
+	return lock_take(conf, component, LOCK_EX, fd, waiting, arg);
+}
+
+/* --- cancellation -------------------------------------------------- */
+
+static void
+on_cancel(int sig)
+{
+	(void)sig;
+	cancel_requested = 1;
+}
+
+void
+ps_task_install_cancel_handler(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_cancel;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+int
+ps_task_canceled(void)
+{
+	return cancel_requested != 0;
+}
+
+/* --- events -------------------------------------------------------- */
+
+static int
+syslog_prio(const char *level)
+{
+	if (strcmp(level, "error") == 0)
+		return LOG_ERR;
+	if (strcmp(level, "warning") == 0)
+		return LOG_WARNING;
+	return LOG_INFO;
+}
+
+/* With CTX->mu held. */
+static void
+event_locked(struct ps_task_ctx *ctx, const char *kind, const char *level,
+    const char *msg, const char *data)
+{
+	(void)ps_state_event_add(ctx->st, ctx->id, kind, level, msg, data);
+	if (ctx->syslog)
+		syslog(syslog_prio(level), "task %lld (%s): %s: %s",
+		    (long long)ctx->id, ctx->server, kind, msg);
+}
+
+void
+ps_task_event(struct ps_task_ctx *ctx, const char *kind, const char *level,
+    const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	if (ctx == NULL)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) == -1)
+		msg = NULL;
+	va_end(ap);
+	if (msg == NULL)
+		return;
+	pthread_mutex_lock(&ctx->mu);
+	event_locked(ctx, kind, level, msg, NULL);
+	pthread_mutex_unlock(&ctx->mu);
+	free(msg);
+}
+
+static void
+human(uint64_t n, char *out, size_t len)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)n;
+	size_t u = 0;
+
+	while (v >= 1024 && u + 1 < sizeof(unit) / sizeof(unit[0])) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(out, len, u == 0 ? "%.0f %s" : "%.1f %s", v, unit[u]);
+}
+
+/* With CTX->mu held: a 'progress' event of the latest figures. */
+static void
+progress_locked(struct ps_task_ctx *ctx)
+{
+	char done[32], total[32], *msg, *data;
+
+	human(ctx->p_done, done, sizeof(done));
+	human(ctx->p_total, total, sizeof(total));
+	msg = xasprintf("%s of %s sent, %llu files done", done, total,
+	    (unsigned long long)ctx->p_files);
+	data = xasprintf("{\"bytes_done\":%llu,\"bytes_total\":%llu,"
+	    "\"files_done\":%llu}", (unsigned long long)ctx->p_done,
+	    (unsigned long long)ctx->p_total,
+	    (unsigned long long)ctx->p_files);
+	/* Progress is too chatty for syslog. */
+	(void)ps_state_event_add(ctx->st, ctx->id, "progress", "info", msg,
+	    data);
+	free(msg);
+	free(data);
+	ctx->last_progress = mono();
+	ctx->progress_pending = 0;
+}
+
+void
+ps_task_progress(struct ps_task_ctx *ctx, uint64_t bytes_done,
+    uint64_t bytes_total, uint64_t files_done)
+{
+	if (ctx == NULL)
+		return;
+	pthread_mutex_lock(&ctx->mu);
+	ctx->p_done = bytes_done;
+	ctx->p_total = bytes_total;
+	ctx->p_files = files_done;
+	ctx->progress_pending = 1;
+	if (mono() - ctx->last_progress >= PS_TASK_PROGRESS_SECS)
+		progress_locked(ctx);
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+/* --- begin and end ------------------------------------------------- */
+
+static void
+ctx_free(struct ps_task_ctx *ctx)
+{
+	size_t i;
+
+	for (i = 0; i < ctx->nlocks; i++)
+		close(ctx->locks[i]);
+	free(ctx->locks);
+	ps_state_close(ctx->st);
+	free(ctx->server);
+	if (ctx->syslog)
+		closelog();
+	pthread_mutex_destroy(&ctx->mu);
+	free(ctx);
+}
+
+/* ps_download_lock_shared's WAITING: say once why the task is queued. */
+static void
+queued_cb(const char *why, void *arg)
+{
+	struct ps_task_ctx *ctx = arg;
+
+	ps_info(1, "task %lld: %s", (long long)ctx->id, why);
+	pthread_mutex_lock(&ctx->mu);
+	event_locked(ctx, "queued", "info", why, NULL);
+	ctx->queued_said = 1;
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+/* Take the shared download lock of every component of task T. */
+static int
+take_locks(struct ps_task_ctx *ctx, const struct ps_conf *conf,
+    const struct ps_task *t)
+{
+	char *list = xstrdup(t->components), *p, *next;
+	size_t i;
+	int fd, r = PS_OK;
+
+	if (list[0] == '\0') {		/* every configured component */
+		for (i = 0; r == PS_OK && i < conf->ncomp; i++) {
+			r = ps_download_lock_shared(conf, conf->comp[i].name,
+			    &fd, queued_cb, ctx);
+			if (r == PS_OK) {
+				ctx->locks = xreallocarray(ctx->locks,
+				    ctx->nlocks + 1, sizeof(*ctx->locks));
+				ctx->locks[ctx->nlocks++] = fd;
+			}
+		}
+		free(list);
+		return r;
+	}
+	for (p = list; r == PS_OK && p != NULL; p = next) {
+		if ((next = strchr(p, ',')) != NULL)
+			*next++ = '\0';
+		r = ps_download_lock_shared(conf, p, &fd, queued_cb, ctx);
+		if (r == PS_OK) {
+			ctx->locks = xreallocarray(ctx->locks, ctx->nlocks + 1,
+			    sizeof(*ctx->locks));
+			ctx->locks[ctx->nlocks++] = fd;
+		}
+	}
+	free(list);
+	return r;
+}
+
+int
+ps_task_begin(const struct ps_conf *conf, int64_t id,
+    struct ps_task_ctx **ctxp)
+{
+	struct ps_task_ctx *ctx;
+	struct ps_task t;
+	int r;
+
+	*ctxp = NULL;
+	ps_task_install_cancel_handler();
+	ctx = xcalloc(1, sizeof(*ctx));
+	pthread_mutex_init(&ctx->mu, NULL);
+	ctx->id = id;
+	ctx->last_progress = mono();
+	if ((r = ps_state_open(conf->database, &ctx->st)) != PS_OK) {
+		ctx_free(ctx);
+		return r;
+	}
+	/* Take the task over first: its creator may exit any moment. */
+	if ((r = ps_state_task_set_state(ctx->st, id, PS_TASK_QUEUED, -1,
+	    NULL)) != PS_OK ||
+	    (r = ps_state_task_get(ctx->st, id, &t)) != PS_OK) {
+		ctx_free(ctx);
+		return r;
+	}
+	ctx->kind = t.kind;
+	ctx->server = xstrdup(t.server);
+	if (t.kind == PS_TASK_SCHEDULED) {
+		openlog("patchsync", LOG_PID, LOG_DAEMON);
+		ctx->syslog = 1;
+	}
+	r = take_locks(ctx, conf, &t);
+	if (r != PS_OK) {
+		pthread_mutex_lock(&ctx->mu);
+		event_locked(ctx, "end", r == PS_EINTR ? "warning" : "error",
+		    r == PS_EINTR ? "canceled while queued" :
+		    "failed: cannot take the download locks", NULL);
+		pthread_mutex_unlock(&ctx->mu);
+		(void)ps_state_task_set_state(ctx->st, id, r == PS_EINTR ?
+		    PS_TASK_CANCELED : PS_TASK_FAILED, r, NULL);
+		ps_task_free(&t);
+		ctx_free(ctx);
+		return r;
+	}
+	if ((r = ps_state_task_set_state(ctx->st, id, PS_TASK_RUNNING, -1,
+	    NULL)) != PS_OK) {
+		ps_task_free(&t);
+		ctx_free(ctx);
+		return r;
+	}
+	ps_task_event(ctx, "start", "info", "%s push to %s (%s) started on "
+	    "console %s, pid %ld", ps_task_kind_name(t.kind), t.server,
+	    t.components[0] != '\0' ? t.components : "all components",
+	    t.console, (long)getpid());
+	ps_task_free(&t);
+	*ctxp = ctx;
+	return PS_OK;
+}
+
+int
+ps_task_manual(const struct ps_conf *conf, const char *server,
+    const char *components, struct ps_task_ctx **ctx)
+{
+	struct ps_state *st;
+	int64_t id;
+	int r;
+
+	*ctx = NULL;
+	if (conf->database == NULL || (conf->file == NULL &&
+	    access(conf->database, F_OK) != 0))
+		return PS_OK;
+	if ((r = ps_state_open(conf->database, &st)) != PS_OK)
+		return r;
+	r = ps_state_task_create(st, PS_TASK_MANUAL, 0, conf->console_name,
+	    server, components != NULL ? components : "", &id);
+	ps_state_close(st);
+	if (r != PS_OK)
+		return r;
+	return ps_task_begin(conf, id, ctx);
+}
+
+int64_t
+ps_task_id(const struct ps_task_ctx *ctx)
+{
+	return ctx != NULL ? ctx->id : 0;
+}
+
+void
+ps_task_end(struct ps_task_ctx *ctx, int exit_code, const char *stats_json)
+{
+	enum ps_task_state state;
+	const char *level;
+	char *msg;
+
+	if (ctx == NULL)
+		return;
+	if (cancel_requested || exit_code == PS_EINTR) {
+		state = PS_TASK_CANCELED;
+		level = "warning";
+		msg = xstrdup("canceled");
+	} else if (exit_code == 0) {
+		state = PS_TASK_SUCCEEDED;
+		level = "info";
+		msg = xstrdup("succeeded");
+	} else {
+		state = PS_TASK_FAILED;
+		level = "error";
+		msg = xasprintf("failed: exit %d (%s)", exit_code,
+		    ps_strresult(exit_code));
+	}
+	pthread_mutex_lock(&ctx->mu);
+	if (ctx->progress_pending)
+		progress_locked(ctx);
+	/* The event first: --follow stops when it sees the final state. */
+	event_locked(ctx, "end", level, msg, stats_json);
+	(void)ps_state_task_set_state(ctx->st, ctx->id, state, exit_code,
+	    stats_json);
+	pthread_mutex_unlock(&ctx->mu);
+	free(msg);
+	ctx_free(ctx);
+}
+
+/* --- workers ------------------------------------------------------- */
+
+static void
+argv_add(const char ***argv, size_t *n, const char *s)
+{
+	*argv = xreallocarray(*argv, *n + 2, sizeof(**argv));
+	(*argv)[(*n)++] = s;
+	(*argv)[*n] = NULL;
+}
+
+/* The worker's command line; strings in *KEEP are freed by the caller. */
+static const char **
+worker_argv(const struct ps_conf *conf, int64_t id, const char *server,
+    const char *components, char **keep)
+{
+	const char **argv = NULL;
+	char *p, *next;
+	size_t n = 0;
+
+	keep[0] = keep[1] = keep[2] = NULL;
+	argv_add(&argv, &n, "patchsync");
+	if (conf->file != NULL) {
+		/* The worker may not share our directory for long. */
+		keep[0] = realpath(conf->file, NULL);
+		argv_add(&argv, &n, "-c");
+		argv_add(&argv, &n, keep[0] != NULL ? keep[0] : conf->file);
+	}
+	argv_add(&argv, &n, "push");
+	argv_add(&argv, &n, "--task");
+	keep[1] = xasprintf("%lld", (long long)id);
+	argv_add(&argv, &n, keep[1]);
+	argv_add(&argv, &n, server);
+	keep[2] = xstrdup(components != NULL ? components : "");
+	for (p = keep[2]; *p != '\0'; p = next) {
+		if ((next = strchr(p, ',')) != NULL)
+			*next++ = '\0';
+		else
+			next = p + strlen(p);
+		argv_add(&argv, &n, "-C");
+		argv_add(&argv, &n, p);
+	}
+	return argv;
+}
+
+static int
+open_log(const struct ps_conf *conf, int64_t id)
+{
+	char *dir = state_dir(conf), *ldir, *path;
+	int fd = -1;
+
+	ldir = xasprintf("%s/log", dir);
+	path = xasprintf("%s/task-%lld.log", ldir, (long long)id);
+	if (make_dir(ldir) == PS_OK)
+		fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC |
+		    O_NOFOLLOW, 0640);
+	if (fd == -1)
+		fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	free(dir);
+	free(ldir);
+	free(path);
+	return fd;
+}
+
+int
+ps_task_spawn(struct ps_state *st, const struct ps_conf *conf,
+    int64_t task_id, const char *server, const char *components,
+    pid_t *pidp)
+{
+	const char **argv;
+	char *keep[3], go;
+	int logfd, nullfd, gate[2];
+	pid_t pid;
+	ssize_t n;
+
+	*pidp = -1;
+	argv = worker_argv(conf, task_id, server, components, keep);
+	logfd = open_log(conf, task_id);
+	nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (logfd == -1 || nullfd == -1 || pipe2(gate, O_CLOEXEC) == -1) {
+		ps_err("task %lld: cannot prepare the worker: %s",
+		    (long long)task_id, strerror(errno));
+		pid = -1;
+		goto out;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) == -1) {
+		ps_err("task %lld: cannot start the worker: %s",
+		    (long long)task_id, strerror(errno));
+		close(gate[0]);
+		close(gate[1]);
+		goto out;
+	}
+	if (pid == 0) {
+		/* Detach: no terminal, no session to hang up with. */
+		setsid();
+		signal(SIGPIPE, SIG_DFL);
+		close(gate[1]);
+		/* Wait until the parent has handed the task to us. */
+		while ((n = read(gate[0], &go, 1)) == -1 && errno == EINTR)
+			;
+		if (n != 1)
+			_exit(PS_EUSAGE);
+		if (dup2(nullfd, 0) == -1 || dup2(logfd, 1) == -1 ||
+		    dup2(logfd, 2) == -1)
+			_exit(PS_EUSAGE);
+		execv("/proc/self/exe", (char *const *)argv);
+		dprintf(2, "patchsync: cannot run /proc/self/exe: %s\n",
+		    strerror(errno));
+		_exit(127);
+	}
+	close(gate[0]);
+	if (ps_state_task_set_owner(st, task_id, pid) != PS_OK) {
+		close(gate[1]);		/* the child exits without running */
+		waitpid(pid, NULL, 0);
+		(void)ps_state_task_set_state(st, task_id, PS_TASK_FAILED,
+		    PS_EUSAGE, NULL);
+		pid = -1;
+		goto out;
+	}
+	go = 1;
+	while (write(gate[1], &go, 1) == -1 && errno == EINTR)
+		;
+	close(gate[1]);
+out:
+	if (logfd != -1)
+		close(logfd);
+	if (nullfd != -1)
+		close(nullfd);
+	free(argv);
+	free(keep[0]);
+	free(keep[1]);
+	free(keep[2]);
+	if (pid == -1)
+		return PS_EUSAGE;
+	*pidp = pid;
+	return PS_OK;
+}
+
+int
+ps_task_wait(struct ps_state *st, int64_t task_id, pid_t pid)
+{
+	int status, code;
+
+	(void)task_id;
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			return PS_EUSAGE;
+	if (WIFEXITED(status))
+		code = WEXITSTATUS(status);
+	else if (WIFSIGNALED(status))
+		code = 128 + WTERMSIG(status);
+	else
+		code = PS_EUSAGE;
+	/* A worker that died without ending its task: interrupted now. */
+	(void)ps_state_task_reap(st, NULL);
+	return code;
+}

@@ -1,0 +1,178 @@
+/*
+ * task.h — pushes as tasks (SPEC section 6): the task row and its events
+ * while a push runs, background workers for Run now and run-due, task
+ * cancellation, the per-component download lock, and resolving server
+ * names from the state database for push and report.
+ *
+ * Life of a task:
+ *
+ *   schedule run / run-due          patchsync push --task ID (the worker)
+ *   ---------------------           -------------------------------------
+ *   task row 'queued' (state.c)
+ *   ps_task_spawn(): fork, setsid,
+ *     hand the task to the child,  ps_task_begin(): download locks (shared;
+ *     exec /proc/self/exe push         'queued' + event while a download
+ *     --task ID SERVER -C ...          holds one), 'running', 'start' event
+ *                                   ps_task_progress() / ps_task_event()
+ *                                   ps_task_end(): final state, 'end' event
+ *
+ * A manual `patchsync push SERVER` calls ps_task_manual() instead, which
+ * creates the row and begins it in one go. A worker that dies without
+ * ps_task_end() is found by the reaper (state.h) and shown 'interrupted'.
+ *
+ * Every function taking a ps_task_ctx accepts NULL and then does nothing,
+ * so a push without a state database needs no special cases.
+ * ps_task_event, ps_task_progress and ps_task_end may be called from
+ * several threads; they serialise on the context.
+ */
+#ifndef PS_TASK_H
+#define PS_TASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "conf.h"
+#include "state.h"
+
+struct ps_task_ctx;
+
+/* Seconds between two 'progress' events of one task, at least. */
+#define PS_TASK_PROGRESS_SECS 2.0
+
+/* --- servers from the state database ------------------------------ */
+
+/*
+ * Look up server NAME in the database at CONF->database. *URL gets its
+ * URL, *RSH its remote shell command line: the server's rsh or "ssh",
+ * plus " -i 'IDENTITY'" when it has an identity file (whose mode is
+ * checked again now: 0600 or stricter, else PS_EUSAGE). *RSH is NULL for
+ * a local URL without rsh. FOR_PUSH: a download-source server is refused
+ * (PS_EUSAGE, "server NAME is a download source: pushing to it is
+ * refused"). Both strings are malloc'd. One error line on failure.
+ */
+int ps_task_resolve_server(const struct ps_conf *conf, const char *name,
+    char **url, char **rsh, int for_push);
+
+/* The names of every server that is not a download source (for --all). */
+int ps_task_all_servers(const struct ps_conf *conf, char ***names,
+    size_t *n);
+void ps_task_names_free(char **names, size_t n);
+
+/*
+ * Is FILE usable as a credential: a regular file readable only by its
+ * owner (no group or other bits), like ssh's rule for keys? WHAT names
+ * the option in the error line ("--identity"). Returns PS_OK or
+ * PS_EUSAGE after one line.
+ */
+int ps_task_credential_ok(const char *file, const char *what);
+
+/* --- running a task (the worker side) ------------------------------ */
+
+/*
+ * Begin task ID in this process: open the database, make this process
+ * the owner, take the download lock of each of the task's components
+ * shared (while a download holds one: state 'queued' and a 'queued'
+ * event saying why, then wait), move to 'running' and add the 'start'
+ * event. Installs the cancel handler. Returns PS_OK with *CTX set, or
+ * PS_EUSAGE (unknown or ended task; one line), or PS_EINTR when the task
+ * was canceled while waiting (it is then recorded 'canceled' and *CTX is
+ * NULL).
+ */
+int ps_task_begin(const struct ps_conf *conf, int64_t id,
+    struct ps_task_ctx **ctx);
+
+/*
+ * A manual push: create a 'manual' task for SERVER (name or URL) and
+ * COMPONENTS ("a,b"; "" or NULL: all) and begin it. When there is no
+ * configuration file and no database file yet, nothing is recorded:
+ * PS_OK with *CTX NULL. On an error (one line printed) *CTX is NULL and
+ * the caller may go on without a task.
+ */
+int ps_task_manual(const struct ps_conf *conf, const char *server,
+    const char *components, struct ps_task_ctx **ctx);
+
+/* The task's id (0 for NULL). */
+int64_t ps_task_id(const struct ps_task_ctx *ctx);
+
+/*
+ * Add an event. KIND: "progress", "file-error", "notice", ...; LEVEL:
+ * "info", "warning" or "error". Scheduled tasks also log it to syslog.
+ */
+void ps_task_event(struct ps_task_ctx *ctx, const char *kind,
+    const char *level, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/*
+ * A 'progress' event with bytes and files done, at most one every
+ * PS_TASK_PROGRESS_SECS (calls in between are dropped; call as often as
+ * convenient). ps_task_end records the last figures anyway.
+ */
+void ps_task_progress(struct ps_task_ctx *ctx, uint64_t bytes_done,
+    uint64_t bytes_total, uint64_t files_done);
+
+/*
+ * End the task: state 'succeeded' (EXIT_CODE 0), 'canceled' (a cancel
+ * request came, or EXIT_CODE is PS_EINTR) or 'failed', the 'end' event
+ * with STATS_JSON (may be NULL) as its data, locks released, CTX freed.
+ */
+void ps_task_end(struct ps_task_ctx *ctx, int exit_code,
+    const char *stats_json);
+
+/*
+ * Cancellation: `task cancel ID` sends SIGTERM to the task's process.
+ * The handler only sets a flag (SA_RESTART, so I/O elsewhere is not
+ * disturbed); the push polls ps_task_canceled() and stops.
+ */
+void ps_task_install_cancel_handler(void);
+int ps_task_canceled(void);
+
+/* --- starting workers (the scheduler side) ------------------------- */
+
+/*
+ * Start the worker for task TASK_ID (state 'queued', owned by us): fork,
+ * detach (setsid, stdin from /dev/null, stdout and stderr to the task's
+ * log file in the state directory's log/), hand the task over to the
+ * child (ps_state_task_set_owner), exec our own executable as
+ * `patchsync [-c CONF] push --task ID SERVER [-C NAME]...`.
+ * *PID gets the child's pid. Returns a ps_result.
+ */
+int ps_task_spawn(struct ps_state *st, const struct ps_conf *conf,
+    int64_t task_id, const char *server, const char *components,
+    pid_t *pid);
+
+/*
+ * Wait for worker PID of task TASK_ID to exit. Returns its exit status
+ * (128 + signal when killed); a worker that died without ending its task
+ * leaves it to the reaper, which marks it 'interrupted'.
+ */
+int ps_task_wait(struct ps_state *st, int64_t task_id, pid_t pid);
+
+/* --- download locks ------------------------------------------------ */
+
+/*
+ * The lock file of COMPONENT: DIR(CONF->database)/locks/COMPONENT.lock
+ * (malloc'd).
+ */
+char *ps_download_lock_path(const struct ps_conf *conf,
+    const char *component);
+
+/*
+ * Take COMPONENT's download lock shared (a push reading it). When a
+ * download holds it, calls WAITING(why, ARG) once (may be NULL) and
+ * waits; a cancel request (ps_task_canceled) ends the wait with
+ * PS_EINTR. *FD gets the locked descriptor (close it to release).
+ */
+int ps_download_lock_shared(const struct ps_conf *conf,
+    const char *component, int *fd,
+    void (*waiting)(const char *why, void *arg), void *arg);
+
+/*
+ * Take COMPONENT's download lock exclusively (a download), waiting for
+ * pushes that are reading it; WAITING as above.
+ */
+int ps_download_lock_exclusive(const struct ps_conf *conf,
+    const char *component, int *fd,
+    void (*waiting)(const char *why, void *arg), void *arg);
+
+#endif
