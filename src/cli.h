@@ -37,5 +37,10 @@ int cmd_push(int argc, const char **argv);
 int cmd_report(int argc, const char **argv);
 int cmd_refresh(int argc, const char **argv);
 int cmd_serve(int argc, const char **argv);
+int cmd_server(int argc, const char **argv);
+int cmd_schedule(int argc, const char **argv);
+int cmd_task(int argc, const char **argv);
+int cmd_history(int argc, const char **argv);
+int cmd_download(int argc, const char **argv);
 
 #endif

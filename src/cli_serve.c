@@ -4,6 +4,7 @@
  * console itself, in a child, for a local destination).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,28 @@
 #include "receiver.h"
 #include "sender.h"
 #include "wire.h"
+
+/*
+ * The server's own error lines are not printed (ssh would show them next
+ * to the console's): the last one is kept and sent in the ERROR frame.
+ */
+static pthread_mutex_t last_mu = PTHREAD_MUTEX_INITIALIZER;
+static char last_err[512];
+
+static void
+keep_err(const char *line)
+{
+	pthread_mutex_lock(&last_mu);
+	snprintf(last_err, sizeof(last_err), "%s", line);
+	pthread_mutex_unlock(&last_mu);
+}
+
+/* The reason to send: the last error line, or FALLBACK. */
+static const char *
+reason(const char *fallback)
+{
+	return last_err[0] != '\0' ? last_err : fallback;
+}
 
 struct server {
 	struct ps_wire *w;
@@ -51,8 +74,8 @@ pull(struct server *sv, const char *dest, uint32_t flags)
 
 	if (!sv->opened) {
 		if ((rc = ps_root_open(sv->rootpath, 0, &sv->root)) != PS_OK) {
-			ps_send_error(sv->w, rc, "cannot open %s on the "
-			    "server", sv->rootpath);
+			ps_send_error(sv->w, rc, "%s",
+			    reason("cannot open the server's root"));
 			return PS_OK;
 		}
 		sv->opened = 1;
@@ -127,9 +150,12 @@ on_open(struct server *sv, struct ps_rd *rd)
 	push = mode == PS_OPEN_PUSH && !(flags & PS_OF_DRYRUN);
 	if (!sv->opened) {
 		rc = ps_root_open(sv->rootpath, push, &sv->root);
-		if (rc != PS_OK && push) {
-			ps_send_error(sv->w, rc, "cannot open %s on the "
-			    "server", sv->rootpath);
+		/* A server nothing was pushed to yet lacks everything. */
+		if (rc != PS_OK && !push && errno == ENOENT)
+			rc = PS_OK;
+		if (rc != PS_OK) {
+			ps_send_error(sv->w, rc == PS_EUSAGE ? PS_EPEER : rc,
+			    "%s", reason("cannot open the server's root"));
 			free(dest);
 			return rc;
 		}
@@ -139,8 +165,8 @@ on_open(struct server *sv, struct ps_rd *rd)
 		rc = ps_root_lock(&sv->root, !(flags & PS_OF_NOWAIT), waiting,
 		    sv);
 		if (rc != PS_OK) {
-			ps_send_error(sv->w, PS_EPEER, "%s is locked by another "
-			    "push", sv->rootpath);
+			ps_send_error(sv->w, PS_EPEER, "%s",
+			    reason("the server is locked by another push"));
 			free(dest);
 			return PS_EPEER;
 		}
@@ -234,6 +260,8 @@ cmd_serve(int argc, const char **argv)
 		rc = PS_EUSAGE;
 		goto out;
 	}
+	ps_err_hook = keep_err;
+	ps_err_hook_only = 1;
 	rc = serve(args[0]);
 out:
 	poptFreeContext(ctx);

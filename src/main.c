@@ -35,6 +35,16 @@ static const struct command commands[] = {
 	  "build, show and compare block-checksum manifests" },
 	{ "config", cmd_config,
 	  "check the configuration file, or show what was understood" },
+	{ "server", cmd_server,
+	  "add, list, show, remove and check distribution servers" },
+	{ "schedule", cmd_schedule,
+	  "scheduled pushes: add, list, edit, delete, run, run-due" },
+	{ "task", cmd_task,
+	  "list pushes run as tasks, cancel one" },
+	{ "history", cmd_history,
+	  "the event history of tasks (--follow to stream)" },
+	{ "download", cmd_download,
+	  "run a downloader while holding a component's download lock" },
 	{ NULL, NULL, NULL }
 };
 

@@ -36,6 +36,8 @@ void ps_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* When set, every ps_err line is also handed here (the task's history). */
 extern void (*ps_err_hook)(const char *line);
+/* Set: error lines go to the hook only (the server role sends them on). */
+extern int ps_err_hook_only;
 void ps_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ps_info(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@
 #define NBUCKET 1024
 #define MAX_LIVE 8192		/* files a sender may have open at once */
 #define MAX_PIECES 1024		/* delta pieces per file */
+#define COMMIT_THREADS 8	/* files verified and fsync'd at once */
 
 struct piece {
 	uint32_t no;
@@ -65,7 +67,9 @@ struct recv {
 	struct ps_recv_stats *st;
 	struct rfile *bucket[NBUCKET];
 	unsigned live;
-	struct ps_pool *pool;
+	struct ps_pool *pool;		/* signatures */
+	struct ps_pool *cpool;		/* verify, fsync, rename */
+	pthread_mutex_t mu;		/* st, upd */
 	ZSTD_DCtx *zd;
 	unsigned char *zbuf;
 	struct ps_manifest cur;		/* what ROOT/DEST holds (cache) */
@@ -138,11 +142,17 @@ join(const char *dest, const char *path, size_t len)
 
 /* A path from the peer: safe, and not inside ROOT/.patchsync. */
 static const char *
-rd_path(struct ps_rd *rd, size_t *len)
+rd_path(struct recv *r, struct ps_rd *rd, size_t *len)
 {
 	const char *p = ps_rd_str(rd, len, PS_PATH_MAX);
 
 	if (p == NULL || !ps_path_ok(p, *len))
+		return NULL;
+	/* At ROOT itself, ROOT/.patchsync (lock, caches) is ours alone. */
+	if (*r->dest == '\0' && *len >= sizeof(PS_META_DIR) - 1 &&
+	    memcmp(p, PS_META_DIR, sizeof(PS_META_DIR) - 1) == 0 &&
+	    (*len == sizeof(PS_META_DIR) - 1 ||
+	    p[sizeof(PS_META_DIR) - 1] == '/'))
 		return NULL;
 	return p;
 }
@@ -207,13 +217,10 @@ fail_file(struct rfile *f, int code, const char *fmt, ...)
 }
 
 static void
-drop(struct recv *r, struct rfile *f)
+free_rfile(struct rfile *f)
 {
-	struct rfile **pp = slot(r, f->id);
 	size_t i;
 
-	*pp = f->next;
-	r->live--;
 	for (i = 0; i < f->npieces; i++)
 		if (f->pieces[i].patch != NULL)
 			ps_patch_abort(f->pieces[i].patch);
@@ -225,6 +232,34 @@ drop(struct recv *r, struct rfile *f)
 	free(f->rel);
 	free(f->msg);
 	free(f);
+}
+
+/* Take F out of the table of files in flight. */
+static void
+unlink_rfile(struct recv *r, struct rfile *f)
+{
+	struct rfile **pp = slot(r, f->id);
+
+	*pp = f->next;
+	r->live--;
+}
+
+static void
+drop(struct recv *r, struct rfile *f)
+{
+	unlink_rfile(r, f);
+	free_rfile(f);
+}
+
+/* A failed file, directory or deletion (any thread). */
+static void
+count_error(struct recv *r, int code)
+{
+	pthread_mutex_lock(&r->mu);
+	r->st->errors++;
+	if (code > r->st->worst)
+		r->st->worst = code;
+	pthread_mutex_unlock(&r->mu);
 }
 
 /* Open the current version of F as the basis of copies and deltas. */
@@ -427,7 +462,7 @@ on_sigreq(struct recv *r, struct ps_rd *rd)
 	const char *p;
 	size_t len;
 
-	if ((p = rd_path(rd, &len)) == NULL)
+	if ((p = rd_path(r, rd, &len)) == NULL)
 		return broken(r, "bad path in signature request");
 	n = ps_rd_u32(rd);
 	if (n == 0 || n > PS_MAX_REGIONS)
@@ -484,7 +519,7 @@ on_file(struct recv *r, struct ps_rd *rd)
 	const char *p;
 	size_t len;
 
-	if ((p = rd_path(rd, &len)) == NULL)
+	if ((p = rd_path(r, rd, &len)) == NULL)
 		return broken(r, "bad path in file header");
 	if ((f = get(r, id, p, len)) == NULL)
 		return broken(r, "too many files in flight");
@@ -713,22 +748,23 @@ note_placed(struct recv *r, struct rfile *f, struct ps_entry *e)
 	r->upd.e[r->upd.n++] = *e;
 }
 
-static int
-on_end(struct recv *r, struct ps_rd *rd)
-{
-	uint32_t id = ps_rd_u32(rd);
-	struct ps_entry e;
+struct commit {
+	struct recv *r;
 	struct rfile *f;
-	size_t i;
+};
 
-	if (ps_rd_done(rd) != 0)
-		return broken(r, "malformed end frame");
-	if ((f = find(r, id)) == NULL || !f->have_meta)
-		return broken(r, "end of unknown file id %" PRIu32, id);
-	for (i = 0; i < f->npieces && f->code == PS_OK; i++)
-		if (f->pieces[i].patch != NULL)
-			fail_file(f, PS_EVERIFY, "%s: delta piece %" PRIu32
-			    " incomplete", f->path, f->pieces[i].no);
+/*
+ * Verify, fsync and rename one file. Runs on the commit pool: fsync waits
+ * for the disk, so many files are committed at once.
+ */
+static void
+commit(void *arg)
+{
+	struct commit *c = arg;
+	struct recv *r = c->r;
+	struct rfile *f = c->f;
+	struct ps_entry e;
+
 	memset(&e, 0, sizeof(e));
 	if (f->code == PS_OK) {
 		/* Verify what is really on disk, not what we meant to write. */
@@ -750,18 +786,43 @@ on_end(struct recv *r, struct ps_rd *rd)
 	    f->nsec) != PS_OK)
 		fail_file(f, PS_EPARTIAL, "cannot put %s in place", f->path);
 	if (f->code == PS_OK) {
-		r->st->files++;
 		f->path = NULL;		/* now owned by the cache entry */
+		pthread_mutex_lock(&r->mu);
+		r->st->files++;
 		note_placed(r, f, &e);
-		send_result(r, id, PS_OK, "");
+		pthread_mutex_unlock(&r->mu);
+		send_result(r, f->id, PS_OK, "");
 	} else {
 		free(e.blocks);
-		r->st->errors++;
-		if (f->code > r->st->worst)
-			r->st->worst = f->code;
-		send_result(r, id, f->code, f->msg);
+		/* Told in RESULT; the sender may retry, so not in "worst". */
+		count_error(r, PS_OK);
+		send_result(r, f->id, f->code, f->msg);
 	}
-	drop(r, f);
+	free_rfile(f);
+	free(c);
+}
+
+static int
+on_end(struct recv *r, struct ps_rd *rd)
+{
+	uint32_t id = ps_rd_u32(rd);
+	struct commit *c;
+	struct rfile *f;
+	size_t i;
+
+	if (ps_rd_done(rd) != 0)
+		return broken(r, "malformed end frame");
+	if ((f = find(r, id)) == NULL || !f->have_meta)
+		return broken(r, "end of unknown file id %" PRIu32, id);
+	for (i = 0; i < f->npieces && f->code == PS_OK; i++)
+		if (f->pieces[i].patch != NULL)
+			fail_file(f, PS_EVERIFY, "%s: delta piece %" PRIu32
+			    " incomplete", f->path, f->pieces[i].no);
+	unlink_rfile(r, f);
+	c = xmalloc(sizeof(*c));
+	c->r = r;
+	c->f = f;
+	ps_pool_submit(r->cpool, commit, c);
 	return PS_OK;
 }
 
@@ -773,16 +834,14 @@ on_mkdir(struct recv *r, struct ps_rd *rd)
 	uint32_t mode;
 	char *rel;
 
-	if ((p = rd_path(rd, &len)) == NULL)
+	if ((p = rd_path(r, rd, &len)) == NULL)
 		return broken(r, "bad path in mkdir");
 	mode = ps_rd_u32(rd);
 	if (ps_rd_done(rd) != 0)
 		return broken(r, "malformed mkdir frame");
 	rel = join(r->dest, p, len);
 	if (ps_mkdir(r->root, rel, mode) != PS_OK) {
-		r->st->errors++;
-		if (r->st->worst < PS_EPARTIAL)
-			r->st->worst = PS_EPARTIAL;
+		count_error(r, PS_EPARTIAL);
 	}
 	free(rel);
 	return PS_OK;
@@ -797,7 +856,7 @@ on_delete(struct recv *r, struct ps_rd *rd)
 	char *rel;
 	int rc;
 
-	if ((p = rd_path(rd, &len)) == NULL)
+	if ((p = rd_path(r, rd, &len)) == NULL)
 		return broken(r, "bad path in delete");
 	type = ps_rd_u8(rd);
 	if (ps_rd_done(rd) != 0 || (type != PS_FT_FILE && type != PS_FT_DIR))
@@ -807,12 +866,12 @@ on_delete(struct recv *r, struct ps_rd *rd)
 	    ps_unlink(r->root, rel);
 	free(rel);
 	if (rc != PS_OK) {
-		r->st->errors++;
-		if (r->st->worst < PS_EPARTIAL)
-			r->st->worst = PS_EPARTIAL;
+		count_error(r, PS_EPARTIAL);
 		return PS_OK;
 	}
+	pthread_mutex_lock(&r->mu);
 	r->st->deleted++;
+	pthread_mutex_unlock(&r->mu);
 	if (type == PS_FT_FILE) {
 		r->gone = xreallocarray(r->gone, r->ngone + 1,
 		    sizeof(*r->gone));
@@ -833,7 +892,7 @@ on_meta(struct recv *r, struct ps_rd *rd)
 	char *rel;
 	int fd, rc = PS_OK;
 
-	if ((p = rd_path(rd, &len)) == NULL)
+	if ((p = rd_path(r, rd, &len)) == NULL)
 		return broken(r, "bad path in meta");
 	type = ps_rd_u8(rd);
 	mode = ps_rd_u32(rd);
@@ -863,9 +922,7 @@ on_meta(struct recv *r, struct ps_rd *rd)
 	}
 	free(rel);
 	if (rc != PS_OK) {
-		r->st->errors++;
-		if (r->st->worst < PS_EPARTIAL)
-			r->st->worst = PS_EPARTIAL;
+		count_error(r, PS_EPARTIAL);
 	}
 	return PS_OK;
 }
@@ -893,6 +950,8 @@ cleanup(struct recv *r)
 
 	ps_pool_free(r->pool);
 	r->pool = NULL;
+	ps_pool_free(r->cpool);
+	r->cpool = NULL;
 	for (i = 0; i < NBUCKET; i++)
 		while (r->bucket[i] != NULL)
 			drop(r, r->bucket[i]);
@@ -903,6 +962,7 @@ cleanup(struct recv *r)
 	ps_manifest_free(&r->cur);
 	ZSTD_freeDCtx(r->zd);
 	free(r->zbuf);
+	pthread_mutex_destroy(&r->mu);
 }
 
 static int
@@ -968,6 +1028,7 @@ ps_receive(struct ps_wire *w, struct ps_root *root, const char *dest,
 	r.dest = dest;
 	r.flags = flags;
 	r.st = st;
+	pthread_mutex_init(&r.mu, NULL);
 	rc = describe(&r, !report_only && !(flags & PS_OF_DRYRUN));
 	if (rc != PS_OK && rc != PS_EPARTIAL) {
 		ps_send_error(w, rc, "cannot read %s on the server",
@@ -985,6 +1046,7 @@ ps_receive(struct ps_wire *w, struct ps_root *root, const char *dest,
 	if ((rc = ps_send_manifest(w, &r.cur)) != PS_OK)
 		goto out;
 	r.pool = ps_pool_new(ps_ncpu());
+	r.cpool = ps_pool_new(COMMIT_THREADS);
 	r.zd = ZSTD_createDCtx();
 	r.zbuf = xmalloc(PS_FRAME_MAX);
 	for (;;) {
@@ -993,6 +1055,7 @@ ps_receive(struct ps_wire *w, struct ps_root *root, const char *dest,
 		ps_rd_init(&rd, msg.p, msg.len);
 		if (type == PS_MSG_DONE) {
 			ps_pool_wait(r.pool);
+			ps_pool_wait(r.cpool);
 			update_cache(&r);
 			rc = send_doneack(&r);
 			break;

@@ -561,6 +561,17 @@ on_sig(struct sess *s, struct ps_rd *rd)
 	return 0;
 }
 
+/* Is the console's file no longer what we last announced? */
+static int
+console_changed(struct sess *s, struct sfile *f)
+{
+	struct stat st;
+
+	if (fstatat(s->srcfd, f->ent.path, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return 1;
+	return changed_since(&f->ent, &st);
+}
+
 static int
 on_result(struct sess *s, struct ps_rd *rd)
 {
@@ -595,7 +606,18 @@ on_result(struct sess *s, struct ps_rd *rd)
 		submit(s, job_retry, f, 0);
 		return 0;
 	}
-	ps_err("%s: %.*s", s->o->label, (int)len, msg);
+	if (code == PS_EVERIFY && console_changed(s, f)) {
+		/* Not the network's fault: say what really happened. */
+		char *e = ps_escape(f->ent.path, f->ent.path_len);
+
+		ps_err("%s: %s changed on the console while being sent; not "
+		    "replaced (push again when it is complete)", s->o->label,
+		    e);
+		free(e);
+		code = PS_EPARTIAL;
+	} else {
+		ps_err("%s: %.*s", s->o->label, (int)len, msg);
+	}
 	lock(s);
 	f->finished = 1;
 	s->st->errors++;

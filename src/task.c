@@ -117,9 +117,9 @@ ps_task_credential_ok(const char *file, const char *what)
 		    (unsigned)(sb.st_mode & 07777), file);
 		return PS_EUSAGE;
 	}
-	if (sb.st_uid != geteuid()) {
+	if (sb.st_uid != geteuid() && sb.st_uid != 0) {
 		ps_err("%s %s belongs to uid %lu, not to this account (uid "
-		    "%lu)", what, file, (unsigned long)sb.st_uid,
+		    "%lu) or root", what, file, (unsigned long)sb.st_uid,
 		    (unsigned long)geteuid());
 		return PS_EUSAGE;
 	}

@@ -11,6 +11,7 @@
 
 int ps_verbose;
 void (*ps_err_hook)(const char *line);
+int ps_err_hook_only;
 int ps_quiet;
 
 const char *
@@ -55,6 +56,10 @@ ps_err(const char *fmt, ...)
 		vsnprintf(line, sizeof(line), fmt, ap2);
 		va_end(ap2);
 		ps_err_hook(line);
+		if (ps_err_hook_only) {
+			va_end(ap);
+			return;
+		}
 	}
 	vsay("", fmt, ap);
 	va_end(ap);

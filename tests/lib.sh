@@ -17,7 +17,9 @@ cleanup() {
 trap cleanup EXIT
 cd "$T"
 
-# Never pick up the machine's own configuration.
+# Never pick up the machine's own configuration, nor its caches.
+XDG_CACHE_HOME=$T/cache
+export XDG_CACHE_HOME
 PATCHSYNC_CONFIG=/nonexistent/patchsync.conf
 unset PATCHSYNC_CONFIG
 

@@ -1,0 +1,75 @@
+# Hostile peers (tests/evilpeer.py). A hostile server: garbage instead of
+# a greeting, a bad greeting, an oversized frame, an unknown type, a
+# truncated frame, a bad manifest: the console exits 4 with one clear
+# line, does not hang, and writes nothing. A hostile console against
+# `patchsync serve --stdio ROOT`: destinations and paths that leave ROOT
+# (.., absolute, NUL, a symlinked parent) are refused and nothing outside
+# ROOT is created, changed or removed.
+. "$TOP_SRCDIR/tests/lib.sh"
+XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
+RSH=$TOP_SRCDIR/tests/rsh-local
+EVIL=$TOP_SRCDIR/tests/evilpeer.py
+command -v timeout >/dev/null || skip "no timeout(1)"
+
+mkdir src
+mkfile src/a.msu 1000 1
+(cd src && find . -exec stat -c '%n %s %Y' {} + | sort) >src.before
+bad=0
+for mode in garbage eof badmagic badversion bigframe unknowntype truncated badmanifest hugestr; do
+    for cmd in push report; do
+        set +e
+        timeout 20 "$PS" $cmd src "evil:$T/dst" --rsh "$RSH" --remote-path "python3 $EVIL server $mode" >"$T/out" 2>"$T/err"
+        rc=$?
+        set -e
+        if [ $rc != 4 ]; then
+            echo "FAIL: $cmd against a server doing '$mode': exit $rc (want 4)" >&2; cat "$T/err" >&2; bad=1; continue
+        fi
+        if [ "$(wc -l <"$T/err")" != 1 ] || ! grep -q '^patchsync: ' "$T/err"; then
+            echo "FAIL: $cmd/$mode: not one clear line:" >&2; cat "$T/err" >&2; bad=1
+        fi
+    done
+done
+set +e
+"$PS" push src "evil:$T/dst" --rsh "$RSH" --remote-path "python3 $EVIL server garbage" >"$T/out" 2>"$T/err"
+set -e
+grep -qF 'bash: patchsync: command not found' "$T/err" || { cat "$T/err" >&2; echo "FAIL: the greeting text is not quoted" >&2; bad=1; }
+[ ! -e dst ] || { echo "FAIL: something created $T/dst" >&2; bad=1; }
+(cd src && find . -exec stat -c '%n %s %Y' {} + | sort) >src.after
+cmp -s src.before src.after || { echo "FAIL: the console tree changed" >&2; bad=1; }
+[ $bad = 0 ] || fail "hostile server cases (see above)"
+
+# ---- the hostile console ----
+mkdir -p hh box/root/sub box/outside
+printf 'evil\n' >hh/x
+"$PS" manifest build hh -o hh.psm
+expect_exit 0 "$PS" manifest show hh.psm
+H=$(awk '{print $5}' "$T/out")
+[ ${#H} = 32 ] || fail "cannot get the content hash from manifest show: $(cat "$T/out")"
+mkfile box/outside/victim 100 2
+mkfile box/victim 100 3
+ln -s "$T/box/outside" box/root/link
+snap() { (cd "$T" && find box etc 2>/dev/null | grep -v '^box/root' | LC_ALL=C sort | while IFS= read -r f; do
+    stat -c '%n %F %s %a %Y' "$f"; done) }
+snap >outside.before
+R=$T/box/root
+# The case that must work, so that refusals below mean something.
+expect_exit 0 python3 "$EVIL" console "$PS" "$R" ok "$H"
+cmp -s hh/x box/root/ok.txt || fail "the well-formed FILE did not land"
+for c in 'open:../x' 'open:/etc' 'open:..' 'open:sub/../../x' 'open:.patchsync' \
+    'file:../../etc/x' 'file:a/../../b' 'file:../victim' "file:$T/box/abs" 'file:/etc/evil' \
+    'file:sub/../../victim' 'file:a\x00b' 'file:..\x00/x' 'file:link/victim' 'file:link/new' \
+    'file:.patchsync/lock' 'delete:.patchsync/lock' 'file:' 'file:.' 'file:sub/..' \
+    'mkdir:../made' 'mkdir:link/made' "mkdir:$T/box/made2" \
+    'delete:../victim' 'delete:link/victim' "delete:$T/box/victim" \
+    'meta:../victim' 'meta:link/victim' 'bigdata:'; do
+    set +e
+    timeout 20 python3 "$EVIL" console "$PS" "$R" "$c" "$H" >"$T/out" 2>"$T/err"
+    rc=$?
+    set -e
+    [ $rc = 0 ] || { echo "FAIL: hostile console '$c' (exit $rc): $(cat "$T/out")" >&2; cat "$T/err" >&2; bad=1; }
+done
+snap >outside.after
+diff outside.before outside.after >&2 || { echo "FAIL: something outside ROOT changed" >&2; bad=1; }
+[ ! -e "$T/etc" ] && [ ! -e /etc/evil ] && [ ! -e /etc/x ] || { echo "FAIL: created under etc" >&2; bad=1; }
+[ $bad = 0 ] || fail "hostile console cases (see above)"
+exit 0
