@@ -74,7 +74,7 @@ pull(struct server *sv, const char *dest, uint32_t flags)
 
 	if (!sv->opened) {
 		if ((rc = ps_root_open(sv->rootpath, 0, &sv->root)) != PS_OK) {
-			ps_send_error(sv->w, rc, "%s",
+			ps_send_error(sv->w, PS_EPEER, "%s",
 			    reason("cannot open the server's root"));
 			return PS_OK;
 		}
@@ -88,7 +88,7 @@ pull(struct server *sv, const char *dest, uint32_t flags)
 	}
 	sv->locked = 1;
 	if ((rc = ps_dir_open(&sv->root, dest, 0, &dfd)) != PS_OK) {
-		ps_send_error(sv->w, rc, "cannot open %s under %s",
+		ps_send_error(sv->w, PS_EPEER, "cannot open %s under %s",
 		    *dest ? dest : ".", sv->rootpath);
 		return PS_OK;
 	}
