@@ -34,6 +34,36 @@ struct common {
 	const char *task;	/* --task ID: run as that task */
 };
 
+/*
+ * The popt loop of push, report and refresh: -v, -q as everywhere, and
+ * each -C NAME (its value in *COMP) added to C's list.
+ */
+static int
+parse_opts(poptContext ctx, const char *cmd, struct common *c,
+    const char **comp)
+{
+	int rc;
+
+	while ((rc = poptGetNextOpt(ctx)) >= 0) {
+		if (rc == 'v')
+			ps_verbose++;
+		else if (rc == 'q')
+			ps_quiet = 1;
+		else if (rc == 'C') {
+			c->names = xreallocarray(c->names,
+			    (size_t)c->ncomp + 2, sizeof(*c->names));
+			c->names[c->ncomp++] = *comp;
+			c->names[c->ncomp] = NULL;
+		}
+	}
+	if (rc != -1) {
+		ps_err("%s: %s: %s", cmd, poptBadOption(ctx,
+		    POPT_BADOPTION_NOALIAS), poptStrerror(rc));
+		return PS_EUSAGE;
+	}
+	return PS_OK;
+}
+
 /* Looks like a URL rather than a server name? */
 static int
 is_url(const char *s)
@@ -396,28 +426,12 @@ push_opts(int argc, const char **argv, struct ps_console_opts *o,
 		POPT_TABLEEND
 	};
 	poptContext ctx;
-	int rc;
 
 	ctx = poptGetContext("patchsync push", argc, argv, opts, 0);
 	*ctxp = ctx;
 	poptSetOtherOptionHelp(ctx, "[SERVER|URL ...] | SRC_DIR URL...");
-	while ((rc = poptGetNextOpt(ctx)) >= 0) {
-		if (rc == 'v')
-			ps_verbose++;
-		else if (rc == 'q')
-			ps_quiet = 1;
-		else if (rc == 'C') {
-			c->names = xreallocarray(c->names,
-			    (size_t)c->ncomp + 2, sizeof(*c->names));
-			c->names[c->ncomp++] = comp;
-			c->names[c->ncomp] = NULL;
-		}
-	}
-	if (rc != -1) {
-		ps_err("push: %s: %s", poptBadOption(ctx,
-		    POPT_BADOPTION_NOALIAS), poptStrerror(rc));
+	if (parse_opts(ctx, "push", c, &comp) != PS_OK)
 		return PS_EUSAGE;
-	}
 	if (whole && nowhole) {
 		ps_err("push: --whole-file and --no-whole-file exclude each "
 		    "other");
@@ -740,24 +754,8 @@ cmd_report(int argc, const char **argv)
 	memset(&o, 0, sizeof(o));
 	ctx = poptGetContext("patchsync report", argc, argv, opts, 0);
 	poptSetOtherOptionHelp(ctx, "[SERVER|URL ...] | SRC_DIR URL...");
-	while ((rc = poptGetNextOpt(ctx)) >= 0) {
-		if (rc == 'v')
-			ps_verbose++;
-		else if (rc == 'q')
-			ps_quiet = 1;
-		else if (rc == 'C') {
-			c.names = xreallocarray(c.names, (size_t)c.ncomp + 2,
-			    sizeof(*c.names));
-			c.names[c.ncomp++] = comp;
-			c.names[c.ncomp] = NULL;
-		}
-	}
-	if (rc != -1) {
-		ps_err("report: %s: %s", poptBadOption(ctx,
-		    POPT_BADOPTION_NOALIAS), poptStrerror(rc));
-		rc = PS_EUSAGE;
+	if ((rc = parse_opts(ctx, "report", &c, &comp)) != PS_OK)
 		goto out;
-	}
 	if (ps_format_parse(format, &fmt) != 0) {
 		ps_err("report: unknown format '%s' (use text, json or csv)",
 		    format);
@@ -910,24 +908,8 @@ cmd_refresh(int argc, const char **argv)
 
 	memset(&c, 0, sizeof(c));
 	ctx = poptGetContext("patchsync refresh", argc, argv, opts, 0);
-	while ((rc = poptGetNextOpt(ctx)) >= 0) {
-		if (rc == 'v')
-			ps_verbose++;
-		else if (rc == 'q')
-			ps_quiet = 1;
-		else if (rc == 'C') {
-			c.names = xreallocarray(c.names, (size_t)c.ncomp + 2,
-			    sizeof(*c.names));
-			c.names[c.ncomp++] = comp;
-			c.names[c.ncomp] = NULL;
-		}
-	}
-	if (rc != -1) {
-		ps_err("refresh: %s: %s", poptBadOption(ctx,
-		    POPT_BADOPTION_NOALIAS), poptStrerror(rc));
-		rc = PS_EUSAGE;
+	if ((rc = parse_opts(ctx, "refresh", &c, &comp)) != PS_OK)
 		goto out;
-	}
 	args = ps_cli_args(ctx, &nargs);
 	if (nargs != 0) {
 		ps_err("refresh: unexpected argument '%s' (components come "
