@@ -86,3 +86,20 @@ print(eval(sys.argv[2]))' "$1" "$2"
 }
 
 is_root() { [ "$(id -u)" = 0 ]; }
+
+# as_nobody CMD...: run CMD as user nobody (root only). A sanitizer
+# build's suppressions file is copied where nobody can read it.
+as_nobody() {
+    chmod 755 "$T"
+    case ${LSAN_OPTIONS:-} in
+    *suppressions=*)
+        supp=$(printf '%s\n' "$LSAN_OPTIONS" | tr ':' '\n' | sed -n 's/^suppressions=//p')
+        cp "$supp" "$T/lsan.supp" 2>/dev/null && chmod 644 "$T/lsan.supp"
+        LSAN_OPTIONS=suppressions=$T/lsan.supp:print_suppressions=0 \
+            setpriv --reuid=65534 --regid=65534 --clear-groups "$@"
+        ;;
+    *)
+        setpriv --reuid=65534 --regid=65534 --clear-groups "$@"
+        ;;
+    esac
+}

@@ -70,7 +70,7 @@ run_unprivileged() {
     if is_root; then
         command -v setpriv >/dev/null || skip "setpriv needed to drop root"
         chmod 755 "$T"
-        setpriv --reuid=65534 --regid=65534 --clear-groups "$@"
+        as_nobody "$@"
     else
         "$@"
     fi

@@ -114,7 +114,7 @@ if is_root && command -v setpriv >/dev/null 2>&1; then
     chmod 755 "$T"
     chmod -R a+rwX state
     $A server add ro "$T/ro"
-    nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+    nobody() { as_nobody "$@"; }
     expect_exit 4 nobody $PS -c "$T/a.conf" server check ro
     one_error_line
     err_has "lacks write access to $T/ro"
