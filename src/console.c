@@ -68,6 +68,27 @@ cache_read(const char *file, struct ps_manifest *m)
 	buf_free(&b);
 }
 
+/* mkdir -p, the last directory private (it describes the console). */
+static int
+mkdir_p(const char *dir)
+{
+	char *p = xstrdup(dir), *s;
+	int rc = 0;
+
+	for (s = p + 1; *s != '\0' && rc == 0; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) != 0 && errno != EEXIST)
+			rc = -1;
+		*s = '/';
+	}
+	if (rc == 0 && mkdir(p, 0700) != 0 && errno != EEXIST)
+		rc = -1;
+	free(p);
+	return rc;
+}
+
 static void
 cache_write(const char *cache_dir, const char *file,
     const struct ps_manifest *m)
@@ -76,7 +97,7 @@ cache_write(const char *cache_dir, const char *file,
 	char *tmp;
 	int fd;
 
-	if (mkdir(cache_dir, 0700) != 0 && errno != EEXIST)
+	if (mkdir_p(cache_dir) != 0)
 		return;
 	tmp = xasprintf("%s.%d", file, (int)getpid());
 	ps_manifest_encode(m, 1, &b);

@@ -77,6 +77,7 @@ struct recv {
 	char **gone;			/* paths deleted this session */
 	size_t ngone;
 	char broken[256];		/* why the peer broke the protocol */
+	int report;			/* only describing: no busy mark */
 };
 
 static void vsend(struct ps_wire *w, uint8_t type, int code, const char *fmt,
@@ -340,6 +341,53 @@ cache_save(struct recv *r, const struct ps_manifest *m)
 	close(dfd);
 }
 
+/*
+ * ROOT/.patchsync/busy-NAME exists while a push into DEST runs. Found at
+ * the start of a push, it means the last one was interrupted: only then
+ * is the tree walked for leftover temporaries.
+ */
+static char *
+busy_name(const char *dest)
+{
+	return xasprintf("busy-%016" PRIx64,
+	    (uint64_t)XXH3_64bits(dest, strlen(dest)));
+}
+
+static void
+mark_busy(struct recv *r)
+{
+	char *name = busy_name(r->dest);
+	int dfd, fd;
+
+	if (ps_dir_open(r->root, PS_META_DIR, 1, &dfd) != PS_OK) {
+		(void)ps_remove_temps(r->root, r->dest, NULL);
+		free(name);
+		return;
+	}
+	if (faccessat(dfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
+	    errno != ENOENT)
+		(void)ps_remove_temps(r->root, r->dest, NULL);
+	fd = openat(dfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+	    0644);
+	if (fd >= 0)
+		close(fd);
+	close(dfd);
+	free(name);
+}
+
+static void
+clear_busy(struct recv *r)
+{
+	char *name = busy_name(r->dest);
+	int dfd;
+
+	if (ps_dir_open_quiet(r->root, PS_META_DIR, &dfd) == PS_OK) {
+		(void)unlinkat(dfd, name, 0);
+		close(dfd);
+	}
+	free(name);
+}
+
 /* Build the manifest of ROOT/DEST (empty when it does not exist yet). */
 static int
 describe(struct recv *r, int create)
@@ -357,7 +405,7 @@ describe(struct recv *r, int create)
 	if (rc != PS_OK)
 		return create ? rc : PS_OK;	/* nothing there yet */
 	if (create)
-		(void)ps_remove_temps(r->root, r->dest, NULL);
+		mark_busy(r);
 	cache_load(r, &cache);
 	bo.cache = &cache;
 	bo.checksum = (r->flags & PS_OF_CHECKSUM) != 0;
@@ -939,8 +987,11 @@ update_cache(struct recv *r)
 	for (i = 0; i < r->upd.n; i++)
 		ps_manifest_put(m, &r->upd.e[i]);	/* takes it over */
 	r->upd.n = 0;
-	if (!(r->flags & PS_OF_DRYRUN))
+	if (!(r->flags & PS_OF_DRYRUN)) {
 		cache_save(r, m);
+		if (!r->report)
+			clear_busy(r);
+	}
 }
 
 static void
@@ -1027,6 +1078,7 @@ ps_receive(struct ps_wire *w, struct ps_root *root, const char *dest,
 	r.root = root;
 	r.dest = dest;
 	r.flags = flags;
+	r.report = report_only;
 	r.st = st;
 	pthread_mutex_init(&r.mu, NULL);
 	rc = describe(&r, !report_only && !(flags & PS_OF_DRYRUN));
