@@ -3,6 +3,7 @@
  * console directories and the servers, scan once, run the sessions, print
  * what happened (text, --stats, --json, csv).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -304,18 +305,33 @@ all_local(const struct ps_target *t, size_t nt)
 	return local;
 }
 
-/* --delete must never wipe servers because a share is not mounted. */
+/*
+ * --delete must never wipe servers because a share is not mounted: an
+ * empty console directory is refused before any server is contacted (one
+ * holding only directories is refused after the scan, by the console).
+ */
 static int
 check_delete(const struct ps_source *s, size_t n)
 {
+	struct dirent *d;
 	size_t i;
+	DIR *dir;
+	int fd, any;
 
 	for (i = 0; i < n; i++) {
-		size_t k, files = 0;
-
-		for (k = 0; k < s[i].m.n; k++)
-			files += s[i].m.e[k].type == PS_FT_FILE;
-		if (files == 0) {
+		if ((fd = dup(s[i].fd)) < 0 || (dir = fdopendir(fd)) == NULL) {
+			if (fd >= 0)
+				close(fd);
+			continue;	/* the scan will say what is wrong */
+		}
+		any = 0;
+		while (!any && (d = readdir(dir)) != NULL)
+			any = strcmp(d->d_name, ".") != 0 &&
+			    strcmp(d->d_name, "..") != 0 &&
+			    strcmp(d->d_name, ".patchsync") != 0;
+		rewinddir(dir);		/* the offset is shared with s->fd */
+		closedir(dir);
+		if (!any) {
 			ps_err("refusing --delete: console directory %s is "
 			    "empty (is it mounted?)", s[i].path);
 			return PS_EUSAGE;
@@ -577,17 +593,13 @@ cmd_push(int argc, const char **argv)
 		o.whole_file = all_local(t, nt);
 	o.send.whole_file = o.whole_file;
 	cache = cache_dir(&conf);
-	for (i = 0; i < nsrc; i++) {
-		if ((rc = ps_source_scan(&src[i], cache, o.send.checksum)) !=
-		    PS_OK) {
-			if (rc == PS_EPARTIAL)
-				ps_err("%s: some console files cannot be read;"
-				    " nothing pushed", src[i].path);
+	for (i = 0; i < nsrc; i++)
+		if ((rc = ps_source_open(&src[i])) != PS_OK)
 			goto out;
-		}
-	}
 	if (o.send.delete && (rc = check_delete(src, nsrc)) != PS_OK)
 		goto out;
+	o.cache_dir = cache;
+	o.delete_guard = o.send.delete;
 	rc = ps_console_run(&o, src, nsrc, t, nt);
 	if (ps_task_canceled())
 		rc = PS_EINTR;
@@ -775,8 +787,9 @@ cmd_report(int argc, const char **argv)
 	o.remote_path = c.remote_path;
 	cache = cache_dir(&conf);
 	for (i = 0; i < nsrc; i++)
-		if ((rc = ps_source_scan(&src[i], cache, 0)) != PS_OK)
+		if ((rc = ps_source_open(&src[i])) != PS_OK)
 			goto out;
+	o.cache_dir = cache;
 	rc = ps_console_run(&o, src, nsrc, t, nt);
 	if (fmt == PS_FMT_TEXT) {
 		report_text(t, nt);

@@ -117,6 +117,17 @@ cache_write(const char *cache_dir, const char *file,
 }
 
 int
+ps_source_open(struct ps_source *src)
+{
+	src->fd = open(src->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (src->fd < 0) {
+		ps_err("console directory %s: %s", src->path, strerror(errno));
+		return PS_EUSAGE;
+	}
+	return PS_OK;
+}
+
+int
 ps_source_scan(struct ps_source *src, const char *cache_dir, int checksum)
 {
 	struct ps_build_opts bo = { 0 };
@@ -124,11 +135,6 @@ ps_source_scan(struct ps_source *src, const char *cache_dir, int checksum)
 	char *file = NULL;
 	int rc;
 
-	src->fd = open(src->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (src->fd < 0) {
-		ps_err("console directory %s: %s", src->path, strerror(errno));
-		return PS_EUSAGE;
-	}
 	if (cache_dir != NULL && (file = cache_file(cache_dir, src->path)))
 		cache_read(file, &cache);
 	bo.cache = &cache;
@@ -183,7 +189,7 @@ struct run {
 	uint64_t progress_total;
 	uint64_t progress_files;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;	/* done changed */
+	pthread_cond_t cv;	/* done changed, or a source became ready */
 	size_t next;		/* next target to start */
 	int done;
 };
@@ -303,6 +309,21 @@ component(struct run *r, struct ps_target *t, struct ps_wire *w,
 	if ((rc = ps_recv_manifest(w, label, dst)) != PS_OK) {
 		fail(t, rc, "%s: the server could not describe %s", label,
 		    *s->dest ? s->dest : "its root");
+		goto out;
+	}
+	/* The console's own scan ran meanwhile. */
+	pthread_mutex_lock(&r->mu);
+	while (!s->ready)
+		pthread_cond_wait(&r->cv, &r->mu);
+	pthread_mutex_unlock(&r->mu);
+	if (s->rc != PS_OK) {
+		/* Said once by the scanner; the session just ends. */
+		rc = PS_EUSAGE;
+		if (t->rc < s->rc)
+			t->rc = s->rc;
+		if (t->error == NULL)
+			t->error = xasprintf("console directory %s could not "
+			    "be read", s->path);
 		goto out;
 	}
 	if (o->mode == PS_OPEN_REPORT) {
@@ -431,6 +452,50 @@ worker(void *arg)
 	return NULL;
 }
 
+/* ---- the console's scan, beside the sessions ---- */
+
+static int
+has_files(const struct ps_manifest *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->n; i++)
+		if (m->e[i].type == PS_FT_FILE)
+			return 1;
+	return 0;
+}
+
+static void *
+scanner(void *arg)
+{
+	struct run *r = arg;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < r->nsrc; i++) {
+		struct ps_source *s = &r->src[i];
+
+		rc = ps_source_scan(s, r->o->cache_dir,
+		    (r->o->flags & PS_OF_CHECKSUM) != 0);
+		if (rc == PS_EPARTIAL)
+			ps_err("%s: some console files cannot be read; nothing "
+			    "%s", s->path, r->o->mode == PS_OPEN_PUSH ?
+			    "pushed" : "compared");
+		if (rc == PS_OK && r->o->delete_guard && !has_files(&s->m)) {
+			/* An unmounted share must never empty the servers. */
+			ps_err("refusing --delete: console directory %s holds "
+			    "no files (is it mounted?)", s->path);
+			rc = PS_EUSAGE;
+		}
+		pthread_mutex_lock(&r->mu);
+		s->rc = rc;
+		s->ready = 1;
+		pthread_cond_broadcast(&r->cv);
+		pthread_mutex_unlock(&r->mu);
+	}
+	return NULL;
+}
+
 /* ---- progress on a terminal ---- */
 
 static void
@@ -523,7 +588,7 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
     size_t nsrc, struct ps_target *t, size_t nt)
 {
 	struct run r;
-	pthread_t *tid, ptid;
+	pthread_t *tid, ptid, stid;
 	int n, i, worst = PS_OK, started = 0, have_progress = 0;
 	size_t k;
 
@@ -541,6 +606,10 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 		n = (int)nt;
 	if (o->mode == PS_OPEN_PUSH)
 		have_progress = pthread_create(&ptid, NULL, progress, &r) == 0;
+	if (pthread_create(&stid, NULL, scanner, &r) != 0) {
+		ps_err("cannot start a thread");
+		exit(PS_EPARTIAL);
+	}
 	tid = xcalloc((size_t)n, sizeof(*tid));
 	for (i = 1; i < n; i++)
 		if (pthread_create(&tid[i], NULL, worker, &r) == 0)
@@ -549,6 +618,7 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 	for (i = 1; i <= started; i++)
 		pthread_join(tid[i], NULL);
 	free(tid);
+	pthread_join(stid, NULL);
 	pthread_mutex_lock(&r.mu);
 	r.done = 1;
 	pthread_cond_broadcast(&r.cv);
@@ -561,5 +631,8 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 	for (k = 0; k < nt; k++)
 		if (t[k].rc > worst)
 			worst = t[k].rc;
+	for (k = 0; k < nsrc; k++)
+		if (src[k].rc != PS_OK)
+			worst = src[k].rc;	/* the console's own fault */
 	return worst;
 }

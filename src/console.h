@@ -19,6 +19,8 @@ struct ps_source {
 	const char *path;	/* console directory */
 	int fd;			/* open directory */
 	struct ps_manifest m;	/* its manifest */
+	int ready;		/* scanned (m valid when rc is PS_OK) */
+	int rc;			/* result of the scan */
 };
 
 /* A difference found by a report. */
@@ -59,20 +61,30 @@ struct ps_console_opts {
 	int progress;		/* draw a progress line on stderr */
 	struct ps_send_opts send;	/* template for every session */
 	struct ps_task_ctx *task;	/* events go here, or NULL */
+	const char *cache_dir;	/* the console's manifest cache, or NULL */
+	int delete_guard;	/* refuse a source without files (--delete) */
 };
 
 /*
- * Build (or refresh from the console's cache) the manifest of SRC->path
- * into SRC->m and open SRC->fd. Returns a ps_result; an unreadable file
- * gives PS_EPARTIAL.
+ * Open SRC->path (SRC->fd): a missing console directory is an error
+ * before any server is contacted. Returns a ps_result.
+ */
+int ps_source_open(struct ps_source *src);
+
+/*
+ * Build (or refresh from the console's cache) the manifest of the open
+ * SRC into SRC->m. Returns a ps_result; an unreadable file gives
+ * PS_EPARTIAL.
  */
 int ps_source_scan(struct ps_source *src, const char *cache_dir,
     int checksum);
 void ps_source_free(struct ps_source *src);
 
 /*
- * Run the sessions: every target gets every source. Fills each target's
- * results; returns the worst ps_result.
+ * Run the sessions: every target gets every source. The sources (opened
+ * with ps_source_open) are scanned here while the servers describe their
+ * trees, so the two walks overlap. Fills each target's results; returns
+ * the worst ps_result.
  */
 int ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
     size_t nsrc, struct ps_target *t, size_t nt);
