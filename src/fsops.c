@@ -610,7 +610,8 @@ ps_tmp_commit(struct ps_tmp *t, uint32_t mode, int64_t mtime_sec,
 		return fail_rel(t->rel, "cannot rename temporary file", err);
 	}
 	/* Make the rename durable; some file systems refuse, that's fine. */
-	(void)fsync(t->dirfd);
+	if (!t->defer_dirsync)
+		(void)fsync(t->dirfd);
 	tmp_release(t);
 	return PS_OK;
 }

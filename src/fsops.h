@@ -146,6 +146,7 @@ struct ps_tmp {
 	char *name;		/* temporary's name in DIRFD */
 	char *base;		/* final name in DIRFD */
 	char *rel;		/* REL, for messages */
+	int defer_dirsync;	/* the caller fsyncs the directory later */
 };
 
 /*
@@ -169,7 +170,8 @@ int ps_tmp_write(struct ps_tmp *t, const void *p, size_t n);
  * Make the temporary REL: fchmod to MODE & 0777 (set-id and sticky bits
  * are never set by a push), set the modification time (after all writes;
  * access time is left alone), fsync, close, and renameat onto the final
- * name in the same directory, then fsync the directory. rename never
+ * name in the same directory, then fsync the directory (unless
+ * T->defer_dirsync: the caller then syncs it, once for many files). rename never
  * follows the destination: a symlink or other non-directory at REL is
  * replaced itself; a directory at REL is an error. MTIME_NSEC must be
  * below 1000000000. On success T is released (ps_tmp_abort is a no-op);

@@ -78,6 +78,8 @@ struct recv {
 	size_t ngone;
 	char broken[256];		/* why the peer broke the protocol */
 	int report;			/* only describing: no busy mark */
+	char **dirs;			/* directories to fsync at DONE */
+	size_t ndirs;
 };
 
 static void vsend(struct ps_wire *w, uint8_t type, int code, const char *fmt,
@@ -796,6 +798,50 @@ note_placed(struct recv *r, struct rfile *f, struct ps_entry *e)
 	r->upd.e[r->upd.n++] = *e;
 }
 
+/* Remember REL's directory: its rename is made durable at DONE. */
+static void
+note_dir(struct recv *r, const char *rel)
+{
+	const char *slash = strrchr(rel, '/');
+	size_t len = slash != NULL ? (size_t)(slash - rel) : 0;
+
+	if (r->ndirs > 0 && strlen(r->dirs[r->ndirs - 1]) == len &&
+	    memcmp(r->dirs[r->ndirs - 1], rel, len) == 0)
+		return;		/* files of one directory come together */
+	r->dirs = xreallocarray(r->dirs, r->ndirs + 1, sizeof(*r->dirs));
+	r->dirs[r->ndirs++] = xstrndup(rel, len);
+}
+
+static int
+str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* fsync each directory that got new files, once. */
+static void
+sync_dirs(struct recv *r)
+{
+	size_t i;
+	int dfd;
+
+	if (r->ndirs > 1)
+		qsort(r->dirs, r->ndirs, sizeof(*r->dirs), str_cmp);
+	for (i = 0; i < r->ndirs; i++) {
+		if (i > 0 && strcmp(r->dirs[i], r->dirs[i - 1]) == 0)
+			continue;
+		if (ps_dir_open_quiet(r->root, r->dirs[i], &dfd) == PS_OK) {
+			(void)fsync(dfd);
+			close(dfd);
+		}
+	}
+	for (i = 0; i < r->ndirs; i++)
+		free(r->dirs[i]);
+	free(r->dirs);
+	r->dirs = NULL;
+	r->ndirs = 0;
+}
+
 struct commit {
 	struct recv *r;
 	struct rfile *f;
@@ -830,6 +876,7 @@ commit(void *arg)
 			fail_file(f, PS_EVERIFY, "received data for %s does "
 			    "not match its hash; not replaced", f->path);
 	}
+	f->tmp.defer_dirsync = 1;
 	if (f->code == PS_OK && ps_tmp_commit(&f->tmp, f->mode, f->mtime,
 	    f->nsec) != PS_OK)
 		fail_file(f, PS_EPARTIAL, "cannot put %s in place", f->path);
@@ -837,6 +884,7 @@ commit(void *arg)
 		f->path = NULL;		/* now owned by the cache entry */
 		pthread_mutex_lock(&r->mu);
 		r->st->files++;
+		note_dir(r, f->rel);
 		note_placed(r, f, &e);
 		pthread_mutex_unlock(&r->mu);
 		send_result(r, f->id, PS_OK, "");
@@ -1013,6 +1061,9 @@ cleanup(struct recv *r)
 	ps_manifest_free(&r->cur);
 	ZSTD_freeDCtx(r->zd);
 	free(r->zbuf);
+	for (i = 0; i < r->ndirs; i++)
+		free(r->dirs[i]);
+	free(r->dirs);
 	pthread_mutex_destroy(&r->mu);
 }
 
@@ -1108,6 +1159,7 @@ ps_receive(struct ps_wire *w, struct ps_root *root, const char *dest,
 		if (type == PS_MSG_DONE) {
 			ps_pool_wait(r.pool);
 			ps_pool_wait(r.cpool);
+			sync_dirs(&r);
 			update_cache(&r);
 			rc = send_doneack(&r);
 			break;
