@@ -936,7 +936,11 @@ on_mkdir(struct recv *r, struct ps_rd *rd)
 	if (ps_rd_done(rd) != 0)
 		return broken(r, "malformed mkdir frame");
 	rel = join(r->dest, p, len);
-	if (ps_mkdir(r->root, rel, mode) != PS_OK) {
+	/*
+	 * Writable by us until it is filled: its own mode comes with its
+	 * time, after its contents (META), as rsync does.
+	 */
+	if (ps_mkdir(r->root, rel, mode | 0700) != PS_OK) {
 		count_error(r, PS_EPARTIAL);
 	}
 	free(rel);
