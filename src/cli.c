@@ -23,7 +23,8 @@ struct poptOption ps_global_options[] = {
 };
 
 int
-ps_cli_parse(poptContext ctx, const char *cmd)
+ps_cli_parse_names(poptContext ctx, const char *cmd, const char *const *val,
+    struct ps_names *names)
 {
 	int rc;
 
@@ -32,12 +33,24 @@ ps_cli_parse(poptContext ctx, const char *cmd)
 			ps_verbose++;
 		else if (rc == 'q')
 			ps_quiet = 1;
+		else if (rc == 'C' && names != NULL) {
+			names->v = xreallocarray(names->v, (size_t)names->n + 2,
+			    sizeof(*names->v));
+			names->v[names->n++] = *val;
+			names->v[names->n] = NULL;
+		}
 	}
 	if (rc == -1)
 		return PS_OK;
 	ps_err("%s%s%s: %s", cmd != NULL ? cmd : "", cmd != NULL ? ": " : "",
 	    poptBadOption(ctx, POPT_BADOPTION_NOALIAS), poptStrerror(rc));
 	return PS_EUSAGE;
+}
+
+int
+ps_cli_parse(poptContext ctx, const char *cmd)
+{
+	return ps_cli_parse_names(ctx, cmd, NULL, NULL);
 }
 
 const char **

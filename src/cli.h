@@ -19,11 +19,32 @@ extern struct ps_global ps_g;
 /* -c, -v, -q: included in every command's option table. */
 extern struct poptOption ps_global_options[];
 
+/* The end of every command's option table: global options and --help. */
+#define PS_OPTS_END \
+	{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0, \
+	  "Global options:", NULL }, \
+	POPT_AUTOHELP \
+	POPT_TABLEEND
+
 /*
  * Run the popt loop on CTX for command CMD: counts -v and -q, and turns a
  * bad option into one error line. Returns PS_OK or PS_EUSAGE.
  */
 int ps_cli_parse(poptContext ctx, const char *cmd);
+
+/* Values of a repeatable option, such as -C NAME; V is NULL-terminated. */
+struct ps_names {
+	const char **v;
+	int n;
+};
+
+/*
+ * ps_cli_parse for a command with a repeatable option of val 'C': each
+ * time it is seen, its value (*VAL, popt's argument pointer) is added to
+ * NAMES (free NAMES->v afterwards).
+ */
+int ps_cli_parse_names(poptContext ctx, const char *cmd,
+    const char *const *val, struct ps_names *names);
 
 /* Remaining arguments of CTX as a NULL-terminated array; *N gets the count. */
 const char **ps_cli_args(poptContext ctx, int *n);

@@ -14,10 +14,7 @@ int
 cmd_config(int argc, const char **argv)
 {
 	struct poptOption opts[] = {
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct ps_conf conf;
 	poptContext ctx;

@@ -28,10 +28,7 @@ mf_build(int argc, const char **argv)
 		  "FILE" },
 		{ "threads", '\0', POPT_ARG_INT, &threads, 0,
 		  "hashing threads (default: one per CPU)", "N" },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct ps_build_opts bo = { 0 };
 	struct ps_manifest m = { 0 };
@@ -98,10 +95,7 @@ static int
 mf_show(int argc, const char **argv)
 {
 	struct poptOption opts[] = {
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct ps_manifest m = { 0 };
 	poptContext ctx;
@@ -186,10 +180,7 @@ mf_diff(int argc, const char **argv)
 		  "also list files only NEW has", NULL },
 		{ "format", '\0', POPT_ARG_STRING, &format, 0,
 		  "output format: text, json or csv", "FORMAT" },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct ps_manifest a = { 0 }, b = { 0 };
 	struct diff_out d = { 0 };

@@ -27,43 +27,12 @@
 #include "wire.h"
 
 struct common {
-	const char **names;	/* -C NAME..., NULL-terminated */
-	int ncomp;
+	struct ps_names comp;	/* -C NAME... */
 	int all;
 	const char *rsh;
 	const char *remote_path;
 	const char *task;	/* --task ID: run as that task */
 };
-
-/*
- * The popt loop of push, report and refresh: -v, -q as everywhere, and
- * each -C NAME (its value in *COMP) added to C's list.
- */
-static int
-parse_opts(poptContext ctx, const char *cmd, struct common *c,
-    const char **comp)
-{
-	int rc;
-
-	while ((rc = poptGetNextOpt(ctx)) >= 0) {
-		if (rc == 'v')
-			ps_verbose++;
-		else if (rc == 'q')
-			ps_quiet = 1;
-		else if (rc == 'C') {
-			c->names = xreallocarray(c->names,
-			    (size_t)c->ncomp + 2, sizeof(*c->names));
-			c->names[c->ncomp++] = *comp;
-			c->names[c->ncomp] = NULL;
-		}
-	}
-	if (rc != -1) {
-		ps_err("%s: %s: %s", cmd, poptBadOption(ctx,
-		    POPT_BADOPTION_NOALIAS), poptStrerror(rc));
-		return PS_EUSAGE;
-	}
-	return PS_OK;
-}
 
 /* Looks like a URL rather than a server name? */
 static int
@@ -165,10 +134,10 @@ sources(const struct ps_conf *conf, const struct common *c, int report,
 	int k;
 	struct stat st;
 
-	if (conf->file == NULL || (c->ncomp == 0 && *nargs >= 2 &&
+	if (conf->file == NULL || (c->comp.n == 0 && *nargs >= 2 &&
 	    stat((*args)[0], &st) == 0 && S_ISDIR(st.st_mode) &&
 	    strchr((*args)[0], ':') == NULL)) {
-		if (c->ncomp > 0) {
+		if (c->comp.n > 0) {
 			ps_err("-C needs a configuration file with "
 			    "[component] sections");
 			return PS_EUSAGE;
@@ -193,11 +162,11 @@ sources(const struct ps_conf *conf, const struct common *c, int report,
 		const struct ps_component *comp = &conf->comp[i];
 		int want = 0;
 
-		if (c->ncomp == 0)
+		if (c->comp.n == 0)
 			want = !report || strcmp(comp->name, "patches") == 0;
-		for (k = 0; k < c->ncomp; k++)
-			if (strcmp(c->names[k], "all") == 0 ||
-			    strcmp(c->names[k], comp->name) == 0)
+		for (k = 0; k < c->comp.n; k++)
+			if (strcmp(c->comp.v[k], "all") == 0 ||
+			    strcmp(c->comp.v[k], comp->name) == 0)
 				want = 1;
 		if (!want)
 			continue;
@@ -207,16 +176,16 @@ sources(const struct ps_conf *conf, const struct common *c, int report,
 		s[n].fd = -1;
 		n++;
 	}
-	for (k = 0; k < c->ncomp; k++)
-		if (strcmp(c->names[k], "all") != 0 &&
-		    ps_conf_component(conf, c->names[k]) == NULL) {
+	for (k = 0; k < c->comp.n; k++)
+		if (strcmp(c->comp.v[k], "all") != 0 &&
+		    ps_conf_component(conf, c->comp.v[k]) == NULL) {
 			ps_err("unknown component '%s' (not in %s)",
-			    c->names[k], conf->file);
+			    c->comp.v[k], conf->file);
 			free(s);
 			return PS_EUSAGE;
 		}
 	if (n == 0) {
-		ps_err(report && c->ncomp == 0 ? "no component 'patches' in "
+		ps_err(report && c->comp.n == 0 ? "no component 'patches' in "
 		    "%s (use -C NAME or -C all)" : "no components in %s",
 		    conf->file);
 		free(s);
@@ -436,17 +405,14 @@ push_opts(int argc, const char **argv, struct ps_console_opts *o,
 		  "patchsync on the server (default: patchsync)", "PROGRAM" },
 		{ "task", '\0', POPT_ARG_STRING | POPT_ARGFLAG_DOC_HIDDEN,
 		  &c->task, 0, "run as task ID (schedule run, run-due)", "ID" },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	poptContext ctx;
 
 	ctx = poptGetContext("patchsync push", argc, argv, opts, 0);
 	*ctxp = ctx;
 	poptSetOtherOptionHelp(ctx, "[SERVER|URL ...] | SRC_DIR URL...");
-	if (parse_opts(ctx, "push", c, &comp) != PS_OK)
+	if (ps_cli_parse_names(ctx, "push", &comp, &c->comp) != PS_OK)
 		return PS_EUSAGE;
 	if (whole && nowhole) {
 		ps_err("push: --whole-file and --no-whole-file exclude each "
@@ -633,7 +599,7 @@ out:
 	free(src);
 	free(t);
 	free(cache);
-	free(c.names);
+	free(c.comp.v);
 	ps_conf_free(&conf);
 	poptFreeContext(ctx);
 	return rc;
@@ -746,10 +712,7 @@ cmd_report(int argc, const char **argv)
 		  "remote shell instead of ssh", "CMD" },
 		{ "remote-path", '\0', POPT_ARG_STRING, &c.remote_path, 0,
 		  "patchsync on the server (default: patchsync)", "PROGRAM" },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct ps_console_opts o;
 	struct ps_conf conf = { 0 };
@@ -766,7 +729,7 @@ cmd_report(int argc, const char **argv)
 	memset(&o, 0, sizeof(o));
 	ctx = poptGetContext("patchsync report", argc, argv, opts, 0);
 	poptSetOtherOptionHelp(ctx, "[SERVER|URL ...] | SRC_DIR URL...");
-	if ((rc = parse_opts(ctx, "report", &c, &comp)) != PS_OK)
+	if ((rc = ps_cli_parse_names(ctx, "report", &comp, &c.comp)) != PS_OK)
 		goto out;
 	if (ps_format_parse(format, &fmt) != 0) {
 		ps_err("report: unknown format '%s' (use text, json or csv)",
@@ -815,7 +778,7 @@ out:
 	free(src);
 	free(t);
 	free(cache);
-	free(c.names);
+	free(c.comp.v);
 	ps_conf_free(&conf);
 	poptFreeContext(ctx);
 	return rc;
@@ -906,10 +869,7 @@ cmd_refresh(int argc, const char **argv)
 		  "remote shell instead of ssh", "CMD" },
 		{ "remote-path", '\0', POPT_ARG_STRING, &remote_path, 0,
 		  "patchsync on the source (default: patchsync)", "PROGRAM" },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct common c;
 	struct ps_conf conf = { 0 };
@@ -921,7 +881,7 @@ cmd_refresh(int argc, const char **argv)
 
 	memset(&c, 0, sizeof(c));
 	ctx = poptGetContext("patchsync refresh", argc, argv, opts, 0);
-	if ((rc = parse_opts(ctx, "refresh", &c, &comp)) != PS_OK)
+	if ((rc = ps_cli_parse_names(ctx, "refresh", &comp, &c.comp)) != PS_OK)
 		goto out;
 	args = ps_cli_args(ctx, &nargs);
 	if (nargs != 0) {
@@ -933,13 +893,13 @@ cmd_refresh(int argc, const char **argv)
 	}
 	if ((rc = ps_cli_conf(&conf, 1)) != PS_OK)
 		goto out;
-	for (k = 0; k < c.ncomp; k++) {
+	for (k = 0; k < c.comp.n; k++) {
 		const struct ps_component *x = ps_conf_component(&conf,
-		    c.names[k]);
+		    c.comp.v[k]);
 
 		if (x == NULL || x->source == NULL) {
 			ps_err("refresh: %s component '%s'%s", x == NULL ?
-			    "unknown" : "no source for", c.names[k],
+			    "unknown" : "no source for", c.comp.v[k],
 			    x == NULL ? "" : " (set source = in its section)");
 			rc = PS_EUSAGE;
 			goto out;
@@ -950,10 +910,10 @@ cmd_refresh(int argc, const char **argv)
 	for (i = 0; i < conf.ncomp; i++) {
 		const struct ps_component *x = &conf.comp[i];
 		char *url = NULL, *srsh = NULL;
-		int want = c.ncomp == 0 && x->source != NULL, lockfd = -1;
+		int want = c.comp.n == 0 && x->source != NULL, lockfd = -1;
 
-		for (k = 0; k < c.ncomp; k++)
-			want |= strcmp(c.names[k], x->name) == 0;
+		for (k = 0; k < c.comp.n; k++)
+			want |= strcmp(c.comp.v[k], x->name) == 0;
 		if (!want)
 			continue;
 		any = 1;
@@ -979,7 +939,7 @@ cmd_refresh(int argc, const char **argv)
 	}
 	rc = worst;
 out:
-	free(c.names);
+	free(c.comp.v);
 	ps_conf_free(&conf);
 	poptFreeContext(ctx);
 	return rc;

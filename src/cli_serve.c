@@ -235,10 +235,7 @@ cmd_serve(int argc, const char **argv)
 	struct poptOption opts[] = {
 		{ "stdio", '\0', POPT_ARG_NONE, &use_stdio, 0,
 		  "speak the protocol on standard input and output", NULL },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	poptContext ctx;
 	const char **args;

@@ -204,10 +204,7 @@ server_add(int argc, const char **argv)
 		  "remote shell instead of ssh", "CMD" },
 		{ "download-source", '\0', POPT_ARG_NONE, &dlsource, 0,
 		  "the console downloads from it: never push to it", NULL },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	static const char usage[] = "server add NAME URL [--identity FILE] "
 	    "[--secret-file FILE] [--rsh CMD] [--download-source]";
@@ -262,10 +259,7 @@ server_list(int argc, const char **argv)
 	struct poptOption opts[] = {
 		{ "json", '\0', POPT_ARG_NONE, &json, 0,
 		  "one JSON document", NULL },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct ps_server *v = NULL;
 	struct sub s;
@@ -302,10 +296,7 @@ server_show(int argc, const char **argv)
 	struct poptOption opts[] = {
 		{ "json", '\0', POPT_ARG_NONE, &json, 0,
 		  "one JSON document", NULL },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct ps_server sv;
 	struct sub s;
@@ -336,10 +327,7 @@ static int
 server_remove(int argc, const char **argv)
 {
 	struct poptOption opts[] = {
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct sub s;
 	int rc;
@@ -592,10 +580,7 @@ server_check(int argc, const char **argv)
 	struct poptOption opts[] = {
 		{ "remote-path", '\0', POPT_ARG_STRING, &remote_path, 0,
 		  "patchsync on the server (default: patchsync)", "PROGRAM" },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct ps_server sv;
 	struct ps_url u;
@@ -737,46 +722,11 @@ component_list(const struct ps_conf *conf, const char **names, int n,
 	return PS_OK;
 }
 
-/* Gather repeated -C values (popt callback style via return values). */
-struct clist {
-	const char **v;
-	int n;
-};
-
-static void
-clist_add(struct clist *c, const char *s)
-{
-	c->v = xreallocarray(c->v, (size_t)c->n + 1, sizeof(*c->v));
-	c->v[c->n++] = s;
-}
-
-/* The popt loop with -C collected (ps_cli_parse does not know -C). */
-static int
-parse_with_c(poptContext ctx, const char *cmd, const char **comp,
-    struct clist *cl)
-{
-	int rc;
-
-	while ((rc = poptGetNextOpt(ctx)) >= 0) {
-		if (rc == 'v')
-			ps_verbose++;
-		else if (rc == 'q')
-			ps_quiet = 1;
-		else if (rc == 'C')
-			clist_add(cl, *comp);
-	}
-	if (rc == -1)
-		return PS_OK;
-	ps_err("%s: %s: %s", cmd, poptBadOption(ctx, POPT_BADOPTION_NOALIAS),
-	    poptStrerror(rc));
-	return PS_EUSAGE;
-}
-
 /* Like sub_start, for commands with -C. */
 static int
 sub_start_c(struct sub *s, const char *name, int argc, const char **argv,
     struct poptOption *opts, const char *usage, const char **comp,
-    struct clist *cl)
+    struct ps_names *cl)
 {
 	char *prog = xasprintf("patchsync %s", name);
 	int rc;
@@ -786,7 +736,7 @@ sub_start_c(struct sub *s, const char *name, int argc, const char **argv,
 	s->ctx = poptGetContext(prog, argc, argv, opts, 0);
 	free(prog);
 	poptSetOtherOptionHelp(s->ctx, usage);
-	if ((rc = parse_with_c(s->ctx, name, comp, cl)) != PS_OK)
+	if ((rc = ps_cli_parse_names(s->ctx, name, comp, cl)) != PS_OK)
 		return rc;
 	s->args = ps_cli_args(s->ctx, &s->nargs);
 	if ((rc = ps_cli_conf(&s->conf, 0)) != PS_OK)
@@ -798,7 +748,7 @@ static int
 schedule_add(int argc, const char **argv)
 {
 	static const char *server, *cron, *comp;
-	struct clist cl = { NULL, 0 };
+	struct ps_names cl = { NULL, 0 };
 	struct poptOption opts[] = {
 		{ "server", 's', POPT_ARG_STRING, &server, 0,
 		  "the server to push to", "NAME" },
@@ -806,10 +756,7 @@ schedule_add(int argc, const char **argv)
 		  "only this component (repeatable; default: all)", "NAME" },
 		{ "cron", '\0', POPT_ARG_STRING, &cron, 0,
 		  "when: 'M H DOM MON DOW', @hourly, @daily, @weekly", "EXPR" },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	static const char usage[] = "schedule add --server NAME [-C NAME]... "
 	    "--cron EXPR";
@@ -861,10 +808,7 @@ schedule_list(int argc, const char **argv)
 	struct poptOption opts[] = {
 		{ "json", '\0', POPT_ARG_NONE, &json, 0,
 		  "one JSON document", NULL },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct ps_schedule *v = NULL;
 	struct sub s;
@@ -909,7 +853,7 @@ static int
 schedule_edit(int argc, const char **argv)
 {
 	static const char *server, *cron, *comp;
-	struct clist cl = { NULL, 0 };
+	struct ps_names cl = { NULL, 0 };
 	struct poptOption opts[] = {
 		{ "server", 's', POPT_ARG_STRING, &server, 0,
 		  "push to this server instead", "NAME" },
@@ -918,10 +862,7 @@ schedule_edit(int argc, const char **argv)
 		  "NAME" },
 		{ "cron", '\0', POPT_ARG_STRING, &cron, 0,
 		  "new time expression", "EXPR" },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	static const char usage[] = "schedule edit ID [--server NAME] "
 	    "[-C NAME]... [--cron EXPR]";
@@ -961,10 +902,7 @@ static int
 schedule_delete(int argc, const char **argv)
 {
 	struct poptOption opts[] = {
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct sub s;
 	int64_t id;
@@ -1019,10 +957,7 @@ schedule_run(int argc, const char **argv)
 	struct poptOption opts[] = {
 		{ "wait", 'w', POPT_ARG_NONE, &wait, 0,
 		  "wait for the tasks; exit with the worst status", NULL },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct ps_claim *cl;
 	pid_t *pids;
@@ -1065,10 +1000,7 @@ schedule_run_due(int argc, const char **argv)
 	struct poptOption opts[] = {
 		{ "wait", 'w', POPT_ARG_NONE, &wait, 0,
 		  "wait for the tasks; exit with the worst status", NULL },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct ps_claim *cl = NULL;
 	pid_t *pids;
@@ -1164,10 +1096,7 @@ task_list(int argc, const char **argv)
 		  "one JSON document", NULL },
 		{ "limit", 'n', POPT_ARG_INT, &limit, 0,
 		  "only the N newest tasks", "N" },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct ps_task *v = NULL;
 	struct sub s;
@@ -1218,10 +1147,7 @@ static int
 task_cancel(int argc, const char **argv)
 {
 	struct poptOption opts[] = {
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct timespec ts = { 0, 100 * 1000 * 1000 };
 	char host[256];
@@ -1415,10 +1341,7 @@ cmd_history(int argc, const char **argv)
 		  "JSON (with --follow: one object per line)", NULL },
 		{ "limit", 'n', POPT_ARG_INT, &limit, 0,
 		  "only the N newest events", "N" },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	struct sub s;
 	int rc;
@@ -1507,10 +1430,7 @@ cmd_download(int argc, const char **argv)
 	struct poptOption opts[] = {
 		{ "component", 'C', POPT_ARG_STRING, &comp, 0,
 		  "the component being downloaded into", "NAME" },
-		{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0,
-		  "Global options:", NULL },
-		POPT_AUTOHELP
-		POPT_TABLEEND
+		PS_OPTS_END
 	};
 	static const char usage[] = "download -C NAME -- COMMAND [ARG...]";
 	const char **cmd;

@@ -103,3 +103,48 @@ as_nobody() {
         ;;
     esac
 }
+
+# console_conf NAME COMPONENT:DIR...: write $T/NAME.conf for console
+# "console-NAME" with the shared database $T/state.db and each component
+# at $T/DIR.
+console_conf() {
+    cc_name=$1
+    shift
+    {
+        printf '[console]\nname = console-%s\ndatabase = %s/state.db\n' "$cc_name" "$T"
+        for cc in "$@"; do
+            printf '[component %s]\npath = %s/%s\n' "${cc%%:*}" "$T" "${cc#*:}"
+        done
+    } >"$T/$cc_name.conf"
+}
+
+# treemeta DIR: every entry under DIR but ROOT/.patchsync, one line each:
+# path, type, mode, and for files size, mtime in ns and a sha256.
+treemeta() {
+    python3 - "$1" <<'PY'
+import hashlib, os, stat, sys
+root = os.fsencode(sys.argv[1])
+for d, dirs, files in os.walk(root):
+    if d == root:
+        dirs[:] = [x for x in dirs if x != b".patchsync"]
+    dirs.sort()
+    for n in sorted(dirs + files):
+        p = os.path.join(d, n)
+        st = os.lstat(p)
+        r = os.path.relpath(p, root)
+        if stat.S_ISREG(st.st_mode):
+            h = hashlib.sha256(open(p, "rb").read()).hexdigest()
+            print(repr(r), "f", oct(st.st_mode & 0o7777), st.st_size,
+                  st.st_mtime_ns, h)
+        else:
+            print(repr(r), "d" if stat.S_ISDIR(st.st_mode) else "?",
+                  oct(st.st_mode & 0o7777))
+PY
+}
+
+# no_litter DIR: no temporaries or other patchsync files anywhere under DIR
+# but DIR/.patchsync.
+no_litter() {
+    n=$(find "$1" -path "$1/.patchsync" -prune -o -name '.psync*' -print | wc -l)
+    [ "$n" -eq 0 ] || { find "$1" -name '.psync*' >&2; fail "temporaries left in $1"; }
+}

@@ -2,37 +2,8 @@
 # directories, modes and nanosecond mtimes; nothing sent the second time;
 # --checksum, -n, -i, --no-whole-file, -W, --stats and --json (SPEC 8).
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 
-# treemeta DIR: every entry under DIR but ROOT/.patchsync, one line each:
-# path, type, mode, and for files size, mtime in ns and a sha256.
-treemeta() {
-    python3 - "$1" <<'PY'
-import hashlib, os, stat, sys
-root = os.fsencode(sys.argv[1])
-for d, dirs, files in os.walk(root):
-    if d == root:
-        dirs[:] = [x for x in dirs if x != b".patchsync"]
-    dirs.sort()
-    for n in sorted(dirs + files):
-        p = os.path.join(d, n)
-        st = os.lstat(p)
-        r = os.path.relpath(p, root)
-        if stat.S_ISREG(st.st_mode):
-            h = hashlib.sha256(open(p, "rb").read()).hexdigest()
-            print(repr(r), "f", oct(st.st_mode & 0o7777), st.st_size,
-                  st.st_mtime_ns, h)
-        else:
-            print(repr(r), "d" if stat.S_ISDIR(st.st_mode) else "?",
-                  oct(st.st_mode & 0o7777))
-PY
-}
 
-# No temporaries or other patchsync files anywhere but ROOT/.patchsync.
-no_litter() {
-    n=$(find "$1" -path "$1/.patchsync" -prune -o -name '.psync*' -print | wc -l)
-    [ "$n" -eq 0 ] || { find "$1" -name '.psync*' >&2; fail "temporaries left in $1"; }
-}
 
 mkdir src
 mkfile "src/with space.msu" 70000 1

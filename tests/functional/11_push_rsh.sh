@@ -3,33 +3,7 @@
 # 20 MiB file, several URLs with -j 2, and a failing URL that does not
 # stop the others (exit 4, the JSON says which one failed).
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 RSH=$TOP_SRCDIR/tests/rsh-local
-
-treemeta() {
-    python3 - "$1" <<'PY'
-import hashlib, os, stat, sys
-root = os.fsencode(sys.argv[1])
-for d, dirs, files in os.walk(root):
-    if d == root:
-        dirs[:] = [x for x in dirs if x != b".patchsync"]
-    for n in sorted(dirs + files):
-        p = os.path.join(d, n)
-        st = os.lstat(p)
-        r = os.path.relpath(p, root)
-        if stat.S_ISREG(st.st_mode):
-            h = hashlib.sha256(open(p, "rb").read()).hexdigest()
-            print(repr(r), "f", oct(st.st_mode & 0o7777), st.st_size,
-                  st.st_mtime_ns, h)
-        else:
-            print(repr(r), "d" if stat.S_ISDIR(st.st_mode) else "?",
-                  oct(st.st_mode & 0o7777))
-PY
-}
-no_litter() {
-    n=$(find "$1" -path "$1/.patchsync" -prune -o -name '.psync*' -print | wc -l)
-    [ "$n" -eq 0 ] || fail "temporaries left in $1"
-}
 
 mkdir src
 mkfile "src/a b/with space.msu" 5000 1

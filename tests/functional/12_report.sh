@@ -2,7 +2,6 @@
 # csv; exit 0 when current, 1 when different, 4 when a server is
 # unreachable (and the others still listed).
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 RSH=$TOP_SRCDIR/tests/rsh-local
 
 mkdir src

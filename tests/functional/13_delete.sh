@@ -2,7 +2,6 @@
 # patchsync's); refused (exit 2) when the console directory is empty or
 # missing; --max-delete N refuses (exit 3) before deleting anything.
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 
 mkdir src
 mkfile src/keep.msu 1000 1

@@ -3,15 +3,10 @@
 # version, never a partial one; the next push finishes the job and leaves
 # no temporaries; a killed server makes the console exit 4 with one line.
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 RSH=$TOP_SRCDIR/tests/rsh-local
 SIZE=33554432   # 32 MiB at 4 MiB/s: 8 s if left alone
 
 sum() { sha256sum "$1" | cut -d' ' -f1; }
-no_litter() {
-    n=$(find "$1" -path "$1/.patchsync" -prune -o -name '.psync*' -print | wc -l)
-    [ "$n" -eq 0 ] || { find "$1" >&2; fail "temporaries left in $1"; }
-}
 # The pids of processes whose command line contains "serve --stdio $1".
 serve_pids() {
     for p in /proc/[0-9]*; do

@@ -2,7 +2,6 @@
 # the push fails (exit 5, or 4) and the server's old file stays as it was;
 # the next clean push works and leaves no temporaries.
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 RSH=$TOP_SRCDIR/tests/rsh-local
 
 # flip.py MARK N: copy stdin to stdout frame by frame, flipping one byte

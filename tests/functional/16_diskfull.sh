@@ -1,7 +1,6 @@
 # Disk full on the server (a 2 MiB tmpfs as ROOT): exit 3, the old files
 # intact, no temporaries left. Needs root and mount.
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 
 is_root || skip "needs root to mount a tmpfs"
 mkdir dst

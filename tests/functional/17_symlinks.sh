@@ -2,7 +2,6 @@
 # ROOT/file.msu -> a file outside. A push (with --delete, too) changes
 # nothing outside ROOT; a report does not read outside ROOT either.
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 
 snap() { (cd "$T/outside" && find . -print0 | sort -z | xargs -0 stat -c '%n %s %a %Y' && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
 

@@ -6,7 +6,6 @@
 # (.., absolute, NUL, a symlinked parent) are refused and nothing outside
 # ROOT is created, changed or removed.
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 RSH=$TOP_SRCDIR/tests/rsh-local
 EVIL=$TOP_SRCDIR/tests/evilpeer.py
 command -v timeout >/dev/null || skip "no timeout(1)"

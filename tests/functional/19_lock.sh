@@ -1,7 +1,6 @@
 # Two pushes to one ROOT at once: the second waits (saying so) and both
 # succeed; with --no-wait the second exits 4 at once.
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 RSH=$TOP_SRCDIR/tests/rsh-local
 
 mkdir src src2

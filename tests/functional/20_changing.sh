@@ -3,7 +3,6 @@
 # gets one complete version the writer produced, or the push reports the
 # file (exit 3); never a half-old, half-new file.
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 RSH=$TOP_SRCDIR/tests/rsh-local
 
 # writer.py FILE MODE LOG: every 0.15 s for 1.8 s, change FILE (append 64

@@ -1,7 +1,6 @@
 # A push over real ssh to a private sshd on 127.0.0.1 (root only; skipped
 # without sshd).
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 
 SSHD=/usr/sbin/sshd
 [ -x "$SSHD" ] || skip "no $SSHD"

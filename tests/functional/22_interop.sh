@@ -1,7 +1,6 @@
 # A server tree filled by `rsync -a`: patchsync sends nothing; then a 1%
 # change of a 10 MiB file goes as a delta over --rsh.
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 RSH=$TOP_SRCDIR/tests/rsh-local
 command -v rsync >/dev/null || skip "no rsync"
 

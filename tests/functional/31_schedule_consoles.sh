@@ -6,17 +6,8 @@
 
 mkdir pat dst
 echo x >pat/a
-for c in a b; do
-    cat >$c.conf <<CONF
-[console]
-name = console-$c
-database = $T/state.db
-[component patches]
-path = $T/pat
-[component engines]
-path = $T/pat
-CONF
-done
+console_conf a patches:pat engines:pat
+console_conf b patches:pat engines:pat
 A="$PS -c a.conf"
 B="$PS -c b.conf"
 

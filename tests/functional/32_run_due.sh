@@ -2,20 +2,12 @@
 # schedule whose slots passed while nothing ran runs once; another
 # console's schedules are not run; next run moves past now.
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 command -v sqlite3 >/dev/null || skip "sqlite3 command not installed"
 
 mkdir pat dst
 mkfile pat/a.msu 5000 1
-for c in a b; do
-    cat >$c.conf <<CONF
-[console]
-name = console-$c
-database = $T/state.db
-[component patches]
-path = $T/pat
-CONF
-done
+console_conf a patches:pat
+console_conf b patches:pat
 A="$PS -c a.conf"
 B="$PS -c b.conf"
 expect_exit 0 $A server add dist "$T/dst"

@@ -2,18 +2,11 @@
 # task runs in a detached process; --wait returns its exit status;
 # history --follow streams its events until it ends.
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 
 mkdir pat dst
 mkfile pat/a.msu 300000 1
 mkfile pat/sub/b.cab 1000 2
-cat >a.conf <<CONF
-[console]
-name = console-a
-database = $T/state.db
-[component patches]
-path = $T/pat
-CONF
+console_conf a patches:pat
 A="$PS -c a.conf"
 expect_exit 0 $A server add dist "$T/dst"
 id=$($A schedule add --server dist --cron '0 3 * * *')

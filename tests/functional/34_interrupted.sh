@@ -1,17 +1,10 @@
 # A task whose process died is shown as interrupted, never running
 # forever; a queued task (waiting for a download) can be canceled.
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 
 mkdir pat dst
 mkfile pat/a.msu 1000 1
-cat >a.conf <<CONF
-[console]
-name = console-a
-database = $T/state.db
-[component patches]
-path = $T/pat
-CONF
+console_conf a patches:pat
 A="$PS -c a.conf"
 expect_exit 0 $A server add dist "$T/dst"
 id=$($A schedule add --server dist --cron '0 3 * * *')

@@ -2,20 +2,11 @@
 # COMMAND runs and returns its exit status; a push of NAME meanwhile
 # waits (queued, with an event) and then sends the complete file.
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 
 mkdir pat eng dst
 mkfile pat/old.msu 1000 1
 mkfile eng/e.bin 1000 2
-cat >a.conf <<CONF
-[console]
-name = console-a
-database = $T/state.db
-[component patches]
-path = $T/pat
-[component engines]
-path = $T/eng
-CONF
+console_conf a patches:pat engines:eng
 A="$PS -c a.conf"
 expect_exit 0 $A server add dist "$T/dst"
 

@@ -2,17 +2,10 @@
 # files, and is recorded 'canceled'. A download waits for a push that is
 # reading the component.
 . "$TOP_SRCDIR/tests/lib.sh"
-XDG_CACHE_HOME=$T/cache; export XDG_CACHE_HOME
 
 mkdir pat dst
 head -c 16777216 /dev/urandom >pat/big.msu
-cat >a.conf <<CONF
-[console]
-name = console-a
-database = $T/state.db
-[component patches]
-path = $T/pat
-CONF
+console_conf a patches:pat
 A="$PS -c a.conf"
 expect_exit 0 $A server add dist "$T/dst"
 
