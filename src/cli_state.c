@@ -30,13 +30,12 @@
 #include "cli.h"
 #include "cron.h"
 #include "output.h"
-#include "proto.h"
 #include "ps.h"
 #include "state.h"
 #include "task.h"
 #include "transport.h"
 #include "url.h"
-#include "wire.h"
+#include "session.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -541,36 +540,25 @@ probe_remote(const char *name, const struct ps_url *u, const char *rsh,
 
 /* Does `patchsync serve` answer the greeting? */
 static int
-probe_serve(const char *name, const struct ps_url *u, const char *rsh,
+probe_serve(const char *name, const char *url, const char *rsh,
     const char *remote_path)
 {
-	struct ps_conn_opts co;
-	struct ps_conn c;
-	struct ps_wire *w;
+	struct ps_sess_opts so;
+	struct ps_sess ss;
 	int rc;
 
-	memset(&co, 0, sizeof(co));
-	co.rsh = rsh;
-	co.remote_path = remote_path;
-	if ((rc = ps_conn_open(u, &co, &c)) != PS_OK) {
-		ps_err("server %s: %s", name, c.err);
-		return rc == PS_EUSAGE ? PS_EUSAGE : PS_EPEER;
-	}
-	w = ps_wire_new(c.rfd, c.wfd);
-	rc = ps_wire_hello(w, PS_ROLE_CONSOLE, 0, NULL, NULL);
-	if (rc != PS_OK) {
-		ps_err("server %s: patchsync serve did not answer: %s", name,
-		    ps_wire_error(w));
-		(void)ps_conn_kill(&c);
-	} else {
-		(void)ps_wire_send(w, PS_MSG_BYE, NULL, 0);
-		(void)ps_wire_shutdown_write(w);
+	memset(&so, 0, sizeof(so));
+	so.label = name;
+	so.url = url;
+	so.rsh = rsh;
+	so.remote_path = remote_path;
+	so.timeout = PS_TIMEOUT_DEFAULT;
+	rc = ps_sess_connect(&ss, &so);
+	rc = ps_sess_close(&ss, NULL);
+	if (rc == PS_OK)
 		printf("server %s: patchsync serve answers (protocol %d)\n",
 		    name, PS_PROTO_VERSION);
-	}
-	ps_wire_free(w);
-	(void)ps_conn_close(&c);
-	return rc == PS_OK ? PS_OK : PS_EPEER;
+	return rc == PS_OK || rc == PS_EUSAGE ? rc : PS_EPEER;
 }
 
 static int
@@ -612,7 +600,7 @@ server_check(int argc, const char **argv)
 		rc = PS_EUSAGE;
 	}
 	if (rc == PS_OK)
-		rc = probe_serve(s.args[0], &u, rsh, remote_path);
+		rc = probe_serve(s.args[0], url, rsh, remote_path);
 	ps_url_free(&u);
 out:
 	free(url);

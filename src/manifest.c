@@ -38,13 +38,7 @@
 #define HASH128_UPDATE	XXH3_128bits_update
 #endif
 
-#if defined(SYS_openat2) && defined(__has_include)
-#if __has_include(<linux/openat2.h>)
-#include <linux/openat2.h>
-#define HAVE_OPENAT2 1
-#endif
-#endif
-
+#include "fsops.h"
 #include "manifest.h"
 
 /* Format constants: see man/patchsync-manifest.5. */
@@ -72,6 +66,7 @@
  * moving; its cache identity is not trusted (see racy_check()).
  */
 #define RACY_SECS	1
+#define GONE		1	/* entry type: vanished while being hashed */
 
 unsigned
 ps_block_shift_for(uint64_t size)
@@ -161,7 +156,64 @@ ps_manifest_free(struct ps_manifest *m)
 	for (i = 0; i < m->n; i++)
 		entry_free(&m->e[i]);
 	free(m->e);
+	for (i = 0; i < m->nunreadable; i++)
+		free(m->unreadable[i]);
+	free(m->unreadable);
+	for (i = 0; i < m->ntemps; i++)
+		free(m->temps[i]);
+	free(m->temps);
 	memset(m, 0, sizeof(*m));
+}
+
+static void
+strv_add(char ***v, size_t *n, const char *p, size_t len)
+{
+	*v = xreallocarray(*v, *n + 1, sizeof(**v));
+	(*v)[(*n)++] = xstrndup(p, len);
+}
+
+static int
+strp_cmp(const void *a, const void *b)
+{
+	const char *x = *(char *const *)a, *y = *(char *const *)b;
+
+	return ps_path_cmp(x, strlen(x), y, strlen(y));
+}
+
+/* Is the first LEN bytes of PATH one of the sorted strings of V? */
+static int
+strv_has(char *const *v, size_t n, const char *path, size_t len)
+{
+	size_t lo = 0, hi = n, mid;
+	int c;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		c = ps_path_cmp(v[mid], strlen(v[mid]), path, len);
+		if (c == 0)
+			return 1;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+int
+ps_manifest_unknown(const struct ps_manifest *m, const char *path,
+    size_t len)
+{
+	size_t i;
+
+	if (m->nunreadable == 0)
+		return 0;
+	/* PATH itself, or any directory above it. */
+	for (i = 1; i <= len; i++)
+		if ((i == len || path[i] == '/') &&
+		    strv_has(m->unreadable, m->nunreadable, path, i))
+			return 1;
+	return 0;
 }
 
 static struct ps_entry *
@@ -695,28 +747,45 @@ ps_manifest_save(const char *file, const struct ps_manifest *m, int local)
 
 struct walk {
 	struct ps_manifest *m;
+	const char *label;
 	char path[PS_PATH_MAX + 1];
 	int errors;
 };
 
+/* PATH cannot be read: say so (as LABEL/PATH) and remember it. */
 static void
-walk_err(const char *path, size_t len, const char *what, int errnum)
+unreadable(struct ps_manifest *m, const char *label, const char *path,
+    size_t len, const char *what, int errnum)
 {
 	char *esc = ps_escape(path, len);
+	const char *sep = label != NULL ? "/" : "";
 
+	if (label == NULL)
+		label = "";
 	if (errnum != 0)
-		ps_err("%s: %s: %s", esc, what, strerror(errnum));
+		ps_err("%s%s%s: %s: %s", label, sep, esc, what,
+		    strerror(errnum));
 	else
-		ps_err("%s: %s", esc, what);
+		ps_err("%s%s%s: %s", label, sep, esc, what);
 	free(esc);
+	if (len > 0)
+		strv_add(&m->unreadable, &m->nunreadable, path, len);
 }
 
 static void
-walk_skip(const char *path, size_t len, const char *what)
+walk_err(struct walk *w, size_t len, const char *what, int errnum)
 {
-	char *esc = ps_escape(path, len);
+	unreadable(w->m, w->label, w->path, len, what, errnum);
+	w->errors++;
+}
 
-	ps_warn("skipping %s: %s", what, esc);
+static void
+walk_skip(struct walk *w, size_t len, const char *what)
+{
+	char *esc = ps_escape(w->path, len);
+
+	ps_warn("skipping %s: %s%s%s", what, w->label ? w->label : "",
+	    w->label ? "/" : "", esc);
 	free(esc);
 }
 
@@ -747,31 +816,36 @@ walk_one(struct walk *w, int dfd, const char *name, size_t plen)
 	int fd;
 
 	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
-		if (errno != ENOENT) {	/* vanished: nothing to record */
-			walk_err(w->path, plen, "stat", errno);
-			w->errors++;
-		}
+		if (errno != ENOENT)	/* vanished: nothing to record */
+			walk_err(w, plen, "stat", errno);
 		return;
 	}
 	switch (st.st_mode & S_IFMT) {
 	case S_IFREG:
+		/* A push's hidden temporary is not part of the tree. */
+		if (strncmp(name, PS_TMP_PREFIX, sizeof(PS_TMP_PREFIX) - 1) ==
+		    0) {
+			strv_add(&w->m->temps, &w->m->ntemps, w->path, plen);
+			return;
+		}
+		break;
 	case S_IFDIR:
 		break;
 	case S_IFLNK:
-		walk_skip(w->path, plen, "symlink");
+		walk_skip(w, plen, "symlink");
 		return;
 	case S_IFCHR:
 	case S_IFBLK:
-		walk_skip(w->path, plen, "device");
+		walk_skip(w, plen, "device");
 		return;
 	case S_IFSOCK:
-		walk_skip(w->path, plen, "socket");
+		walk_skip(w, plen, "socket");
 		return;
 	case S_IFIFO:
-		walk_skip(w->path, plen, "fifo");
+		walk_skip(w, plen, "fifo");
 		return;
 	default:
-		walk_skip(w->path, plen, "special file");
+		walk_skip(w, plen, "special file");
 		return;
 	}
 	e = manifest_add(w->m);
@@ -784,8 +858,7 @@ walk_one(struct walk *w, int dfd, const char *name, size_t plen)
 	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 	    O_CLOEXEC);
 	if (fd == -1) {
-		walk_err(w->path, plen, "cannot open directory", errno);
-		w->errors++;
+		walk_err(w, plen, "cannot open directory", errno);
 		return;
 	}
 	walk_dir(w, fd, plen);
@@ -801,8 +874,7 @@ walk_dir(struct walk *w, int dfd, size_t plen)
 
 	d = fdopendir(dfd);
 	if (d == NULL) {
-		walk_err(w->path, plen, "cannot read directory", errno);
-		w->errors++;
+		walk_err(w, plen, "cannot read directory", errno);
 		close(dfd);
 		return;
 	}
@@ -821,9 +893,8 @@ walk_dir(struct walk *w, int dfd, size_t plen)
 		nlen = strlen(de->d_name);
 		clen = plen == 0 ? nlen : plen + 1 + nlen;
 		if (clen > PS_PATH_MAX) {
-			walk_err(w->path, plen, "name inside is longer than "
-			    "the path limit", 0);
-			w->errors++;
+			walk_err(w, plen, "name inside is longer than the "
+			    "path limit", 0);
 			continue;
 		}
 		if (plen > 0)
@@ -832,10 +903,8 @@ walk_dir(struct walk *w, int dfd, size_t plen)
 		w->path[clen] = '\0';
 		walk_one(w, dirfd(d), de->d_name, clen);
 	}
-	if (errno != 0) {
-		walk_err(w->path, plen, "cannot read directory", errno);
-		w->errors++;
-	}
+	if (errno != 0)
+		walk_err(w, plen, "cannot read directory", errno);
 	closedir(d);
 }
 
@@ -843,6 +912,7 @@ walk_dir(struct walk *w, int dfd, size_t plen)
 
 struct hasher {
 	int rootfd;
+	const char *label;
 	struct ps_entry **work;
 	size_t nwork;
 	atomic_size_t next;
@@ -856,32 +926,6 @@ struct worker {
 };
 
 static int
-open_below(int rootfd, const char *path)
-{
-	int flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-#ifdef HAVE_OPENAT2
-	/*
-	 * Never leave the tree through a directory swapped for a symlink
-	 * after the walk; O_NOFOLLOW covers only the last component.
-	 */
-	static atomic_int no_openat2;
-	struct open_how how = { 0 };
-	long fd;
-
-	if (!atomic_load(&no_openat2)) {
-		how.flags = (uint64_t)flags;
-		how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-		    RESOLVE_NO_MAGICLINKS;
-		fd = syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
-		if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
-			return (int)fd;
-		atomic_store(&no_openat2, 1);	/* old kernel or seccomp */
-	}
-#endif
-	return openat(rootfd, path, flags);
-}
-
-static int
 same_stat(const struct stat *a, const struct stat *b)
 {
 	return a->st_size == b->st_size && a->st_ino == b->st_ino &&
@@ -892,10 +936,21 @@ same_stat(const struct stat *a, const struct stat *b)
 	    a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
+/* Said here; the path joins OUT->unreadable when the entry is dropped. */
 static void
-hash_err(const struct ps_entry *e, const char *what, int errnum)
+hash_err(struct worker *w, const struct ps_entry *e, const char *what,
+    int errnum)
 {
-	walk_err(e->path, e->path_len, what, errnum);
+	char *esc = ps_escape(e->path, e->path_len);
+	const char *label = w->h->label;
+
+	if (errnum != 0)
+		ps_err("%s%s%s: %s: %s", label ? label : "", label ? "/" : "",
+		    esc, what, strerror(errnum));
+	else
+		ps_err("%s%s%s: %s", label ? label : "", label ? "/" : "",
+		    esc, what);
+	free(esc);
 }
 
 /*
@@ -921,7 +976,7 @@ read_hash(struct worker *w, int fd, struct ps_entry *e)
 			if (r < 0) {
 				if (errno == EINTR)
 					continue;
-				hash_err(e, "read", errno);
+				hash_err(w, e, "read", errno);
 				return -1;
 			}
 			if (r == 0) {
@@ -974,19 +1029,13 @@ hash_once(struct worker *w, struct ps_entry *e)
 	struct stat st, st2;
 	int fd, r;
 
-	fd = open_below(w->h->rootfd, e->path);
-	if (fd == -1) {
-		hash_err(e, "open", errno);
+	if (ps_open_beneath(w->h->rootfd, e->path, &fd, &st) == -1) {
+		if (errno == ENOENT)
+			return 2;	/* gone since the walk */
+		if (errno == EISDIR || errno == EINVAL || errno == ELOOP)
+			return 1;	/* replaced since the walk */
+		hash_err(w, e, "open", errno);
 		return -1;
-	}
-	if (fstat(fd, &st) == -1) {
-		hash_err(e, "stat", errno);
-		close(fd);
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		close(fd);
-		return 1;	/* replaced since the walk */
 	}
 	/* Describe the file as opened, whatever the walk saw. */
 	entry_from_stat(e, &st);
@@ -1012,9 +1061,11 @@ hash_file(struct worker *w, struct ps_entry *e)
 	if (r == 1)
 		r = hash_once(w, e);	/* once more, then give up */
 	if (r == 1)
-		hash_err(e, "file changed while being read", 0);
-	if (r != 0) {
-		e->type = 0;	/* dropped from the manifest afterwards */
+		hash_err(w, e, "changed while being read", 0);
+	if (r == 2) {
+		e->type = GONE;	/* dropped afterwards, like a vanished one */
+	} else if (r != 0) {
+		e->type = 0;	/* dropped afterwards: unreadable */
 		atomic_fetch_add(&w->h->errors, 1);
 	}
 }
@@ -1070,9 +1121,11 @@ worker_fini(struct worker *w)
 
 /* Hash the files in WORK on NTHREADS threads, this one among them. */
 static int
-hash_all(int rootfd, struct ps_entry **work, size_t nwork, int nthreads)
+hash_all(int rootfd, const char *label, struct ps_entry **work, size_t nwork,
+    int nthreads)
 {
-	struct hasher h = { .rootfd = rootfd, .work = work, .nwork = nwork };
+	struct hasher h = { .rootfd = rootfd, .label = label, .work = work,
+	    .nwork = nwork };
 	struct worker ws[MAX_THREADS];
 	pthread_t tid[MAX_THREADS];
 	int started = 0, i;
@@ -1150,7 +1203,7 @@ nthreads_for(const struct ps_build_opts *opts)
 	return n > MAX_THREADS ? MAX_THREADS : (int)n;
 }
 
-/* Drop the entries hashing gave up on (type 0). */
+/* Drop the entries hashing gave up on (type 0): their state is unknown. */
 static void
 compact(struct ps_manifest *m)
 {
@@ -1158,11 +1211,17 @@ compact(struct ps_manifest *m)
 
 	for (i = 0; i < m->n; i++) {
 		if (m->e[i].type == 0)
+			strv_add(&m->unreadable, &m->nunreadable,
+			    m->e[i].path, m->e[i].path_len);
+		if (m->e[i].type == 0 || m->e[i].type == GONE)
 			entry_free(&m->e[i]);
 		else
 			m->e[k++] = m->e[i];
 	}
 	m->n = k;
+	if (m->nunreadable > 1)
+		qsort(m->unreadable, m->nunreadable, sizeof(char *),
+		    strp_cmp);
 }
 
 int
@@ -1212,6 +1271,7 @@ ps_manifest_buildat(int dirfd, const struct ps_build_opts *opts,
 	}
 	w = xcalloc(1, sizeof(*w));
 	w->m = out;
+	w->label = opts != NULL ? opts->label : NULL;
 	walk_dir(w, walkfd, 0);
 	errors = w->errors;
 	free(w);
@@ -1227,7 +1287,8 @@ ps_manifest_buildat(int dirfd, const struct ps_build_opts *opts,
 			continue;
 		work[nwork++] = &out->e[i];
 	}
-	errors += hash_all(rootfd, work, nwork, nthreads_for(opts));
+	errors += hash_all(rootfd, opts != NULL ? opts->label : NULL, work,
+	    nwork, nthreads_for(opts));
 	free(work);
 	close(rootfd);
 	compact(out);

@@ -46,7 +46,24 @@ struct ps_manifest {
 	size_t n;
 	size_t cap;
 	uint32_t flags;
+	/*
+	 * Byproducts of a build, never encoded: paths that could not be read
+	 * (a file, or a directory and so everything below it), sorted; and
+	 * hidden temporaries (PS_TMP_PREFIX) found, which are not entries.
+	 */
+	char **unreadable;
+	size_t nunreadable;
+	char **temps;
+	size_t ntemps;
 };
+
+/*
+ * Is PATH (LEN bytes) one of M's unreadable paths or below one of them?
+ * Such a path's real state is unknown: it must be neither sent nor
+ * deleted.
+ */
+int ps_manifest_unknown(const struct ps_manifest *m, const char *path,
+    size_t len);
 
 /* Block shift (log2 of block size) used for a file of SIZE bytes. */
 unsigned ps_block_shift_for(uint64_t size);
@@ -55,13 +72,16 @@ struct ps_build_opts {
 	int threads;		/* hashing threads; 0: number of CPUs */
 	const struct ps_manifest *cache;	/* earlier PS_MF_LOCAL manifest or NULL */
 	int checksum;		/* 1: read every file even when cached */
+	const char *label;	/* named before paths in messages, or NULL */
 };
 
 /*
  * Build the manifest of directory DIR into OUT (which gets PS_MF_LOCAL).
  * Symlinks, devices, sockets and fifos are skipped with a warning naming
- * them. Returns PS_OK; PS_EPARTIAL when some file or directory could not
- * be read (each is named in an error line; OUT then holds the rest);
+ * them; hidden temporaries of an interrupted push are listed in
+ * OUT->temps. Returns PS_OK; PS_EPARTIAL when some file or directory
+ * could not be read (each is named in an error line, as LABEL/PATH when
+ * a label is given, and listed in OUT->unreadable; OUT holds the rest);
  * PS_EUSAGE when DIR is not a readable directory.
  */
 int ps_manifest_build(const char *dir, const struct ps_build_opts *opts,

@@ -90,11 +90,17 @@ ps_syncplan_make(const struct ps_manifest *src,
 		else
 			c = ps_path_cmp(s->path, s->path_len, d->path,
 			    d->path_len);
-		if (d != NULL && gone != NULL && below(d, gone) && c > 0) {
+		if (d != NULL && gone != NULL && below(d, gone) && c > 0 &&
+		    !ps_manifest_unknown(src, d->path, d->path_len)) {
 			/* Inside a receiver directory that goes: goes too. */
 			add(p, &cap, PS_ACT_DELETE, 0, NULL, d);
 			if (d->type == PS_FT_FILE)
 				p->ndelete_files++;
+			j++;
+			continue;
+		}
+		if (c > 0 && ps_manifest_unknown(src, d->path, d->path_len)) {
+			/* The sender could not read it: leave it alone. */
 			j++;
 			continue;
 		}
@@ -149,10 +155,14 @@ ps_syncplan_make(const struct ps_manifest *src,
 				ch |= PS_CH_TIME;
 			if (s->mode != d->mode)
 				ch |= PS_CH_PERMS;
-			if ((ch & (PS_CH_SIZE | PS_CH_TIME)) || o->checksum) {
-				if (!ps_entry_same_content(s, d))
-					ch |= PS_CH_CONTENT;
-			}
+			/*
+			 * Both manifests hold content hashes (cached only
+			 * while a file's identity is unchanged): a file
+			 * changed behind our back with its size and time
+			 * kept is still found.
+			 */
+			if (!ps_entry_same_content(s, d))
+				ch |= PS_CH_CONTENT;
 			if (ch & PS_CH_CONTENT) {
 				add(p, &cap, PS_ACT_SEND, ch, s, d);
 				p->nsend++;
@@ -187,22 +197,23 @@ ps_itemize(const struct ps_action *a, char out[12])
 	const struct ps_entry *e = a->src != NULL ? a->src : a->dst;
 	char t = e->type == PS_FT_DIR ? 'd' : 'f';
 
+	/* rsync 3.x: YXcstpoguax. */
 	switch (a->kind) {
 	case PS_ACT_DELETE:
-		memcpy(out, "*deleting", 10);
+		memcpy(out, "*deleting  ", 12);
 		return;
 	case PS_ACT_MKDIR:
-		memcpy(out, "cd+++++++", 10);
+		memcpy(out, "cd+++++++++", 12);
 		return;
 	case PS_ACT_SEND:
 		if (a->changes & PS_CH_NEW) {
-			memcpy(out, ">f+++++++", 10);
+			memcpy(out, ">f+++++++++", 12);
 			return;
 		}
-		memcpy(out, ">f.......", 10);
+		memcpy(out, ">f.........", 12);
 		break;
 	default:
-		memcpy(out, ".f.......", 10);
+		memcpy(out, "...........", 12);
 		out[1] = t;
 		break;
 	}

@@ -44,14 +44,14 @@ struct ps_syncplan {
 };
 
 struct ps_plan_opts {
-	int checksum;		/* compare content even when size+mtime match */
 	int delete;		/* remove what src does not have */
 };
 
 /*
  * Compare SRC (what should be) with DST (what the receiver has). A file
- * whose size and mtime match is current (unless CHECKSUM); one whose
- * content hash matches needs only META. Directories whose mode or time
+ * is current when its size and content hash match (both manifests carry
+ * hashes); when only its mode or mtime differ it needs only META. Paths
+ * SRC could not read (ps_manifest_unknown) are neither sent nor deleted. Directories whose mode or time
  * differ, or whose contents change, get a DIRMETA at the end. A
  * directory on the receiver where SRC has a file (or the reverse) is
  * deleted first when DELETE is set; otherwise it is counted in
@@ -63,10 +63,11 @@ void ps_syncplan_make(const struct ps_manifest *src,
 void ps_syncplan_free(struct ps_syncplan *p);
 
 /*
- * The itemize string of an action, rsync -i style, in OUT (12 bytes):
- * ">f+++++++" new file, ">fcst...." changed (c content, s size, t time,
- * p perms), ".f...tp.." metadata only, "cd+++++++" new directory,
- * "*deleting" removal.
+ * The itemize string of an action in rsync 3.x's 11-column form
+ * (YXcstpoguax), in OUT (12 bytes): ">f+++++++++" new file,
+ * ">fcst......" changed (c content, s size, t time, p perms),
+ * ".f..tp....." metadata only, "cd+++++++++" new directory,
+ * "*deleting  " removal.
  */
 void ps_itemize(const struct ps_action *a, char out[12]);
 

@@ -46,8 +46,6 @@ struct ps_task_ctx {
 	int syslog;		/* scheduled: events go to syslog too */
 };
 
-static volatile sig_atomic_t cancel_requested;
-
 static double
 mono(void)
 {
@@ -292,7 +290,7 @@ lock_take(const struct ps_conf *conf, const char *component, int op,
 			waiting = NULL;
 		}
 		/* Polled, so a cancel request ends the wait at once. */
-		if (cancel_requested) {
+		if (ps_intr_signal() != 0) {
 			close(fd);
 			return PS_EINTR;
 		}
@@ -319,29 +317,17 @@ ps_download_lock_exclusive(const struct ps_conf *conf,
 
 /* --- cancellation -------------------------------------------------- */
 
-static void
-on_cancel(int sig)
-{
-	(void)sig;
-	cancel_requested = 1;
-}
-
+/* A cancel is a SIGTERM: the push unwinds as from Ctrl-C (ps_intr_*). */
 void
 ps_task_install_cancel_handler(void)
 {
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_cancel;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
+	ps_intr_init();
 }
 
 int
 ps_task_canceled(void)
 {
-	return cancel_requested != 0;
+	return ps_intr_signal() != 0;
 }
 
 /* --- events -------------------------------------------------------- */
@@ -465,7 +451,9 @@ queued_cb(const char *why, void *arg)
 {
 	struct ps_task_ctx *ctx = arg;
 
-	ps_info(1, "task %lld: %s", (long long)ctx->id, why);
+	/* On a terminal somebody waits for us: say why (SPEC 6, push). */
+	ps_info(isatty(STDERR_FILENO) ? 0 : 1, "task %lld: %s",
+	    (long long)ctx->id, why);
 	pthread_mutex_lock(&ctx->mu);
 	event_locked(ctx, "queued", "info", why, NULL);
 	ctx->queued_said = 1;
@@ -604,7 +592,7 @@ ps_task_end(struct ps_task_ctx *ctx, int exit_code, const char *stats_json)
 
 	if (ctx == NULL)
 		return;
-	if (cancel_requested || exit_code == PS_EINTR) {
+	if (ps_intr_signal() != 0 || exit_code == PS_EINTR) {
 		state = PS_TASK_CANCELED;
 		level = "warning";
 		msg = xstrdup("canceled");

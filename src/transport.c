@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <popt.h>
@@ -316,11 +317,31 @@ ps_conn_open(const struct ps_url *u, const struct ps_conn_opts *o,
 	return PS_OK;
 }
 
-int
-ps_conn_close(struct ps_conn *c)
+/* waitpid with a deadline: 0 when PID ended (STATUS set), -1 if not. */
+static int
+wait_for(pid_t pid, int *status, unsigned ms)
 {
-	int status;
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	unsigned waited = 0;
 	pid_t r;
+
+	for (;;) {
+		r = waitpid(pid, status, WNOHANG);
+		if (r == pid)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return 0;	/* not ours any more */
+		if (waited >= ms)
+			return -1;
+		nanosleep(&ts, NULL);
+		waited += 20;
+	}
+}
+
+int
+ps_conn_close(struct ps_conn *c, unsigned secs)
+{
+	int status = 0;
 
 	if (c->rfd >= 0)
 		close(c->rfd);
@@ -329,12 +350,15 @@ ps_conn_close(struct ps_conn *c)
 	c->rfd = c->wfd = -1;
 	if (c->pid <= 0)
 		return -1;
-	do
-		r = waitpid(c->pid, &status, 0);
-	while (r < 0 && errno == EINTR);
+	/* Give it time to finish (and clean up), then insist. */
+	if (wait_for(c->pid, &status, secs * 1000) != 0) {
+		(void)kill(c->pid, SIGTERM);
+		if (wait_for(c->pid, &status, 5000) != 0) {
+			(void)kill(c->pid, SIGKILL);
+			(void)wait_for(c->pid, &status, 5000);
+		}
+	}
 	c->pid = -1;
-	if (r < 0)
-		return -1;
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
 	if (WIFSIGNALED(status))

@@ -50,7 +50,7 @@ static void
 test_basic(void **state)
 {
 	struct ps_manifest src = { 0 }, dst = { 0 };
-	struct ps_plan_opts o = { 0, 1 };
+	struct ps_plan_opts o = { 1 };
 	struct ps_syncplan p;
 	char code[12];
 
@@ -93,13 +93,13 @@ test_basic(void **state)
 	assert_int_equal(p.a[p.n - 1].kind, PS_ACT_DIRMETA);
 
 	ps_itemize(find(&p, PS_ACT_SEND, "new"), code);
-	assert_string_equal(code, ">f+++++++");
+	assert_string_equal(code, ">f+++++++++");
 	ps_itemize(find(&p, PS_ACT_SEND, "a/changed"), code);
-	assert_string_equal(code, ">fc.t....");
+	assert_string_equal(code, ">fc.t......");
 	ps_itemize(find(&p, PS_ACT_META, "a/perm"), code);
-	assert_string_equal(code, ".f...p...");
+	assert_string_equal(code, ".f...p.....");
 	ps_itemize(find(&p, PS_ACT_DELETE, "old"), code);
-	assert_string_equal(code, "*deleting");
+	assert_string_equal(code, "*deleting  ");
 	ps_syncplan_free(&p);
 
 	/* Without --delete nothing goes. */
@@ -116,11 +116,14 @@ static void
 test_checksum_and_conflicts(void **state)
 {
 	struct ps_manifest src = { 0 }, dst = { 0 };
-	struct ps_plan_opts o = { 0, 0 };
+	struct ps_plan_opts o = { 0 };
 	struct ps_syncplan p;
 
 	(void)state;
-	/* Same size and time, other content: found only with --checksum. */
+	/*
+	 * Same size and time, other content (changed behind our back on
+	 * the server): sent, with or without --checksum.
+	 */
 	put(&src, "f", 'f', 10, 1, 100, 0644);
 	put(&dst, "f", 'f', 10, 2, 100, 0644);
 	/* A directory where the console has a file, and the reverse. */
@@ -131,12 +134,11 @@ test_checksum_and_conflicts(void **state)
 	put(&dst, "y", 'f', 3, 3, 100, 0644);
 
 	ps_syncplan_make(&src, &dst, &o, &p);
-	assert_null(find(&p, PS_ACT_SEND, "f"));
+	assert_non_null(find(&p, PS_ACT_SEND, "f"));
 	assert_int_equal(p.nconflict, 2);
 	assert_null(find(&p, PS_ACT_SEND, "x"));
 	ps_syncplan_free(&p);
 
-	o.checksum = 1;
 	o.delete = 1;
 	ps_syncplan_make(&src, &dst, &o, &p);
 	assert_non_null(find(&p, PS_ACT_SEND, "f"));
@@ -151,11 +153,49 @@ test_checksum_and_conflicts(void **state)
 	ps_manifest_free(&dst);
 }
 
+/* What the console could not read is neither sent nor deleted. */
+static void
+test_unreadable(void **state)
+{
+	struct ps_manifest src = { 0 }, dst = { 0 };
+	struct ps_plan_opts o = { 1 };
+	struct ps_syncplan p;
+
+	(void)state;
+	put(&src, "d", 'd', 0, 0, 100, 0755);
+	put(&src, "ok", 'f', 1, 1, 100, 0644);
+	put(&dst, "d", 'd', 0, 0, 100, 0755);
+	put(&dst, "d/in", 'f', 1, 2, 100, 0644);
+	put(&dst, "gone", 'f', 1, 3, 100, 0644);
+	put(&dst, "secret", 'f', 1, 4, 100, 0644);
+	put(&dst, "x", 'd', 0, 0, 100, 0755);
+	put(&dst, "x/y", 'f', 1, 5, 100, 0644);
+	src.unreadable = xcalloc(2, sizeof(char *));
+	src.unreadable[0] = xstrdup("d");	/* sorted */
+	src.unreadable[1] = xstrdup("secret");
+	src.nunreadable = 2;
+	assert_true(ps_manifest_unknown(&src, "d/in", 4));
+	assert_true(ps_manifest_unknown(&src, "secret", 6));
+	assert_false(ps_manifest_unknown(&src, "secretx", 7));
+	assert_false(ps_manifest_unknown(&src, "dd", 2));
+
+	ps_syncplan_make(&src, &dst, &o, &p);
+	assert_null(find(&p, PS_ACT_DELETE, "d/in"));
+	assert_null(find(&p, PS_ACT_DELETE, "secret"));
+	assert_non_null(find(&p, PS_ACT_DELETE, "gone"));
+	assert_non_null(find(&p, PS_ACT_DELETE, "x/y"));
+	assert_non_null(find(&p, PS_ACT_SEND, "ok"));
+	assert_int_equal(p.ndelete_files, 2);
+	ps_syncplan_free(&p);
+	ps_manifest_free(&src);
+	ps_manifest_free(&dst);
+}
+
 static void
 test_empty(void **state)
 {
 	struct ps_manifest src = { 0 }, dst = { 0 };
-	struct ps_plan_opts o = { 0, 1 };
+	struct ps_plan_opts o = { 1 };
 	struct ps_syncplan p;
 
 	(void)state;
@@ -170,6 +210,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_basic),
 		cmocka_unit_test(test_checksum_and_conflicts),
+		cmocka_unit_test(test_unreadable),
 		cmocka_unit_test(test_empty),
 	};
 

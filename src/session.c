@@ -1,0 +1,582 @@
+/*
+ * session.c — set-up, the receive loop, failures, keepalives and the
+ * manifest exchange of one session (session.h).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <zstd.h>
+
+#include "session.h"
+#include "url.h"
+
+#define MF_SLACK (16u << 20)	/* decoded manifest bytes always allowed */
+#define CHILD_WAIT_SECS 30	/* for a child to end after our BYE */
+
+/* ---- failures ---- */
+
+static void
+sess_init(struct ps_sess *s, uint8_t role, unsigned timeout,
+    const char *peer)
+{
+	memset(s, 0, sizeof(*s));
+	s->role = role;
+	s->timeout = timeout;
+	s->peer = xstrdup(peer);
+	s->conn.rfd = s->conn.wfd = -1;
+	s->conn.pid = -1;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->ka_cv, NULL);
+}
+
+/* Record RC and WHY unless a failure is recorded already; 1 if recorded. */
+static int
+record(struct ps_sess *s, int rc, const char *why)
+{
+	int first;
+
+	pthread_mutex_lock(&s->mu);
+	first = s->rc == PS_OK;
+	if (first) {
+		s->rc = rc;
+		snprintf(s->why, sizeof(s->why), "%s", why);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return first;
+}
+
+static void
+send_error(struct ps_sess *s, int rc, const char *text)
+{
+	struct ps_msg_error e;
+
+	if (s->w == NULL || rc == PS_EINTR)
+		return;
+	e.code = (uint32_t)(rc >= PS_EUSAGE && rc <= PS_EVERIFY ? rc :
+	    PS_EPEER);
+	e.text.p = (const unsigned char *)text;
+	e.text.len = strlen(text) > PS_TEXT_MAX ? PS_TEXT_MAX : strlen(text);
+	(void)ps_send_error(s->w, &e);
+	(void)ps_wire_flush(s->w);
+}
+
+int
+ps_sess_fail(struct ps_sess *s, int rc, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (!record(s, rc, why))
+		return rc;
+	if (s->role == PS_ROLE_SERVER) {
+		/* Our stderr is the console's terminal: tell it in-band. */
+		ps_err("%s", why);
+		send_error(s, rc, why);
+	} else if (rc != PS_EINTR) {
+		size_t n = strlen(s->peer);
+
+		/* A reason that names the peer already needs no prefix. */
+		if (strncmp(why, s->peer, n) == 0 && why[n] == ':')
+			ps_err("%s", why);
+		else
+			ps_err("%s: %s", s->peer, why);
+	}
+	return rc;
+}
+
+int
+ps_sess_said(struct ps_sess *s, int rc, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (record(s, rc, why) && s->role == PS_ROLE_SERVER)
+		send_error(s, rc, why);
+	return rc;
+}
+
+int
+ps_sess_unexpected(struct ps_sess *s, uint8_t type, const char *where)
+{
+	return ps_sess_fail(s, PS_EPEER, "the %s broke the protocol: "
+	    "unexpected %s message %s", s->role == PS_ROLE_CONSOLE ?
+	    "server" : "console", ps_msg_name(type), where);
+}
+
+int
+ps_sess_decode(struct ps_sess *s, uint8_t type, const struct buf *payload,
+    void *m)
+{
+	char why[256];
+
+	if (ps_msg_decode(type, payload->p, payload->len, m, why,
+	    sizeof(why)) == 0)
+		return PS_OK;
+	return ps_sess_fail(s, PS_EPEER, "the %s broke the protocol: %s",
+	    s->role == PS_ROLE_CONSOLE ? "server" : "console", why);
+}
+
+int
+ps_sess_rc(struct ps_sess *s)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->mu);
+	rc = s->rc;
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+char *
+ps_sess_why(struct ps_sess *s)
+{
+	char *why = NULL;
+
+	pthread_mutex_lock(&s->mu);
+	if (s->rc != PS_OK)
+		why = xstrdup(s->why);
+	pthread_mutex_unlock(&s->mu);
+	return why;
+}
+
+/* The wire failed: record its reason (a read, a write or a timeout). */
+static int
+wire_failed(struct ps_sess *s, int rc)
+{
+	if (rc == PS_EINTR)
+		return ps_sess_fail(s, PS_EINTR, "interrupted");
+	return ps_sess_fail(s, rc, "%s", ps_wire_error(s->w));
+}
+
+void
+ps_sess_notice(struct ps_sess *s, int level, const char *fmt, ...)
+{
+	struct ps_msg_notice n;
+	char text[PS_TEXT_MAX + 1];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	n.level = (uint8_t)level;
+	n.text.p = (const unsigned char *)text;
+	n.text.len = strlen(text);
+	(void)ps_send_notice(s->w, &n);
+	(void)ps_wire_flush(s->w);
+}
+
+/* ---- the receive loop ---- */
+
+/* NOTICE and ERROR: the peer's words, escaped before they are shown. */
+static int
+peer_words(struct ps_sess *s, uint8_t type, const struct buf *payload)
+{
+	struct ps_msg_notice n;
+	struct ps_msg_error e;
+	char *text;
+	int rc;
+
+	if (type == PS_MSG_NOTICE) {
+		if ((rc = ps_sess_decode(s, type, payload, &n)) != PS_OK)
+			return rc;
+		if (s->role == PS_ROLE_SERVER)
+			return PS_OK;	/* a console has nothing to say */
+		text = ps_escape((const char *)n.text.p, n.text.len);
+		if (n.level == PS_NOTE_ERROR) {
+			ps_err("%s: %s", s->peer, text);
+			pthread_mutex_lock(&s->mu);
+			s->nerrors++;
+			pthread_mutex_unlock(&s->mu);
+		} else if (n.level == PS_NOTE_WARN) {
+			ps_warn("%s: %s", s->peer, text);
+		} else {
+			ps_info(0, "%s: %s", s->peer, text);
+		}
+		free(text);
+		return PS_OK;
+	}
+	if ((rc = ps_sess_decode(s, type, payload, &e)) != PS_OK)
+		return rc;
+	text = ps_escape((const char *)e.text.p, e.text.len);
+	/* The peer's own interruption is, to us, a server that failed. */
+	rc = e.code >= PS_EUSAGE && e.code <= PS_EVERIFY ? (int)e.code :
+	    PS_EPEER;
+	rc = ps_sess_fail(s, rc, "%s", *text ? text : "the peer gave up");
+	free(text);
+	return rc;
+}
+
+int
+ps_sess_recv(struct ps_sess *s, uint8_t *type, struct buf *payload)
+{
+	int rc;
+
+	for (;;) {
+		if ((rc = ps_sess_rc(s)) != PS_OK)
+			return rc;
+		if ((rc = ps_wire_recv(s->w, type, payload)) != PS_OK)
+			return wire_failed(s, rc);
+		switch (*type) {
+		case PS_MSG_KEEPALIVE:
+			if (payload->len != 0)
+				return ps_sess_decode(s, *type, payload,
+				    &(struct ps_msg_empty){ 0 });
+			continue;
+		case PS_MSG_NOTICE:
+			if ((rc = peer_words(s, *type, payload)) != PS_OK)
+				return rc;
+			continue;
+		case PS_MSG_ERROR:
+			return peer_words(s, *type, payload);
+		default:
+			return PS_OK;
+		}
+	}
+}
+
+/* ---- keepalives ---- */
+
+static unsigned
+ka_interval_ms(const struct ps_sess *s)
+{
+	unsigned t = s->timeout;
+
+	if (s->peer_timeout != 0 && (t == 0 || s->peer_timeout < t))
+		t = s->peer_timeout;
+	if (t == 0)
+		return 0;
+	return t * 1000 / 4 < 500 ? 500 : t * 1000 / 4;
+}
+
+static void *
+keepalive(void *arg)
+{
+	struct ps_sess *s = arg;
+	unsigned every = ka_interval_ms(s);
+	struct timespec ts;
+
+	pthread_mutex_lock(&s->mu);
+	while (!s->ka_stop && s->rc == PS_OK) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += every / 4000;
+		ts.tv_nsec += (long)(every / 4 % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&s->ka_cv, &s->mu, &ts);
+		if (s->ka_stop || s->rc != PS_OK)
+			break;
+		if (ps_wire_idle_ms(s->w) < every)
+			continue;
+		pthread_mutex_unlock(&s->mu);
+		if (ps_send_keepalive(s->w, NULL) == PS_OK)
+			(void)ps_wire_flush(s->w);
+		pthread_mutex_lock(&s->mu);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+static void
+ka_start(struct ps_sess *s)
+{
+	if (ka_interval_ms(s) == 0)
+		return;
+	s->ka_running = pthread_create(&s->ka, NULL, keepalive, s) == 0;
+}
+
+static void
+ka_stop(struct ps_sess *s)
+{
+	if (!s->ka_running)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->ka_stop = 1;
+	pthread_cond_broadcast(&s->ka_cv);
+	pthread_mutex_unlock(&s->mu);
+	pthread_join(s->ka, NULL);
+	s->ka_running = 0;
+}
+
+/* ---- the greeting ---- */
+
+static int
+greet(struct ps_sess *s)
+{
+	static const unsigned char magic[] = PS_MAGIC;
+	struct ps_msg_hello h = { { magic, PS_MAGIC_LEN }, PS_PROTO_VERSION,
+	    0, s->role, s->timeout };
+	struct buf p = { 0 };
+	struct ps_rd rd;
+	uint32_t version;
+	int rc, sent;
+
+	/* The greeting's own limit; a shorter --timeout shortens it. */
+	ps_wire_set_deadline(s->w, s->timeout != 0 && s->timeout <
+	    PS_GREETING_SECS ? s->timeout : PS_GREETING_SECS);
+	sent = ps_send_hello(s->w, &h);
+	if (sent == PS_OK)
+		sent = ps_wire_flush(s->w);
+	if (sent == PS_EINTR)
+		return wire_failed(s, sent);
+	/*
+	 * Even when our greeting could not go out (the peer is gone), what
+	 * it wrote before going (a shell error) explains more than EPIPE.
+	 */
+	if (sent != PS_OK)
+		ps_wire_clear_error(s->w);
+	rc = ps_wire_recv_greeting(s->w, PS_MSG_HELLO, PS_MAGIC_LEN + 4,
+	    256, &p);
+	if (rc != PS_OK) {
+		buf_free(&p);
+		return wire_failed(s, rc);
+	}
+	/* The version first: an old peer's HELLO has other fields. */
+	ps_rd_init(&rd, p.p, p.len);
+	(void)ps_rd_bytes(&rd, PS_MAGIC_LEN);
+	version = ps_rd_u32(&rd);
+	if (memcmp(p.p, PS_MAGIC, PS_MAGIC_LEN) != 0)
+		rc = ps_sess_fail(s, PS_EPEER, "peer is not patchsync (bad "
+		    "greeting)");
+	else if (version != PS_PROTO_VERSION)
+		rc = ps_sess_fail(s, PS_EPEER, "peer speaks protocol version "
+		    "%u, this patchsync speaks %u (install the same release "
+		    "on both sides)", version, PS_PROTO_VERSION);
+	else if ((rc = ps_sess_decode(s, PS_MSG_HELLO, &p, &h)) == PS_OK &&
+	    h.role == s->role)
+		rc = ps_sess_fail(s, PS_EPEER, "peer greeted as a %s too",
+		    s->role == PS_ROLE_CONSOLE ? "console" : "server");
+	buf_free(&p);
+	if (rc == PS_OK && sent != PS_OK)
+		rc = wire_failed(s, sent);
+	if (rc != PS_OK)
+		return rc;
+	s->peer_timeout = h.timeout;
+	ps_wire_set_deadline(s->w, 0);
+	ka_start(s);
+	return PS_OK;
+}
+
+int
+ps_sess_connect(struct ps_sess *s, const struct ps_sess_opts *o)
+{
+	struct ps_conn_opts co = { o->rsh, o->remote_path, NULL };
+	struct ps_url u;
+	char err[256];
+	int rc;
+
+	sess_init(s, PS_ROLE_CONSOLE, o->timeout, o->label);
+	if (ps_url_parse(o->url, &u, err, sizeof(err)) != 0)
+		return ps_sess_fail(s, PS_EUSAGE, "%s", err);
+	rc = ps_conn_open(&u, &co, &s->conn);
+	ps_url_free(&u);
+	if (rc != PS_OK)
+		return ps_sess_fail(s, rc == PS_EUSAGE ? PS_EUSAGE : PS_EPEER,
+		    "%s", s->conn.err);
+	s->have_conn = 1;
+	s->w = ps_wire_new(s->conn.rfd, s->conn.wfd);
+	ps_wire_set_timeout(s->w, o->timeout);
+	if (o->bwlimit > 0)
+		ps_wire_set_bwlimit(s->w, o->bwlimit);
+	return greet(s);
+}
+
+int
+ps_sess_start(struct ps_sess *s, uint8_t role, int rfd, int wfd,
+    unsigned timeout, const char *peer)
+{
+	sess_init(s, role, timeout, peer);
+	s->w = ps_wire_new(rfd, wfd);
+	ps_wire_set_timeout(s->w, timeout);
+	return greet(s);
+}
+
+int
+ps_sess_close(struct ps_sess *s, char **why)
+{
+	int rc = ps_sess_rc(s), status;
+
+	ka_stop(s);
+	if (s->w != NULL) {
+		if (rc == PS_OK && s->role == PS_ROLE_CONSOLE)
+			(void)ps_send_bye(s->w, NULL);
+		(void)ps_wire_shutdown_write(s->w);
+	}
+	if (s->have_conn) {
+		/*
+		 * A server that failed is told to stop; after an
+		 * interruption it is cleaning up (it got the signal too, or
+		 * sees our end close): give it time.
+		 */
+		if (rc != PS_OK && rc != PS_EINTR)
+			(void)ps_conn_kill(&s->conn);
+		status = ps_conn_close(&s->conn, CHILD_WAIT_SECS);
+		if (rc == PS_OK && status != 0)
+			rc = ps_sess_fail(s, PS_EPEER, "the server ended "
+			    "with status %d", status);
+	}
+	if (why != NULL)
+		*why = ps_sess_why(s);
+	ps_wire_free(s->w);
+	s->w = NULL;
+	free(s->peer);
+	s->peer = NULL;
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->ka_cv);
+	return rc;
+}
+
+/* ---- manifests ---- */
+
+int
+ps_sess_send_manifest(struct ps_sess *s, const struct ps_manifest *m)
+{
+	struct ps_msg_mfdata d;
+	struct ps_msg_mfend e;
+	struct buf b = { 0 };
+	unsigned char *z;
+	size_t zlen, off;
+	int rc = PS_OK;
+
+	ps_manifest_encode(m, 0, &b);
+	/* Sorted paths share prefixes: about half the bytes go. */
+	z = xmalloc(ZSTD_compressBound(b.len));
+	zlen = ZSTD_compress(z, ZSTD_compressBound(b.len), b.p, b.len, 1);
+	if (ZSTD_isError(zlen)) {
+		rc = ps_sess_fail(s, PS_EPARTIAL, "cannot compress a "
+		    "manifest: %s", ZSTD_getErrorName(zlen));
+		goto out;
+	}
+	for (off = 0; off < zlen && rc == PS_OK; off += d.data.len) {
+		d.data.p = z + off;
+		d.data.len = zlen - off < PS_FRAME_MAX ? zlen - off :
+		    PS_FRAME_MAX;
+		rc = ps_send_mfdata(s->w, &d);
+	}
+	e.codec = PS_CODEC_ZSTD;
+	e.raw_len = b.len;
+	if (rc == PS_OK)
+		rc = ps_send_mfend(s->w, &e);
+	if (rc == PS_OK)
+		rc = ps_wire_flush(s->w);
+	if (rc != PS_OK)
+		rc = wire_failed(s, rc);
+out:
+	free(z);
+	buf_free(&b);
+	return rc;
+}
+
+struct mfin {
+	ZSTD_DStream *z;
+	struct buf raw;
+	uint64_t zbytes;	/* compressed bytes received */
+};
+
+/* Decompress one MFDATA piece, never past what its size allows. */
+static int
+mf_piece(struct ps_sess *s, struct mfin *in, const struct ps_bytes *d)
+{
+	ZSTD_inBuffer ib = { d->p, d->len, 0 };
+	ZSTD_outBuffer ob;
+	uint64_t limit;
+	size_t r;
+
+	in->zbytes += d->len;
+	limit = MF_SLACK + in->zbytes * PS_MF_RATIO;
+	if (limit > PS_MAX_MANIFEST)
+		limit = PS_MAX_MANIFEST;
+	while (ib.pos < ib.size) {
+		if (in->raw.len >= limit)
+			return ps_sess_fail(s, PS_EPEER, "the %s's manifest "
+			    "expands beyond what patchsync accepts",
+			    s->role == PS_ROLE_CONSOLE ? "server" :
+			    "console");
+		buf_reserve(&in->raw, (size_t)(limit - in->raw.len) <
+		    (1u << 20) ? (size_t)(limit - in->raw.len) : 1u << 20);
+		ob.dst = in->raw.p + in->raw.len;
+		ob.size = in->raw.cap - in->raw.len;
+		if (ob.size > limit - in->raw.len)
+			ob.size = (size_t)(limit - in->raw.len);
+		ob.pos = 0;
+		r = ZSTD_decompressStream(in->z, &ob, &ib);
+		if (ZSTD_isError(r))
+			return ps_sess_fail(s, PS_EPEER, "the %s's manifest "
+			    "does not decompress: %s", s->role ==
+			    PS_ROLE_CONSOLE ? "server" : "console",
+			    ZSTD_getErrorName(r));
+		in->raw.len += ob.pos;
+	}
+	return PS_OK;
+}
+
+static int
+mf_end(struct ps_sess *s, struct mfin *in, const struct buf *payload,
+    struct ps_manifest *m)
+{
+	const char *who = s->role == PS_ROLE_CONSOLE ? "server" : "console";
+	struct ps_msg_mfend e;
+	char err[256];
+	int rc;
+
+	if ((rc = ps_sess_decode(s, PS_MSG_MFEND, payload, &e)) != PS_OK)
+		return rc;
+	if (e.raw_len != in->raw.len)
+		return ps_sess_fail(s, PS_EPEER, "the %s's manifest is "
+		    "truncated (%zu of %llu bytes)", who, in->raw.len,
+		    (unsigned long long)e.raw_len);
+	if (ps_manifest_decode(in->raw.p, in->raw.len, m, err,
+	    sizeof(err)) != 0)
+		return ps_sess_fail(s, PS_EPEER, "the %s sent a bad "
+		    "manifest: %s", who, err);
+	return PS_OK;
+}
+
+int
+ps_sess_recv_manifest(struct ps_sess *s, struct ps_manifest *m)
+{
+	struct mfin in = { 0 };
+	struct ps_msg_mfdata d;
+	struct buf msg = { 0 };
+	uint8_t type;
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	if ((in.z = ZSTD_createDStream()) == NULL) {
+		ps_err("out of memory");
+		exit(PS_EPARTIAL);
+	}
+	(void)ZSTD_initDStream(in.z);
+	for (;;) {
+		if ((rc = ps_sess_recv(s, &type, &msg)) != PS_OK)
+			break;
+		if (type == PS_MSG_MFDATA) {
+			if ((rc = ps_sess_decode(s, type, &msg, &d)) != PS_OK ||
+			    (rc = mf_piece(s, &in, &d.data)) != PS_OK)
+				break;
+			continue;
+		}
+		if (type != PS_MSG_MFEND) {
+			rc = ps_sess_unexpected(s, type, "before the end of "
+			    "a manifest");
+			break;
+		}
+		rc = mf_end(s, &in, &msg, m);
+		break;
+	}
+	ZSTD_freeDStream(in.z);
+	buf_free(&in.raw);
+	buf_free(&msg);
+	return rc;
+}
