@@ -96,8 +96,12 @@ for cmd in $commands; do
         out_has "Usage: patchsync $cmd"
         [ -z "$sub" ] || grep -q "Cm $sub\b\|Cm $cmd .*\b$sub\b" "$man" ||
             fail "patchsync(1) lacks $cmd $sub"
+        cp "$T/out" "$T/help"
+        # shellcheck disable=SC2086
+        expect_exit 0 "$PS" $cmd $sub -h
+        cmp -s "$T/out" "$T/help" || fail "$cmd $sub: -h differs from --help"
         opts=$(sed -n -e 's/^  -[^ ], \(--[a-z0-9-]*\).*/\1/p' \
-            -e 's/^      \(--[a-z0-9-]*\).*/\1/p' "$T/out")
+            -e 's/^      \(--[a-z0-9-]*\).*/\1/p' "$T/help")
         for o in $opts; do
             case $o in --help|--usage) continue ;; esac
             grep -q "Fl $o\b\|Fl -${o#--}\b" "$man" ||
