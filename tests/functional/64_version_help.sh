@@ -41,10 +41,12 @@ for name, mod in pc.items():
         name, got[name][1], v)
 
 # Runs with: each library's own version call.
+# Only these are loaded here (a sanitizer's runtime, say, must not be).
 libs = {}
 for l in open(sys.argv[2]):
     m = re.match(r"\s*(lib\S+?)\.so\S* => (\S+)", l)
-    if m:
+    if m and m.group(1) in ("librsync", "libxxhash", "libzstd", "libsqlite3",
+                            "libarchive", "libjansson"):
         libs[m.group(1)] = ctypes.CDLL(m.group(2))
 def call(lib, fn, restype):
     f = getattr(libs[lib], fn)
