@@ -9,10 +9,18 @@ mk() {
     env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s --no-print-directory \
         -C "$TOP_BUILDDIR" "$@"
 }
-# The installation directories configure chose, fully expanded.
-printf 'ps-dirs:\n\t@echo "bindir=$(bindir)"; echo "mandir=$(mandir)"; echo "docdir=$(docdir)"; echo "crondir=$(crondir)"; echo "unitdir=$(systemdsystemunitdir)"; echo "sysusersdir=$(sysusersdir)"; echo "tmpfilesdir=$(tmpfilesdir)"; echo "compdir=$(bashcompletiondir)"\n' >"$T/dirs.mk"
-mk -f Makefile -f "$T/dirs.mk" ps-dirs >"$T/dirs" || fail "cannot ask make for the directories"
-. "$T/dirs"
+# mkvar NAME: make variable NAME of the build tree, fully expanded.
+mkvar() {
+    printf "ps-var:\n\t@echo \"\$(%s)\"\n" "$1" | mk -f Makefile -f - ps-var
+}
+bindir=$(mkvar bindir)
+mandir=$(mkvar mandir)
+docdir=$(mkvar docdir)
+crondir=$(mkvar crondir)
+unitdir=$(mkvar systemdsystemunitdir)
+sysusersdir=$(mkvar sysusersdir)
+tmpfilesdir=$(mkvar tmpfilesdir)
+compdir=$(mkvar bashcompletiondir)
 for d in "$bindir" "$mandir" "$docdir"; do
     case $d in /*) ;; *) fail "not an absolute directory: '$d'" ;; esac
 done

@@ -11,9 +11,13 @@ mk() {
     env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s --no-print-directory \
         -C "$TOP_BUILDDIR" "$@"
 }
-printf 'ps-dirs:\n\t@echo "bindir=$(bindir)"; echo "mandir=$(mandir)"; echo "unitdir=$(systemdsystemunitdir)"\n' >"$T/dirs.mk"
-mk -f Makefile -f "$T/dirs.mk" ps-dirs >"$T/dirs" || fail "cannot ask make for the directories"
-. "$T/dirs"
+# mkvar NAME: make variable NAME of the build tree, fully expanded.
+mkvar() {
+    printf "ps-var:\n\t@echo \"\$(%s)\"\n" "$1" | mk -f Makefile -f - ps-var
+}
+bindir=$(mkvar bindir)
+mandir=$(mkvar mandir)
+unitdir=$(mkvar systemdsystemunitdir)
 [ -n "$unitdir" ] || skip "configured without systemd units"
 R=$T/root
 mk install DESTDIR="$R" >"$T/install.log" 2>&1 || { cat "$T/install.log" >&2; fail "make install failed"; }

@@ -111,9 +111,13 @@ c -c b.conf task cancel '';  expect
 c -c b.conf push -C '';  expect patches
 
 # bash-completion loads the installed file for the command patchsync.
-compdir=$(printf 'x:\n\t@echo "$(bashcompletiondir)"\n' |
-    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s --no-print-directory \
-        -C "$TOP_BUILDDIR" -f Makefile -f - x)
+# mkvar NAME: make variable NAME of the build tree, fully expanded.
+mkvar() {
+    printf "ps-var:\n\t@echo \"\$(%s)\"\n" "$1" |
+        env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s --no-print-directory \
+            -C "$TOP_BUILDDIR" -f Makefile -f - ps-var
+}
+compdir=$(mkvar bashcompletiondir)
 case $compdir in
 */bash-completion/completions)
     [ -f /usr/share/bash-completion/bash_completion ] ||

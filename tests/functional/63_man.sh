@@ -28,7 +28,7 @@ for page in "$TOP_SRCDIR"/man/*.[1-9]; do
     groff -man -Tutf8 "$page" 2>/dev/null | col -bx | wide >"$T/wide"
     [ ! -s "$T/wide" ] || { cat "$T/wide" >&2; fail "$name: groff output over 80 columns"; }
 
-    MANWIDTH=80 MAN_KEEP_FORMATTING= man -l "$page" >"$T/man.out" 2>"$T/man.err" ||
+    MANWIDTH=80 MAN_KEEP_FORMATTING='' man -l "$page" >"$T/man.out" 2>"$T/man.err" ||
         { cat "$T/man.err" >&2; fail "$name: man -l failed"; }
     [ ! -s "$T/man.err" ] || { cat "$T/man.err" >&2; fail "$name: man -l warns"; }
     [ -s "$T/man.out" ] || fail "$name: man -l printed nothing"
