@@ -194,10 +194,7 @@ send_open(struct ps_sess *s, int mode, uint32_t flags, const char *dest)
 	m.dest.len = strlen(dest);
 	if ((rc = ps_send_open(s->w, &m)) == PS_OK)
 		rc = ps_wire_flush(s->w);
-	if (rc != PS_OK)
-		return ps_sess_fail(s, rc, "%s", rc == PS_EINTR ?
-		    "interrupted" : ps_wire_error(s->w));
-	return PS_OK;
+	return ps_sess_send_failed(s, rc);
 }
 
 /* After a report's DONE: the server's DONEACK. */
@@ -212,7 +209,7 @@ wait_ack(struct ps_sess *s)
 	if ((rc = ps_send_done(s->w, NULL)) == PS_OK)
 		rc = ps_wire_flush(s->w);
 	if (rc != PS_OK)
-		return ps_sess_fail(s, rc, "%s", ps_wire_error(s->w));
+		return ps_sess_send_failed(s, rc);
 	if ((rc = ps_sess_recv(s, &type, &msg)) == PS_OK) {
 		if (type != PS_MSG_DONEACK)
 			rc = ps_sess_unexpected(s, type, "after a report");
@@ -668,7 +665,7 @@ pull_source(struct ps_sess *ss, const struct ps_pull_opts *o,
 	if ((rc = ps_send_open(ss->w, &m)) == PS_OK)
 		rc = ps_wire_flush(ss->w);
 	if (rc != PS_OK)
-		return ps_sess_fail(ss, rc, "%s", ps_wire_error(ss->w));
+		return ps_sess_send_failed(ss, rc);
 	if ((rc = ps_sess_recv_manifest(ss, src)) != PS_OK)
 		return rc;
 	for (i = 0; i < src->n; i++)

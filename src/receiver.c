@@ -1045,8 +1045,7 @@ send_doneack(struct recv *r)
 	rc = ps_send_doneack(r->s->w, &m);
 	if (rc == PS_OK)
 		rc = ps_wire_flush(r->s->w);
-	return rc == PS_OK ? PS_OK : ps_sess_fail(r->s, rc, "%s",
-	    ps_wire_error(r->s->w));
+	return ps_sess_send_failed(r->s, rc);
 }
 
 static int

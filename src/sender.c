@@ -114,10 +114,7 @@ send_failed(struct snd *s, int rc)
 {
 	if (rc == PS_OK)
 		return PS_OK;
-	if (rc == PS_EINTR)
-		(void)ps_sess_fail(s->ss, PS_EINTR, "interrupted");
-	else
-		(void)ps_sess_fail(s->ss, rc, "%s", ps_wire_error(s->ss->w));
+	(void)ps_sess_send_failed(s->ss, rc);
 	broken(s);
 	return rc;
 }

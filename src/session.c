@@ -33,20 +33,39 @@ sess_init(struct ps_sess *s, uint8_t role, unsigned timeout,
 	pthread_cond_init(&s->ka_cv, NULL);
 }
 
-/* Record RC and WHY unless a failure is recorded already; 1 if recorded. */
+/*
+ * Record RC and WHY unless a failure is recorded already (a provisional
+ * one gives way to a definite one); 1 if recorded.
+ */
 static int
-record(struct ps_sess *s, int rc, const char *why)
+record(struct ps_sess *s, int rc, const char *why, int provisional)
 {
 	int first;
 
 	pthread_mutex_lock(&s->mu);
-	first = s->rc == PS_OK;
+	first = s->rc == PS_OK || (s->provisional && !provisional);
 	if (first) {
 		s->rc = rc;
+		s->provisional = provisional;
 		snprintf(s->why, sizeof(s->why), "%s", why);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return first;
+}
+
+/* Say the recorded reason (console side), as ps_sess_fail would. */
+static void
+say(struct ps_sess *s, int rc, const char *why)
+{
+	size_t n = strlen(s->peer);
+
+	if (s->role == PS_ROLE_SERVER || rc == PS_EINTR)
+		return;
+	/* A reason that names the peer already needs no prefix. */
+	if (strncmp(why, s->peer, n) == 0 && why[n] == ':')
+		ps_err("%s", why);
+	else
+		ps_err("%s: %s", s->peer, why);
 }
 
 static void
@@ -73,20 +92,14 @@ ps_sess_fail(struct ps_sess *s, int rc, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	if (!record(s, rc, why))
+	if (!record(s, rc, why, 0))
 		return rc;
 	if (s->role == PS_ROLE_SERVER) {
 		/* Our stderr is the console's terminal: tell it in-band. */
 		ps_err("%s", why);
 		send_error(s, rc, why);
-	} else if (rc != PS_EINTR) {
-		size_t n = strlen(s->peer);
-
-		/* A reason that names the peer already needs no prefix. */
-		if (strncmp(why, s->peer, n) == 0 && why[n] == ':')
-			ps_err("%s", why);
-		else
-			ps_err("%s: %s", s->peer, why);
+	} else {
+		say(s, rc, why);
 	}
 	return rc;
 }
@@ -100,7 +113,7 @@ ps_sess_said(struct ps_sess *s, int rc, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	if (record(s, rc, why) && s->role == PS_ROLE_SERVER)
+	if (record(s, rc, why, 0) && s->role == PS_ROLE_SERVER)
 		send_error(s, rc, why);
 	return rc;
 }
@@ -156,6 +169,54 @@ wire_failed(struct ps_sess *s, int rc)
 	if (rc == PS_EINTR)
 		return ps_sess_fail(s, PS_EINTR, "interrupted");
 	return ps_sess_fail(s, rc, "%s", ps_wire_error(s->w));
+}
+
+int
+ps_sess_send_failed(struct ps_sess *s, int rc)
+{
+	if (rc == PS_OK)
+		return PS_OK;
+	if (rc == PS_EINTR)
+		return ps_sess_fail(s, PS_EINTR, "interrupted");
+	(void)record(s, rc, ps_wire_error(s->w), 1);
+	return rc;
+}
+
+static int peer_words(struct ps_sess *s, uint8_t type,
+    const struct buf *payload);
+
+/*
+ * A send failed and nobody has said why yet: read what the peer sent
+ * before it went (at most a second), then say the reason once.
+ */
+static void
+settle(struct ps_sess *s)
+{
+	struct buf msg = { 0 };
+	uint8_t type;
+	int provisional, rc;
+	char why[512];
+
+	pthread_mutex_lock(&s->mu);
+	provisional = s->provisional;
+	pthread_mutex_unlock(&s->mu);
+	if (!provisional || s->w == NULL)
+		return;
+	ps_wire_set_deadline(s->w, 1);
+	while (ps_wire_recv(s->w, &type, &msg) == PS_OK)
+		if (type == PS_MSG_ERROR) {
+			(void)peer_words(s, type, &msg);
+			break;
+		}
+	buf_free(&msg);
+	pthread_mutex_lock(&s->mu);
+	provisional = s->provisional;
+	s->provisional = 0;
+	rc = s->rc;
+	memcpy(why, s->why, sizeof(why));
+	pthread_mutex_unlock(&s->mu);
+	if (provisional)
+		say(s, rc, why);
 }
 
 void
@@ -222,8 +283,10 @@ ps_sess_recv(struct ps_sess *s, uint8_t *type, struct buf *payload)
 	int rc;
 
 	for (;;) {
-		if ((rc = ps_sess_rc(s)) != PS_OK)
-			return rc;
+		if ((rc = ps_sess_rc(s)) != PS_OK) {
+			settle(s);
+			return ps_sess_rc(s);
+		}
 		if ((rc = ps_wire_recv(s->w, type, payload)) != PS_OK)
 			return wire_failed(s, rc);
 		switch (*type) {
@@ -408,6 +471,8 @@ ps_sess_close(struct ps_sess *s, char **why)
 	int rc = ps_sess_rc(s), status;
 
 	ka_stop(s);
+	settle(s);
+	rc = ps_sess_rc(s);
 	if (s->w != NULL) {
 		if (rc == PS_OK && s->role == PS_ROLE_CONSOLE)
 			(void)ps_send_bye(s->w, NULL);
@@ -471,7 +536,7 @@ ps_sess_send_manifest(struct ps_sess *s, const struct ps_manifest *m)
 	if (rc == PS_OK)
 		rc = ps_wire_flush(s->w);
 	if (rc != PS_OK)
-		rc = wire_failed(s, rc);
+		rc = ps_sess_send_failed(s, rc);
 out:
 	free(z);
 	buf_free(&b);

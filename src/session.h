@@ -40,9 +40,10 @@ struct ps_sess {
 	unsigned timeout;	/* ours, seconds; 0: none */
 	unsigned peer_timeout;	/* the peer's, from its HELLO */
 
-	pthread_mutex_t mu;	/* guards rc, why, nerrors */
+	pthread_mutex_t mu;	/* guards rc, why, provisional, nerrors */
 	int rc;			/* first failure, PS_OK while healthy */
 	char why[512];		/* its reason, one line, escaped */
+	int provisional;	/* a send failed: the peer may have said why */
 	uint32_t nerrors;	/* error NOTICEs received */
 
 	/* Keepalives: a thread sends KEEPALIVE when we have been quiet. */
@@ -114,6 +115,15 @@ int ps_sess_fail(struct ps_sess *s, int rc, const char *fmt, ...)
  */
 int ps_sess_said(struct ps_sess *s, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/*
+ * Sending failed with RC (from ps_wire_send/flush). A peer that went
+ * away usually said why first (an ERROR frame still on its way): the
+ * session is failed at once, but the reason is taken from that ERROR
+ * when one can still be read (by the next ps_sess_recv, or at close),
+ * else from the wire. Returns RC.
+ */
+int ps_sess_send_failed(struct ps_sess *s, int rc);
 
 /* The peer broke the protocol with a frame of TYPE here (PS_EPEER). */
 int ps_sess_unexpected(struct ps_sess *s, uint8_t type, const char *where);
