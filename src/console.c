@@ -337,6 +337,10 @@ components(struct run *r, struct ps_target *t, struct ps_sess *ss)
 		pool = ps_pool_new(SESSION_THREADS);
 	for (i = 0; i < r->nsrc && rc == PS_OK; i++) {
 		rc = component(r, t, ss, &r->src[i], &rows, pool);
+		if (rc != PS_OK)
+			ps_trace("%s: component %s (%s)", t->name,
+			    *r->src[i].dest ? r->src[i].dest : ".",
+			    ps_strresult(rc));
 		/* Files that failed are reported; the session goes on. */
 		if (rc == PS_EPARTIAL || rc == PS_EVERIFY) {
 			t->rc = ps_worse(t->rc, rc);
@@ -748,6 +752,9 @@ ps_console_pull(const struct ps_pull_opts *o, struct ps_pull_result *res)
 		rc = pull_source(&ss, o, &src);
 	if (rc == PS_OK)
 		rc = pull_receive(&ss, o, &src, res);
+	if (rc != PS_OK)
+		ps_trace("refresh of %s from %s (%s)", o->component, o->source,
+		    ps_strresult(rc));
 	if (ss.w != NULL) {
 		res->bytes_sent = ps_wire_bytes_out(ss.w);
 		res->bytes_received = ps_wire_bytes_in(ss.w);

@@ -1031,8 +1031,8 @@ ps_send(struct ps_sess *ss, int srcfd, const struct ps_manifest *src,
 		ps_err("cannot start a thread");
 		exit(PS_EPARTIAL);
 	}
-	if (!o->dry_run)
-		rc = send_changes(&s, &plan, deletes);
+	if (!o->dry_run && (rc = send_changes(&s, &plan, deletes)) != PS_OK)
+		ps_trace("%s: sending files (%s)", ss->peer, ps_strresult(rc));
 	/* Every file answered; then metadata, directories last. */
 	lock(&s);
 	WAIT_UNTIL(&s, s.inflight == 0);

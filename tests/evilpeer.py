@@ -19,7 +19,8 @@ MESSAGES table below.
       greets, then does CASE. HASHHEX is the XXH3-128 (as `manifest show`
       prints it) of the 5 bytes b"evil\\n", the content of every file sent.
       CASE is open:DEST, file:PATH, mkdir:PATH, delete:PATH, meta:PATH,
-      bigdata:, bigclaim:, silent:, pullpush:DIR or ok; PATH may hold
+      copypast:PATH, bigdata:, bigclaim:, silent:, pullpush:DIR or ok;
+      PATH may hold
       backslash escapes (\\x00).
       Exit 0 when the server refused (ERROR frame, a failed RESULT, or it
       ended the session) -- or, for the cases "ok" and "pullpush", when it
@@ -371,6 +372,16 @@ def console(ps, root, case, hashhex):
         rid, code, text = fields(t, pl)
         if code != 0:
             verdict(True, "RESULT code %d" % code)
+    elif kind == "copypast":
+        # A COPY from past the end of the server's old version.
+        send(msg("FILE", 7, path, len(data), 1600000000, 0, 0o644, h))
+        send(msg("COPY", 7, 0, len(data), 200))
+        send(msg("END", 7))
+        t, pl = wait_for({T["RESULT"]})
+        rid, code, text = fields(t, pl)
+        if code != 0:
+            verdict(True, "RESULT code %d: %s" %
+                    (code, text.decode(errors="replace")))
     elif kind == "bigclaim":
         # A 1 TiB file announced, 5 bytes sent: must cost nothing.
         start = time.time()

@@ -32,6 +32,7 @@ expect_exit 4 "$PS" -c c.conf refresh --rsh "$RSH" \
     --remote-path "python3 $EVIL server pulldelete"
 one_error_line
 err_has "without --delete"
+err_has "evil:$T/srv"
 [ -e console/patches/keep ] || fail "a DELETE frame removed a console file without --delete"
 # With --delete, a DELETE of a file the source itself offers is refused.
 expect_exit 4 "$PS" -c c.conf refresh --delete --rsh "$RSH" \
