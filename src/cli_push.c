@@ -78,20 +78,22 @@ parse_rate(const char *s, uint64_t *out)
 /* A server name from the state database, or a URL as it is. */
 static int
 resolve(const struct ps_conf *conf, const char *name, int for_push,
-    char **url, char **rsh)
+    char **url, char **rsh, char **remote_path)
 {
-	*url = *rsh = NULL;
+	struct ps_server_conn sc;
+	int rc;
+
+	*url = *rsh = *remote_path = NULL;
 	if (is_url(name)) {
 		*url = xstrdup(name);
 		return PS_OK;
 	}
-	if (conf->file == NULL && access(conf->database, F_OK) != 0) {
-		ps_err("unknown server '%s' (no state database; give a URL "
-		    "such as host:/path, or add it with patchsync server add)",
-		    name);
-		return PS_EUSAGE;
-	}
-	return ps_task_resolve_server(conf, name, url, rsh, for_push);
+	if ((rc = ps_task_resolve_server(conf, name, for_push, &sc)) != PS_OK)
+		return rc;
+	*url = sc.url;
+	*rsh = sc.rsh;
+	*remote_path = sc.remote_path;
+	return PS_OK;
 }
 
 static char *
@@ -226,7 +228,8 @@ targets(const struct ps_conf *conf, const struct common *c, int for_push,
 	t = xcalloc(n, sizeof(*t));
 	for (i = 0; i < n && rc == PS_OK; i++) {
 		t[i].name = xstrdup(args[i]);
-		rc = resolve(conf, args[i], for_push, &t[i].url, &t[i].rsh);
+		rc = resolve(conf, args[i], for_push, &t[i].url, &t[i].rsh,
+		    &t[i].remote_path);
 		if (rc == PS_OK && c->rsh != NULL) {
 			free(t[i].rsh);
 			t[i].rsh = xstrdup(c->rsh);
@@ -909,7 +912,7 @@ cmd_refresh(int argc, const char **argv)
 	    (checksum ? PS_OF_CHECKSUM : 0) | (nowait ? PS_OF_NOWAIT : 0);
 	for (i = 0; i < conf.ncomp; i++) {
 		const struct ps_component *x = &conf.comp[i];
-		char *url = NULL, *srsh = NULL;
+		char *url = NULL, *srsh = NULL, *spath = NULL;
 		int want = c.comp.n == 0 && x->source != NULL, lockfd = -1;
 
 		for (k = 0; k < c.comp.n; k++)
@@ -917,7 +920,8 @@ cmd_refresh(int argc, const char **argv)
 		if (!want)
 			continue;
 		any = 1;
-		if ((rc = resolve(&conf, x->source, 0, &url, &srsh)) != PS_OK) {
+		if ((rc = resolve(&conf, x->source, 0, &url, &srsh, &spath)) !=
+		    PS_OK) {
 			worst = rc > worst ? rc : worst;
 			continue;
 		}
@@ -925,11 +929,12 @@ cmd_refresh(int argc, const char **argv)
 		    lock_waiting, (void *)x->name);
 		if (rc == PS_OK)
 			rc = pull_one(x, url, rsh != NULL ? rsh : srsh,
-			    remote_path, flags);
+			    remote_path != NULL ? remote_path : spath, flags);
 		if (lockfd >= 0)
 			close(lockfd);
 		free(url);
 		free(srsh);
+		free(spath);
 		if (rc > worst)
 			worst = rc;
 	}

@@ -165,6 +165,8 @@ ps_target_free(struct ps_target *t)
 	free(t->name);
 	free(t->url);
 	free(t->rsh);
+	free(t->remote_path);
+	t->remote_path = NULL;
 	free(t->rows);
 	for (i = 0; i < t->nmf; i++)
 		ps_manifest_free(&t->mf[i]);
@@ -370,7 +372,8 @@ static void
 session(struct run *r, struct ps_target *t)
 {
 	const struct ps_console_opts *o = r->o;
-	struct ps_conn_opts co = { t->rsh, o->remote_path, NULL };
+	struct ps_conn_opts co = { t->rsh, o->remote_path != NULL ?
+	    o->remote_path : t->remote_path, NULL };
 	struct rows_ctx rows = { t, NULL, 0 };
 	struct ps_url url;
 	struct ps_conn c;

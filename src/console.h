@@ -36,6 +36,7 @@ struct ps_target {
 	char *name;		/* server name, or the URL itself */
 	char *url;
 	char *rsh;		/* remote shell, or NULL for the default */
+	char *remote_path;	/* the server's own, or NULL: the option's */
 	struct ps_wire *live;	/* the session's stream while it runs */
 	int rc;			/* ps_result of the session */
 	char *error;		/* one line when it failed, else NULL */
