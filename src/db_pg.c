@@ -365,12 +365,18 @@ schema_version(struct pdb *p)
 	long long v;
 	int has_table, foreign;
 
-	if (p_query(&p->db, "SELECT to_regclass('schema_version') IS NOT "
-	    "NULL, to_regclass('servers') IS NOT NULL OR "
-	    "to_regclass('tasks') IS NOT NULL", NULL, &r) != PS_DB_OK)
+	/*
+	 * pg_tables, not to_regclass(): a table scan sees what another
+	 * console committed just before we took the lock, the catalog cache
+	 * may not yet.
+	 */
+	if (p_query(&p->db, "SELECT count(*) FILTER (WHERE tablename = "
+	    "'schema_version'), count(*) FILTER (WHERE tablename IN "
+	    "('servers', 'tasks')) FROM pg_catalog.pg_tables WHERE "
+	    "schemaname = current_schema()", NULL, &r) != PS_DB_OK)
 		return -1;
-	has_table = strcmp(ps_dbres_at(&r, 0, 0)->s, "t") == 0;
-	foreign = strcmp(ps_dbres_at(&r, 0, 1)->s, "t") == 0;
+	has_table = ps_dbres_at(&r, 0, 0)->i > 0;
+	foreign = ps_dbres_at(&r, 0, 1)->i > 0;
 	ps_dbres_free(&r);
 	if (!has_table) {
 		if (!foreign)
