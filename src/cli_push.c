@@ -570,6 +570,8 @@ cmd_push(int argc, const char **argv)
 	o.cache_dir = cache;
 	o.delete_guard = o.send.delete;
 	rc = ps_console_run(&o, src, nsrc, t, nt);
+	if (!(o.flags & PS_OF_DRYRUN))
+		ps_task_record_outcomes(&conf, t, nt, 0);
 	if (ps_task_canceled())
 		rc = PS_EINTR;
 	fflush(stdout);
@@ -757,6 +759,7 @@ cmd_report(int argc, const char **argv)
 			goto out;
 	o.cache_dir = cache;
 	rc = ps_console_run(&o, src, nsrc, t, nt);
+	ps_task_record_outcomes(&conf, t, nt, 1);
 	if (fmt == PS_FMT_TEXT) {
 		report_text(t, nt);
 	} else if (fmt == PS_FMT_CSV) {
