@@ -79,8 +79,11 @@ state_dir(const struct ps_conf *conf)
 	    PS_DB_DEFAULT;
 	const char *slash = strrchr(db, '/');
 
+	const char *env = getenv("PATCHSYNC_STATE_DIR");
+
 	if (!ps_state_is_file(db))
-		return xstrdup(PS_STATE_DIR_DEFAULT);
+		return xstrdup(env != NULL && *env == '/' ? env :
+		    PS_STATE_DIR_DEFAULT);
 	if (slash == NULL)
 		return xstrdup(".");
 	if (slash == db)

@@ -40,7 +40,10 @@ struct ps_task_ctx;
 /* Seconds between two 'progress' events of one task, at least. */
 #define PS_TASK_PROGRESS_SECS 2.0
 
-/* Locks and task logs when the database is not a local file. */
+/*
+ * Locks and task logs when the database is not a local file
+ * ($PATCHSYNC_STATE_DIR, an absolute path, replaces it).
+ */
 #define PS_STATE_DIR_DEFAULT "/var/lib/patchsync"
 
 /* --- servers from the state database ------------------------------ */
@@ -210,8 +213,8 @@ int ps_task_wait(struct ps_state *st, int64_t task_id, pid_t pid);
 /*
  * The lock file of COMPONENT: STATEDIR/locks/COMPONENT.lock (malloc'd),
  * where STATEDIR is the directory of a SQLite database, or
- * PS_STATE_DIR_DEFAULT when the database is a PostgreSQL URI (locks and
- * task logs belong to this machine).
+ * $PATCHSYNC_STATE_DIR or PS_STATE_DIR_DEFAULT when the database is a
+ * PostgreSQL URI (locks and task logs belong to this machine).
  */
 char *ps_download_lock_path(const struct ps_conf *conf,
     const char *component);

@@ -142,6 +142,9 @@ state_backends() {
         PG_DIR=$T.pg
         PS_DB=$("$TOP_SRCDIR/tests/pg-cluster" start "$PG_DIR") ||
             fail "cannot start a PostgreSQL server for the test"
+        # Locks and task logs: this machine's, not the database's.
+        PATCHSYNC_STATE_DIR=$T/statedir
+        export PATCHSYNC_STATE_DIR
         ;;
     *)
         fail "unknown PS_BACKEND '$PS_BACKEND'"
