@@ -324,22 +324,26 @@ make_parents(const char *path, char *err, size_t len)
 }
 
 /*
- * CREATE: make PATH (mode 0640) if missing. Either way, when it exists
- * it must be empty or start with the SQLite header — checked before
- * SQLite writes anything to it. Returns PS_DB_ABSENT when PATH does not
- * exist and CREATE is not set.
+ * CREATE: make PATH (mode 0640) if missing. Returns PS_DB_ABSENT when
+ * PATH does not exist (or is empty) and CREATE is not set.
+ *
+ * An existing file is never opened here: closing any descriptor of a
+ * file releases every POSIX lock this process holds on it, so a raw
+ * open and close while another handle of this process has the database
+ * open would let other processes checkpoint and remove the WAL under
+ * it. What the file holds is left to SQLite, which refuses a file that
+ * is not a database without writing to it (identify()).
  */
 static enum ps_db_rc
 prepare_file(const char *path, int create, char *err, size_t len)
 {
-	static const char magic[16] = "SQLite format 3";
-	char head[16];
-	ssize_t n;
+	struct stat sb;
 	int fd;
 
 	if (create) {
 		if (make_parents(path, err, len) != 0)
 			return PS_DB_ERROR;
+		/* Only a file that did not exist: nobody has it open. */
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 		if (fd != -1) {
 			(void)fchmod(fd, 0640);		/* whatever the umask */
@@ -352,27 +356,19 @@ prepare_file(const char *path, int create, char *err, size_t len)
 			return PS_DB_ERROR;
 		}
 	}
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+	if (stat(path, &sb) == -1) {
 		if (errno == ENOENT && !create)
 			return PS_DB_ABSENT;
 		ps_db_seterr(err, len, "%s: cannot open state database: %s",
 		    path, strerror(errno));
 		return PS_DB_ERROR;
 	}
-	n = read(fd, head, sizeof(head));
-	close(fd);
-	if (n == -1) {
-		ps_db_seterr(err, len, "%s: cannot read state database: %s",
-		    path, strerror(errno));
+	if (!S_ISREG(sb.st_mode)) {
+		ps_db_seterr(err, len, "%s: not a regular file; refusing to "
+		    "use it as the state database", path);
 		return PS_DB_ERROR;
 	}
-	if (n != 0 && (n != (ssize_t)sizeof(head) ||
-	    memcmp(head, magic, sizeof(magic)) != 0)) {
-		ps_db_seterr(err, len, "%s: not a SQLite database; refusing "
-		    "to use it as the state database", path);
-		return PS_DB_ERROR;
-	}
-	if (n == 0 && !create)
+	if (sb.st_size == 0 && !create)
 		return PS_DB_ABSENT;
 	return PS_DB_OK;
 }
@@ -392,7 +388,12 @@ identify(struct sdb *s, long long *version)
 	    "(SELECT count(*) FROM sqlite_master) "
 	    "FROM pragma_application_id AS a, pragma_user_version AS u",
 	    NULL, &r) != PS_DB_OK) {
-		fail(s, "cannot read the database header");
+		if (sqlite3_errcode(s->h) == SQLITE_NOTADB)
+			ps_db_seterr(s->db.err, sizeof(s->db.err), "%s: not a "
+			    "SQLite database; refusing to use it as the state "
+			    "database", s->db.display);
+		else
+			fail(s, "cannot read the database header");
 		return -1;
 	}
 	app = ps_dbres_at(&r, 0, 0)->i;

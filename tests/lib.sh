@@ -159,7 +159,7 @@ db_sql() {
         psql -X -q -At -v ON_ERROR_STOP=1 "$PS_DB" -c "$1"
         ;;
     *)
-        sqlite3 "$PS_DB" "$1"
+        sqlite3 -cmd ".timeout 10000" "$PS_DB" "$1"
         ;;
     esac
 }
