@@ -1604,7 +1604,7 @@ history_prune(int argc, const char **argv)
 	if ((rc = open_state(&s, DB_READ)) == PS_OK && s.st != NULL &&
 	    (rc = ps_task_prune(s.st, &s.conf, (double)time(NULL) -
 	    (double)secs, &n)) == PS_OK)
-		ps_info(0, "%zu task%s pruned", n, n == 1 ? "" : "s");
+		printf("%zu task%s pruned\n", n, n == 1 ? "" : "s");
 	return sub_end(&s, rc);
 }
 

@@ -75,17 +75,25 @@ void
 ps_db_seterr(char *err, size_t len, const char *fmt, ...)
 {
 	va_list ap;
-	char *p;
+	char *p, *q;
 
 	va_start(ap, fmt);
 	vsnprintf(err, len, fmt, ap);
 	va_end(ap);
-	/* Engines end some messages with a newline: keep it one line. */
-	for (p = err; *p != '\0'; p++)
-		if (*p == '\n' || *p == '\r')
+	/*
+	 * Engines end some messages with a newline, libpq indents its
+	 * second line: keep it one line, blanks squeezed.
+	 */
+	for (p = q = err; *p != '\0'; p++) {
+		if (*p == '\n' || *p == '\r' || *p == '\t')
 			*p = ' ';
-	while (p > err && p[-1] == ' ')
-		*--p = '\0';
+		if (*p == ' ' && (q == err || q[-1] == ' '))
+			continue;
+		*q++ = *p;
+	}
+	while (q > err && q[-1] == ' ')
+		q--;
+	*q = '\0';
 }
 
 int

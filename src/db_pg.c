@@ -440,6 +440,17 @@ fail:
 	return PS_DB_ERROR;
 }
 
+/*
+ * Server notices (a WARNING as the server shuts down, say) are not ours
+ * to print: what fails is reported by the call that failed, in one line.
+ */
+static void
+no_notices(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 enum ps_db_rc
 ps_db_pg_open(const char *uri, int flags, struct ps_db **dbp, char *err,
     size_t len)
@@ -459,6 +470,7 @@ ps_db_pg_open(const char *uri, int flags, struct ps_db **dbp, char *err,
 		p_close(&p->db);
 		return PS_DB_ERROR;
 	}
+	PQsetNoticeProcessor(p->conn, no_notices, NULL);
 	if (PQsetClientEncoding(p->conn, "UTF8") != 0)
 		ps_db_seterr(p->db.err, sizeof(p->db.err), "%s: cannot use "
 		    "UTF8: %s", p->db.display, PQerrorMessage(p->conn));
