@@ -330,8 +330,9 @@ html_report(FILE *fp, const struct fleet *f, const struct ps_server_status *x)
 	put_html_text(fp, x->server);
 	fmt_when(x->report_time, when, sizeof(when));
 	fprintf(fp, "</h2>\n<p class=\"note\">report of %s: %zu file%s "
-	    "missing, out of date or extra</p>\n", when, x->rows_total,
-	    x->rows_total == 1 ? "" : "s");
+	    "missing, out of date or extra%s</p>\n", when, x->rows_total,
+	    x->rows_total == 1 ? "" : "s", x->last_ok > x->report_time ?
+	    " (a push has succeeded since)" : "");
 	if (n > 0)
 		fputs("<table class=\"report\">\n<tr><th>Component</th>"
 		    "<th>File</th><th>State</th><th>Console size</th>"
@@ -411,9 +412,10 @@ render_file(const char *file, enum sfmt fmt, const struct fleet *f)
 	FILE *fp = NULL;
 	int fd, rc;
 
+	/* DIR/.NAME.tmp.XXXXXX: hidden, and on FILE's filesystem. */
 	slash = strrchr(file, '/');
-	tmp = xasprintf("%.*s%s.%s.tmp.XXXXXX", slash != NULL ?
-	    (int)(slash - file + 1) : 0, file, "", slash != NULL ? slash + 1 :
+	tmp = xasprintf("%.*s.%s.tmp.XXXXXX", slash != NULL ?
+	    (int)(slash - file + 1) : 0, file, slash != NULL ? slash + 1 :
 	    file);
 	if ((fd = mkstemp(tmp)) == -1 || (fp = fdopen(fd, "w")) == NULL) {
 		ps_err("status: cannot write %s: %s", file, strerror(errno));

@@ -43,8 +43,6 @@ expect_exit 0 $A history prune --older-than 90d
 out_has "0 tasks pruned"
 
 # keep = 30d: run-due prunes what is older.
-printf 'keep = 30d\n' >>a.conf
-sed -i 's/^keep = 30d$//' a.conf
 awk '/^\[console\]$/ { print; print "keep = 30d"; next } { print }' a.conf >k.conf
 db_sql "UPDATE tasks SET ended = ended - 40 * 86400"
 expect_exit 0 "$PS" -c k.conf schedule run-due
