@@ -16,7 +16,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/patchsync-test.XXXXXX")
 PG_DIR=
 cleanup() {
     if [ -n "$PG_DIR" ]; then
-        "$TOP_SRCDIR/tests/pg-cluster" stop "$PG_DIR" || true
+        sh "$TOP_SRCDIR/tests/pg-cluster" stop "$PG_DIR" || true
     fi
     chmod -R u+rwx "$T" 2>/dev/null || true
     rm -rf "$T"
@@ -140,7 +140,7 @@ state_backends() {
         ;;
     pg)
         PG_DIR=$T.pg
-        PS_DB=$("$TOP_SRCDIR/tests/pg-cluster" start "$PG_DIR") ||
+        PS_DB=$(sh "$TOP_SRCDIR/tests/pg-cluster" start "$PG_DIR") ||
             fail "cannot start a PostgreSQL server for the test"
         # Locks and task logs: this machine's, not the database's.
         PATCHSYNC_STATE_DIR=$T/statedir

@@ -41,7 +41,7 @@ done
 
 # Deleted by another console while its task runs: a download holds the
 # component, so the task waits queued until it is released.
-$A download -C patches -- sh -c ": >'$T/held'; while [ ! -e '$T/release' ]; do sleep 0.1; done" &
+$A download -C patches -- sh -c ": >'$T/held'; while [ ! -e '$T/release' ] && [ -d '$T' ]; do sleep 0.1; done" &
 dl=$!
 tries=0
 until [ -e held ]; do

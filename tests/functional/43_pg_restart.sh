@@ -20,7 +20,7 @@ until [ "$(db_sql "SELECT count(*) FROM tasks WHERE state = 'running'" 2>/dev/nu
     [ $tries -lt 300 ] || fail "the push did not start"
     sleep 0.05
 done
-"$TOP_SRCDIR/tests/pg-cluster" restart "$PG_DIR" || fail "cannot restart PostgreSQL"
+sh "$TOP_SRCDIR/tests/pg-cluster" restart "$PG_DIR" || fail "cannot restart PostgreSQL"
 set +e
 wait $pid
 rc=$?

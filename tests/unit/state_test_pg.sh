@@ -2,4 +2,4 @@
 # server (tests/pg-cluster): the same tests, the other backend. A server
 # that cannot be started fails this test.
 set -eu
-exec "$TOP_SRCDIR/tests/pg-cluster" run "$TOP_BUILDDIR/tests/unit/state_test"
+exec sh "$TOP_SRCDIR/tests/pg-cluster" run "$TOP_BUILDDIR/tests/unit/state_test"
