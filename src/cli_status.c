@@ -147,11 +147,15 @@ metric_head(FILE *fp, const char *name, const char *type, const char *help)
 	fprintf(fp, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* One sample; download sources (never pushed to) are left out. */
 static void
-metric(FILE *fp, const char *name, const char *server, double v)
+metric(FILE *fp, const char *name, const struct ps_server_status *x,
+    double v)
 {
+	if (x->download_source)
+		return;
 	fprintf(fp, "%s{server=\"", name);
-	put_label(fp, server);
+	put_label(fp, x->server);
 	fprintf(fp, "\"} %.17g\n", v);
 }
 
@@ -164,35 +168,35 @@ put_prom(FILE *fp, const struct fleet *f)
 	metric_head(fp, "patchsync_server_up", "gauge", "1 unless the "
 	    "server's latest push or report could not reach it");
 	for (i = 0; i < f->n; i++)
-		metric(fp, "patchsync_server_up", f->v[i].server,
+		metric(fp, "patchsync_server_up", &f->v[i],
 		    f->v[i].state != PS_FLEET_UNREACHABLE);
 	metric_head(fp, "patchsync_server_current", "gauge", "1 when the "
 	    "server holds the console's files (state current)");
 	for (i = 0; i < f->n; i++)
-		metric(fp, "patchsync_server_current", f->v[i].server,
+		metric(fp, "patchsync_server_current", &f->v[i],
 		    f->v[i].state == PS_FLEET_CURRENT);
 	metric_head(fp, "patchsync_server_state", "gauge", "0 never synced, "
 	    "1 current, 2 behind, 3 failed, 4 unreachable");
 	for (i = 0; i < f->n; i++)
-		metric(fp, "patchsync_server_state", f->v[i].server,
+		metric(fp, "patchsync_server_state", &f->v[i],
 		    (double)f->v[i].state);
 	metric_head(fp, "patchsync_last_success_timestamp_seconds", "gauge",
 	    "end of the last good push (0: none yet)");
 	for (i = 0; i < f->n; i++)
 		metric(fp, "patchsync_last_success_timestamp_seconds",
-		    f->v[i].server, f->v[i].last_ok);
+		    &f->v[i], f->v[i].last_ok);
 	metric_head(fp, "patchsync_files_behind", "gauge", "files missing "
 	    "or out of date on the server (absent: unknown)");
 	for (i = 0; i < f->n; i++) {
 		x = &f->v[i];
 		if (x->files_behind >= 0)
-			metric(fp, "patchsync_files_behind", x->server,
+			metric(fp, "patchsync_files_behind", x,
 			    (double)x->files_behind);
 	}
 	metric_head(fp, "patchsync_bytes_sent_total", "counter", "bytes sent "
 	    "to the server by every push recorded");
 	for (i = 0; i < f->n; i++)
-		metric(fp, "patchsync_bytes_sent_total", f->v[i].server,
+		metric(fp, "patchsync_bytes_sent_total", &f->v[i],
 		    (double)f->v[i].bytes_sent);
 	metric_head(fp, "patchsync_status_timestamp_seconds", "gauge",
 	    "when this file was written");

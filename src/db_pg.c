@@ -462,6 +462,12 @@ ps_db_pg_open(const char *uri, int flags, struct ps_db **dbp, char *err,
 	p = xcalloc(1, sizeof(*p));
 	p->db.ops = &pg_ops;
 	p->db.display = display_uri(uri);
+	/*
+	 * A server that does not answer must not hang a cron job for the
+	 * minutes TCP would wait: 10 s, unless the URI (connect_timeout)
+	 * or the environment says otherwise.
+	 */
+	setenv("PGCONNECT_TIMEOUT", "10", 0);
 	p->conn = PQconnectdb(uri);
 	if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
 		ps_db_seterr(err, len, "%s: cannot connect to the state "
@@ -474,8 +480,8 @@ ps_db_pg_open(const char *uri, int flags, struct ps_db **dbp, char *err,
 	if (PQsetClientEncoding(p->conn, "UTF8") != 0)
 		ps_db_seterr(p->db.err, sizeof(p->db.err), "%s: cannot use "
 		    "UTF8: %s", p->db.display, PQerrorMessage(p->conn));
-	if (p->db.err[0] != '\0' || simple(p, "SET client_min_messages = warning",
-	    "cannot configure the session") != PS_DB_OK ||
+	if (p->db.err[0] != '\0' || simple(p, "SET client_min_messages = "
+	    "warning", "cannot configure the session") != PS_DB_OK ||
 	    (v = schema_version(p)) < 0 ||
 	    (v == 0 && !(flags & PS_DB_CREATE)) ||
 	    (v < PS_DB_SCHEMA_VERSION && migrate(p) != PS_DB_OK)) {

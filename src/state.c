@@ -1795,8 +1795,9 @@ store_rows(struct ps_state *st, const char *server,
 		    "server_size, server_mtime) VALUES ");
 		for (k = i; k < n && k < i + ROWS_PER_INSERT; k++) {
 			x = &o->rows[k];
-			buf_addstr(&sql, k > i ? ", (?, ?, ?, ?, ?, ?, ?, ?, ?)" :
-			    "(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+			if (k > i)
+				buf_addstr(&sql, ", ");
+			buf_addstr(&sql, "(?, ?, ?, ?, ?, ?, ?, ?, ?)");
 			if (a.n + 9 > PS_DB_MAXARGS)
 				abort();
 			ps_db_text(&a, server);

@@ -13,6 +13,7 @@ expect_exit 0 $A server add good "$T/d1"
 expect_exit 0 $A server add lagging "$T/d2"
 expect_exit 0 $A server add down "localhost:/srv" --rsh false
 expect_exit 0 $A server add fresh "$T/d3"
+expect_exit 0 $A server add mirror "$T/d3" --download-source
 
 expect_exit 0 $A push good
 expect_exit 1 $A report lagging
@@ -65,6 +66,7 @@ grep -qx '# TYPE patchsync_bytes_sent_total counter' $p || fail "counter type"
 grep -q '^patchsync_last_success_timestamp_seconds{server="good"} 1[0-9]' $p ||
     fail "last success"
 grep -qx 'patchsync_server_state{server="fresh"} 0' $p || fail "state fresh"
+grep -q 'server="mirror"' $p && fail "a download source in the metrics"
 # Every sample line: a known metric, a server label at most, a number.
 grep -v '^#' $p | grep -Ev '^patchsync_[a-z_]+(\{server="[A-Za-z0-9._-]+"\})? -?[0-9.e+]+$' &&
     fail "malformed sample"

@@ -884,8 +884,8 @@ test_pg_refuse(void **state)
 	assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"),
 	    99);
 	/* Not reachable: one error, no handle. */
-	assert_int_equal(ps_state_open("postgresql:///nosuchdb?host=/nonexistent",
-	    &st), PS_EUSAGE);
+	assert_int_equal(ps_state_open("postgresql:///nosuchdb?"
+	    "host=/nonexistent", &st), PS_EUSAGE);
 	assert_null(st);
 }
 
