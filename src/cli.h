@@ -68,5 +68,6 @@ int cmd_schedule(int argc, const char **argv);
 int cmd_task(int argc, const char **argv);
 int cmd_history(int argc, const char **argv);
 int cmd_download(int argc, const char **argv);
+int cmd_status(int argc, const char **argv);
 
 #endif

@@ -41,39 +41,6 @@ is_url(const char *s)
 	    strcmp(s, ".") == 0;
 }
 
-/* A size with an optional K, M or G suffix (powers of 1024). */
-static int
-parse_rate(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *s == '-')
-		return -1;
-	switch (*end) {
-	case 'k': case 'K':
-		v <<= 10;
-		end++;
-		break;
-	case 'm': case 'M':
-		v <<= 20;
-		end++;
-		break;
-	case 'g': case 'G':
-		v <<= 30;
-		end++;
-		break;
-	}
-	if (*end == 'B' || *end == 'b')
-		end++;
-	if (*end != '\0' || v == 0)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 /* --timeout SECONDS: 0 means none. */
 static int
 parse_timeout(const char *cmd, const char *s, unsigned *out)
@@ -101,18 +68,23 @@ static int
 resolve(const struct ps_conf *conf, const char *name, int for_push,
     struct ps_target *t)
 {
+	struct ps_server_conn sc;
+	int rc;
+
 	t->timeout = -1;
 	if (is_url(name)) {
 		t->url = xstrdup(name);
 		return PS_OK;
 	}
-	if (conf->file == NULL && access(conf->database, F_OK) != 0) {
-		ps_err("unknown server '%s' (no state database; give a URL "
-		    "such as host:/path, or add it with patchsync server add)",
-		    name);
-		return PS_EUSAGE;
-	}
-	return ps_task_resolve_server(conf, name, &t->url, &t->rsh, for_push);
+	if ((rc = ps_task_resolve_server(conf, name, for_push, &sc)) != PS_OK)
+		return rc;
+	/* The strings are the target's now. */
+	t->url = sc.url;
+	t->rsh = sc.rsh;
+	t->remote_path = sc.remote_path;
+	t->bwlimit = sc.bwlimit;
+	t->timeout = sc.timeout;
+	return PS_OK;
 }
 
 static char *
@@ -427,13 +399,14 @@ transfer_opts(const char *cmd, const struct push_flags *f,
 			return PS_EUSAGE;
 		}
 	}
-	if (f->bwlimit != NULL && parse_rate(f->bwlimit, &o->bwlimit) != 0) {
+	if (f->bwlimit != NULL && ps_parse_rate(f->bwlimit, &o->bwlimit) != 0) {
 		ps_err("%s: --bwlimit needs a rate such as 512K or 10M, not "
 		    "'%s'", cmd, f->bwlimit);
 		return PS_EUSAGE;
 	}
 	if (parse_timeout(cmd, c->timeout, &o->timeout) != PS_OK)
 		return PS_EUSAGE;
+	o->timeout_set = c->timeout != NULL;
 	o->send.itemize = f->itemize || f->dry ? stdout : NULL;
 	o->send.verbose = ps_verbose > 0 && !f->json ? stdout : NULL;
 	o->progress = f->noprog ? 0 : f->prog ? 1 : isatty(STDERR_FILENO);
@@ -642,6 +615,8 @@ cmd_push(int argc, const char **argv)
 	o.cache_dir = cache = cache_dir(&conf);
 	o.delete_guard = o.send.delete;
 	rc = ps_console_run(&o, src, nsrc, t, nt);
+	if (!(o.flags & PS_OF_DRYRUN))
+		ps_task_record_outcomes(&conf, t, nt, 0);
 	rc = push_results(t, nt, &f, task, rc);
 	task = NULL;
 out:
@@ -816,6 +791,7 @@ cmd_report(int argc, const char **argv)
 	}
 	if ((rc = parse_timeout("report", c.timeout, &o.timeout)) != PS_OK)
 		goto out;
+	o.timeout_set = c.timeout != NULL;
 	args = ps_cli_args(ctx, &nargs);
 	if ((rc = ps_cli_conf(&conf, 0)) != PS_OK)
 		goto out;
@@ -832,6 +808,7 @@ cmd_report(int argc, const char **argv)
 			goto out;
 	o.cache_dir = cache = cache_dir(&conf);
 	rc = ps_console_run(&o, src, nsrc, t, nt);
+	ps_task_record_outcomes(&conf, t, nt, 1);
 	incomplete = console_incomplete(src, nsrc);
 	if (fmt == PS_FMT_TEXT) {
 		report_text(t, nt, incomplete);

@@ -384,9 +384,11 @@ session(struct run *r, struct ps_target *t)
 	so.label = t->name;
 	so.url = t->url;
 	so.rsh = t->rsh;
-	so.remote_path = t->remote_path != NULL ? t->remote_path :
-	    o->remote_path;
-	so.timeout = t->timeout >= 0 ? (unsigned)t->timeout : o->timeout;
+	/* The command line first, then the server's own settings. */
+	so.remote_path = o->remote_path != NULL ? o->remote_path :
+	    t->remote_path;
+	so.timeout = !o->timeout_set && t->timeout >= 0 ?
+	    (unsigned)t->timeout : o->timeout;
 	so.bwlimit = o->bwlimit != 0 ? o->bwlimit : t->bwlimit;
 	if (ps_sess_connect(&ss, &so) == PS_OK)
 		(void)components(r, t, &ss);

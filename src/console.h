@@ -62,6 +62,7 @@ struct ps_console_opts {
 	const char *remote_path;	/* for servers that name none */
 	uint64_t bwlimit;	/* bytes per second per server, 0: none */
 	unsigned timeout;	/* seconds, 0: none */
+	int timeout_set;	/* given on the command line */
 	int progress;		/* draw a progress line on stderr */
 	struct ps_send_opts send;	/* template for every session */
 	struct ps_task_ctx *task;	/* events go here, or NULL */

@@ -44,6 +44,8 @@ static const struct command commands[] = {
 	  "list pushes run as tasks, cancel one" },
 	{ "history", cmd_history,
 	  "the event history of tasks (--follow to stream)" },
+	{ "status", cmd_status,
+	  "one row per server: current, behind, failed, unreachable" },
 	{ "download", cmd_download,
 	  "run a downloader while holding a component's download lock" },
 	{ NULL, NULL, NULL }

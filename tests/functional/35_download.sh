@@ -2,6 +2,7 @@
 # COMMAND runs and returns its exit status; a push of NAME meanwhile
 # waits (queued, with an event) and then sends the complete file.
 . "$TOP_SRCDIR/tests/lib.sh"
+state_backends
 
 mkdir pat eng dst
 mkfile pat/old.msu 1000 1

@@ -2,6 +2,7 @@
 # files, and is recorded 'canceled'. A download waits for a push that is
 # reading the component.
 . "$TOP_SRCDIR/tests/lib.sh"
+state_backends
 
 mkdir pat dst
 head -c 16777216 /dev/urandom >pat/big.msu

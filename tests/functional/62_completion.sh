@@ -53,7 +53,7 @@ has push report refresh serve manifest config server schedule task history downl
 c sch;          expect schedule
 c -;            expect --config --verbose --quiet --version --help
 # Subcommands.
-c server '';    expect add list show remove check
+c server '';    expect add list show remove check edit
 c config '';    expect check show
 c -c a.conf schedule r; expect run run-due
 # Options of each command.
