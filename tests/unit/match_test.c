@@ -942,6 +942,44 @@ test_threads(void **state)
 	free(b);
 }
 
+/* The AVX2 and the portable scan find the same windows. */
+static void
+test_scanners_agree(void **state)
+{
+	const size_t len = 2 * MiB, bl = 200;
+	struct ps_mops o[2];
+	unsigned char *b, *t;
+	size_t tlen, i;
+	int simd;
+
+	(void)state;
+	rng_state = 14;
+	b = random_bytes(len);
+	t = malloc(len + MiB);
+	assert_non_null(t);
+	memcpy(t, b, len);
+	tlen = edit(t, len, len + MiB, 300, 5000);
+	for (simd = 0; simd <= 1; simd++) {
+		ps_match_simd = simd;
+		run_match(b, len, bl, t, tlen, NULL, &o[simd]);
+	}
+	ps_match_simd = 1;
+	assert_int_equal(o[0].n, o[1].n);
+	for (i = 0; i < o[0].n; i++) {
+		assert_int_equal(o[0].v[i].kind, o[1].v[i].kind);
+		assert_int_equal(o[0].v[i].len, o[1].v[i].len);
+		assert_int_equal(o[0].v[i].basis_off, o[1].v[i].basis_off);
+	}
+	/* Same bitmap survivors, same table hits. */
+	assert_true(o[0].stat_weak_hits > 0);
+	assert_int_equal(o[0].stat_weak_hits, o[1].stat_weak_hits);
+	assert_int_equal(o[0].stat_strong, o[1].stat_strong);
+	ps_mops_free(&o[0]);
+	ps_mops_free(&o[1]);
+	free(t);
+	free(b);
+}
+
 /* ---- refinement helpers ---- */
 
 static void
@@ -1256,6 +1294,7 @@ main(void)
 		cmocka_unit_test(test_hostile_run),
 		cmocka_unit_test(test_read_errors),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_scanners_agree),
 		cmocka_unit_test(test_gaps_splice),
 		cmocka_unit_test(test_refine_round_trip),
 		cmocka_unit_test_teardown(test_property, property_teardown),
