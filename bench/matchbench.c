@@ -8,8 +8,9 @@
  * matches nothing (1 and 2 threads), and the two scattered-edit cases of
  * the lead's brief (320 edits of ~8 KiB, every 4th changing the length;
  * 25,000 in-place edits of 100 bytes, refined with 256/512/1024-byte sums
- * of the gaps). Times are the best of RUNS; data lives in memory (as a
- * file in the page cache would).
+ * of the gaps). Wall and CPU times (of all threads) are the best of
+ * RUNS, each; on a shared machine the CPU column is the steadier one.
+ * Data lives in memory (as a file in the page cache would).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -51,14 +52,46 @@ fill_random(unsigned char *p, size_t n)
 		p[i] = (unsigned char)rng();
 }
 
-static double
-now(void)
-{
-	struct timespec ts;
+/* Wall and CPU time (all threads) of a piece of work. */
+struct clk {
+	double wall;
+	double cpu;
+};
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+static struct clk
+clk_now(void)
+{
+	struct timespec w, c;
+	struct clk k;
+
+	clock_gettime(CLOCK_MONOTONIC, &w);
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c);
+	k.wall = (double)w.tv_sec + (double)w.tv_nsec / 1e9;
+	k.cpu = (double)c.tv_sec + (double)c.tv_nsec / 1e9;
+	return k;
 }
+
+static struct clk
+clk_since(struct clk a)
+{
+	struct clk b = clk_now();
+
+	b.wall -= a.wall;
+	b.cpu -= a.cpu;
+	return b;
+}
+
+/* Keep the best wall and the best CPU time seen. */
+static void
+clk_best(struct clk *best, struct clk t)
+{
+	if (t.wall < best->wall)
+		best->wall = t.wall;
+	if (t.cpu < best->cpu)
+		best->cpu = t.cpu;
+}
+
+static const struct clk CLK_MAX = { 1e9, 1e9 };
 
 struct mt {
 	const unsigned char *p;
@@ -88,14 +121,39 @@ die(const char *what)
 static int runs = 3;
 
 static void
-row(const char *what, const char *result, double sec, double mbytes)
+row(const char *what, const char *result, struct clk t, double mbytes)
 {
 	if (mbytes > 0)
-		printf("| %s | %s | %.3f s | %.0f MB/s |\n", what, result, sec,
-		    mbytes / sec);
+		printf("| %s | %s | %.3f s | %.3f s | %.0f MB/s | %.0f MB/s "
+		    "|\n", what, result, t.wall, t.cpu, mbytes / t.wall,
+		    mbytes / t.cpu);
 	else
-		printf("| %s | %s | %.3f s | |\n", what, result, sec);
+		printf("| %s | %s | %.3f s | %.3f s | | |\n", what, result,
+		    t.wall, t.cpu);
 	fflush(stdout);
+}
+
+/*
+ * The clock this process sees now (other load on the machine lowers it):
+ * a chain of dependent additions runs at one per cycle.
+ */
+static double
+cpu_ghz(void)
+{
+	struct clk t0, t;
+	uint64_t x = 0, i, n = 200000000;
+
+	t0 = clk_now();
+	for (i = 0; i < n; i++) {
+#if defined(__x86_64__)
+		__asm__ volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+		    "add $1, %0" : "+r"(x));
+#else
+		x += i;
+#endif
+	}
+	t = clk_since(t0);
+	return x ? 4.0 * (double)n / t.cpu / 1e9 : 0;
 }
 
 /* ---- block sums ---- */
@@ -105,7 +163,7 @@ bench_sums(const unsigned char *p, size_t len)
 {
 	static const uint32_t bls[] = { 4096, 16384 };
 	struct ps_blocksums s;
-	double t, best;
+	struct clk t0, best;
 	uint32_t w = 0;
 	size_t i, k, o;
 	char what[96];
@@ -114,30 +172,28 @@ bench_sums(const unsigned char *p, size_t len)
 	for (simd = 1; simd >= 0; simd--) {
 		ps_match_simd = simd;
 		for (k = 0; k < 2; k++) {
-			best = 1e9;
+			best = CLK_MAX;
 			for (r = 0; r < runs; r++) {
-				t = now();
+				t0 = clk_now();
 				for (o = 0; o + bls[k] <= len; o += bls[k])
 					w += ps_weak(p + o, bls[k]);
-				t = now() - t;
-				best = t < best ? t : best;
+				clk_best(&best, clk_since(t0));
 			}
 			snprintf(what, sizeof(what), "weak sum only, %u-byte "
 			    "blocks%s", bls[k], simd ? "" : " (SSE2 path)");
 			row(what, "", best, (double)len / 1e6);
 			if (!simd)
 				continue;
-			best = 1e9;
+			best = CLK_MAX;
 			for (r = 0; r < runs; r++) {
-				t = now();
+				t0 = clk_now();
 				if (ps_blocksums_mem(p, len, 0, bls[k], &s) !=
 				    PS_OK)
 					die("ps_blocksums_mem");
-				t = now() - t;
+				clk_best(&best, clk_since(t0));
 				for (i = 0; i < s.n; i++)
 					w += s.weak[i];
 				ps_blocksums_free(&s);
-				best = t < best ? t : best;
 			}
 			snprintf(what, sizeof(what), "ps_blocksums_mem (weak + "
 			    "XXH3), %u-byte blocks", bls[k]);
@@ -152,7 +208,7 @@ bench_sums(const unsigned char *p, size_t len)
 /* ---- matching ---- */
 
 struct result {
-	double sec;
+	struct clk t;
 	struct ps_mops ops;
 };
 
@@ -163,20 +219,18 @@ timed_match(const struct ps_matcher *m, const unsigned char *t, size_t tlen,
 {
 	struct mt mt = { t, tlen };
 	struct ps_mops ops;
-	double s;
+	struct clk t0;
 	int r;
 
-	res->sec = 1e9;
+	res->t = CLK_MAX;
 	memset(&res->ops, 0, sizeof(res->ops));
 	for (r = 0; r < runs; r++) {
 		memset(&ops, 0, sizeof(ops));
-		s = now();
+		t0 = clk_now();
 		if (ps_match(m, mt_read, &mt, 0, tlen, hint, threads, &ops) !=
 		    PS_OK)
 			die("ps_match");
-		s = now() - s;
-		if (s < res->sec)
-			res->sec = s;
+		clk_best(&res->t, clk_since(t0));
 		ps_mops_free(&res->ops);
 		res->ops = ops;
 	}
@@ -201,7 +255,7 @@ bench_nomatch(const unsigned char *b, const unsigned char *t, size_t len)
 		snprintf(out, sizeof(out), "literal %.1f MB, %" PRIu64
 		    " strong sums", (double)res.ops.literal_bytes / 1e6,
 		    res.ops.stat_strong);
-		row(what, out, res.sec, (double)len / 1e6);
+		row(what, out, res.t, (double)len / 1e6);
 		ps_mops_free(&res.ops);
 	}
 	ps_matcher_free(m);
@@ -247,7 +301,7 @@ bench_edits8k(const unsigned char *b, size_t len)
 	uint64_t changed;
 	size_t tlen, cap = len + 4 * MiB;
 	unsigned th;
-	double hs;
+	struct clk hs;
 	char what[128], out[128];
 
 	t = malloc(cap);
@@ -266,16 +320,16 @@ bench_edits8k(const unsigned char *b, size_t len)
 	    (double)res.ops.literal_bytes / 1e6,
 	    (double)res.ops.stat_read / 1e6);
 	row("320 x ~8 KiB edits, all in place, 16 KiB, hint, 1 thr", out,
-	    res.sec, (double)tlen / 1e6);
+	    res.t, (double)tlen / 1e6);
 	ps_mops_free(&res.ops);
 	ps_blocksums_free(&h);
 
 	memcpy(t, b, len);
 	tlen = edits_8k(t, len, cap, 1, &changed);
-	hs = now();
+	hs = clk_now();
 	if (ps_blocksums_mem(t, tlen, 0, 16384, &h) != PS_OK)
 		die("hint sums");
-	hs = now() - hs;
+	hs = clk_since(hs);
 	for (th = 1; th <= 2; th++) {
 		timed_match(m, t, tlen, NULL, th, &res);
 		snprintf(what, sizeof(what), "320 x ~8 KiB edits (%.1f MB, 1/4 "
@@ -284,14 +338,14 @@ bench_edits8k(const unsigned char *b, size_t len)
 		snprintf(out, sizeof(out), "literal %.2f MB in %zu ops, "
 		    "read %.0f MB", (double)res.ops.literal_bytes / 1e6,
 		    res.ops.n, (double)res.ops.stat_read / 1e6);
-		row(what, out, res.sec, (double)tlen / 1e6);
+		row(what, out, res.t, (double)tlen / 1e6);
 		ps_mops_free(&res.ops);
 		timed_match(m, t, tlen, &h, th, &res);
 		snprintf(what, sizeof(what), "same, with hint, %u thr", th);
 		snprintf(out, sizeof(out), "literal %.2f MB, read %.0f MB",
 		    (double)res.ops.literal_bytes / 1e6,
 		    (double)res.ops.stat_read / 1e6);
-		row(what, out, res.sec, (double)tlen / 1e6);
+		row(what, out, res.t, (double)tlen / 1e6);
 		ps_mops_free(&res.ops);
 	}
 	row("(the hint's own sums, computed once by the manifest)", "", hs,
@@ -310,7 +364,7 @@ bench_edits8k(const unsigned char *b, size_t len)
 static void
 refine(const unsigned char *b, size_t blen, const unsigned char *t,
     size_t tlen, struct ps_mops *ops, uint32_t coarse, uint32_t fine,
-    uint64_t *sumbytes, double *sec)
+    uint64_t *sumbytes, struct clk *sec)
 {
 	struct mt mt = { t, tlen };
 	struct ps_mops *subs;
@@ -318,7 +372,7 @@ refine(const unsigned char *b, size_t blen, const unsigned char *t,
 	struct ps_matcher *m;
 	struct ps_gap *g;
 	size_t n, i, *idx;
-	double t0 = now();
+	struct clk t0 = clk_now();
 
 	*sumbytes = 0;
 	n = ps_match_gaps(ops, blen, fine, coarse, &g);
@@ -343,7 +397,7 @@ refine(const unsigned char *b, size_t blen, const unsigned char *t,
 	}
 	if (ps_mops_splice_many(ops, idx, subs, n) != PS_OK)
 		die("splice");
-	*sec = now() - t0;
+	*sec = clk_since(t0);
 	for (i = 0; i < n; i++)
 		ps_mops_free(&subs[i]);
 	free(subs);
@@ -361,7 +415,7 @@ bench_edits100(const unsigned char *b, size_t len)
 	struct ps_mops ops;
 	unsigned char *t;
 	uint64_t sumbytes, k, nedit = 25000 * (uint64_t)len / (256 * MiB);
-	double sec;
+	struct clk sec;
 	size_t f;
 	char what[128], out[160];
 
@@ -379,7 +433,7 @@ bench_edits100(const unsigned char *b, size_t len)
 	    "(%.1f MB), 16 KiB only", nedit, (double)nedit * 100 / 1e6);
 	snprintf(out, sizeof(out), "literal %.1f MB",
 	    (double)res.ops.literal_bytes / 1e6);
-	row(what, out, res.sec, (double)len / 1e6);
+	row(what, out, res.t, (double)len / 1e6);
 	for (f = 0; f < 3; f++) {
 		memset(&ops, 0, sizeof(ops));
 		ops.v = malloc(res.ops.n * sizeof(*ops.v) + 1);
@@ -401,7 +455,7 @@ bench_edits100(const unsigned char *b, size_t len)
 	}
 	for (f = 0; f < 2; f++) {
 		uint64_t sb2;
-		double sec2;
+		struct clk sec2;
 
 		memset(&ops, 0, sizeof(ops));
 		ops.v = malloc(res.ops.n * sizeof(*ops.v) + 1);
@@ -419,7 +473,9 @@ bench_edits100(const unsigned char *b, size_t len)
 		    "%.2f MB = %.2f MB", (double)ops.literal_bytes / 1e6,
 		    (double)(sumbytes + sb2) / 1e6, (double)(ops.literal_bytes +
 		    sumbytes + sb2) / 1e6);
-		row(what, out, sec + sec2, 0);
+		sec.wall += sec2.wall;
+		sec.cpu += sec2.cpu;
+		row(what, out, sec, 0);
 		ps_mops_free(&ops);
 	}
 	ps_mops_free(&res.ops);
@@ -459,13 +515,16 @@ main(int argc, char **argv)
 		die("malloc");
 	fill_random(b, len);
 	fill_random(t, len);
-	printf("matchbench: %zu MiB, best of %d\n\n", len / MiB, runs);
-	printf("| what | result | time | speed |\n|---|---|--:|--:|\n");
+	printf("matchbench: %zu MiB, best of %d; clock seen before: "
+	    "%.2f GHz\n\n", len / MiB, runs, cpu_ghz());
+	printf("| what | result | wall | CPU | speed (wall) | speed (CPU) |\n"
+	    "|---|---|--:|--:|--:|--:|\n");
 	bench_sums(b, len);
 	bench_nomatch(b, t, len);
 	free(t);
 	bench_edits8k(b, len);
 	bench_edits100(b, len);
+	printf("\nclock seen after: %.2f GHz\n", cpu_ghz());
 	free(b);
 	return 0;
 }
