@@ -22,8 +22,6 @@
 
 #include "match.h"
 
-extern int ps_match_simd;
-
 #define MiB	(UINT64_C(1) << 20)
 
 static uint64_t rng_state = 42;
@@ -409,7 +407,7 @@ static void
 bench_edits100(const unsigned char *b, size_t len)
 {
 	static const uint32_t fines[] = { 256, 512, 1024 };
-	struct ps_blocksums s;
+	struct ps_blocksums s, h;
 	struct ps_matcher *m;
 	struct result res;
 	struct ps_mops ops;
@@ -428,9 +426,19 @@ bench_edits100(const unsigned char *b, size_t len)
 	if (ps_blocksums_mem(b, len, 0, 16384, &s) != PS_OK ||
 	    ps_matcher_new(&s, &m) != PS_OK)
 		die("sums");
-	timed_match(m, t, len, NULL, 1, &res);
+	if (ps_blocksums_mem(t, len, 0, 16384, &h) != PS_OK)
+		die("hint sums");
+	timed_match(m, t, len, &h, 1, &res);
 	snprintf(what, sizeof(what), "%" PRIu64 " x 100-byte in-place edits "
-	    "(%.1f MB), 16 KiB only", nedit, (double)nedit * 100 / 1e6);
+	    "(%.1f MB), 16 KiB, hint", nedit, (double)nedit * 100 / 1e6);
+	snprintf(out, sizeof(out), "literal %.1f MB, read %.0f MB",
+	    (double)res.ops.literal_bytes / 1e6,
+	    (double)res.ops.stat_read / 1e6);
+	row(what, out, res.t, (double)len / 1e6);
+	ps_mops_free(&res.ops);
+	ps_blocksums_free(&h);
+	timed_match(m, t, len, NULL, 1, &res);
+	snprintf(what, sizeof(what), "same, no hint");
 	snprintf(out, sizeof(out), "literal %.1f MB",
 	    (double)res.ops.literal_bytes / 1e6);
 	row(what, out, res.t, (double)len / 1e6);

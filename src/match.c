@@ -84,8 +84,8 @@ static const uint32_t lane_pow[LANES] = {
 	0x6dc79cad, 0x286a90b9, 0x5bd1e995, 0x00000001,
 };
 
-/* Tests clear it to run the baseline code on an AVX2 machine. */
 int ps_match_simd = 1;
+uint64_t ps_match_slice_min = SLICE_MIN;
 
 /* ---- the weak sum ---- */
 
@@ -1094,14 +1094,14 @@ slice_thread(void *arg)
 
 /*
  * Cut [OFF, OFF+LEN) into at most THREADS slices of at least SLICE_MIN
- * bytes, cut on the block grid of ORIGIN. Returns the count; BOUNDS gets
+ * bytes and 4 blocks, cut on the block grid of ORIGIN. Returns the count; BOUNDS gets
  * count + 1 offsets.
  */
 static unsigned
 slices(uint64_t off, uint64_t len, uint64_t origin, uint32_t bl,
     unsigned threads, uint64_t *bounds)
 {
-	uint64_t per, at, min = MAX(SLICE_MIN, 16 * (uint64_t)bl);
+	uint64_t per, at, min = MAX(ps_match_slice_min, 4 * (uint64_t)bl);
 	unsigned t, n = 1;
 
 	threads = MIN(MAX(threads, 1u), MAX_THREADS);

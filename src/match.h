@@ -182,6 +182,14 @@ int ps_match(const struct ps_matcher *m, ps_match_read_fn rd, void *arg,
     uint64_t off, uint64_t len, const struct ps_blocksums *hint,
     unsigned threads, struct ps_mops *out);
 
+/*
+ * Test knobs (leave them alone otherwise): 0 in ps_match_simd runs the
+ * portable code where the CPU has AVX2; ps_match_slice_min is the least
+ * bytes a thread's slice gets (4 MiB).
+ */
+extern int ps_match_simd;
+extern uint64_t ps_match_slice_min;
+
 /* ---- refinement ---- */
 
 /*

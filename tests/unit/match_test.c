@@ -27,8 +27,6 @@
 
 #include "match.h"
 
-extern int ps_match_simd;
-
 #define KiB	(UINT64_C(1) << 10)
 #define MiB	(UINT64_C(1) << 20)
 
@@ -1228,11 +1226,14 @@ one_property_case(uint64_t seed)
 	for (k = 0; k < nedit; k++)
 		tlen = random_edit(t, tlen, cap, bl);
 	r.hint = (int)rnd(2);
-	r.threads = 1 + (unsigned)rnd(3);
+	r.threads = 1 + (unsigned)rnd(4);
 	ps_match_simd = rnd(4) != 0;
+	/* Small slices, so that threads split these small targets. */
+	ps_match_slice_min = 1 + rnd(tlen / 2 + 1);
 	run_match(b, blen, bl, t, tlen, &r, &ops);
 	ps_match_simd = 1;
-	/* An unedited target is all COPY. */
+	ps_match_slice_min = 4 * MiB;
+	/* An unedited target is all COPY (slices are cut on the grid). */
 	if (nedit == 0)
 		assert_int_equal(ops.literal_bytes, 0);
 	ps_mops_free(&ops);
@@ -1273,6 +1274,7 @@ property_teardown(void **state)
 		    prop_seed);
 	prop_running = 0;
 	ps_match_simd = 1;
+	ps_match_slice_min = 4 * MiB;
 	return 0;
 }
 
