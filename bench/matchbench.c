@@ -246,10 +246,14 @@ bench_nomatch(const unsigned char *b, const unsigned char *t, size_t len)
 	if (ps_blocksums_mem(b, len, 0, 16384, &s) != PS_OK ||
 	    ps_matcher_new(&s, &m) != PS_OK)
 		die("sums");
-	for (th = 1; th <= 2; th++) {
-		timed_match(m, t, len, NULL, th, &res);
+	for (th = 0; th <= 2; th++) {
+		/* th 0: one thread without AVX2 */
+		ps_match_simd = th > 0;
+		timed_match(m, t, len, NULL, th ? th : 1, &res);
+		ps_match_simd = 1;
 		snprintf(what, sizeof(what), "rolling search, no match, "
-		    "16 KiB blocks, %u thread%s", th, th > 1 ? "s" : "");
+		    "16 KiB blocks, %u thread%s%s", th ? th : 1, th > 1 ? "s" :
+		    "", th ? "" : " (portable scan)");
 		snprintf(out, sizeof(out), "literal %.1f MB, %" PRIu64
 		    " strong sums", (double)res.ops.literal_bytes / 1e6,
 		    res.ops.stat_strong);

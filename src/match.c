@@ -8,10 +8,10 @@
  * multiplications are independent, so SIMD runs them 8 or 4 at a time.
  * AVX2 is chosen at run time; SSE2 is the x86-64 baseline.
  *
- * The search keeps one rolling weak sum. A bitmap indexed by its top bits
- * (one bit per possible value class, a few hundred KiB at most) rejects
- * almost every position with one load; the rare survivors look the sum
- * up in an open-addressing table whose groups list at most
+ * The search rolls the weak sum over the target (8 windows a step with
+ * AVX2). A blocked Bloom filter of at most 256 KiB (two bits of one
+ * word) rejects almost every position with one load; the rare survivors
+ * look the sum up in an open-addressing table whose groups list at most
  * PS_MATCH_CANDIDATES distinct blocks, then XXH3 the window once.
  * Identical blocks are indexed once (the lowest index): a file of zeros
  * is one entry, so runs of equal weak sums cost one probe each, never a
@@ -59,6 +59,7 @@
 #define FAIL_BURST	64u	/* failed strong sums allowed at once */
 #define FAIL_RATE	8u	/* ... and per block_len target bytes */
 #define NONE		UINT32_MAX
+
 /*
  * The prefilter: a blocked Bloom filter. The weak sum's top bits pick a
  * 32-bit word, the next two groups of 5 bits two bits in it; a window
@@ -243,7 +244,6 @@ sums_alloc(uint64_t len, uint64_t base, uint32_t block_len,
 	memset(out, 0, sizeof(*out));
 	if (block_len < PS_MATCH_BLOCK_MIN || block_len > PS_MATCH_BLOCK_MAX ||
 	    base > UINT64_MAX - len ||
-	    len / block_len > PS_MATCH_MAX_BLOCKS ||
 	    len / block_len + (len % block_len != 0) > PS_MATCH_MAX_BLOCKS)
 		return PS_EUSAGE;
 	out->base = base;
@@ -1093,9 +1093,9 @@ slice_thread(void *arg)
 }
 
 /*
- * Cut [OFF, OFF+LEN) into at most THREADS slices of at least SLICE_MIN
- * bytes and 4 blocks, cut on the block grid of ORIGIN. Returns the count; BOUNDS gets
- * count + 1 offsets.
+ * Cut [OFF, OFF+LEN) into at most THREADS slices of at least
+ * ps_match_slice_min bytes and 4 blocks, on the block grid of ORIGIN.
+ * Returns the count; BOUNDS gets count + 1 offsets.
  */
 static unsigned
 slices(uint64_t off, uint64_t len, uint64_t origin, uint32_t bl,
