@@ -418,7 +418,7 @@ struct ps_matcher {
 	uint32_t nfull;		/* blocks of bl bytes */
 	uint32_t last_len;	/* bytes of block n-1 (0 when n == 0) */
 	uint32_t outt[256];	/* (c + ADD) * MUL^bl - ADD: rolls c out */
-	uint32_t sv[4][8];	/* constants of scan_avx2 */
+	uint32_t sv[4][16];	/* constants of scan_avx2 */
 	uint32_t *bm;		/* the prefilter's words */
 	unsigned bm_shift;	/* 32 - log2(prefilter bits) */
 	struct slot *tab;
@@ -575,13 +575,14 @@ inverse32(uint32_t a)
 }
 
 /*
- * scan_avx2 finds the weak sums of 8 windows at once. With d[t] the
+ * scan_avx2 finds the weak sums of 16 windows at once. With d[t] the
  * change at step t (incoming byte, outgoing byte times MUL^bl, and the
  * constant part of ADD), the sums after steps 0..j are
  *	H[j] = MUL^j * (g + sum over t <= j of d[t] * MUL^-t),  g = h * MUL
- * so one prefix sum of plain additions replaces a chain of multiplies.
- * sv[0] and sv[1] scale the incoming and outgoing bytes by MUL^-t (and
- * MUL^bl), sv[2] is the constant part, sv[3] holds MUL^j.
+ * so one prefix sum of plain additions replaces a chain of multiplies,
+ * and only g is carried from one step to the next. sv[0] and sv[1] scale
+ * the incoming and outgoing bytes by MUL^-t (and MUL^bl), sv[2] is the
+ * constant part, sv[3] holds MUL^j.
  */
 static void
 scan_consts(struct ps_matcher *m, uint32_t pw)
@@ -589,7 +590,7 @@ scan_consts(struct ps_matcher *m, uint32_t pw)
 	uint32_t inv = inverse32(MUL), down = 1, up = 1;
 	int j;
 
-	for (j = 0; j < 8; j++) {
+	for (j = 0; j < 16; j++) {
 		m->sv[0][j] = down;
 		m->sv[1][j] = down * pw;
 		m->sv[2][j] = down * (ADD - ADD * pw);
@@ -683,64 +684,96 @@ scan_c(const struct ps_matcher *m, const unsigned char *p, size_t npos,
 
 #if defined(__x86_64__)
 /*
- * scan_c for CPUs with AVX2: 8 windows per step (see scan_consts), the
- * 8 bitmap words fetched with one gather.
+ * Prefix sums of d[t] * MUL^-t for 8 steps starting at P (outgoing
+ * bytes) and P + BL (incoming), with row R (0 or 8) of the constants.
+ */
+__attribute__((target("avx2"))) static inline __m256i
+scan_prefix(const struct ps_matcher *m, const unsigned char *p, size_t bl,
+    int r)
+{
+	__m256i in = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)
+	    (p + bl)));
+	__m256i out = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)
+	    p));
+	__m256i u;
+
+	u = _mm256_sub_epi32(_mm256_add_epi32(_mm256_loadu_si256(
+	    (const __m256i *)(m->sv[2] + r)), _mm256_mullo_epi32(in,
+	    _mm256_loadu_si256((const __m256i *)(m->sv[0] + r)))),
+	    _mm256_mullo_epi32(out, _mm256_loadu_si256(
+	    (const __m256i *)(m->sv[1] + r))));
+	u = _mm256_add_epi32(u, _mm256_slli_si256(u, 4));
+	u = _mm256_add_epi32(u, _mm256_slli_si256(u, 8));
+	return _mm256_add_epi32(u, _mm256_shuffle_epi32(
+	    _mm256_permute2x128_si256(u, u, 0x08), 0xff));
+}
+
+/* Lanes of weak sums HV that pass the prefilter: 1, else 0. */
+__attribute__((target("avx2"))) static inline __m256i
+scan_filter(const struct ps_matcher *m, __m256i hv)
+{
+	const __m256i low5 = _mm256_set1_epi32(31);
+	const __m128i sh = _mm_cvtsi32_si128((int)m->bm_shift);
+	__m256i w;
+
+	w = _mm256_i32gather_epi32((const int *)m->bm, _mm256_srl_epi32(hv,
+	    _mm_cvtsi32_si128((int)m->bm_shift + 5)), 4);
+	return _mm256_and_si256(_mm256_and_si256(_mm256_srlv_epi32(w,
+	    _mm256_and_si256(_mm256_srl_epi32(hv, sh), low5)),
+	    _mm256_srlv_epi32(w, _mm256_and_si256(_mm256_srl_epi32(hv,
+	    _mm_cvtsi32_si128((int)m->bm_shift - 5)), low5))),
+	    _mm256_set1_epi32(1));
+}
+
+/*
+ * scan_c for CPUs with AVX2: 16 windows per step (see scan_consts); the
+ * prefilter words of 8 windows come with one gather, which is where
+ * this loop spends most of its time.
  */
 __attribute__((target("avx2"))) static size_t
 scan_avx2(const struct ps_matcher *m, const unsigned char *p, size_t npos,
     uint32_t *hp)
 {
-	const __m256i in_k = _mm256_loadu_si256((const __m256i *)m->sv[0]);
-	const __m256i out_k = _mm256_loadu_si256((const __m256i *)m->sv[1]);
-	const __m256i add_k = _mm256_loadu_si256((const __m256i *)m->sv[2]);
-	const __m256i up_k = _mm256_loadu_si256((const __m256i *)m->sv[3]);
-	const __m256i mul8 = _mm256_set1_epi32((int)(m->sv[3][7] * MUL));
+	const __m256i up0 = _mm256_loadu_si256((const __m256i *)m->sv[3]);
+	const __m256i up8 = _mm256_loadu_si256((const __m256i *)
+	    (m->sv[3] + 8));
+	const __m256i mul16 = _mm256_set1_epi32((int)(m->sv[3][15] * MUL));
 	const __m256i last = _mm256_set1_epi32(7);
-	const __m256i one = _mm256_set1_epi32(1);
-	const __m256i low5 = _mm256_set1_epi32(31);
-	const __m128i sh = _mm_cvtsi32_si128((int)m->bm_shift);
-	const __m128i sh5 = _mm_cvtsi32_si128((int)m->bm_shift + 5);
-	const __m128i shm5 = _mm_cvtsi32_si128((int)m->bm_shift - 5);
-	const int *words = (const int *)m->bm;
 	const size_t bl = m->bl;
-	__m256i g, u, x, hv, t;
-	uint32_t h = *hp, bits[8], sums[8];
+	__m256i g, u0, u8, x0, x8, h0, h8, t;
+	uint32_t h = *hp, bits[16], sums[16];
 	size_t i = 0;
 	int j;
 
 	if (hit(m, h))
 		return 0;
 	g = _mm256_set1_epi32((int)(h * MUL));
-	/* Window i is tested; compute and test windows i+1..i+8. */
-	for (; i + 8 < npos; i += 8) {
-		u = _mm256_sub_epi32(_mm256_add_epi32(add_k, _mm256_mullo_epi32(
-		    _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)
-		    (p + i + bl))), in_k)), _mm256_mullo_epi32(
-		    _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)
-		    (p + i))), out_k));
-		u = _mm256_add_epi32(u, _mm256_slli_si256(u, 4));
-		u = _mm256_add_epi32(u, _mm256_slli_si256(u, 8));
-		u = _mm256_add_epi32(u, _mm256_shuffle_epi32(
-		    _mm256_permute2x128_si256(u, u, 0x08), 0xff));
-		x = _mm256_add_epi32(g, u);
-		hv = _mm256_mullo_epi32(x, up_k);
-		t = _mm256_i32gather_epi32(words, _mm256_srl_epi32(hv, sh5), 4);
-		t = _mm256_and_si256(_mm256_and_si256(_mm256_srlv_epi32(t,
-		    _mm256_and_si256(_mm256_srl_epi32(hv, sh), low5)),
-		    _mm256_srlv_epi32(t, _mm256_and_si256(_mm256_srl_epi32(hv,
-		    shm5), low5))), one);
+	/* Window i is tested; compute and test windows i+1..i+16. */
+	for (; i + 16 < npos; i += 16) {
+		u0 = scan_prefix(m, p + i, bl, 0);
+		u8 = _mm256_add_epi32(scan_prefix(m, p + i + 8, bl, 8),
+		    _mm256_permutevar8x32_epi32(u0, last));
+		x0 = _mm256_add_epi32(g, u0);
+		x8 = _mm256_add_epi32(g, u8);
+		h0 = _mm256_mullo_epi32(x0, up0);
+		h8 = _mm256_mullo_epi32(x8, up8);
+		t = _mm256_or_si256(scan_filter(m, h0), scan_filter(m, h8));
 		if (!_mm256_testz_si256(t, t)) {
-			_mm256_storeu_si256((__m256i *)(void *)bits, t);
-			_mm256_storeu_si256((__m256i *)(void *)sums, hv);
-			for (j = 0; j < 8; j++) {
+			_mm256_storeu_si256((__m256i *)(void *)bits,
+			    scan_filter(m, h0));
+			_mm256_storeu_si256((__m256i *)(void *)(bits + 8),
+			    scan_filter(m, h8));
+			_mm256_storeu_si256((__m256i *)(void *)sums, h0);
+			_mm256_storeu_si256((__m256i *)(void *)(sums + 8), h8);
+			for (j = 0; j < 16; j++) {
 				if (bits[j] && indexed(m, sums[j])) {
 					*hp = sums[j];
 					return i + 1 + (size_t)j;
 				}
 			}
 		}
-		g = _mm256_mullo_epi32(_mm256_permutevar8x32_epi32(x, last),
-		    mul8);
+		g = _mm256_mullo_epi32(_mm256_permutevar8x32_epi32(x8, last),
+		    mul16);
 	}
 	h = (uint32_t)_mm256_cvtsi256_si32(g) * m->sv[0][1];
 	for (;; i++) {
