@@ -8,10 +8,11 @@
  *
  * Costs: sums run at memory speed (the weak sum in parallel lanes, XXH3
  * only once per block); the search reads the target once, rolls the weak
- * sum over data that does not match (a bitmap in L2 answers "no" for most
- * positions) and hashes with XXH3 only where the weak sum hits. After a
- * match it tries the next basis block right behind it before rolling
- * again, so content shifted by an insertion costs hashing, not rolling.
+ * sum over data that does not match (a Bloom filter of at most 256 KiB
+ * answers "no" for almost every position) and hashes with XXH3 only
+ * where the weak sum is indexed. After a match it tries the next basis
+ * block right behind it before rolling again, so content shifted by an
+ * insertion costs hashing, not rolling.
  * No input makes it quadratic: identical blocks are indexed once, at most
  * PS_MATCH_CANDIDATES distinct blocks per weak sum are considered, and
  * strong sums that fail are rationed per target byte.
@@ -33,13 +34,13 @@
 /* Block lengths the matcher accepts (any length between, not only 2^k). */
 #define PS_MATCH_BLOCK_MIN	64u
 #define PS_MATCH_BLOCK_MAX	(1u << 20)
-/* Most blocks in one ps_blocksums (about 0.6 GB of index at the limit). */
+/* Most blocks in one ps_blocksums (an index of up to about 0.7 GB). */
 #define PS_MATCH_MAX_BLOCKS	(UINT32_C(1) << 24)
 /* Distinct strong sums considered for one weak sum. */
 #define PS_MATCH_CANDIDATES	8
 
 /*
- * The weak sum of bytes b[0..n-1], part of the manifest format:
+ * The weak sum of bytes b[0..n-1]; peers exchange it, so it is fixed:
  *
  *	weak = sum over i of (b[i] + PS_WEAK_ADD) * PS_WEAK_MUL^(n-1-i)
  *
