@@ -117,64 +117,74 @@ mul32_sse2(__m128i a, __m128i b)
 	    _mm_shuffle_epi32(odd, 0x08));
 }
 
+/* One SSE2 lane group: A = A * MUL^32 + (4 bytes widened + ADD). */
+#define SSE2_STEP(a, w)	((a) = _mm_add_epi32(mul32_sse2((a), mm),	\
+	_mm_add_epi32((w), kk)))
+
 static uint32_t
 weak_sse2(const unsigned char *p, size_t n)
 {
 	const __m128i zero = _mm_setzero_si128();
 	const __m128i mm = _mm_set1_epi32((int)MUL_LANES);
 	const __m128i kk = _mm_set1_epi32((int)ADD);
-	__m128i a[8], x, lo, hi;
+	__m128i a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+	__m128i a4 = zero, a5 = zero, a6 = zero, a7 = zero, x, lo, hi;
 	uint32_t lane[LANES];
 	size_t i;
-	int j;
 
-	for (j = 0; j < 8; j++)
-		a[j] = zero;
+	/* Named accumulators: in an array they would live in memory. */
 	for (i = 0; i + LANES <= n; i += LANES) {
-		for (j = 0; j < 2; j++) {
-			x = _mm_loadu_si128((const __m128i *)(p + i + 16 * j));
-			lo = _mm_unpacklo_epi8(x, zero);
-			hi = _mm_unpackhi_epi8(x, zero);
-			a[4 * j] = _mm_add_epi32(mul32_sse2(a[4 * j], mm),
-			    _mm_add_epi32(_mm_unpacklo_epi16(lo, zero), kk));
-			a[4 * j + 1] = _mm_add_epi32(mul32_sse2(a[4 * j + 1],
-			    mm), _mm_add_epi32(_mm_unpackhi_epi16(lo, zero),
-			    kk));
-			a[4 * j + 2] = _mm_add_epi32(mul32_sse2(a[4 * j + 2],
-			    mm), _mm_add_epi32(_mm_unpacklo_epi16(hi, zero),
-			    kk));
-			a[4 * j + 3] = _mm_add_epi32(mul32_sse2(a[4 * j + 3],
-			    mm), _mm_add_epi32(_mm_unpackhi_epi16(hi, zero),
-			    kk));
-		}
+		x = _mm_loadu_si128((const __m128i *)(p + i));
+		lo = _mm_unpacklo_epi8(x, zero);
+		hi = _mm_unpackhi_epi8(x, zero);
+		SSE2_STEP(a0, _mm_unpacklo_epi16(lo, zero));
+		SSE2_STEP(a1, _mm_unpackhi_epi16(lo, zero));
+		SSE2_STEP(a2, _mm_unpacklo_epi16(hi, zero));
+		SSE2_STEP(a3, _mm_unpackhi_epi16(hi, zero));
+		x = _mm_loadu_si128((const __m128i *)(p + i + 16));
+		lo = _mm_unpacklo_epi8(x, zero);
+		hi = _mm_unpackhi_epi8(x, zero);
+		SSE2_STEP(a4, _mm_unpacklo_epi16(lo, zero));
+		SSE2_STEP(a5, _mm_unpackhi_epi16(lo, zero));
+		SSE2_STEP(a6, _mm_unpacklo_epi16(hi, zero));
+		SSE2_STEP(a7, _mm_unpackhi_epi16(hi, zero));
 	}
-	for (j = 0; j < 8; j++)
-		_mm_storeu_si128((__m128i *)(lane + 4 * j), a[j]);
+	_mm_storeu_si128((__m128i *)(void *)(lane + 0), a0);
+	_mm_storeu_si128((__m128i *)(void *)(lane + 4), a1);
+	_mm_storeu_si128((__m128i *)(void *)(lane + 8), a2);
+	_mm_storeu_si128((__m128i *)(void *)(lane + 12), a3);
+	_mm_storeu_si128((__m128i *)(void *)(lane + 16), a4);
+	_mm_storeu_si128((__m128i *)(void *)(lane + 20), a5);
+	_mm_storeu_si128((__m128i *)(void *)(lane + 24), a6);
+	_mm_storeu_si128((__m128i *)(void *)(lane + 28), a7);
 	return weak_finish(lane, p + i, n - i);
 }
+
+/* One AVX2 lane group: bytes P[0..7] into A. */
+#define AVX2_STEP(a, q)	((a) = _mm256_add_epi32(_mm256_mullo_epi32((a),	\
+	mm), _mm256_add_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(	\
+	(const __m128i *)(q))), kk)))
 
 __attribute__((target("avx2"))) static uint32_t
 weak_avx2(const unsigned char *p, size_t n)
 {
 	const __m256i mm = _mm256_set1_epi32((int)MUL_LANES);
 	const __m256i kk = _mm256_set1_epi32((int)ADD);
-	__m256i a[4], x;
+	__m256i a0, a1, a2, a3;
 	uint32_t lane[LANES];
 	size_t i;
-	int j;
 
-	for (j = 0; j < 4; j++)
-		a[j] = _mm256_setzero_si256();
+	a0 = a1 = a2 = a3 = _mm256_setzero_si256();
 	for (i = 0; i + LANES <= n; i += LANES) {
-		for (j = 0; j < 4; j++) {
-			x = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
-			    (const __m128i *)(p + i + 8 * j)));
-			a[j] = _mm256_add_epi32(_mm256_mullo_epi32(a[j], mm),
-			    _mm256_add_epi32(x, kk));
-		}
+		AVX2_STEP(a0, p + i);
+		AVX2_STEP(a1, p + i + 8);
+		AVX2_STEP(a2, p + i + 16);
+		AVX2_STEP(a3, p + i + 24);
 	}
-	for (j = 0; j < 4; j++)
-		_mm256_storeu_si256((__m256i *)(lane + 8 * j), a[j]);
+	_mm256_storeu_si256((__m256i *)(void *)(lane + 0), a0);
+	_mm256_storeu_si256((__m256i *)(void *)(lane + 8), a1);
+	_mm256_storeu_si256((__m256i *)(void *)(lane + 16), a2);
+	_mm256_storeu_si256((__m256i *)(void *)(lane + 24), a3);
 	return weak_finish(lane, p + i, n - i);
 }
 
