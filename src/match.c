@@ -118,8 +118,8 @@ mul32_sse2(__m128i a, __m128i b)
 }
 
 /* One SSE2 lane group: A = A * MUL^32 + (4 bytes widened + ADD). */
-#define SSE2_STEP(a, w)	((a) = _mm_add_epi32(mul32_sse2((a), mm),	\
-	_mm_add_epi32((w), kk)))
+#define SSE2_STEP(a, w) \
+	((a) = _mm_add_epi32(mul32_sse2((a), mm), _mm_add_epi32((w), kk)))
 
 static uint32_t
 weak_sse2(const unsigned char *p, size_t n)
@@ -160,9 +160,10 @@ weak_sse2(const unsigned char *p, size_t n)
 	return weak_finish(lane, p + i, n - i);
 }
 
-/* One AVX2 lane group: bytes P[0..7] into A. */
-#define AVX2_STEP(a, q)	((a) = _mm256_add_epi32(_mm256_mullo_epi32((a),	\
-	mm), _mm256_add_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64(	\
+/* One AVX2 lane group: bytes Q[0..7] into A. */
+#define AVX2_STEP(a, q) \
+	((a) = _mm256_add_epi32(_mm256_mullo_epi32((a), mm), \
+	_mm256_add_epi32(_mm256_cvtepu8_epi32(_mm_loadl_epi64( \
 	(const __m128i *)(q))), kk)))
 
 __attribute__((target("avx2"))) static uint32_t
