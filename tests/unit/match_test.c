@@ -1199,13 +1199,57 @@ random_edit(unsigned char *t, size_t len, size_t cap, size_t scale)
 	}
 }
 
+/*
+ * Match target range [TO, TO+TL) against the sums of basis range
+ * [BO, BO+BL_LEN) in blocks of BL, with a hint of the target's sums over
+ * [HO, HO+HL) when HL > 0; check coverage and the rebuild.
+ */
+static void
+match_ranges(const unsigned char *b, size_t blen, size_t bo, size_t bl_len,
+    const unsigned char *t, size_t tlen, size_t to, size_t tl, size_t ho,
+    size_t hl, uint32_t bl, unsigned threads, struct ps_mops *ops)
+{
+	struct mt mt = { t, tlen, UINT64_MAX };
+	struct ps_blocksums s, h;
+	struct ps_matcher *m;
+	unsigned char *out = malloc(tl + 1);
+
+	assert_non_null(out);
+	memset(ops, 0, sizeof(*ops));
+	assert_int_equal(ps_blocksums_mem(b + bo, bl_len, bo, bl, &s), PS_OK);
+	assert_int_equal(ps_matcher_new(&s, &m), PS_OK);
+	if (hl > 0)
+		assert_int_equal(ps_blocksums_mem(t + ho, hl, ho, bl, &h),
+		    PS_OK);
+	assert_int_equal(ps_match(m, mt_read, &mt, to, tl, hl ? &h : NULL,
+	    threads, ops), PS_OK);
+	check_ops(ops, 0, to, tl);
+	assert_int_equal(ps_mops_apply(ops, b, blen, t, to, tl, out), PS_OK);
+	assert_memory_equal(out, t + to, tl);
+	/* Copies come from the summed basis range only. */
+	{
+		size_t i;
+
+		for (i = 0; i < ops->n; i++)
+			if (ops->v[i].kind == PS_MOP_COPY)
+				assert_true(ops->v[i].basis_off >= bo &&
+				    ops->v[i].basis_off + ops->v[i].len <=
+				    bo + bl_len);
+	}
+	if (hl > 0)
+		ps_blocksums_free(&h);
+	ps_matcher_free(m);
+	ps_blocksums_free(&s);
+	free(out);
+}
+
 static void
 one_property_case(uint64_t seed)
 {
-	size_t blen, tlen, cap, k, nedit;
+	size_t blen, tlen, cap, k, nedit, bo, bn, to, tn, ho, hn;
 	unsigned char *b, *t;
 	struct ps_mops ops;
-	struct run r;
+	unsigned threads;
 	uint32_t bl;
 
 	rng_state = seed;
@@ -1225,16 +1269,36 @@ one_property_case(uint64_t seed)
 	nedit = (size_t)rnd(9);
 	for (k = 0; k < nedit; k++)
 		tlen = random_edit(t, tlen, cap, bl);
-	r.hint = (int)rnd(2);
-	r.threads = 1 + (unsigned)rnd(4);
+	/* Mostly whole files; sometimes a region of the basis (sums with
+	 * a base), of the target, and a hint over the target or a region. */
+	bo = 0, bn = blen, to = 0, tn = tlen, ho = 0, hn = 0;
+	if (rnd(4) == 0) {
+		bo = (size_t)rnd(blen + 1);
+		bn = (size_t)rnd(blen - bo + 1);
+	}
+	if (rnd(4) == 0) {
+		to = (size_t)rnd(tlen + 1);
+		tn = (size_t)rnd(tlen - to + 1);
+	}
+	if (rnd(2)) {
+		hn = tlen;
+		if (rnd(3) == 0) {
+			ho = (size_t)rnd(tlen + 1);
+			hn = (size_t)rnd(tlen - ho + 1);
+		}
+	}
+	threads = 1 + (unsigned)rnd(4);
 	ps_match_simd = rnd(4) != 0;
 	/* Small slices, so that threads split these small targets. */
-	ps_match_slice_min = 1 + rnd(tlen / 2 + 1);
-	run_match(b, blen, bl, t, tlen, &r, &ops);
+	ps_match_slice_min = 1 + rnd(tn / 2 + 1);
+	match_ranges(b, blen, bo, bn, t, tlen, to, tn, ho, hn, bl, threads,
+	    &ops);
 	ps_match_simd = 1;
 	ps_match_slice_min = 4 * MiB;
-	/* An unedited target is all COPY (slices are cut on the grid). */
-	if (nedit == 0)
+	/* An unedited whole target is all COPY (slices are cut on the
+	 * grid). */
+	if (nedit == 0 && bn == blen && tn == tlen && (hn == 0 ||
+	    hn == tlen))
 		assert_int_equal(ops.literal_bytes, 0);
 	ps_mops_free(&ops);
 	free(t);
