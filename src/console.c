@@ -87,7 +87,7 @@ cache_write(const char *cache_dir, const char *file,
 	if (ps_mkdir_p(cache_dir) != 0)
 		return;
 	tmp = xasprintf("%s.%d", file, (int)getpid());
-	ps_manifest_encode(m, 1, &b);
+	ps_manifest_encode(m, PS_ENC_LOCAL, &b);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
 	    0600);
 	if (fd >= 0 && write(fd, b.p, b.len) == (ssize_t)b.len &&

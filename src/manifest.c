@@ -40,16 +40,13 @@
 
 #include "fsops.h"
 #include "manifest.h"
+#include "match.h"
 
 /* Format constants: see man/patchsync-manifest.5. */
 #define MF_MAGIC	"PSYNCMF\n"
 #define MF_MAGIC_LEN	8
-#define MF_VERSION	1
-#define MF_HEADER_LEN	24	/* magic, version, flags, entry count */
-#define MF_TRAILER_LEN	16
-/* Smallest entry: type, path_len, 1 path byte, mode, size, mtime. */
-#define MF_ENTRY_MIN	(1 + 4 + 1 + 4 + 8 + 8 + 4)
-#define MF_LOCAL_LEN	(8 + 8 + 8 + 4)
+#define MF_VERSION	2
+#define MF_HEADER_LEN	16	/* magic, version, flags */
 
 #define READ_BUF	(1u << 20)	/* per worker: the largest block */
 /*
@@ -92,14 +89,42 @@ nblocks_for(uint64_t size, unsigned shift)
 	return (size >> shift) + ((size & ((UINT64_C(1) << shift) - 1)) != 0);
 }
 
-int
-ps_path_cmp(const char *a, size_t alen, const char *b, size_t blen)
+/* Bytewise order, as version 1 manifests were sorted. */
+static int
+bytewise_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
 	int c;
 
 	c = memcmp(a, b, alen < blen ? alen : blen);
 	if (c != 0)
 		return c;
+	if (alen == blen)
+		return 0;
+	return alen < blen ? -1 : 1;
+}
+
+int
+ps_path_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+	size_t i, n = alen < blen ? alen : blen;
+	unsigned char x, y;
+
+	/*
+	 * Bytes, with '/' below every other byte: component by component,
+	 * so a directory's whole subtree sorts right after it, the order
+	 * of a depth-first walk with each directory's names sorted.
+	 */
+	for (i = 0; i < n; i++) {
+		x = (unsigned char)a[i];
+		y = (unsigned char)b[i];
+		if (x == y)
+			continue;
+		if (x == '/')
+			return -1;
+		if (y == '/')
+			return 1;
+		return x < y ? -1 : 1;
+	}
 	if (alen == blen)
 		return 0;
 	return alen < blen ? -1 : 1;
@@ -144,8 +169,10 @@ entry_free(struct ps_entry *e)
 {
 	free(e->path);
 	free(e->blocks);
+	free(e->weak);
 	e->path = NULL;
 	e->blocks = NULL;
+	e->weak = NULL;
 }
 
 void
@@ -281,53 +308,114 @@ ps_manifest_diff(const struct ps_manifest *old, const struct ps_manifest *new,
 	return calls;
 }
 
-/* ---- Encoding ---- */
+/* ---- Encoding (version 2, streaming) ---- */
+
+/* Does E carry sums in this encoding? */
+static int
+sums_kept(const struct ps_entry *e, int how)
+{
+	if (e->type != PS_FT_FILE || e->blocks == NULL || e->nblocks == 0 ||
+	    e->nblocks > PS_SUMS_MAX_BLOCKS)
+		return 0;
+	return !(how & PS_ENC_WIRE) || e->size >= PS_SUMS_MIN_SIZE;
+}
 
 void
-ps_manifest_encode(const struct ps_manifest *m, int local, struct buf *out)
+ps_mfw_begin(struct ps_mfw *w, uint32_t flags, int how, struct buf *out)
 {
-	size_t start = out->len, i, k, need;
-	const struct ps_entry *e;
-	XXH128_canonical_t c;
-	uint32_t flags;
+	unsigned char h[MF_HEADER_LEN];
 
-	local = local && (m->flags & PS_MF_LOCAL);
-	flags = local ? PS_MF_LOCAL : 0;
-
-	need = MF_HEADER_LEN + MF_TRAILER_LEN;
-	for (i = 0; i < m->n; i++)
-		need += MF_ENTRY_MIN + m->e[i].path_len + 17 +
-		    m->e[i].nblocks * 8 + MF_LOCAL_LEN;
-	buf_reserve(out, need);
-
-	buf_add(out, MF_MAGIC, MF_MAGIC_LEN);
-	buf_add_u32(out, MF_VERSION);
-	buf_add_u32(out, flags);
-	buf_add_u64(out, m->n);
-	for (i = 0; i < m->n; i++) {
-		e = &m->e[i];
-		buf_addc(out, e->type);
-		buf_add_u32(out, e->path_len);
-		buf_add(out, e->path, e->path_len);
-		buf_add_u32(out, e->mode);
-		buf_add_u64(out, e->type == PS_FT_FILE ? e->size : 0);
-		buf_add_u64(out, (uint64_t)e->mtime_sec);
-		buf_add_u32(out, e->mtime_nsec);
-		if (e->type == PS_FT_FILE) {
-			buf_add(out, e->hash, 16);
-			buf_addc(out, e->block_shift);
-			for (k = 0; k < e->nblocks; k++)
-				buf_add_u64(out, e->blocks[k]);
-		}
-		if (local) {
-			buf_add_u64(out, e->dev);
-			buf_add_u64(out, e->ino);
-			buf_add_u64(out, (uint64_t)e->ctime_sec);
-			buf_add_u32(out, e->ctime_nsec);
-		}
+	memset(w, 0, sizeof(*w));
+	w->how = how;
+	w->out = out;
+	w->flags = (how & PS_ENC_LOCAL) ? (flags & PS_MF_LOCAL) : 0;
+	w->st = XXH3_createState();
+	if (w->st == NULL) {
+		ps_err("out of memory");
+		exit(PS_EPARTIAL);
 	}
-	XXH128_canonicalFromHash(&c, HASH128(out->p + start, out->len - start));
-	buf_add(out, c.digest, 16);
+	XXH3_128bits_reset(w->st);
+	memcpy(h, MF_MAGIC, MF_MAGIC_LEN);
+	put_u32le(h + 8, MF_VERSION);
+	put_u32le(h + 12, w->flags);
+	buf_add(out, h, sizeof(h));
+	w->start = out->len - sizeof(h);
+}
+
+/* Hash what was appended since the last call, so OUT may be drained. */
+static void
+mfw_hash(struct ps_mfw *w)
+{
+	HASH128_UPDATE(w->st, w->out->p + w->start, w->out->len - w->start);
+	w->start = w->out->len;
+}
+
+void
+ps_mfw_add(struct ps_mfw *w, const struct ps_entry *e)
+{
+	struct buf *out = w->out;
+	uint64_t k;
+	int sums = sums_kept(e, w->how);
+
+	if (w->start > out->len)	/* the caller drained OUT */
+		w->start = 0;
+	buf_reserve(out, 64 + e->path_len + (sums ? e->nblocks * 12 : 0));
+	buf_addc(out, e->type);
+	buf_add_u32(out, e->path_len);
+	buf_add(out, e->path, e->path_len);
+	buf_add_u32(out, e->mode);
+	buf_add_u64(out, (uint64_t)e->mtime_sec);
+	buf_add_u32(out, e->mtime_nsec);
+	if (e->type == PS_FT_FILE) {
+		buf_add_u64(out, e->size);
+		buf_add(out, e->hash, 16);
+		buf_addc(out, e->block_shift);
+		if (sums)
+			buf_addc(out, e->weak != NULL ? PS_SUMS_STRONG |
+			    PS_SUMS_WEAK : PS_SUMS_STRONG);
+		else
+			buf_addc(out, 0);
+		for (k = 0; sums && k < e->nblocks; k++)
+			buf_add_u64(out, e->blocks[k]);
+		for (k = 0; sums && e->weak != NULL && k < e->nblocks; k++)
+			buf_add_u32(out, e->weak[k]);
+	}
+	if (w->flags & PS_MF_LOCAL) {
+		buf_add_u64(out, e->dev);
+		buf_add_u64(out, e->ino);
+		buf_add_u64(out, (uint64_t)e->ctime_sec);
+		buf_add_u32(out, e->ctime_nsec);
+	}
+	w->count++;
+	mfw_hash(w);
+}
+
+void
+ps_mfw_end(struct ps_mfw *w)
+{
+	XXH128_canonical_t c;
+
+	if (w->start > w->out->len)
+		w->start = 0;
+	buf_addc(w->out, 0);		/* the end marker */
+	buf_add_u64(w->out, w->count);
+	mfw_hash(w);
+	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(w->st));
+	buf_add(w->out, c.digest, 16);
+	XXH3_freeState(w->st);
+	w->st = NULL;
+}
+
+void
+ps_manifest_encode(const struct ps_manifest *m, int how, struct buf *out)
+{
+	struct ps_mfw w;
+	size_t i;
+
+	ps_mfw_begin(&w, m->flags, how, out);
+	for (i = 0; i < m->n; i++)
+		ps_mfw_add(&w, &m->e[i]);
+	ps_mfw_end(&w);
 }
 
 /* ---- Decoding: every field of untrusted input is checked. ---- */
@@ -404,74 +492,316 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
-#define TRUNC(i) fail(err, errlen, "entry %zu: truncated", (i))
+/* Entry parse results besides 0 and -1 (bad). */
+#define MORE 1		/* the entry is not all there yet */
 
-/* Parse one entry at C into E (whose path and blocks E then owns). */
 static int
-decode_entry(struct cur *c, size_t i, int local, struct ps_entry *e,
-    char *err, size_t errlen)
+take_path(struct cur *c, uint64_t i, struct ps_entry *e, char *err,
+    size_t errlen)
 {
 	uint32_t plen;
-	uint64_t k;
 
-	if (take_u8(c, &e->type) == -1 || take_u32(c, &plen) == -1)
-		return TRUNC(i);
-	if (e->type != PS_FT_FILE && e->type != PS_FT_DIR)
-		return fail(err, errlen, "entry %zu: unknown type 0x%02x", i,
-		    e->type);
+	if (take_u32(c, &plen) == -1)
+		return MORE;
 	if (plen == 0 || plen > PS_PATH_MAX)
-		return fail(err, errlen, "entry %zu: path length %u out of "
-		    "range", i, plen);
+		return fail(err, errlen, "entry %llu: path length %u out of "
+		    "range", (unsigned long long)i, plen);
 	if (c->left < plen)
-		return TRUNC(i);
+		return MORE;
 	if (!ps_path_ok((const char *)c->p, plen))
-		return fail(err, errlen, "entry %zu: unsafe path", i);
+		return fail(err, errlen, "entry %llu: unsafe path",
+		    (unsigned long long)i);
 	e->path = xstrndup((const char *)c->p, plen);
 	e->path_len = plen;
 	c->p += plen;
 	c->left -= plen;
+	return 0;
+}
 
-	if (take_u32(c, &e->mode) == -1 || take_u64(c, &e->size) == -1 ||
-	    take_i64(c, &e->mtime_sec) == -1 ||
-	    take_u32(c, &e->mtime_nsec) == -1)
-		return TRUNC(i);
-	if (e->mode & ~(uint32_t)07777)
-		return fail(err, errlen, "entry %zu: bad mode 0%o", i,
-		    e->mode);
-	if (e->mtime_nsec >= 1000000000)
-		return fail(err, errlen, "entry %zu: bad mtime", i);
+/* A file's hash, block shift and sums (version 2). */
+static int
+take_file(struct cur *c, uint64_t i, struct ps_entry *e, char *err,
+    size_t errlen)
+{
+	uint8_t sums;
+	uint64_t k;
 
-	if (e->type == PS_FT_DIR) {
-		if (e->size != 0)
-			return fail(err, errlen, "entry %zu: directory with "
-			    "a size", i);
-	} else {
-		if (take(c, e->hash, 16) == -1 ||
-		    take_u8(c, &e->block_shift) == -1)
-			return TRUNC(i);
-		if (e->block_shift != ps_block_shift_for(e->size))
-			return fail(err, errlen, "entry %zu: block shift %u "
-			    "wrong for size %llu", i, e->block_shift,
-			    (unsigned long long)e->size);
-		e->nblocks = nblocks_for(e->size, e->block_shift);
-		/* Checked against the bytes present before allocating. */
-		if (e->nblocks > c->left / 8)
-			return TRUNC(i);
-		if (e->nblocks > 0) {
-			e->blocks = xreallocarray(NULL, e->nblocks, 8);
-			for (k = 0; k < e->nblocks; k++)
-				(void)take_u64(c, &e->blocks[k]);
-		}
+	if (take_u64(c, &e->size) == -1 || take(c, e->hash, 16) == -1 ||
+	    take_u8(c, &e->block_shift) == -1 || take_u8(c, &sums) == -1)
+		return MORE;
+	if (e->block_shift != ps_block_shift_for(e->size))
+		return fail(err, errlen, "entry %llu: block shift %u wrong "
+		    "for size %llu", (unsigned long long)i, e->block_shift,
+		    (unsigned long long)e->size);
+	e->nblocks = nblocks_for(e->size, e->block_shift);
+	if (sums != 0 && sums != PS_SUMS_STRONG &&
+	    sums != (PS_SUMS_STRONG | PS_SUMS_WEAK))
+		return fail(err, errlen, "entry %llu: unknown sums 0x%x",
+		    (unsigned long long)i, sums);
+	if (sums != 0 && (e->nblocks == 0 ||
+	    e->nblocks > PS_SUMS_MAX_BLOCKS))
+		return fail(err, errlen, "entry %llu: sums for %llu blocks",
+		    (unsigned long long)i, (unsigned long long)e->nblocks);
+	if (sums == 0)
+		return 0;
+	/* Checked against the bytes present before allocating. */
+	if (c->left / ((sums & PS_SUMS_WEAK) ? 12 : 8) < e->nblocks)
+		return MORE;
+	e->blocks = xreallocarray(NULL, e->nblocks, 8);
+	for (k = 0; k < e->nblocks; k++)
+		(void)take_u64(c, &e->blocks[k]);
+	if (sums & PS_SUMS_WEAK) {
+		e->weak = xreallocarray(NULL, e->nblocks, 4);
+		for (k = 0; k < e->nblocks; k++)
+			(void)take_u32(c, &e->weak[k]);
 	}
+	return 0;
+}
 
+/*
+ * Parse one version 2 entry at C into E (which then owns its arrays).
+ * Returns 0, MORE when C ends inside it, or -1 (ERR says why).
+ */
+static int
+decode_entry2(struct cur *c, uint64_t i, int local, struct ps_entry *e,
+    char *err, size_t errlen)
+{
+	int r;
+
+	if ((r = take_path(c, i, e, err, errlen)) != 0)
+		return r;
+	if (take_u32(c, &e->mode) == -1 || take_i64(c, &e->mtime_sec) == -1 ||
+	    take_u32(c, &e->mtime_nsec) == -1)
+		return MORE;
+	if (e->mode & ~(uint32_t)07777)
+		return fail(err, errlen, "entry %llu: bad mode 0%o",
+		    (unsigned long long)i, e->mode);
+	if (e->mtime_nsec >= 1000000000)
+		return fail(err, errlen, "entry %llu: bad mtime",
+		    (unsigned long long)i);
+	if (e->type == PS_FT_FILE && (r = take_file(c, i, e, err, errlen)) != 0)
+		return r;
 	if (local) {
 		if (take_u64(c, &e->dev) == -1 || take_u64(c, &e->ino) == -1 ||
 		    take_i64(c, &e->ctime_sec) == -1 ||
 		    take_u32(c, &e->ctime_nsec) == -1)
-			return TRUNC(i);
+			return MORE;
 		if (e->ctime_nsec >= 1000000000)
-			return fail(err, errlen, "entry %zu: bad ctime", i);
+			return fail(err, errlen, "entry %llu: bad ctime",
+			    (unsigned long long)i);
 	}
+	return 0;
+}
+
+struct ps_mfr {
+	struct buf in;		/* bytes fed; those before pos are parsed */
+	size_t pos;
+	XXH3_state_t *st;	/* hash of the bytes parsed */
+	int state;		/* 0 header, 1 entries, 2 trailer, 3 done */
+	uint32_t flags;
+	uint64_t count;
+	struct ps_entry prev;	/* the last entry: path, type (order) */
+	char err[160];
+};
+
+struct ps_mfr *
+ps_mfr_new(void)
+{
+	struct ps_mfr *r = xcalloc(1, sizeof(*r));
+
+	r->st = XXH3_createState();
+	if (r->st == NULL) {
+		ps_err("out of memory");
+		exit(PS_EPARTIAL);
+	}
+	XXH3_128bits_reset(r->st);
+	return r;
+}
+
+void
+ps_mfr_free(struct ps_mfr *r)
+{
+	if (r == NULL)
+		return;
+	buf_free(&r->in);
+	XXH3_freeState(r->st);
+	free(r->prev.path);
+	free(r);
+}
+
+uint32_t
+ps_mfr_flags(const struct ps_mfr *r)
+{
+	return r->flags;
+}
+
+const char *
+ps_mfr_error(const struct ps_mfr *r)
+{
+	return r->err;
+}
+
+/* Order and nesting of E after the previous entry (version 2 rules). */
+static int
+mfr_check_order(struct ps_mfr *r, const struct ps_entry *e)
+{
+	const struct ps_entry *p = &r->prev;
+
+	if (p->path == NULL)
+		return 0;
+	if (ps_path_cmp(p->path, p->path_len, e->path, e->path_len) >= 0)
+		return fail(r->err, sizeof(r->err), "entry %llu: out of order "
+		    "or duplicate", (unsigned long long)r->count);
+	/* Everything below "a" comes right after "a" in this order. */
+	if (p->type == PS_FT_FILE && e->path_len > p->path_len &&
+	    memcmp(e->path, p->path, p->path_len) == 0 &&
+	    e->path[p->path_len] == '/')
+		return fail(r->err, sizeof(r->err), "entry %llu: below a file",
+		    (unsigned long long)r->count);
+	return 0;
+}
+
+/* Bytes fed and not parsed yet. */
+#define LEFT(r) ((r)->in.len - (r)->pos)
+#define AT(r) ((r)->in.p + (r)->pos)
+
+/* Consume N parsed bytes (hashed). */
+static void
+mfr_consume(struct ps_mfr *r, size_t n)
+{
+	HASH128_UPDATE(r->st, AT(r), n);
+	r->pos += n;
+}
+
+static int
+mfr_header(struct ps_mfr *r)
+{
+	uint32_t version;
+
+	if (LEFT(r) < MF_HEADER_LEN)
+		return MORE;
+	if (memcmp(AT(r), MF_MAGIC, MF_MAGIC_LEN) != 0)
+		return fail(r->err, sizeof(r->err), "bad magic");
+	version = get_u32le(AT(r) + 8);
+	if (version != MF_VERSION)
+		return fail(r->err, sizeof(r->err), "unsupported version %u",
+		    version);
+	r->flags = get_u32le(AT(r) + 12);
+	if (r->flags & ~(uint32_t)PS_MF_LOCAL)
+		return fail(r->err, sizeof(r->err), "unknown flags 0x%x",
+		    r->flags);
+	mfr_consume(r, MF_HEADER_LEN);
+	r->state = 1;
+	return 0;
+}
+
+static int
+mfr_trailer(struct ps_mfr *r)
+{
+	XXH128_canonical_t c;
+	uint64_t count;
+
+	if (LEFT(r) < 8 + 16)
+		return MORE;
+	count = get_u64le(AT(r));
+	mfr_consume(r, 8);
+	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(r->st));
+	if (memcmp(c.digest, AT(r), 16) != 0)
+		return fail(r->err, sizeof(r->err), "checksum mismatch "
+		    "(corrupt or truncated)");
+	if (count != r->count)
+		return fail(r->err, sizeof(r->err), "%llu entries, the trailer "
+		    "says %llu", (unsigned long long)r->count,
+		    (unsigned long long)count);
+	r->pos += 16;
+	r->state = 3;
+	return 0;
+}
+
+/* Parse what is complete: entries go to CB, which owns them. */
+static int
+mfr_parse(struct ps_mfr *r, int (*cb)(struct ps_entry *, void *), void *arg)
+{
+	struct ps_entry e;
+	struct cur c;
+	int rc;
+
+	for (;;) {
+		if (r->state == 0 && (rc = mfr_header(r)) != 0)
+			return rc == MORE ? 0 : -1;
+		if (r->state == 2 && (rc = mfr_trailer(r)) != 0)
+			return rc == MORE ? 0 : -1;
+		if (r->state == 3)
+			return LEFT(r) == 0 ? 0 : fail(r->err,
+			    sizeof(r->err), "%zu bytes after the end",
+			    LEFT(r));
+		if (LEFT(r) == 0)
+			return 0;
+		if (AT(r)[0] == 0) {		/* the end marker */
+			mfr_consume(r, 1);
+			r->state = 2;
+			continue;
+		}
+		memset(&e, 0, sizeof(e));
+		e.type = AT(r)[0];
+		if (e.type != PS_FT_FILE && e.type != PS_FT_DIR)
+			return fail(r->err, sizeof(r->err), "entry %llu: "
+			    "unknown type 0x%02x", (unsigned long long)r->count,
+			    e.type);
+		c.p = AT(r) + 1;
+		c.left = LEFT(r) - 1;
+		rc = decode_entry2(&c, r->count, r->flags & PS_MF_LOCAL, &e,
+		    r->err, sizeof(r->err));
+		if (rc == 0)
+			rc = mfr_check_order(r, &e);
+		if (rc != 0) {
+			entry_free(&e);
+			return rc == MORE ? 0 : -1;
+		}
+		mfr_consume(r, LEFT(r) - c.left);
+		r->count++;
+		free(r->prev.path);
+		r->prev.path = xstrndup(e.path, e.path_len);
+		r->prev.path_len = e.path_len;
+		r->prev.type = e.type;
+		if ((rc = cb(&e, arg)) != 0)
+			return rc;
+	}
+}
+
+int
+ps_mfr_feed(struct ps_mfr *r, const void *p, size_t n,
+    int (*cb)(struct ps_entry *e, void *arg), void *arg)
+{
+	int rc;
+
+	if (r->err[0] != '\0')
+		return -1;
+	/* Drop what was parsed before adding more. */
+	if (r->pos > 0) {
+		memmove(r->in.p, AT(r), LEFT(r));
+		r->in.len -= r->pos;
+		r->pos = 0;
+	}
+	buf_add(&r->in, p, n);
+	if ((rc = mfr_parse(r, cb, arg)) != 0)
+		return rc;
+	/* No entry is longer: what is left unparsed is not one. */
+	if (LEFT(r) > PS_MF_ENTRY_MAX)
+		return fail(r->err, sizeof(r->err), "entry %llu: too long",
+		    (unsigned long long)r->count);
+	return 0;
+}
+
+int
+ps_mfr_done(struct ps_mfr *r)
+{
+	if (r->err[0] != '\0')
+		return -1;
+	if (r->state != 3 || LEFT(r) != 0)
+		return fail(r->err, sizeof(r->err), "truncated (%s)",
+		    r->state == 0 ? "no header" : r->state == 1 ?
+		    "no end marker" : "no trailer");
 	return 0;
 }
 
@@ -500,73 +830,148 @@ check_ancestors(const struct ps_manifest *m, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- Version 1, read for old manifests and caches ---- */
+
+#define V1_HEADER_LEN	24	/* magic, version, flags, entry count */
+#define V1_ENTRY_MIN	(1 + 4 + 1 + 4 + 8 + 8 + 4)
+#define V1_LOCAL_LEN	(8 + 8 + 8 + 4)
+
+static int
+decode_entry1(struct cur *c, uint64_t i, int local, struct ps_entry *e,
+    char *err, size_t errlen)
+{
+	uint64_t k;
+
+	if (take_u8(c, &e->type) == -1)
+		return fail(err, errlen, "entry %llu: truncated",
+		    (unsigned long long)i);
+	if (e->type != PS_FT_FILE && e->type != PS_FT_DIR)
+		return fail(err, errlen, "entry %llu: unknown type 0x%02x",
+		    (unsigned long long)i, e->type);
+	if (take_path(c, i, e, err, errlen) != 0 ||
+	    take_u32(c, &e->mode) == -1 || take_u64(c, &e->size) == -1 ||
+	    take_i64(c, &e->mtime_sec) == -1 ||
+	    take_u32(c, &e->mtime_nsec) == -1)
+		return fail(err, errlen, "entry %llu: truncated or bad path",
+		    (unsigned long long)i);
+	if ((e->mode & ~(uint32_t)07777) || e->mtime_nsec >= 1000000000 ||
+	    (e->type == PS_FT_DIR && e->size != 0))
+		return fail(err, errlen, "entry %llu: bad mode, time or size",
+		    (unsigned long long)i);
+	if (e->type == PS_FT_FILE) {
+		if (take(c, e->hash, 16) == -1 ||
+		    take_u8(c, &e->block_shift) == -1 ||
+		    e->block_shift != ps_block_shift_for(e->size))
+			return fail(err, errlen, "entry %llu: bad block shift",
+			    (unsigned long long)i);
+		e->nblocks = nblocks_for(e->size, e->block_shift);
+		if (e->nblocks > c->left / 8)
+			return fail(err, errlen, "entry %llu: truncated",
+			    (unsigned long long)i);
+		/* Sums kept for a file of any size: strong ones only. */
+		if (e->nblocks > 0 && e->nblocks <= PS_SUMS_MAX_BLOCKS)
+			e->blocks = xreallocarray(NULL, e->nblocks, 8);
+		for (k = 0; k < e->nblocks; k++) {
+			uint64_t v;
+
+			(void)take_u64(c, &v);
+			if (e->blocks != NULL)
+				e->blocks[k] = v;
+		}
+	}
+	if (local && (take_u64(c, &e->dev) == -1 ||
+	    take_u64(c, &e->ino) == -1 || take_i64(c, &e->ctime_sec) == -1 ||
+	    take_u32(c, &e->ctime_nsec) == -1 || e->ctime_nsec >= 1000000000))
+		return fail(err, errlen, "entry %llu: bad local fields",
+		    (unsigned long long)i);
+	return 0;
+}
+
+/* Version 1: bytewise order; re-sorted in today's order when read. */
+static int
+decode_v1(const unsigned char *b, size_t len, struct ps_manifest *m,
+    char *err, size_t errlen)
+{
+	XXH128_canonical_t c;
+	struct cur cur;
+	uint64_t count, i;
+	size_t minent;
+
+	if (len < V1_HEADER_LEN + 16)
+		return fail(err, errlen, "truncated (%zu bytes)", len);
+	XXH128_canonicalFromHash(&c, HASH128(b, len - 16));
+	if (memcmp(c.digest, b + len - 16, 16) != 0)
+		return fail(err, errlen, "checksum mismatch (corrupt or "
+		    "truncated)");
+	m->flags = get_u32le(b + 12);
+	if (m->flags & ~(uint32_t)PS_MF_LOCAL)
+		return fail(err, errlen, "unknown flags 0x%x", m->flags);
+	count = get_u64le(b + 16);
+	cur.p = b + V1_HEADER_LEN;
+	cur.left = len - V1_HEADER_LEN - 16;
+	minent = V1_ENTRY_MIN + ((m->flags & PS_MF_LOCAL) ? V1_LOCAL_LEN : 0);
+	if (count > cur.left / minent)
+		return fail(err, errlen, "entry count %llu too large for "
+		    "%zu bytes", (unsigned long long)count, len);
+	m->cap = count ? (size_t)count : 1;
+	m->e = xcalloc(m->cap, sizeof(*m->e));
+	for (i = 0; i < count; i++) {
+		m->n++;	/* so that free() sees a partly filled entry */
+		if (decode_entry1(&cur, i, m->flags & PS_MF_LOCAL, &m->e[i],
+		    err, errlen) == -1)
+			return -1;
+		if (i > 0 && bytewise_cmp(m->e[i - 1].path,
+		    m->e[i - 1].path_len, m->e[i].path, m->e[i].path_len) >= 0)
+			return fail(err, errlen, "entry %llu: out of order or "
+			    "duplicate", (unsigned long long)i);
+	}
+	if (cur.left != 0)
+		return fail(err, errlen, "%zu bytes of trailing garbage",
+		    cur.left);
+	if (m->n > 1)
+		qsort(m->e, m->n, sizeof(*m->e), entry_cmp);
+	return check_ancestors(m, err, errlen);
+}
+
+/* ---- Whole manifests ---- */
+
+static int
+collect(struct ps_entry *e, void *arg)
+{
+	struct ps_manifest *m = arg;
+
+	*manifest_add(m) = *e;
+	return 0;
+}
+
 int
 ps_manifest_decode(const void *p, size_t len, struct ps_manifest *out,
     char *err, size_t errlen)
 {
 	const unsigned char *b = p;
-	struct ps_manifest m = { 0 };
-	XXH128_canonical_t c;
-	struct cur cur;
-	uint32_t version, flags;
-	uint64_t count, i;
-	size_t minent;
+	struct ps_mfr *r;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if (len < MF_MAGIC_LEN || memcmp(b, MF_MAGIC, MF_MAGIC_LEN) != 0)
 		return fail(err, errlen, "bad magic");
-	if (len < MF_HEADER_LEN + MF_TRAILER_LEN)
-		return fail(err, errlen, "truncated (%zu bytes)", len);
-	/*
-	 * The version is read before the checksum only to name it: a later
-	 * version may checksum differently.
-	 */
-	version = get_u32le(b + 8);
-	if (version != MF_VERSION)
-		return fail(err, errlen, "unsupported version %u", version);
-	XXH128_canonicalFromHash(&c, HASH128(b, len - MF_TRAILER_LEN));
-	if (memcmp(c.digest, b + len - MF_TRAILER_LEN, 16) != 0)
-		return fail(err, errlen, "checksum mismatch (corrupt or "
-		    "truncated)");
-
-	/* Intact as written; still parse as if hostile. */
-	flags = get_u32le(b + 12);
-	if (flags & ~(uint32_t)PS_MF_LOCAL)
-		return fail(err, errlen, "unknown flags 0x%x", flags);
-	count = get_u64le(b + 16);
-	cur.p = b + MF_HEADER_LEN;
-	cur.left = len - MF_HEADER_LEN - MF_TRAILER_LEN;
-	minent = MF_ENTRY_MIN + ((flags & PS_MF_LOCAL) ? MF_LOCAL_LEN : 0);
-	if (count > cur.left / minent)
-		return fail(err, errlen, "entry count %llu too large for "
-		    "%zu bytes", (unsigned long long)count, len);
-
-	m.flags = flags;
-	m.cap = count ? (size_t)count : 1;
-	m.e = xcalloc(m.cap, sizeof(*m.e));
-	for (i = 0; i < count; i++) {
-		m.n++;	/* so that free() sees a partly filled entry */
-		if (decode_entry(&cur, i, flags & PS_MF_LOCAL, &m.e[i], err,
-		    errlen) == -1)
-			goto bad;
-		if (i > 0 && ps_path_cmp(m.e[i - 1].path, m.e[i - 1].path_len,
-		    m.e[i].path, m.e[i].path_len) >= 0) {
-			fail(err, errlen, "entry %llu: out of order or "
-			    "duplicate", (unsigned long long)i);
-			goto bad;
-		}
+	if (len >= MF_HEADER_LEN && get_u32le(b + 8) == 1) {
+		if ((rc = decode_v1(b, len, out, err, errlen)) != 0)
+			ps_manifest_free(out);
+		return rc;
 	}
-	if (cur.left != 0) {
-		fail(err, errlen, "%zu bytes of trailing garbage", cur.left);
-		goto bad;
+	r = ps_mfr_new();
+	rc = ps_mfr_feed(r, p, len, collect, out);
+	if (rc == 0)
+		rc = ps_mfr_done(r);
+	if (rc != 0) {
+		fail(err, errlen, "%s", ps_mfr_error(r));
+		ps_manifest_free(out);
+	} else {
+		out->flags = ps_mfr_flags(r);
 	}
-	if (check_ancestors(&m, err, errlen) == -1)
-		goto bad;
-	*out = m;
-	return 0;
-bad:
-	ps_manifest_free(&m);
-	return -1;
+	ps_mfr_free(r);
+	return rc == 0 ? 0 : -1;
 }
 
 /* ---- Loading and saving ---- */
@@ -913,6 +1318,7 @@ walk_dir(struct walk *w, int dfd, size_t plen)
 struct hasher {
 	int rootfd;
 	const char *label;
+	int sums;		/* PS_SUMS_* */
 	struct ps_entry **work;
 	size_t nwork;
 	atomic_size_t next;
@@ -1006,10 +1412,13 @@ read_hash(struct worker *w, int fd, struct ps_entry *e)
 			HASH128_UPDATE(w->st, w->buf, fill);
 		}
 		/* chunk is a multiple of bs: blocks never straddle fills. */
-		for (i = 0; i < fill; i += bs) {
+		for (i = 0; i < fill && e->blocks != NULL; i += bs) {
 			n = fill - i < bs ? fill - i : bs;
 			e->blocks[(off + i) >> e->block_shift] =
 			    HASH64(w->buf + i, n);
+			if (e->weak != NULL)
+				e->weak[(off + i) >> e->block_shift] =
+				    ps_weak(w->buf + i, n);
 		}
 		off += fill;
 	}
@@ -1020,6 +1429,21 @@ read_hash(struct worker *w, int fd, struct ps_entry *e)
 	XXH128_canonicalFromHash(&c, h128);
 	memcpy(e->hash, c.digest, 16);
 	return 0;
+}
+
+/* Room for the block sums SUMS asks for (none for a huge file). */
+static void
+alloc_sums(struct ps_entry *e, int sums)
+{
+	free(e->blocks);
+	free(e->weak);
+	e->blocks = NULL;
+	e->weak = NULL;
+	if (e->nblocks == 0 || e->nblocks > PS_SUMS_MAX_BLOCKS)
+		return;
+	e->blocks = xreallocarray(NULL, e->nblocks, 8);
+	if (sums & PS_SUMS_WEAK)
+		e->weak = xreallocarray(NULL, e->nblocks, 4);
 }
 
 /* Hash E once. Returns 0, 1 when it changed under us, -1 on error. */
@@ -1039,10 +1463,7 @@ hash_once(struct worker *w, struct ps_entry *e)
 	}
 	/* Describe the file as opened, whatever the walk saw. */
 	entry_from_stat(e, &st);
-	free(e->blocks);
-	e->blocks = NULL;
-	if (e->nblocks > 0)
-		e->blocks = xreallocarray(NULL, e->nblocks, 8);
+	alloc_sums(e, w->h->sums);
 	if (e->size > READ_BUF)
 		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	r = read_hash(w, fd, e);
@@ -1121,11 +1542,11 @@ worker_fini(struct worker *w)
 
 /* Hash the files in WORK on NTHREADS threads, this one among them. */
 static int
-hash_all(int rootfd, const char *label, struct ps_entry **work, size_t nwork,
-    int nthreads)
+hash_all(int rootfd, const char *label, int sums, struct ps_entry **work,
+    size_t nwork, int nthreads)
 {
-	struct hasher h = { .rootfd = rootfd, .label = label, .work = work,
-	    .nwork = nwork };
+	struct hasher h = { .rootfd = rootfd, .label = label, .sums = sums,
+	    .work = work, .nwork = nwork };
 	struct worker ws[MAX_THREADS];
 	pthread_t tid[MAX_THREADS];
 	int started = 0, i;
@@ -1153,11 +1574,15 @@ hash_all(int rootfd, const char *label, struct ps_entry **work, size_t nwork,
 	return atomic_load(&h.errors);
 }
 
-/* Take hash and blocks from the cache when the file is known unchanged. */
+/*
+ * Take hash and sums from the cache when the file is known unchanged and
+ * the cache has the sums asked for.
+ */
 static int
-from_cache(struct ps_entry *e, const struct ps_manifest *cache)
+from_cache(struct ps_entry *e, const struct ps_manifest *cache, int sums)
 {
 	const struct ps_entry *c;
+	int want = e->nblocks > 0 && e->nblocks <= PS_SUMS_MAX_BLOCKS;
 
 	if (cache == NULL || !(cache->flags & PS_MF_LOCAL))
 		return 0;
@@ -1169,10 +1594,17 @@ from_cache(struct ps_entry *e, const struct ps_manifest *cache)
 	    c->ctime_nsec != e->ctime_nsec ||
 	    c->block_shift != e->block_shift || c->nblocks != e->nblocks)
 		return 0;
+	if (want && (c->blocks == NULL ||
+	    ((sums & PS_SUMS_WEAK) && c->weak == NULL)))
+		return 0;	/* an older cache without these sums */
 	memcpy(e->hash, c->hash, 16);
-	if (c->nblocks > 0) {
+	if (want) {
 		e->blocks = xreallocarray(NULL, c->nblocks, 8);
 		memcpy(e->blocks, c->blocks, c->nblocks * 8);
+		if (sums & PS_SUMS_WEAK) {
+			e->weak = xreallocarray(NULL, c->nblocks, 4);
+			memcpy(e->weak, c->weak, c->nblocks * 4);
+		}
 	}
 	return 1;
 }
@@ -1255,6 +1687,8 @@ ps_manifest_buildat(int dirfd, const struct ps_build_opts *opts,
 	struct timespec start;
 	size_t i, nwork = 0;
 	int rootfd, walkfd, errors;
+	int sums = opts != NULL && opts->sums != 0 ? opts->sums :
+	    PS_SUMS_STRONG;
 
 	memset(out, 0, sizeof(*out));
 	out->flags = PS_MF_LOCAL;
@@ -1283,12 +1717,12 @@ ps_manifest_buildat(int dirfd, const struct ps_build_opts *opts,
 		if (out->e[i].type != PS_FT_FILE)
 			continue;
 		if ((opts == NULL || !opts->checksum) &&
-		    from_cache(&out->e[i], cache))
+		    from_cache(&out->e[i], cache, sums))
 			continue;
 		work[nwork++] = &out->e[i];
 	}
-	errors += hash_all(rootfd, opts != NULL ? opts->label : NULL, work,
-	    nwork, nthreads_for(opts));
+	errors += hash_all(rootfd, opts != NULL ? opts->label : NULL, sums,
+	    work, nwork, nthreads_for(opts));
 	free(work);
 	close(rootfd);
 	compact(out);
@@ -1300,18 +1734,22 @@ ps_manifest_buildat(int dirfd, const struct ps_build_opts *opts,
 int
 ps_hash_fd(int fd, struct ps_entry *e)
 {
+	return ps_hash_fd_sums(fd, e, PS_SUMS_STRONG);
+}
+
+int
+ps_hash_fd_sums(int fd, struct ps_entry *e, int sums)
+{
 	struct hasher h;
 	struct worker w;
 	int r;
 
 	memset(&h, 0, sizeof(h));
 	h.rootfd = -1;
+	h.sums = sums;
 	e->block_shift = (uint8_t)ps_block_shift_for(e->size);
-	e->nblocks = (e->size + ((uint64_t)1 << e->block_shift) - 1) >>
-	    e->block_shift;
-	free(e->blocks);
-	e->blocks = e->nblocks > 0 ? xreallocarray(NULL, e->nblocks, 8) :
-	    NULL;
+	e->nblocks = nblocks_for(e->size, e->block_shift);
+	alloc_sums(e, sums);
 	if (lseek(fd, 0, SEEK_SET) == -1)
 		return -1;
 	worker_init(&w, &h);

@@ -85,37 +85,26 @@ static const struct field f_data[] = {
 	F(PS_F_U8, ps_msg_data, codec, PS_CODEC_RAW, PS_CODEC_ZSTD),
 	F(PS_F_REST, ps_msg_data, data, 1, PS_FRAME_MAX),
 };
-static const struct field f_sigreq[] = {
-	F(PS_F_U32, ps_msg_sigreq, id, 0, PS_MAX_FILE_ID - 1),
-	F(PS_F_PATH, ps_msg_sigreq, path, 1, PS_PATH_MAX),
-	F(PS_F_U32, ps_msg_sigreq, region, 0, PS_MAX_REGIONS - 1),
-	F(PS_F_U32, ps_msg_sigreq, nregions, 1, PS_MAX_REGIONS),
-	F(PS_F_U64, ps_msg_sigreq, off, 0, PS_MAX_FSIZE),
-	F(PS_F_U64, ps_msg_sigreq, len, 0, PS_MAX_FSIZE),
-	F(PS_F_U32, ps_msg_sigreq, block_len, PS_SIGBLOCK_MIN,
-	    PS_SIGBLOCK_MAX),
+static const struct field f_sumreq[] = {
+	F(PS_F_U32, ps_msg_sumreq, id, 0, PS_MAX_FILE_ID - 1),
+	F(PS_F_PATH, ps_msg_sumreq, path, 1, PS_PATH_MAX),
+	F(PS_F_U32, ps_msg_sumreq, round, 0, PS_MAX_ROUNDS - 1),
+	F(PS_F_U32, ps_msg_sumreq, block_len, PS_SUMBLOCK_MIN,
+	    PS_SUMBLOCK_MAX),
+	F(PS_F_U32, ps_msg_sumreq, nregions, 1, PS_MAX_REGIONS),
+	F(PS_F_REST, ps_msg_sumreq, regions, 16, 16 * PS_MAX_REGIONS),
 };
-static const struct field f_sig[] = {
-	F(PS_F_U32, ps_msg_sig, id, 0, PS_MAX_FILE_ID - 1),
-	F(PS_F_U32, ps_msg_sig, region, 0, PS_MAX_REGIONS - 1),
-	F(PS_F_U8, ps_msg_sig, last, 0, 1),
-	F(PS_F_REST, ps_msg_sig, data, 0, PS_FRAME_MAX),
+static const struct field f_sums[] = {
+	F(PS_F_U32, ps_msg_sums, id, 0, PS_MAX_FILE_ID - 1),
+	F(PS_F_U32, ps_msg_sums, round, 0, PS_MAX_ROUNDS - 1),
+	F(PS_F_U8, ps_msg_sums, last, 0, 1),
+	F(PS_F_REST, ps_msg_sums, data, 0, PS_FRAME_MAX - 16),
 };
 static const struct field f_copy[] = {
 	F(PS_F_U32, ps_msg_copy, id, 0, PS_MAX_FILE_ID - 1),
 	F(PS_F_U64, ps_msg_copy, off, 0, PS_MAX_FSIZE),
 	F(PS_F_U64, ps_msg_copy, len, 1, PS_MAX_FSIZE),
 	F(PS_F_U64, ps_msg_copy, basis_off, 0, PS_MAX_FSIZE),
-};
-static const struct field f_delta[] = {
-	F(PS_F_U32, ps_msg_delta, id, 0, PS_MAX_FILE_ID - 1),
-	F(PS_F_U32, ps_msg_delta, piece, 0, PS_MAX_REGIONS * 4),
-	F(PS_F_U64, ps_msg_delta, off, 0, PS_MAX_FSIZE),
-	F(PS_F_U64, ps_msg_delta, len, 0, PS_MAX_FSIZE),
-	F(PS_F_U64, ps_msg_delta, basis_off, 0, PS_MAX_FSIZE),
-	F(PS_F_U64, ps_msg_delta, basis_len, 0, PS_MAX_FSIZE),
-	F(PS_F_U8, ps_msg_delta, last, 0, 1),
-	F(PS_F_REST, ps_msg_delta, data, 0, PS_FRAME_MAX),
 };
 static const struct field f_end[] = {
 	F(PS_F_U32, ps_msg_end, id, 0, PS_MAX_FILE_ID - 1),
@@ -154,12 +143,32 @@ check_data(const void *m)
 	return NULL;
 }
 
+/* Regions and sums come in whole records; regions lie in a file. */
 static const char *
-check_sigreq(const void *m)
+check_sumreq(const void *m)
 {
-	const struct ps_msg_sigreq *q = m;
+	const struct ps_msg_sumreq *q = m;
+	uint64_t off, len;
+	uint32_t i;
 
-	return q->region < q->nregions ? NULL : "region is not below nregions";
+	if (q->regions.len != 16 * (size_t)q->nregions)
+		return "regions do not match nregions";
+	for (i = 0; i < q->nregions; i++) {
+		off = get_u64le(q->regions.p + 16 * (size_t)i);
+		len = get_u64le(q->regions.p + 16 * (size_t)i + 8);
+		if (off > PS_MAX_FSIZE || len == 0 || len > PS_MAX_FSIZE - off)
+			return "a region is out of range";
+	}
+	return NULL;
+}
+
+static const char *
+check_sums(const void *m)
+{
+	const struct ps_msg_sums *s = m;
+
+	return s->data.len % PS_SUM_LEN == 0 ? NULL : "sums are not whole "
+	    "records";
 }
 
 static const char *
@@ -185,10 +194,9 @@ static const struct def defs[] = {
 	DEF(PS_MSG_MKDIR, "MKDIR", f_mkdir, NULL),
 	DEF(PS_MSG_FILE, "FILE", f_file, NULL),
 	DEF(PS_MSG_DATA, "DATA", f_data, check_data),
-	DEF(PS_MSG_SIGREQ, "SIGREQ", f_sigreq, check_sigreq),
-	DEF(PS_MSG_SIG, "SIG", f_sig, NULL),
+	DEF(PS_MSG_SUMREQ, "SUMREQ", f_sumreq, check_sumreq),
+	DEF(PS_MSG_SUMS, "SUMS", f_sums, check_sums),
 	DEF(PS_MSG_COPY, "COPY", f_copy, check_copy),
-	DEF(PS_MSG_DELTA, "DELTA", f_delta, NULL),
 	DEF(PS_MSG_END, "END", f_end, NULL),
 	DEF(PS_MSG_RESULT, "RESULT", f_result, NULL),
 	DEF(PS_MSG_DELETE, "DELETE", f_delete, NULL),

@@ -27,7 +27,7 @@
 #include "wire.h"
 
 /* The protocol version in HELLO. Peers must speak the same one. */
-#define PS_PROTO_VERSION 2
+#define PS_PROTO_VERSION 3
 #define PS_MAGIC "PSYNC\0\0\0"
 #define PS_MAGIC_LEN 8
 
@@ -35,11 +35,12 @@
 #define PS_TEXT_MAX	1024		/* bytes of a message text */
 #define PS_TIMEOUT_MAX	86400		/* seconds, in HELLO */
 #define PS_MAX_FILE_ID	(1u << 20)	/* file ids of one component */
-#define PS_MAX_REGIONS	4096		/* signature regions per file */
+#define PS_MAX_REGIONS	65536		/* regions per SUMREQ */
+#define PS_MAX_ROUNDS	3		/* refinement rounds per file */
 #define PS_DATA_CHUNK	(1u << 20)	/* raw bytes per DATA frame */
-#define PS_SIGBLOCK_MIN	256u		/* signature block length */
-#define PS_SIGBLOCK_MAX	(64u << 10)
-#define PS_SIG_REGION_MAX (16u << 20)	/* bytes of one region's signature */
+#define PS_SUMBLOCK_MIN	64u		/* block length of asked sums */
+#define PS_SUMBLOCK_MAX	(64u << 10)
+#define PS_SUM_LEN	12		/* u32 weak + u64 strong, per block */
 #define PS_MAX_MANIFEST	(1ull << 32)	/* bytes of a decoded manifest */
 #define PS_MF_RATIO	64		/* decoded bytes per compressed byte */
 #define PS_MAX_FSIZE	(UINT64_C(1) << 50)	/* bytes of one file */
@@ -56,10 +57,9 @@ enum ps_msg_type {
 	PS_MSG_MKDIR = 20,
 	PS_MSG_FILE = 21,	/* a new version of a file follows */
 	PS_MSG_DATA = 22,	/* literal bytes of a file */
-	PS_MSG_SIGREQ = 23,	/* sign a region of the old version */
-	PS_MSG_SIG = 24,	/* a piece of a region's signature */
+	PS_MSG_SUMREQ = 23,	/* block sums of regions of the old version */
+	PS_MSG_SUMS = 24,	/* a piece of those sums */
 	PS_MSG_COPY = 25,	/* bytes the receiver already has */
-	PS_MSG_DELTA = 26,	/* a piece of a librsync delta */
 	PS_MSG_END = 27,	/* everything of a file was sent */
 	PS_MSG_RESULT = 28,	/* a file is in place, or why not */
 	PS_MSG_DELETE = 29,
@@ -155,21 +155,20 @@ struct ps_msg_data {
 	struct ps_bytes data;
 };
 
-struct ps_msg_sigreq {
+struct ps_msg_sumreq {
 	uint32_t id;
 	struct ps_bytes path;
-	uint32_t region;	/* 0 .. nregions - 1 */
-	uint32_t nregions;
-	uint64_t off;
-	uint64_t len;
+	uint32_t round;		/* 0 .. PS_MAX_ROUNDS - 1 */
 	uint32_t block_len;
+	uint32_t nregions;	/* 1 .. PS_MAX_REGIONS */
+	struct ps_bytes regions;	/* nregions x (u64 offset, u64 length) */
 };
 
-struct ps_msg_sig {
+struct ps_msg_sums {
 	uint32_t id;
-	uint32_t region;
+	uint32_t round;
 	uint8_t last;
-	struct ps_bytes data;
+	struct ps_bytes data;	/* whole records of u32 weak, u64 strong */
 };
 
 struct ps_msg_copy {
@@ -177,17 +176,6 @@ struct ps_msg_copy {
 	uint64_t off;
 	uint64_t len;
 	uint64_t basis_off;
-};
-
-struct ps_msg_delta {
-	uint32_t id;
-	uint32_t piece;
-	uint64_t off;
-	uint64_t len;
-	uint64_t basis_off;
-	uint64_t basis_len;
-	uint8_t last;
-	struct ps_bytes data;
 };
 
 struct ps_msg_end {
@@ -272,10 +260,9 @@ PS_MSG_PAIR(mfend, PS_MSG_MFEND, ps_msg_mfend)
 PS_MSG_PAIR(mkdir, PS_MSG_MKDIR, ps_msg_mkdir)
 PS_MSG_PAIR(file, PS_MSG_FILE, ps_msg_file)
 PS_MSG_PAIR(data, PS_MSG_DATA, ps_msg_data)
-PS_MSG_PAIR(sigreq, PS_MSG_SIGREQ, ps_msg_sigreq)
-PS_MSG_PAIR(sig, PS_MSG_SIG, ps_msg_sig)
+PS_MSG_PAIR(sumreq, PS_MSG_SUMREQ, ps_msg_sumreq)
+PS_MSG_PAIR(sums, PS_MSG_SUMS, ps_msg_sums)
 PS_MSG_PAIR(copy, PS_MSG_COPY, ps_msg_copy)
-PS_MSG_PAIR(delta, PS_MSG_DELTA, ps_msg_delta)
 PS_MSG_PAIR(end, PS_MSG_END, ps_msg_end)
 PS_MSG_PAIR(result, PS_MSG_RESULT, ps_msg_result)
 PS_MSG_PAIR(delete, PS_MSG_DELETE, ps_msg_delete)

@@ -2,10 +2,9 @@
  * receiver.c — the receiving side of a session (the server for a push,
  * the console for a refresh).
  *
- * One thread reads frames and does the writing; signature requests go to
- * a pool of workers, since signing is the slow part (about 370 MB/s a
- * core); verifying, fsync and rename go to another pool, since fsync
- * waits for the disk. Every file is written to a hidden temporary in its
+ * One thread reads frames and does the writing; requests for the block
+ * sums of regions of old versions go to a pool of workers; verifying,
+ * fsync and rename go to another pool, since fsync waits for the disk. Every file is written to a hidden temporary in its
  * own directory, read back and checked against the XXH3-128 the sender
  * announced, fsync'd and renamed: a file under ROOT/DEST is always the
  * old version or the complete new one. Files that fail are reported one
@@ -15,8 +14,8 @@
  * What a sender can make us do is bounded by what it sends: a file's
  * bytes must be covered exactly by the data, copies and deltas that come
  * for it before it is verified (a claimed size costs nothing by itself),
- * signature work by the size of the old file, files in flight and queued
- * signature jobs by fixed limits.
+ * block sums by the size of the old file, files in flight and queued
+ * requests by fixed limits.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,20 +31,15 @@
 #include <zstd.h>
 
 #include "delta.h"
+#include "match.h"
 #include "manifest.h"
 #include "pool.h"
 #include "receiver.h"
 
 #define NBUCKET 1024
 #define MAX_LIVE 8192		/* files a sender may have open at once */
-#define MAX_PIECES 1024		/* delta pieces per file */
-#define MAX_SIGJOBS 65536	/* signature regions queued at once */
+#define MAX_SIGJOBS 4096	/* block sum requests queued at once */
 #define COMMIT_THREADS 8	/* files verified and fsync'd at once */
-
-struct piece {
-	uint32_t no;
-	struct ps_patch *patch;
-};
 
 struct rfile {
 	uint32_t id;
@@ -62,8 +56,6 @@ struct rfile {
 	struct ps_tmp tmp;
 	int basis;		/* current version, or -1 */
 	uint64_t basis_size;
-	struct piece *pieces;
-	size_t npieces;
 	int code;		/* first failure, or PS_OK */
 	char *msg;
 	struct rfile *next;
@@ -204,12 +196,6 @@ fail_fs(struct rfile *f)
 static void
 free_rfile(struct rfile *f)
 {
-	size_t i;
-
-	for (i = 0; i < f->npieces; i++)
-		if (f->pieces[i].patch != NULL)
-			ps_patch_abort(f->pieces[i].patch);
-	free(f->pieces);
 	ps_tmp_abort(&f->tmp);
 	if (f->basis >= 0)
 		close(f->basis);
@@ -293,7 +279,7 @@ cache_save(const struct ps_recv_opts *o, const struct ps_manifest *m)
 	if (o->cache_dirfd < 0 || !o->cache_writable)
 		return;
 	tmp = xasprintf("%s.%d", o->cache_name, (int)getpid());
-	ps_manifest_encode(m, 1, &b);
+	ps_manifest_encode(m, PS_ENC_LOCAL, &b);
 	fd = openat(o->cache_dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC |
 	    O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd >= 0 && write(fd, b.p, b.len) == (ssize_t)b.len &&
@@ -353,6 +339,7 @@ ps_recv_describe(const struct ps_recv_opts *o, struct ps_manifest *m)
 	bo.cache = &cache;
 	bo.checksum = (o->flags & PS_OF_CHECKSUM) != 0;
 	bo.label = o->label;
+	bo.sums = PS_SUMS_STRONG | PS_SUMS_WEAK;	/* the basis of deltas */
 	rc = ps_manifest_buildat(o->dirfd, &bo, m);
 	ps_manifest_free(&cache);
 	return rc;
@@ -374,102 +361,133 @@ sweep_temps(struct recv *r)
 	}
 }
 
-/* ---- signature requests, answered by the pool ---- */
+/* ---- block sums of regions of the old version, made by the pool ---- */
 
-struct sigjob {
+struct sumjob {
 	struct recv *r;
 	uint32_t id;
-	uint32_t region;
+	uint32_t round;
+	uint32_t block_len;
 	int fd;			/* a dup of the basis, owned by the job */
-	uint64_t off, len;
-	uint32_t block;
+	uint64_t basis_size;
+	uint32_t n;
+	uint64_t *off, *len;	/* the regions, clamped to the basis */
 };
 
-static void
-sign(void *arg)
+/* Send what BUF holds of the sums; LAST ends the round. */
+static int
+send_sums(struct sumjob *j, struct buf *b, int last)
 {
-	struct sigjob *j = arg;
-	struct ps_msg_sig m;
-	struct buf sig = { 0 };
-	size_t off = 0;
+	struct ps_msg_sums m = { j->id, j->round, (uint8_t)last,
+	    { b->p, b->len } };
+	int rc = ps_send_sums(j->r->s->w, &m);
 
-	if (ps_sess_rc(j->r->s) != PS_OK)
-		goto out;
-	if (ps_sig_region(j->fd, j->off, j->len, j->block, &sig) != PS_OK)
-		sig.len = 0;	/* an empty signature: all literal */
-	m.id = j->id;
-	m.region = j->region;
-	do {
-		m.data.p = sig.p + off;
-		m.data.len = sig.len - off;
-		if (m.data.len > PS_FRAME_MAX - 9)
-			m.data.len = PS_FRAME_MAX - 9;
-		m.last = off + m.data.len == sig.len;
-		if (ps_send_sig(j->r->s->w, &m) != PS_OK)
+	b->len = 0;
+	return rc;
+}
+
+static void
+sum_regions(void *arg)
+{
+	struct sumjob *j = arg;
+	struct ps_blocksums bs;
+	struct buf out = { 0 };
+	uint32_t i, k;
+	int rc = PS_OK;
+
+	for (i = 0; i < j->n && rc == PS_OK; i++) {
+		if (ps_sess_rc(j->r->s) != PS_OK)
 			break;
-		off += m.data.len;
-	} while (off < sig.len);
-	(void)ps_wire_flush(j->r->s->w);
-out:
+		memset(&bs, 0, sizeof(bs));
+		/* A region the old version cannot fill: no sums for it. */
+		if (j->len[i] > 0 && ps_blocksums_fd(j->fd, j->off[i],
+		    j->len[i], j->block_len, &bs) != PS_OK)
+			bs.n = 0;
+		for (k = 0; k < bs.n; k++) {
+			buf_reserve(&out, PS_SUM_LEN);
+			put_u32le(out.p + out.len, bs.weak[k]);
+			put_u64le(out.p + out.len + 4, bs.strong[k]);
+			out.len += PS_SUM_LEN;
+			if (out.len >= (1u << 20) - PS_SUM_LEN &&
+			    (rc = send_sums(j, &out, 0)) != PS_OK)
+				break;
+		}
+		ps_blocksums_free(&bs);
+	}
+	if (rc == PS_OK && send_sums(j, &out, 1) == PS_OK)
+		(void)ps_wire_flush(j->r->s->w);
 	pthread_mutex_lock(&j->r->mu);
 	j->r->sigjobs--;
 	pthread_mutex_unlock(&j->r->mu);
-	buf_free(&sig);
-	close(j->fd);
+	buf_free(&out);
+	if (j->fd >= 0)
+		close(j->fd);
+	free(j->off);
+	free(j->len);
 	free(j);
 }
 
 static int
-on_sigreq(struct recv *r, const struct buf *payload)
+on_sumreq(struct recv *r, const struct buf *payload)
 {
-	struct ps_msg_sigreq q;
-	struct sigjob *j;
+	struct ps_msg_sumreq q;
+	struct sumjob *j;
 	struct rfile *f;
-	uint64_t off, len;
+	uint64_t off, len, total = 0;
+	uint32_t i;
 	int rc;
 
-	if ((rc = ps_sess_decode(r->s, PS_MSG_SIGREQ, payload, &q)) != PS_OK ||
+	if ((rc = ps_sess_decode(r->s, PS_MSG_SUMREQ, payload, &q)) != PS_OK ||
 	    (rc = get(r, q.id, &q.path, &f)) != PS_OK)
 		return rc;
 	if (f->have_meta)
 		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
-		    "protocol: a signature request after its file's data");
-	if (ps_sig_size(q.len, q.block_len) > PS_SIG_REGION_MAX)
-		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
-		    "protocol: a signature region of %" PRIu64 " bytes in "
-		    "blocks of %" PRIu32, q.len, q.block_len);
-	off = len = 0;
-	if (open_basis(r, f) == PS_OK) {
-		/* Regions past the basis shrink; the job reads only these. */
-		off = q.off < f->basis_size ? q.off : f->basis_size;
-		len = q.len < f->basis_size - off ? q.len :
-		    f->basis_size - off;
-	}
-	/* Signing costs what the old file holds, not what was asked. */
-	f->signed_bytes += len;
-	if (f->signed_bytes > 2 * f->basis_size + (1u << 20))
-		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
-		    "protocol: asked to sign %s many times over", f->path);
-	pthread_mutex_lock(&r->mu);
-	rc = r->sigjobs >= MAX_SIGJOBS;
-	if (!rc)
-		r->sigjobs++;
-	pthread_mutex_unlock(&r->mu);
-	if (rc)
-		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
-		    "protocol: more than %d signature requests queued",
-		    MAX_SIGJOBS);
+		    "protocol: block sums asked after the file's data");
 	j = xcalloc(1, sizeof(*j));
 	j->r = r;
 	j->id = q.id;
-	j->region = q.region;
-	j->off = off;
-	j->len = len;
-	j->block = q.block_len;
-	j->fd = f->basis >= 0 ? fcntl(f->basis, F_DUPFD_CLOEXEC, 0) : -1;
-	if (j->fd < 0)	/* no basis: an empty signature, all literal */
-		j->fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	ps_pool_submit(r->pool, sign, j);
+	j->round = q.round;
+	j->block_len = q.block_len;
+	j->fd = -1;
+	if (open_basis(r, f) == PS_OK) {
+		j->fd = fcntl(f->basis, F_DUPFD_CLOEXEC, 0);
+		j->basis_size = f->basis_size;
+	}
+	j->n = q.nregions;
+	j->off = xreallocarray(NULL, j->n, sizeof(*j->off));
+	j->len = xreallocarray(NULL, j->n, sizeof(*j->len));
+	for (i = 0; i < j->n; i++) {
+		/* Regions past the old version shrink to what it holds. */
+		off = get_u64le(q.regions.p + 16 * (size_t)i);
+		len = get_u64le(q.regions.p + 16 * (size_t)i + 8);
+		if (off > j->basis_size)
+			off = j->basis_size;
+		if (len > j->basis_size - off)
+			len = j->basis_size - off;
+		j->off[i] = off;
+		j->len[i] = len;
+		total += len;
+	}
+	/* Reading costs what the old version holds, not what was asked. */
+	f->signed_bytes += total;
+	rc = f->signed_bytes > 2 * f->basis_size + (1u << 20);
+	pthread_mutex_lock(&r->mu);
+	if (!rc && r->sigjobs >= MAX_SIGJOBS)
+		rc = 2;
+	if (!rc)
+		r->sigjobs++;
+	pthread_mutex_unlock(&r->mu);
+	if (rc) {
+		if (j->fd >= 0)
+			close(j->fd);
+		free(j->off);
+		free(j->len);
+		free(j);
+		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
+		    "protocol: %s", rc == 2 ? "too many block sum requests "
+		    "queued" : "asked for the sums of a file many times over");
+	}
+	ps_pool_submit(r->pool, sum_regions, j);
 	return PS_OK;
 }
 
@@ -611,91 +629,6 @@ on_copy(struct recv *r, const struct buf *payload)
 	return PS_OK;
 }
 
-/* The piece NO of F, begun on its first frame. */
-static int
-piece_for(struct recv *r, struct rfile *f, const struct ps_msg_delta *m,
-    struct piece **pcp)
-{
-	struct piece *pc = NULL;
-	uint64_t boff = m->basis_off, blen = m->basis_len;
-	size_t i;
-	int rc;
-
-	*pcp = NULL;
-	for (i = 0; i < f->npieces; i++)
-		if (f->pieces[i].no == m->piece)
-			pc = &f->pieces[i];
-	if (pc != NULL) {
-		if (pc->patch == NULL)
-			return ps_sess_fail(r->s, PS_EPEER, "the sender broke "
-			    "the protocol: delta piece %" PRIu32 " of %s "
-			    "sent twice", m->piece, f->path);
-		*pcp = pc;
-		return PS_OK;
-	}
-	if (f->npieces >= MAX_PIECES)
-		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
-		    "protocol: more than %d delta pieces for %s", MAX_PIECES,
-		    f->path);
-	/* A new piece makes m->len bytes: they count once, now. */
-	if ((rc = writable(r, m->id, m->off, m->len, &f)) != PS_OK)
-		return rc;
-	if (f->code != PS_OK)
-		return PS_OK;
-	if (open_basis(r, f) != PS_OK) {
-		fail_file(f, PS_EPARTIAL, "%s: the old version to patch is "
-		    "gone", f->rel);
-		return PS_OK;
-	}
-	if (boff > f->basis_size)
-		boff = f->basis_size;
-	if (blen > f->basis_size - boff)
-		blen = f->basis_size - boff;
-	f->pieces = xreallocarray(f->pieces, f->npieces + 1,
-	    sizeof(*f->pieces));
-	pc = &f->pieces[f->npieces++];
-	pc->no = m->piece;
-	pc->patch = ps_patch_begin(f->basis, boff, blen, f->tmp.fd, m->off,
-	    m->len);
-	if (pc->patch == NULL) {
-		fail_file(f, PS_EPARTIAL, "%s: cannot start patching", f->rel);
-		return PS_OK;
-	}
-	*pcp = pc;
-	return PS_OK;
-}
-
-static int
-on_delta(struct recv *r, const struct buf *payload)
-{
-	struct ps_msg_delta m;
-	struct piece *pc;
-	struct rfile *f;
-	int rc;
-
-	if ((rc = ps_sess_decode(r->s, PS_MSG_DELTA, payload, &m)) != PS_OK)
-		return rc;
-	if ((f = find(r, m.id)) == NULL || !f->have_meta)
-		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
-		    "protocol: delta for unknown file id %" PRIu32, m.id);
-	if ((rc = piece_for(r, f, &m, &pc)) != PS_OK || pc == NULL ||
-	    f->code != PS_OK)
-		return rc;
-	if (m.data.len > 0 && ps_patch_feed(pc->patch, m.data.p,
-	    m.data.len) != PS_OK) {
-		fail_file(f, PS_EVERIFY, "%s: corrupt delta", f->rel);
-		return PS_OK;
-	}
-	if (m.last) {
-		rc = ps_patch_end(pc->patch);
-		pc->patch = NULL;
-		if (rc != PS_OK)
-			fail_file(f, rc == PS_EPARTIAL ? PS_EPARTIAL :
-			    PS_EVERIFY, "%s: the delta did not apply", f->rel);
-	}
-	return PS_OK;
-}
-
 static void
 send_result(struct recv *r, uint32_t id, int code, const char *msg)
 {
@@ -791,7 +724,7 @@ verify(struct rfile *f, struct ps_entry *e)
 	e->mode = f->mode & 07777;
 	e->mtime_sec = f->mtime;
 	e->mtime_nsec = f->nsec;
-	if (ps_hash_fd(f->tmp.fd, e) != 0)
+	if (ps_hash_fd_sums(f->tmp.fd, e, PS_SUMS_STRONG | PS_SUMS_WEAK) != 0)
 		fail_file(f, PS_EPARTIAL, "reading back %s: %s", f->rel,
 		    strerror(errno));
 	else if (memcmp(e->hash, f->hash, 16) != 0)
@@ -829,6 +762,7 @@ commit(void *arg)
 		send_result(r, f->id, PS_OK, "");
 	} else {
 		free(e.blocks);
+		free(e.weak);
 		/* Told in RESULT; the sender may retry, so not in "worst". */
 		count_error(r, PS_OK, NULL);
 		send_result(r, f->id, f->code, f->msg);
@@ -843,7 +777,6 @@ on_end(struct recv *r, const struct buf *payload)
 	struct ps_msg_end m;
 	struct commit *c;
 	struct rfile *f;
-	size_t i;
 	int rc;
 
 	if ((rc = ps_sess_decode(r->s, PS_MSG_END, payload, &m)) != PS_OK)
@@ -851,10 +784,6 @@ on_end(struct recv *r, const struct buf *payload)
 	if ((f = find(r, m.id)) == NULL || !f->have_meta)
 		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
 		    "protocol: end of unknown file id %" PRIu32, m.id);
-	for (i = 0; i < f->npieces && f->code == PS_OK; i++)
-		if (f->pieces[i].patch != NULL)
-			fail_file(f, PS_EVERIFY, "%s: delta piece %" PRIu32
-			    " incomplete", f->rel, f->pieces[i].no);
 	/* Unwritten bytes are never hashed: a claimed size costs nothing. */
 	if (f->code == PS_OK && f->covered != f->size)
 		fail_file(f, PS_EVERIFY, "%s: only %" PRIu64 " of its %" PRIu64
@@ -1054,16 +983,14 @@ dispatch(struct recv *r, uint8_t type, const struct buf *payload)
 	if (r->o->report_only)
 		return ps_sess_unexpected(r->s, type, "in a report");
 	switch (type) {
-	case PS_MSG_SIGREQ:
-		return on_sigreq(r, payload);
+	case PS_MSG_SUMREQ:
+		return on_sumreq(r, payload);
 	case PS_MSG_FILE:
 		return on_file(r, payload);
 	case PS_MSG_DATA:
 		return on_data(r, payload);
 	case PS_MSG_COPY:
 		return on_copy(r, payload);
-	case PS_MSG_DELTA:
-		return on_delta(r, payload);
 	case PS_MSG_END:
 		return on_end(r, payload);
 	case PS_MSG_MKDIR:

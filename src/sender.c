@@ -30,29 +30,31 @@
 
 #include <zstd.h>
 
-#include "delta.h"
+#include "match.h"
 #include "fsops.h"
 #include "sender.h"
 #include "syncplan.h"
 
 #define WINDOW 64		/* files in flight */
 #define DELTA_MIN (32u << 10)	/* smaller changed files go whole */
-#define SIG_BUDGET (64u << 20)	/* signature bytes expected at once */
+#define SUMS_BUDGET (64u << 20) /* block sums asked for at once, bytes */
+#define MATCH_THREADS_MIN (8u << 20)	/* files this big match on 2 cores */
 #define MAX_CCTX 64
 
 struct sfile {
 	uint32_t id;
 	struct ps_entry ent;	/* what we announce (hash may be refreshed) */
+	const struct ps_entry *src;	/* the console's, with its block sums */
 	const struct ps_entry *dst;	/* the receiver's version, or NULL */
-	struct ps_plan plan;
 	int use_delta;
-	uint32_t nreg;		/* signature regions asked for (mu) */
-	uint32_t sigs_done;	/* regions complete (mu) */
-	struct buf *sig;	/* per region (mu until sigs_done == nreg) */
-	uint64_t *sig_max;	/* the most each region's signature may be */
-	uint32_t *reg_op;	/* plan op of each region */
-	uint64_t sig_expect;	/* sum of sig_max, while in flight */
-	int pieces_left;	/* mu */
+	struct ps_mops ops;	/* the plan: COPY and LITERAL, in order */
+	int round;		/* refinement rounds asked for */
+	uint32_t fine;		/* block length of this round's sums */
+	uint32_t block;		/* block length the ops were made with */
+	struct ps_gap *gaps;	/* the regions of this round */
+	size_t ngaps;
+	struct buf sums;	/* what came of them (mu until complete) */
+	uint64_t sums_expect;	/* the bytes they come to */
 	int retried;
 	int finished;		/* mu */
 	uint64_t sent_literal;	/* mu */
@@ -70,7 +72,7 @@ struct snd {
 	pthread_cond_t cv;	/* anything below changed, or the end */
 	unsigned inflight;	/* files sent or queued, no RESULT yet */
 	unsigned jobs;		/* pool jobs of this session not finished */
-	uint64_t sig_inflight;	/* expected signature bytes outstanding */
+	uint64_t sums_inflight;	/* block sums asked for, not here yet */
 	int done_sent;		/* DONE went out: DONEACK may come */
 	int ack;		/* DONEACK came */
 	int ack_code;
@@ -139,8 +141,6 @@ file_over(struct snd *s, struct sfile *f)
 {
 	f->finished = 1;
 	s->inflight--;
-	s->sig_inflight -= f->sig_expect;
-	f->sig_expect = 0;
 	pthread_cond_broadcast(&s->cv);
 }
 
@@ -405,110 +405,138 @@ job_whole(void *arg)
 	job_done(j);
 }
 
-/* Delta output of one piece goes out as DELTA frames. */
-struct emit_ctx {
-	struct snd *s;
-	struct sfile *f;
-	const struct ps_plan_op *op;
-	uint32_t piece;
-	uint64_t bytes;
-};
+/* ---- deltas: the plan from the receiver's block sums ---- */
 
-static void
-delta_msg(struct ps_msg_delta *m, const struct emit_ctx *e, int last,
-    const void *p, size_t n)
+static ssize_t
+read_at(void *arg, void *buf, size_t n, uint64_t off)
 {
-	m->id = e->f->id;
-	m->piece = e->piece;
-	m->off = e->op->target_off;
-	m->len = e->op->len;
-	m->basis_off = e->op->basis_off;
-	m->basis_len = e->op->basis_len;
-	m->last = (uint8_t)last;
-	m->data.p = p;
-	m->data.len = n;
+	ssize_t r;
+
+	do
+		r = pread(*(int *)arg, buf, n, (off_t)off);
+	while (r < 0 && errno == EINTR);
+	return r;
 }
 
-static int
-emit_delta(const void *p, size_t n, void *arg)
+/* The block sums an entry carries, as the matcher takes them. */
+static void
+entry_sums(const struct ps_entry *e, struct ps_blocksums *b)
 {
-	struct emit_ctx *e = arg;
-	struct ps_msg_delta m;
-
-	delta_msg(&m, e, 0, p, n);
-	e->bytes += n;
-	return send_failed(e->s, ps_send_delta(e->s->ss->w, &m));
+	memset(b, 0, sizeof(*b));
+	b->len = e->size;
+	b->block_len = (uint32_t)1 << e->block_shift;
+	b->n = (uint32_t)e->nblocks;
+	b->weak = e->weak;
+	b->strong = e->blocks;
 }
 
-/* The last piece of a file to finish sends END. */
+/* FILE, then the plan's COPY and DATA frames, then END. */
 static void
-piece_finished(struct snd *s, struct sfile *f)
+send_planned(struct snd *s, struct sfile *f)
 {
-	int last;
+	struct ps_msg_copy c;
+	struct stat st;
+	size_t i;
+	int fd, rc = PS_OK;
 
-	lock(s);
-	last = --f->pieces_left == 0;
-	unlock(s);
-	if (last)
+	if ((fd = open_src(s, f, &st)) < 0) {
+		file_failed(s, f, PS_EPARTIAL);
+		return;
+	}
+	if (changed_since(&f->ent, &st)) {
+		/* The plan was made for other content: send it whole. */
+		close(fd);
+		send_whole(s, f);
+		return;
+	}
+	rc = send_file_header(s, f);
+	for (i = 0; i < f->ops.n && rc == PS_OK; i++) {
+		const struct ps_mop *op = &f->ops.v[i];
+
+		if (op->kind == PS_MOP_LITERAL) {
+			rc = send_literal(s, f, fd, op->target_off, op->len);
+			continue;
+		}
+		c.id = f->id;
+		c.off = op->target_off;
+		c.len = op->len;
+		c.basis_off = op->basis_off;
+		rc = send_failed(s, ps_send_copy(s->ss->w, &c));
+		progress(s, op->len);
+	}
+	close(fd);
+	if (rc == PS_OK || rc == PS_EPARTIAL)
 		(void)send_end(s, f);
 }
 
+/*
+ * Ask for finer sums of the basis where the plan still has literals
+ * between copies (where edits smaller than a block sit), or send it.
+ * Never waits: over the budget, the plan goes as it is.
+ */
 static void
-job_piece(void *arg)
+refine_or_send(struct snd *s, struct sfile *f)
 {
-	struct job *j = arg;
-	struct snd *s = j->s;
-	struct sfile *f = j->f;
-	const struct ps_plan_op *op = &f->plan.ops[j->op];
-	struct emit_ctx e = { s, f, op, (uint32_t)j->op, 0 };
-	struct ps_msg_delta m;
-	struct buf *sig = NULL;
-	struct stat st;
-	uint32_t r;
-	int fd, rc;
+	struct ps_msg_sumreq q;
+	struct buf regions = { 0 };
+	uint64_t expect = 0;
+	size_t i;
+	int ask;
 
-	if (ps_sess_rc(s->ss) != PS_OK)
-		goto out;
-	for (r = 0; r < f->nreg; r++)
-		if (f->reg_op[r] == j->op)
-			sig = &f->sig[r];
-	if ((fd = open_src(s, f, &st)) < 0)
-		goto end;	/* the receiver will find the file incomplete */
-	if (op->kind == PS_OP_DELTA && sig != NULL &&
-	    ps_sig_check(sig->p, sig->len) == PS_OK) {
-		rc = ps_delta_region(sig->p, sig->len, fd, op->target_off,
-		    op->len, emit_delta, &e);
-		if (rc == PS_OK) {
-			delta_msg(&m, &e, 1, NULL, 0);
-			(void)send_failed(s, ps_send_delta(s->ss->w, &m));
-		}
-		progress(s, op->len);
-		lock(s);
-		f->sent_literal += e.bytes;
-		unlock(s);
-	} else {
-		/* No usable signature (the receiver lost its copy): whole. */
-		(void)send_literal(s, f, fd, op->target_off, op->len);
+	f->fine = f->round == 0 ? f->block / 32 : PS_SUMBLOCK_MIN;
+	if (f->fine < (f->round == 0 ? 256 : PS_SUMBLOCK_MIN))
+		f->fine = f->round == 0 ? 256 : PS_SUMBLOCK_MIN;
+	free(f->gaps);
+	f->gaps = NULL;
+	f->ngaps = 0;
+	if (f->round < 2 && f->fine < f->block)
+		f->ngaps = ps_match_gaps(&f->ops, f->dst->size,
+		    2 * (uint64_t)f->fine, f->block, &f->gaps);
+	if (f->ngaps > PS_MAX_REGIONS)
+		f->ngaps = PS_MAX_REGIONS;
+	for (i = 0; i < f->ngaps; i++)
+		expect += (f->gaps[i].basis_len + f->fine - 1) / f->fine *
+		    PS_SUM_LEN;
+	lock(s);
+	ask = f->ngaps > 0 && s->sums_inflight + expect <= SUMS_BUDGET;
+	if (ask) {
+		s->sums_inflight += expect;
+		f->sums_expect = expect;
+		f->sums.len = 0;
 	}
-	close(fd);
-end:
-	if (ps_sess_rc(s->ss) == PS_OK)
-		piece_finished(s, f);
-out:
-	job_done(j);
+	unlock(s);
+	if (!ask) {
+		send_planned(s, f);
+		return;
+	}
+	for (i = 0; i < f->ngaps; i++) {
+		buf_add_u64(&regions, f->gaps[i].basis_off);
+		buf_add_u64(&regions, f->gaps[i].basis_len);
+	}
+	q.id = f->id;
+	q.path.p = (const unsigned char *)f->ent.path;
+	q.path.len = f->ent.path_len;
+	q.round = (uint32_t)f->round;
+	q.block_len = f->fine;
+	q.nregions = (uint32_t)f->ngaps;
+	q.regions.p = regions.p;
+	q.regions.len = regions.len;
+	if (send_failed(s, ps_send_sumreq(s->ss->w, &q)) == PS_OK)
+		(void)send_failed(s, ps_wire_flush(s->ss->w));
+	buf_free(&regions);
 }
 
-/* All signatures are in: FILE, the COPY ops, then the pieces in parallel. */
+/* Match the first plan against the receiver's block sums. */
 static void
-job_delta(void *arg)
+job_match(void *arg)
 {
 	struct job *j = arg;
 	struct snd *s = j->s;
 	struct sfile *f = j->f;
-	struct ps_msg_copy c;
+	struct ps_blocksums basis, hint;
+	struct ps_matcher *m;
 	struct stat st;
-	size_t i, npieces = 0;
-	int fd;
+	int fd, rc;
 
 	if (ps_sess_rc(s->ss) != PS_OK)
 		goto out;
@@ -516,39 +544,99 @@ job_delta(void *arg)
 		file_failed(s, f, PS_EPARTIAL);
 		goto out;
 	}
+	entry_sums(f->dst, &basis);
+	entry_sums(f->src, &hint);
+	f->block = basis.block_len;
+	rc = changed_since(&f->ent, &st) ? PS_EPARTIAL :
+	    ps_matcher_new(&basis, &m);
+	if (rc == PS_OK) {
+		rc = ps_match(m, read_at, &fd, 0, f->ent.size, hint.strong ?
+		    &hint : NULL, f->ent.size >= MATCH_THREADS_MIN ?
+		    (unsigned)ps_ncpu() : 1, &f->ops);
+		ps_matcher_free(m);
+	}
 	close(fd);
-	if (changed_since(&f->ent, &st)) {
-		/* The plan was made for other content: send it whole. */
+	if (rc != PS_OK) {
+		/* Changed meanwhile, or sums we cannot use: whole. */
+		ps_mops_free(&f->ops);
 		send_whole(s, f);
 		goto out;
 	}
-	if (send_file_header(s, f) != PS_OK)
-		goto out;
-	for (i = 0; i < f->plan.n; i++) {
-		const struct ps_plan_op *op = &f->plan.ops[i];
+	refine_or_send(s, f);
+out:
+	job_done(j);
+}
 
-		if (op->kind != PS_OP_COPY) {
-			npieces++;
-			continue;
-		}
-		c.id = f->id;
-		c.off = op->target_off;
-		c.len = op->len;
-		c.basis_off = op->basis_off;
-		if (send_failed(s, ps_send_copy(s->ss->w, &c)) != PS_OK)
-			goto out;
-		progress(s, op->len);
-	}
-	if (npieces == 0) {
-		(void)send_end(s, f);
+/* The finer sums of this round are in: match the gaps, splice. */
+static void
+job_refine(void *arg)
+{
+	struct job *j = arg;
+	struct snd *s = j->s;
+	struct sfile *f = j->f;
+	struct ps_blocksums fine;
+	struct ps_mops *sub = NULL;
+	struct ps_matcher *m;
+	const unsigned char *p;
+	size_t *idx = NULL, i, k, at = 0, n;
+	int fd = -1, ok;
+
+	if (ps_sess_rc(s->ss) != PS_OK)
 		goto out;
+	/* Fewer sums than asked: the old version changed; go as it is. */
+	ok = f->sums.len == f->sums_expect;
+	if (ok) {
+		struct stat st;
+
+		ok = (fd = open_src(s, f, &st)) >= 0 &&
+		    !changed_since(&f->ent, &st);
 	}
+	sub = xcalloc(f->ngaps ? f->ngaps : 1, sizeof(*sub));
+	idx = xcalloc(f->ngaps ? f->ngaps : 1, sizeof(*idx));
+	for (i = 0; ok && i < f->ngaps; i++) {
+		const struct ps_mop *op = &f->ops.v[f->gaps[i].op];
+
+		memset(&fine, 0, sizeof(fine));
+		fine.base = f->gaps[i].basis_off;
+		fine.len = f->gaps[i].basis_len;
+		fine.block_len = f->fine;
+		fine.n = (uint32_t)((fine.len + f->fine - 1) / f->fine);
+		fine.weak = xreallocarray(NULL, fine.n, 4);
+		fine.strong = xreallocarray(NULL, fine.n, 8);
+		for (k = 0; k < fine.n; k++, at += PS_SUM_LEN) {
+			p = f->sums.p + at;
+			fine.weak[k] = get_u32le(p);
+			fine.strong[k] = get_u64le(p + 4);
+		}
+		idx[i] = f->gaps[i].op;
+		ok = ps_matcher_new(&fine, &m) == PS_OK;
+		if (ok) {
+			ok = ps_match(m, read_at, &fd, op->target_off, op->len,
+			    NULL, 1, &sub[i]) == PS_OK;
+			ps_matcher_free(m);
+		}
+		ps_blocksums_free(&fine);
+	}
+	n = i;
+	if (ok && n > 0 && ps_mops_splice_many(&f->ops, idx, sub, n) ==
+	    PS_OK)
+		f->block = f->fine;
+	for (i = 0; i < n; i++)
+		ps_mops_free(&sub[i]);
+	free(sub);
+	free(idx);
+	if (fd >= 0)
+		close(fd);
+	buf_free(&f->sums);
 	lock(s);
-	f->pieces_left = (int)npieces;
+	s->sums_inflight -= f->sums_expect;
+	f->sums_expect = 0;
 	unlock(s);
-	for (i = 0; i < f->plan.n; i++)
-		if (f->plan.ops[i].kind != PS_OP_COPY)
-			submit(s, job_piece, f, i);
+	f->round++;
+	if (ok)
+		refine_or_send(s, f);
+	else
+		send_planned(s, f);
 out:
 	job_done(j);
 }
@@ -582,33 +670,27 @@ out:
 /* ---- the reader thread ---- */
 
 static int
-on_sig(struct snd *s, const struct buf *payload)
+on_sums(struct snd *s, const struct buf *payload)
 {
-	struct ps_msg_sig m;
+	struct ps_msg_sums m;
 	struct sfile *f;
-	int rc, all = 0;
+	int rc, done = 0;
 
-	if ((rc = ps_sess_decode(s->ss, PS_MSG_SIG, payload, &m)) != PS_OK)
+	if ((rc = ps_sess_decode(s->ss, PS_MSG_SUMS, payload, &m)) != PS_OK)
 		return rc;
 	lock(s);
-	if (m.id >= s->nf || m.region >= s->f[m.id].nreg ||
-	    s->f[m.id].sigs_done >= s->f[m.id].nreg) {
+	f = m.id < s->nf ? &s->f[m.id] : NULL;
+	if (f == NULL || f->sums_expect == 0 || (int)m.round != f->round ||
+	    f->sums.len + m.data.len > f->sums_expect) {
 		unlock(s);
 		return ps_sess_fail(s->ss, PS_EPEER, "the receiver broke the "
-		    "protocol: a signature nobody asked for");
+		    "protocol: block sums nobody asked for");
 	}
-	f = &s->f[m.id];
-	if (f->sig[m.region].len + m.data.len > f->sig_max[m.region]) {
-		unlock(s);
-		return ps_sess_fail(s->ss, PS_EPEER, "the receiver broke the "
-		    "protocol: a signature larger than its region allows");
-	}
-	buf_add(&f->sig[m.region], m.data.p, m.data.len);
-	if (m.last)
-		all = ++f->sigs_done == f->nreg;
+	buf_add(&f->sums, m.data.p, m.data.len);
+	done = m.last;
 	unlock(s);
-	if (all)
-		submit(s, job_delta, f, 0);
+	if (done)
+		submit(s, job_refine, f, 0);
 	return PS_OK;
 }
 
@@ -728,8 +810,8 @@ reader(void *arg)
 	for (;;) {
 		if ((rc = ps_sess_recv(s->ss, &type, &msg)) != PS_OK)
 			break;
-		if (type == PS_MSG_SIG)
-			rc = on_sig(s, &msg);
+		if (type == PS_MSG_SUMS)
+			rc = on_sums(s, &msg);
 		else if (type == PS_MSG_RESULT)
 			rc = on_result(s, &msg);
 		else if (type == PS_MSG_DONEACK) {
@@ -819,99 +901,30 @@ print_deleting(const struct ps_send_opts *o, const struct ps_entry *e)
 	while (!(cond) && !(s)->ended && ps_sess_rc((s)->ss) == PS_OK) \
 		pthread_cond_wait(&(s)->cv, &(s)->mu)
 
-/* Plan F's delta, or fall back to sending it whole. */
+/* A delta where the receiver's sums allow one, else the file whole. */
 static void
-plan_delta(struct sfile *f, const struct ps_entry *src, unsigned ncpu)
+start_file(struct snd *s, struct sfile *f)
 {
-	size_t i;
+	const struct ps_entry *d = f->dst;
 
-	/* SRC has the block sums the plan needs. */
-	ps_delta_plan(f->dst, src, ncpu, &f->plan);
-	for (i = 0; i < f->plan.n; i++)
-		if (f->plan.ops[i].kind == PS_OP_DELTA)
-			f->nreg++;
-	if (f->plan.n == 0 || f->nreg > PS_MAX_REGIONS) {
-		ps_plan_free(&f->plan);
-		f->use_delta = 0;
-		f->nreg = 0;
-	}
-}
-
-/*
- * Ask for the signatures a delta needs, or queue the file whole. The
- * file's regions are set up under mu before the request goes out.
- */
-static int
-start_file(struct snd *s, struct sfile *f, const struct ps_entry *src,
-    unsigned ncpu)
-{
-	struct ps_msg_sigreq q;
-	uint32_t nreg, r;
-	size_t i;
-	int rc = PS_OK;
-
-	if (f->use_delta)
-		plan_delta(f, src, ncpu);
-	if (!f->use_delta) {
-		submit(s, job_whole, f, 0);
-		return PS_OK;
-	}
-	if (f->nreg == 0) {
-		submit(s, job_delta, f, 0);	/* only copies and literals */
-		return PS_OK;
-	}
-	nreg = f->nreg;
-	lock(s);
-	f->sig = xcalloc(nreg, sizeof(*f->sig));
-	f->sig_max = xcalloc(nreg, sizeof(*f->sig_max));
-	f->reg_op = xcalloc(nreg, sizeof(*f->reg_op));
-	for (i = 0, r = 0; i < f->plan.n; i++) {
-		const struct ps_plan_op *op = &f->plan.ops[i];
-
-		if (op->kind != PS_OP_DELTA)
-			continue;
-		f->reg_op[r] = (uint32_t)i;
-		f->sig_max[r] = ps_sig_size(op->basis_len, op->sig_block_len);
-		f->sig_expect += f->sig_max[r];
-		r++;
-	}
-	/* Wait for room in the budget, unless nothing else is waiting. */
-	WAIT_UNTIL(s, s->sig_inflight == 0 ||
-	    s->sig_inflight + f->sig_expect <= SIG_BUDGET);
-	s->sig_inflight += f->sig_expect;
-	unlock(s);
-	q.id = f->id;
-	q.path.p = (const unsigned char *)f->ent.path;
-	q.path.len = f->ent.path_len;
-	q.nregions = nreg;
-	for (r = 0; r < nreg && rc == PS_OK; r++) {
-		const struct ps_plan_op *op = &f->plan.ops[f->reg_op[r]];
-
-		q.region = r;
-		q.off = op->basis_off;
-		q.len = op->basis_len;
-		q.block_len = op->sig_block_len;
-		rc = send_failed(s, ps_send_sigreq(s->ss->w, &q));
-	}
-	return rc;
+	if (f->use_delta && (d->blocks == NULL || d->weak == NULL))
+		f->use_delta = 0;	/* no sums to match against */
+	submit(s, f->use_delta ? job_match : job_whole, f, 0);
 }
 
 static void
 snd_free(struct snd *s)
 {
 	size_t i;
-	uint32_t r;
 
 	for (i = 0; i < s->nf; i++) {
 		struct sfile *f = &s->f[i];
 
-		for (r = 0; r < f->nreg && f->sig != NULL; r++)
-			buf_free(&f->sig[r]);
-		free(f->sig);
-		free(f->sig_max);
-		free(f->reg_op);
-		ps_plan_free(&f->plan);
+		ps_mops_free(&f->ops);
+		free(f->gaps);
+		buf_free(&f->sums);
 		free(f->ent.blocks);
+		free(f->ent.weak);
 	}
 	free(s->f);
 	for (i = 0; i < (size_t)s->ncctx; i++)
@@ -955,7 +968,6 @@ static int
 send_changes(struct snd *s, const struct ps_syncplan *plan, int deletes)
 {
 	const struct ps_send_opts *o = s->o;
-	unsigned ncpu = (unsigned)ps_ncpu();
 	size_t i;
 	int rc = PS_OK;
 
@@ -980,6 +992,8 @@ send_changes(struct snd *s, const struct ps_syncplan *plan, int deletes)
 			f->id = (uint32_t)s->nf;
 			f->ent = *a->src;
 			f->ent.blocks = NULL;	/* ours only when refreshed */
+			f->ent.weak = NULL;
+			f->src = a->src;
 			f->dst = a->dst;
 			f->use_delta = !o->whole_file && a->dst != NULL &&
 			    a->dst->size > 0 && a->src->size >= DELTA_MIN;
@@ -989,7 +1003,7 @@ send_changes(struct snd *s, const struct ps_syncplan *plan, int deletes)
 			}
 			unlock(s);
 			if (rc == PS_OK)
-				rc = start_file(s, f, a->src, ncpu);
+				start_file(s, f);
 		}
 		if (rc == PS_OK)
 			rc = send_failed(s, ps_wire_flush(s->ss->w));

@@ -514,7 +514,7 @@ ps_sess_send_manifest(struct ps_sess *s, const struct ps_manifest *m)
 	size_t zlen, off;
 	int rc = PS_OK;
 
-	ps_manifest_encode(m, 0, &b);
+	ps_manifest_encode(m, PS_ENC_WIRE, &b);
 	/* Sorted paths share prefixes: about half the bytes go. */
 	z = xmalloc(ZSTD_compressBound(b.len));
 	zlen = ZSTD_compress(z, ZSTD_compressBound(b.len), b.p, b.len, 1);

@@ -2,7 +2,7 @@
 """evilpeer.py -- a hostile peer for the functional tests.
 
 A second, independent implementation of the patchsync protocol (version
-2, man/patchsync-protocol.5), as rsync's test suite keeps one: it sends
+3, man/patchsync-protocol.5), as rsync's test suite keeps one: it sends
 normal messages with one thing wrong. All frame layouts are in the
 MESSAGES table below.
 
@@ -35,7 +35,7 @@ import sys
 import time
 
 MAGIC = b"PSYNC\0\0\0"
-VERSION = 2
+VERSION = 3
 
 # type: (name, struct layout of the fixed fields; "s" marks a u32-length
 # string, "*" the rest of the payload)
@@ -157,7 +157,7 @@ def zstd_frame(data):
 
 def empty_manifest():
     """A valid encoded manifest with no entries (trailer: XXH3-128)."""
-    body = b"PSYNCMF\n" + struct.pack("<IIQ", 1, 0, 0)
+    body = b"PSYNCMF\n" + struct.pack("<IIBQ", 2, 0, 0, 0)
     h = subprocess.run(["xxhsum", "-H2", "-"], input=body,
                        stdout=subprocess.PIPE, check=True).stdout
     return body + bytes.fromhex(h.split()[0].decode()[-32:])

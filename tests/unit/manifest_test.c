@@ -202,7 +202,8 @@ test_empty(void **state)
 
 	(void)state;
 	ps_manifest_encode(&m, 0, &b);
-	assert_int_equal(b.len, 24 + 16);
+	/* header, the end marker, the count and the trailer */
+	assert_int_equal(b.len, 16 + 1 + 8 + 16);
 	assert_int_equal(decode_ok(&b, &d), 0);
 	assert_int_equal(d.n, 0);
 	ps_manifest_free(&d);
@@ -270,7 +271,7 @@ test_trailing(void **state)
 	/* With a valid trailer over the garbage, the parser still says no. */
 	buf_add(&b, "0123456789abcdef", 16);
 	refinish(&b);
-	assert_non_null(strstr(refused(b.p, b.len), "trailing"));
+	assert_non_null(strstr(refused(b.p, b.len), "after the end"));
 	ps_manifest_free(&m);
 	buf_free(&b);
 }
@@ -293,14 +294,15 @@ refused_edit(struct ps_manifest *m, int local, size_t off, const void *edit,
 	buf_free(&b);
 }
 
-/* Offset of entry 0's fields: header 24, type 1, path_len 4, path. */
-#define E0_PATH	(24 + 1 + 4)
+/* Offset of entry 0's fields: header 16, type 1, path_len 4, path. */
+#define E0_PATH	(16 + 1 + 4)
 
 static void
 test_parser_checks(void **state)
 {
 	struct ps_manifest m;
 	unsigned char v[8];
+	size_t file;
 
 	(void)state;
 	memset(&m, 0, sizeof(m));
@@ -311,43 +313,48 @@ test_parser_checks(void **state)
 	refused_edit(&m, 0, E0_PATH, "/b", 2, "unsafe path");
 	refused_edit(&m, 0, E0_PATH, "a\0", 2, "unsafe path");
 	refused_edit(&m, 0, E0_PATH, "a/", 2, "unsafe path");
-	refused_edit(&m, 0, 24, "x", 1, "unknown type");
+	refused_edit(&m, 0, 16, "x", 1, "unknown type");
 	put_u32le(v, 0);
-	refused_edit(&m, 0, 25, v, 4, "path length");
+	refused_edit(&m, 0, 17, v, 4, "path length");
 	put_u32le(v, PS_PATH_MAX + 1);
-	refused_edit(&m, 0, 25, v, 4, "path length");
+	refused_edit(&m, 0, 17, v, 4, "path length");
 	put_u32le(v, 2);
 	refused_edit(&m, 0, 12, v, 4, "unknown flags");
-	put_u32le(v, 2);
+	put_u32le(v, 3);
 	refused_edit(&m, 0, 8, v, 4, "unsupported version");
-	put_u64le(v, UINT64_C(1) << 60);
-	refused_edit(&m, 0, 16, v, 8, "entry count");
-	put_u64le(v, 0);
-	refused_edit(&m, 0, 16, v, 8, "trailing");
 	put_u32le(v, 0100644);
 	refused_edit(&m, 0, E0_PATH + 2, v, 4, "bad mode");
 	put_u32le(v, 1000000000);
-	refused_edit(&m, 0, E0_PATH + 2 + 4 + 8 + 8, v, 4, "bad mtime");
-	/* block shift byte, after mode, size, mtime and the hash */
-	refused_edit(&m, 0, E0_PATH + 2 + 4 + 8 + 8 + 4 + 16, "\x0d", 1,
-	    "block shift");
+	refused_edit(&m, 0, E0_PATH + 2 + 4 + 8, v, 4, "bad mtime");
+	/* size, hash, block shift and sums follow mode and mtime */
+	file = E0_PATH + 2 + 4 + 8 + 4;
+	refused_edit(&m, 0, file + 8 + 16, "\x0d", 1, "block shift");
+	refused_edit(&m, 0, file + 8 + 16 + 1, "\x07", 1, "unknown sums");
 	put_u64le(v, 1 << 30);	/* 1 GiB claimed, no blocks present */
-	refused_edit(&m, 0, E0_PATH + 2 + 4, v, 8, "block shift");
+	refused_edit(&m, 0, file, v, 8, "block shift");
 	ps_manifest_free(&m);
 
-	/* A directory with a size. */
-	memset(&m, 0, sizeof(m));
-	ADD(&m, PS_FT_DIR, "d", 0);
-	put_u64le(v, 1);
-	refused_edit(&m, 0, E0_PATH + 1 + 4, v, 8, "directory");
-	ps_manifest_free(&m);
-
-	/* A huge size whose blocks cannot be there: no huge allocation. */
+	/* A huge size with sums claimed: no huge allocation. */
 	memset(&m, 0, sizeof(m));
 	ADD(&m, PS_FT_FILE, "f", 0);
 	m.e[0].size = UINT64_C(1) << 62;
 	m.e[0].block_shift = 20;
-	refused_edit(&m, 0, 0, "P", 1, "truncated");
+	refused_edit(&m, 0, E0_PATH + 1 + 4 + 8 + 4 + 8 + 16 + 1, "\x01", 1,
+	    "sums for");
+	ps_manifest_free(&m);
+
+	/* The count in the trailer must be the entries'. */
+	memset(&m, 0, sizeof(m));
+	ADD(&m, PS_FT_DIR, "d", 0);
+	{
+		struct buf b = { 0 };
+
+		ps_manifest_encode(&m, 0, &b);
+		put_u64le(b.p + b.len - 16 - 8, 2);
+		refinish(&b);
+		assert_non_null(strstr(refused(b.p, b.len), "trailer says"));
+		buf_free(&b);
+	}
 	ps_manifest_free(&m);
 
 	/* Local fields: a bad ctime. */
@@ -355,9 +362,97 @@ test_parser_checks(void **state)
 	m.flags = PS_MF_LOCAL;
 	ADD(&m, PS_FT_DIR, "d", 0);
 	put_u32le(v, 1000000000);
-	refused_edit(&m, 1, E0_PATH + 1 + 4 + 8 + 8 + 4 + 8 + 8 + 8, v, 4,
+	refused_edit(&m, 1, E0_PATH + 1 + 4 + 8 + 4 + 8 + 8 + 8, v, 4,
 	    "bad ctime");
 	ps_manifest_free(&m);
+}
+
+static int
+count_entry(struct ps_entry *e, void *arg)
+{
+	struct ps_manifest *m = arg;
+
+	m->e = realloc(m->e, (m->n + 1) * sizeof(*m->e));
+	assert_non_null(m->e);
+	m->e[m->n++] = *e;
+	m->cap = m->n;
+	return 0;
+}
+
+/* The streaming reader, fed a byte at a time, gives the same entries. */
+static void
+test_stream(void **state)
+{
+	struct ps_manifest m, d = { 0 };
+	struct ps_mfr *r;
+	struct buf b = { 0 };
+	size_t i;
+
+	(void)state;
+	sample(&m);
+	ps_manifest_encode(&m, PS_ENC_LOCAL, &b);
+	r = ps_mfr_new();
+	for (i = 0; i < b.len; i++)
+		assert_int_equal(ps_mfr_feed(r, b.p + i, 1, count_entry, &d),
+		    0);
+	assert_int_equal(ps_mfr_done(r), 0);
+	assert_int_equal(ps_mfr_flags(r), PS_MF_LOCAL);
+	assert_int_equal(d.n, m.n);
+	for (i = 0; i < m.n; i++)
+		assert_same_entry(&m.e[i], &d.e[i], 1);
+	ps_mfr_free(r);
+	ps_manifest_free(&d);
+	/* Cut short, it is not done. */
+	r = ps_mfr_new();
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(ps_mfr_feed(r, b.p, b.len - 1, count_entry, &d), 0);
+	assert_int_equal(ps_mfr_done(r), -1);
+	ps_mfr_free(r);
+	ps_manifest_free(&d);
+	ps_manifest_free(&m);
+	buf_free(&b);
+}
+
+/* Version 1 manifests (bytewise order) are read, in today's order. */
+static void
+test_version1(void **state)
+{
+	static const char *paths[] = { "a", "a-b", "a/c" };
+	struct ps_manifest d;
+	struct buf b = { 0 };
+	XXH128_canonical_t c;
+	size_t i;
+
+	(void)state;
+	buf_add(&b, "PSYNCMF\n", 8);
+	buf_add_u32(&b, 1);
+	buf_add_u32(&b, 0);
+	buf_add_u64(&b, 3);
+	for (i = 0; i < 3; i++) {
+		buf_addc(&b, i == 0 ? PS_FT_DIR : PS_FT_FILE);
+		buf_add_u32(&b, (uint32_t)strlen(paths[i]));
+		buf_addstr(&b, paths[i]);
+		buf_add_u32(&b, 0644);
+		buf_add_u64(&b, i == 0 ? 0 : 5);
+		buf_add_u64(&b, 1700000000);
+		buf_add_u32(&b, 0);
+		if (i > 0) {
+			buf_add(&b, "0123456789abcdef", 16);
+			buf_addc(&b, 12);
+			buf_add_u64(&b, 42);	/* one block */
+		}
+	}
+	XXH128_canonicalFromHash(&c, XXH3_128bits(b.p, b.len));
+	buf_add(&b, c.digest, 16);
+	assert_int_equal(decode_ok(&b, &d), 0);
+	assert_int_equal(d.n, 3);
+	assert_string_equal(d.e[0].path, "a");
+	assert_string_equal(d.e[1].path, "a/c");	/* now before a-b */
+	assert_string_equal(d.e[2].path, "a-b");
+	assert_int_equal(d.e[1].blocks[0], 42);
+	assert_null(d.e[1].weak);
+	ps_manifest_free(&d);
+	buf_free(&b);
 }
 
 static void
@@ -401,7 +496,10 @@ test_path_cmp(void **state)
 	(void)state;
 	assert_true(ps_path_cmp("a", 1, "a/b", 3) < 0);
 	assert_true(ps_path_cmp("a/b", 3, "a0", 2) < 0);
-	assert_true(ps_path_cmp("a-", 2, "a/b", 3) < 0);
+	/* '/' sorts below every other byte: a subtree right after its dir */
+	assert_true(ps_path_cmp("a/b", 3, "a-", 2) < 0);
+	assert_true(ps_path_cmp("a/zzz", 5, "a.txt", 5) < 0);
+	assert_true(ps_path_cmp("a\x01", 2, "a/", 2) > 0);
 	assert_true(ps_path_cmp("\xff", 1, "a", 1) > 0);
 	assert_int_equal(ps_path_cmp("ab", 2, "ab", 2), 0);
 }
@@ -828,6 +926,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_block_shift),
 		cmocka_unit_test(test_path_cmp),
+		cmocka_unit_test(test_stream),
+		cmocka_unit_test(test_version1),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_every_byte_flip),

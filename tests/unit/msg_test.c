@@ -14,8 +14,7 @@
 static const uint8_t types[] = {
 	PS_MSG_HELLO, PS_MSG_ERROR, PS_MSG_NOTICE, PS_MSG_KEEPALIVE,
 	PS_MSG_OPEN, PS_MSG_MFDATA, PS_MSG_MFEND, PS_MSG_MKDIR, PS_MSG_FILE,
-	PS_MSG_DATA, PS_MSG_SIGREQ, PS_MSG_SIG, PS_MSG_COPY, PS_MSG_DELTA,
-	PS_MSG_END, PS_MSG_RESULT, PS_MSG_DELETE, PS_MSG_META, PS_MSG_DONE,
+	PS_MSG_DATA, PS_MSG_SUMREQ, PS_MSG_SUMS, PS_MSG_COPY, PS_MSG_END, PS_MSG_RESULT, PS_MSG_DELETE, PS_MSG_META, PS_MSG_DONE,
 	PS_MSG_DONEACK, PS_MSG_BYE
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
@@ -24,15 +23,27 @@ static const uint8_t types[] = {
 union any {
 	struct ps_msg_hello hello;
 	struct ps_msg_file file;
-	struct ps_msg_delta delta;
-	struct ps_msg_sigreq sigreq;
+	struct ps_msg_sumreq sumreq;
+	struct ps_msg_sums sums;
 	max_align_t align;
 	unsigned char bytes[512];
 };
 
+/* REST bytes of message TYPE that fit its other fields. */
+static size_t
+rest_len(uint8_t type, const struct ps_field_info *fi, int variant)
+{
+	if (type == PS_MSG_SUMREQ)
+		return variant ? 32 : 16;	/* 1 or 2 regions */
+	if (type == PS_MSG_SUMS)
+		return variant ? 24 : 12;	/* whole records */
+	return fi->min + (variant ? 40 : 3);
+}
+
 /* A valid value of field FI, appended to B (VARIANT picks among a few). */
 static void
-put_field(struct buf *b, const struct ps_field_info *fi, int variant)
+put_field(struct buf *b, uint8_t type, const struct ps_field_info *fi,
+    int variant)
 {
 	static const char *paths[] = { "a", "dir/KB5034441.msu",
 	    "with space/\xc3\xa9t\xc3\xa9" };
@@ -78,8 +89,14 @@ put_field(struct buf *b, const struct ps_field_info *fi, int variant)
 		buf_add(b, PS_MAGIC, PS_MAGIC_LEN);
 		break;
 	case PS_F_REST:
-		n = fi->min + (variant ? 40 : 3);
-		memset(raw, 'z', sizeof(raw));
+		n = rest_len(type, fi, variant);
+		memset(raw, 0, sizeof(raw));
+		if (type == PS_MSG_SUMREQ) {	/* regions: offset 0, length 1 */
+			raw[8] = 1;
+			raw[24] = 1;
+		} else if (type != PS_MSG_SUMS) {
+			memset(raw, 'z', sizeof(raw));
+		}
 		buf_add(b, raw, n);
 		break;
 	}
@@ -100,7 +117,7 @@ valid(uint8_t type, int variant, struct buf *b, size_t *head, int *rest)
 			*head = b->len;
 			*rest = 1;
 		}
-		put_field(b, &fi, variant);
+		put_field(b, type, &fi, variant);
 	}
 	if (!*rest)
 		*head = b->len;
@@ -111,11 +128,12 @@ valid(uint8_t type, int variant, struct buf *b, size_t *head, int *rest)
 		put_u32le(b->p + 12, (uint32_t)len);
 		b->p[16] = PS_CODEC_RAW;
 	}
-	if (type == PS_MSG_SIGREQ) {	/* region below nregions */
-		size_t off = 4 + 4 + get_u32le(b->p + 4);
+	if (type == PS_MSG_SUMREQ) {	/* nregions: the regions given */
+		size_t off = 4 + 4 + get_u32le(b->p + 4) + 4 + 4;
 
-		put_u32le(b->p + off, 0);
-		put_u32le(b->p + off + 4, 3);
+		put_u32le(b->p + off, variant ? 2 : 1);
+		put_u32le(b->p + off - 4, PS_SUMBLOCK_MIN);
+		put_u32le(b->p + off - 8, 0);
 	}
 	if (type == PS_MSG_COPY)	/* off + len within range */
 		put_u64le(b->p + 4, 0);
@@ -209,11 +227,11 @@ with_field(uint8_t type, size_t k, const void *raw, size_t rawlen,
 			continue;
 		}
 		one.len = 0;
-		put_field(&one, &fi, 0);
+		put_field(&one, type, &fi, 0);
 		if (type == PS_MSG_DATA && j == 2)	/* raw_len: the data's */
 			put_u32le(one.p, 4);
-		if (type == PS_MSG_SIGREQ && j == 3)	/* nregions */
-			put_u32le(one.p, 3);
+		if (type == PS_MSG_SUMREQ && j == 4)	/* nregions */
+			put_u32le(one.p, 1);
 		buf_add(b, one.p, one.len);
 	}
 	buf_free(&one);
@@ -303,8 +321,10 @@ test_cross_checks(void **state)
 {
 	struct ps_msg_data d = { 1, 0, 10, PS_CODEC_RAW,
 	    { (const unsigned char *)"abc", 3 } };
-	struct ps_msg_sigreq q = { 1, { (const unsigned char *)"f", 1 }, 5, 5,
-	    0, 100, 512 };
+	unsigned char reg[16] = { 0 };
+	struct ps_msg_sumreq q = { 1, { (const unsigned char *)"f", 1 }, 0, 512,
+	    2, { reg, 16 } };
+	struct ps_msg_sums u = { 1, 0, 1, { reg, 10 } };
 	struct ps_msg_copy c = { 1, PS_MAX_FSIZE, 10, 0 };
 	struct ps_msg_file f, g;
 	struct buf b = { 0 };
@@ -316,8 +336,20 @@ test_cross_checks(void **state)
 	    sizeof(why)), -1);
 	assert_non_null(strstr(why, "DATA"));
 	b.len = 0;
-	ps_msg_encode(PS_MSG_SIGREQ, &q, &b);
-	assert_int_equal(ps_msg_decode(PS_MSG_SIGREQ, b.p, b.len, &q, why,
+	/* Two regions announced, one given; then a region of length 0. */
+	ps_msg_encode(PS_MSG_SUMREQ, &q, &b);
+	assert_int_equal(ps_msg_decode(PS_MSG_SUMREQ, b.p, b.len, &q, why,
+	    sizeof(why)), -1);
+	q.nregions = 1;
+	b.len = 0;
+	ps_msg_encode(PS_MSG_SUMREQ, &q, &b);
+	assert_int_equal(ps_msg_decode(PS_MSG_SUMREQ, b.p, b.len, &q, why,
+	    sizeof(why)), -1);
+	assert_non_null(strstr(why, "out of range"));
+	/* Sums come in whole records. */
+	b.len = 0;
+	ps_msg_encode(PS_MSG_SUMS, &u, &b);
+	assert_int_equal(ps_msg_decode(PS_MSG_SUMS, b.p, b.len, &u, why,
 	    sizeof(why)), -1);
 	b.len = 0;
 	ps_msg_encode(PS_MSG_COPY, &c, &b);
