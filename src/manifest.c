@@ -3,22 +3,16 @@
  * section 7). The binary format is documented in man/patchsync-manifest.5;
  * keep the two in step.
  *
- * Building is two passes: one thread walks the tree (readdir + fstatat,
- * cheap), then every core hashes files, each worker taking the next file
- * from an atomic counter. Hashing is XXH3, which runs at memory speed, so
- * the cost is in read(): one reusable buffer per worker, no mmap.
+ * Walking and hashing live in walk.c; ps_manifest_build() collects what
+ * the walker streams into a sorted array.
  */
 #include <sys/types.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,30 +34,13 @@
 
 #include "fsops.h"
 #include "manifest.h"
-#include "match.h"
+#include "walk.h"
 
 /* Format constants: see man/patchsync-manifest.5. */
 #define MF_MAGIC	"PSYNCMF\n"
 #define MF_MAGIC_LEN	8
 #define MF_VERSION	2
 #define MF_HEADER_LEN	16	/* magic, version, flags */
-
-#define READ_BUF	(1u << 20)	/* per worker: the largest block */
-/*
- * Bytes read per fill unless a block is bigger: small enough that the
- * data copied in is still in L2 when both hashes run over it.
- */
-#ifndef READ_CHUNK
-#define READ_CHUNK	(1u << 17)
-#endif
-#define MAX_THREADS	64
-/*
- * A file whose mtime or ctime is this close to the start of the build
- * could change again within the same timestamp tick without either
- * moving; its cache identity is not trusted (see racy_check()).
- */
-#define RACY_SECS	1
-#define GONE		1	/* entry type: vanished while being hashed */
 
 unsigned
 ps_block_shift_for(uint64_t size)
@@ -190,21 +167,6 @@ ps_manifest_free(struct ps_manifest *m)
 		free(m->temps[i]);
 	free(m->temps);
 	memset(m, 0, sizeof(*m));
-}
-
-static void
-strv_add(char ***v, size_t *n, const char *p, size_t len)
-{
-	*v = xreallocarray(*v, *n + 1, sizeof(**v));
-	(*v)[(*n)++] = xstrndup(p, len);
-}
-
-static int
-strp_cmp(const void *a, const void *b)
-{
-	const char *x = *(char *const *)a, *y = *(char *const *)b;
-
-	return ps_path_cmp(x, strlen(x), y, strlen(y));
 }
 
 /* Is the first LEN bytes of PATH one of the sorted strings of V? */
@@ -830,6 +792,157 @@ check_ancestors(const struct ps_manifest *m, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- Pull: a stream of entries ---- */
+
+#define MFIN_CHUNK (64u << 10)
+
+struct ps_mfin {
+	ps_mfin_read_fn rd;
+	void *arg;
+	int fd;			/* ps_mfin_fd's */
+	struct ps_mfr *r;
+	struct ps_entry *q;	/* entries decoded, not taken yet */
+	size_t nq, cap, head;
+	struct ps_entry cur;	/* the one handed out last */
+	int eof, failed;
+	char err[160];
+	unsigned char *chunk;
+};
+
+static int
+mfin_take(struct ps_entry *e, void *arg)
+{
+	struct ps_mfin *in = arg;
+
+	if (in->nq == in->cap) {
+		in->cap = in->cap ? in->cap * 2 : 64;
+		in->q = xreallocarray(in->q, in->cap, sizeof(*in->q));
+	}
+	in->q[in->nq++] = *e;
+	return 0;
+}
+
+struct ps_mfin *
+ps_mfin_new(ps_mfin_read_fn rd, void *arg)
+{
+	struct ps_mfin *in = xcalloc(1, sizeof(*in));
+
+	in->rd = rd;
+	in->arg = arg;
+	in->fd = -1;
+	in->r = ps_mfr_new();
+	in->chunk = xmalloc(MFIN_CHUNK);
+	return in;
+}
+
+static ssize_t
+fd_read(void *arg, void *buf, size_t n)
+{
+	struct ps_mfin *in = arg;
+	ssize_t r;
+
+	do
+		r = read(in->fd, buf, n);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+struct ps_mfin *
+ps_mfin_fd(int fd)
+{
+	struct ps_mfin *in = ps_mfin_new(fd_read, NULL);
+
+	in->arg = in;
+	in->fd = fd;
+	return in;
+}
+
+static void
+mfin_fail(struct ps_mfin *in, const char *why)
+{
+	in->failed = 1;
+	snprintf(in->err, sizeof(in->err), "%s", why);
+}
+
+const struct ps_entry *
+ps_mfin_next(struct ps_mfin *in)
+{
+	ssize_t n;
+
+	entry_free(&in->cur);
+	while (in->head == in->nq && !in->eof && !in->failed) {
+		in->head = in->nq = 0;
+		n = in->rd(in->arg, in->chunk, MFIN_CHUNK);
+		if (n < 0) {
+			mfin_fail(in, strerror(errno));
+		} else if (n == 0) {
+			in->eof = 1;
+			if (ps_mfr_done(in->r) != 0)
+				mfin_fail(in, ps_mfr_error(in->r));
+		} else if (ps_mfr_feed(in->r, in->chunk, (size_t)n, mfin_take,
+		    in) != 0) {
+			mfin_fail(in, ps_mfr_error(in->r));
+		}
+	}
+	if (in->head == in->nq || in->failed)
+		return NULL;
+	in->cur = in->q[in->head++];
+	return &in->cur;
+}
+
+int
+ps_mfin_failed(const struct ps_mfin *in)
+{
+	return in->failed;
+}
+
+const char *
+ps_mfin_error(const struct ps_mfin *in)
+{
+	return in->err;
+}
+
+uint32_t
+ps_mfin_flags(const struct ps_mfin *in)
+{
+	return ps_mfr_flags(in->r);
+}
+
+void
+ps_mfin_free(struct ps_mfin *in)
+{
+	if (in == NULL)
+		return;
+	entry_free(&in->cur);
+	while (in->head < in->nq)
+		entry_free(&in->q[in->head++]);
+	free(in->q);
+	free(in->chunk);
+	ps_mfr_free(in->r);
+	free(in);
+}
+
+void
+ps_entry_copy(struct ps_entry *dst, const struct ps_entry *src)
+{
+	*dst = *src;
+	dst->path = xstrndup(src->path, src->path_len);
+	if (src->blocks != NULL) {
+		dst->blocks = xreallocarray(NULL, src->nblocks, 8);
+		memcpy(dst->blocks, src->blocks, src->nblocks * 8);
+	}
+	if (src->weak != NULL) {
+		dst->weak = xreallocarray(NULL, src->nblocks, 4);
+		memcpy(dst->weak, src->weak, src->nblocks * 4);
+	}
+}
+
+void
+ps_entry_free(struct ps_entry *e)
+{
+	entry_free(e);
+}
+
 /* ---- Version 1, read for old manifests and caches ---- */
 
 #define V1_HEADER_LEN	24	/* magic, version, flags, entry count */
@@ -1148,513 +1261,7 @@ ps_manifest_save(const char *file, const struct ps_manifest *m, int local)
 	return r;
 }
 
-/* ---- Building: the walk ---- */
-
-struct walk {
-	struct ps_manifest *m;
-	const char *label;
-	char path[PS_PATH_MAX + 1];
-	int errors;
-};
-
-/* PATH cannot be read: say so (as LABEL/PATH) and remember it. */
-static void
-unreadable(struct ps_manifest *m, const char *label, const char *path,
-    size_t len, const char *what, int errnum)
-{
-	char *esc = ps_escape(path, len);
-	const char *sep = label != NULL ? "/" : "";
-
-	if (label == NULL)
-		label = "";
-	if (errnum != 0)
-		ps_err("%s%s%s: %s: %s", label, sep, esc, what,
-		    strerror(errnum));
-	else
-		ps_err("%s%s%s: %s", label, sep, esc, what);
-	free(esc);
-	if (len > 0)
-		strv_add(&m->unreadable, &m->nunreadable, path, len);
-}
-
-static void
-walk_err(struct walk *w, size_t len, const char *what, int errnum)
-{
-	unreadable(w->m, w->label, w->path, len, what, errnum);
-	w->errors++;
-}
-
-static void
-walk_skip(struct walk *w, size_t len, const char *what)
-{
-	char *esc = ps_escape(w->path, len);
-
-	ps_warn("skipping %s: %s%s%s", what, w->label ? w->label : "",
-	    w->label ? "/" : "", esc);
-	free(esc);
-}
-
-static void
-entry_from_stat(struct ps_entry *e, const struct stat *st)
-{
-	e->mode = st->st_mode & 07777;
-	e->size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0;
-	e->mtime_sec = st->st_mtim.tv_sec;
-	e->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
-	e->dev = st->st_dev;
-	e->ino = st->st_ino;
-	e->ctime_sec = st->st_ctim.tv_sec;
-	e->ctime_nsec = (uint32_t)st->st_ctim.tv_nsec;
-	if (S_ISREG(st->st_mode)) {
-		e->block_shift = ps_block_shift_for(e->size);
-		e->nblocks = nblocks_for(e->size, e->block_shift);
-	}
-}
-
-static void walk_dir(struct walk *, int, size_t);
-
-static void
-walk_one(struct walk *w, int dfd, const char *name, size_t plen)
-{
-	struct ps_entry *e;
-	struct stat st;
-	int fd;
-
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
-		if (errno != ENOENT)	/* vanished: nothing to record */
-			walk_err(w, plen, "stat", errno);
-		return;
-	}
-	switch (st.st_mode & S_IFMT) {
-	case S_IFREG:
-		/* A push's hidden temporary is not part of the tree. */
-		if (strncmp(name, PS_TMP_PREFIX, sizeof(PS_TMP_PREFIX) - 1) ==
-		    0) {
-			strv_add(&w->m->temps, &w->m->ntemps, w->path, plen);
-			return;
-		}
-		break;
-	case S_IFDIR:
-		break;
-	case S_IFLNK:
-		walk_skip(w, plen, "symlink");
-		return;
-	case S_IFCHR:
-	case S_IFBLK:
-		walk_skip(w, plen, "device");
-		return;
-	case S_IFSOCK:
-		walk_skip(w, plen, "socket");
-		return;
-	case S_IFIFO:
-		walk_skip(w, plen, "fifo");
-		return;
-	default:
-		walk_skip(w, plen, "special file");
-		return;
-	}
-	e = manifest_add(w->m);
-	e->path = xstrndup(w->path, plen);
-	e->path_len = (uint32_t)plen;
-	e->type = S_ISDIR(st.st_mode) ? PS_FT_DIR : PS_FT_FILE;
-	entry_from_stat(e, &st);
-	if (e->type != PS_FT_DIR)
-		return;
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (fd == -1) {
-		walk_err(w, plen, "cannot open directory", errno);
-		return;
-	}
-	walk_dir(w, fd, plen);
-}
-
-/* Walk the directory open at DFD (closed here) whose path is w->path[0..plen). */
-static void
-walk_dir(struct walk *w, int dfd, size_t plen)
-{
-	struct dirent *de;
-	size_t nlen, clen;
-	DIR *d;
-
-	d = fdopendir(dfd);
-	if (d == NULL) {
-		walk_err(w, plen, "cannot read directory", errno);
-		close(dfd);
-		return;
-	}
-	for (;;) {
-		errno = 0;
-		de = readdir(d);
-		if (de == NULL)
-			break;
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		/* patchsync's own state on a server: not part of the tree */
-		if (plen == 0 && strcmp(de->d_name, ".patchsync") == 0 &&
-		    (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN))
-			continue;
-		nlen = strlen(de->d_name);
-		clen = plen == 0 ? nlen : plen + 1 + nlen;
-		if (clen > PS_PATH_MAX) {
-			walk_err(w, plen, "name inside is longer than the "
-			    "path limit", 0);
-			continue;
-		}
-		if (plen > 0)
-			w->path[plen] = '/';
-		memcpy(w->path + clen - nlen, de->d_name, nlen);
-		w->path[clen] = '\0';
-		walk_one(w, dirfd(d), de->d_name, clen);
-	}
-	if (errno != 0)
-		walk_err(w, plen, "cannot read directory", errno);
-	closedir(d);
-}
-
-/* ---- Building: hashing ---- */
-
-struct hasher {
-	int rootfd;
-	const char *label;
-	int sums;		/* PS_SUMS_* */
-	struct ps_entry **work;
-	size_t nwork;
-	atomic_size_t next;
-	atomic_int errors;
-};
-
-struct worker {
-	struct hasher *h;
-	unsigned char *buf;
-	XXH3_state_t *st;
-};
-
-static int
-same_stat(const struct stat *a, const struct stat *b)
-{
-	return a->st_size == b->st_size && a->st_ino == b->st_ino &&
-	    a->st_dev == b->st_dev &&
-	    a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
-	    a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-	    a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
-	    a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
-/* Said here; the path joins OUT->unreadable when the entry is dropped. */
-static void
-hash_err(struct worker *w, const struct ps_entry *e, const char *what,
-    int errnum)
-{
-	char *esc = ps_escape(e->path, e->path_len);
-	const char *label = w->h->label;
-
-	if (errnum != 0)
-		ps_err("%s%s%s: %s: %s", label ? label : "", label ? "/" : "",
-		    esc, what, strerror(errnum));
-	else
-		ps_err("%s%s%s: %s", label ? label : "", label ? "/" : "",
-		    esc, what);
-	free(esc);
-}
-
-/*
- * Fill W->buf from FD, hashing whole blocks as they come. Returns 0 when
- * read, 1 when the file is not the size fstat said, -1 on error.
- */
-static int
-read_hash(struct worker *w, int fd, struct ps_entry *e)
-{
-	size_t fill, want, bs = (size_t)1 << e->block_shift, i, n;
-	size_t chunk = bs > READ_CHUNK ? bs : READ_CHUNK;
-	uint64_t off = 0;
-	XXH128_hash_t h128;
-	XXH128_canonical_t c;
-	ssize_t r;
-	int eof = 0, streaming = 0;
-
-	while (!eof) {
-		fill = 0;
-		while (fill < chunk) {
-			want = chunk - fill;
-			r = read(fd, w->buf + fill, want);
-			if (r < 0) {
-				if (errno == EINTR)
-					continue;
-				hash_err(w, e, "read", errno);
-				return -1;
-			}
-			if (r == 0) {
-				eof = 1;
-				break;
-			}
-			fill += (size_t)r;
-			if (off + fill > e->size)
-				return 1;	/* grew */
-			/*
-			 * A short read that ends where fstat said the
-			 * file ends is EOF; saves a read() per small file.
-			 * Growth after that is caught by the second fstat.
-			 */
-			if ((size_t)r < want && off + fill == e->size) {
-				eof = 1;
-				break;
-			}
-		}
-		if (off == 0 && eof) {
-			h128 = HASH128(w->buf, fill);	/* whole file at once */
-		} else {
-			if (!streaming) {
-				XXH3_128bits_reset(w->st);
-				streaming = 1;
-			}
-			HASH128_UPDATE(w->st, w->buf, fill);
-		}
-		/* chunk is a multiple of bs: blocks never straddle fills. */
-		for (i = 0; i < fill && e->blocks != NULL; i += bs) {
-			n = fill - i < bs ? fill - i : bs;
-			e->blocks[(off + i) >> e->block_shift] =
-			    HASH64(w->buf + i, n);
-			if (e->weak != NULL)
-				e->weak[(off + i) >> e->block_shift] =
-				    ps_weak(w->buf + i, n);
-		}
-		off += fill;
-	}
-	if (off != e->size)
-		return 1;	/* shrank */
-	if (streaming)
-		h128 = XXH3_128bits_digest(w->st);
-	XXH128_canonicalFromHash(&c, h128);
-	memcpy(e->hash, c.digest, 16);
-	return 0;
-}
-
-/* Room for the block sums SUMS asks for (none for a huge file). */
-static void
-alloc_sums(struct ps_entry *e, int sums)
-{
-	free(e->blocks);
-	free(e->weak);
-	e->blocks = NULL;
-	e->weak = NULL;
-	if (e->nblocks == 0 || e->nblocks > PS_SUMS_MAX_BLOCKS)
-		return;
-	e->blocks = xreallocarray(NULL, e->nblocks, 8);
-	if (sums & PS_SUMS_WEAK)
-		e->weak = xreallocarray(NULL, e->nblocks, 4);
-}
-
-/* Hash E once. Returns 0, 1 when it changed under us, -1 on error. */
-static int
-hash_once(struct worker *w, struct ps_entry *e)
-{
-	struct stat st, st2;
-	int fd, r;
-
-	if (ps_open_beneath(w->h->rootfd, e->path, &fd, &st) == -1) {
-		if (errno == ENOENT)
-			return 2;	/* gone since the walk */
-		if (errno == EISDIR || errno == EINVAL || errno == ELOOP)
-			return 1;	/* replaced since the walk */
-		hash_err(w, e, "open", errno);
-		return -1;
-	}
-	/* Describe the file as opened, whatever the walk saw. */
-	entry_from_stat(e, &st);
-	alloc_sums(e, w->h->sums);
-	if (e->size > READ_BUF)
-		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	r = read_hash(w, fd, e);
-	if (r == 0 && fstat(fd, &st2) == 0 && !same_stat(&st, &st2))
-		r = 1;
-	close(fd);
-	return r;
-}
-
-static void
-hash_file(struct worker *w, struct ps_entry *e)
-{
-	int r;
-
-	r = hash_once(w, e);
-	if (r == 1)
-		r = hash_once(w, e);	/* once more, then give up */
-	if (r == 1)
-		hash_err(w, e, "changed while being read", 0);
-	if (r == 2) {
-		e->type = GONE;	/* dropped afterwards, like a vanished one */
-	} else if (r != 0) {
-		e->type = 0;	/* dropped afterwards: unreadable */
-		atomic_fetch_add(&w->h->errors, 1);
-	}
-}
-
-static void *
-worker_run(void *arg)
-{
-	struct worker *w = arg;
-	size_t i;
-
-	for (;;) {
-		i = atomic_fetch_add(&w->h->next, 1);
-		if (i >= w->h->nwork)
-			break;
-		hash_file(w, w->h->work[i]);
-	}
-	return NULL;
-}
-
-static int
-size_desc(const void *a, const void *b)
-{
-	const struct ps_entry *x = *(struct ps_entry *const *)a;
-	const struct ps_entry *y = *(struct ps_entry *const *)b;
-
-	if (x->size != y->size)
-		return x->size > y->size ? -1 : 1;
-	return 0;
-}
-
-static void
-worker_init(struct worker *w, struct hasher *h)
-{
-	w->h = h;
-	/*
-	 * Page-aligned: the kernel's copy into a buffer 16 bytes off a
-	 * cache line (what malloc returns) was a third slower.
-	 */
-	w->buf = aligned_alloc(4096, READ_BUF);
-	w->st = XXH3_createState();
-	if (w->buf == NULL || w->st == NULL) {
-		ps_err("out of memory");
-		exit(PS_EPARTIAL);	/* as xmalloc() does */
-	}
-}
-
-static void
-worker_fini(struct worker *w)
-{
-	free(w->buf);
-	XXH3_freeState(w->st);
-}
-
-/* Hash the files in WORK on NTHREADS threads, this one among them. */
-static int
-hash_all(int rootfd, const char *label, int sums, struct ps_entry **work,
-    size_t nwork, int nthreads)
-{
-	struct hasher h = { .rootfd = rootfd, .label = label, .sums = sums,
-	    .work = work, .nwork = nwork };
-	struct worker ws[MAX_THREADS];
-	pthread_t tid[MAX_THREADS];
-	int started = 0, i;
-
-	if (nwork == 0)
-		return 0;
-	/* Biggest first, so that no big file is left alone at the end. */
-	qsort(work, nwork, sizeof(*work), size_desc);
-	atomic_init(&h.next, 0);
-	atomic_init(&h.errors, 0);
-	if ((size_t)nthreads > nwork)
-		nthreads = (int)nwork;
-	for (i = 0; i < nthreads; i++)
-		worker_init(&ws[i], &h);
-	for (i = 1; i < nthreads; i++) {
-		if (pthread_create(&tid[i], NULL, worker_run, &ws[i]) != 0)
-			break;	/* fewer threads: still correct */
-		started = i;
-	}
-	worker_run(&ws[0]);
-	for (i = 1; i <= started; i++)
-		pthread_join(tid[i], NULL);
-	for (i = 0; i < nthreads; i++)
-		worker_fini(&ws[i]);
-	return atomic_load(&h.errors);
-}
-
-/*
- * Take hash and sums from the cache when the file is known unchanged and
- * the cache has the sums asked for.
- */
-static int
-from_cache(struct ps_entry *e, const struct ps_manifest *cache, int sums)
-{
-	const struct ps_entry *c;
-	int want = e->nblocks > 0 && e->nblocks <= PS_SUMS_MAX_BLOCKS;
-
-	if (cache == NULL || !(cache->flags & PS_MF_LOCAL))
-		return 0;
-	c = ps_manifest_find(cache, e->path, e->path_len);
-	if (c == NULL || c->type != PS_FT_FILE || c->ino == 0 ||
-	    c->size != e->size || c->mtime_sec != e->mtime_sec ||
-	    c->mtime_nsec != e->mtime_nsec || c->dev != e->dev ||
-	    c->ino != e->ino || c->ctime_sec != e->ctime_sec ||
-	    c->ctime_nsec != e->ctime_nsec ||
-	    c->block_shift != e->block_shift || c->nblocks != e->nblocks)
-		return 0;
-	if (want && (c->blocks == NULL ||
-	    ((sums & PS_SUMS_WEAK) && c->weak == NULL)))
-		return 0;	/* an older cache without these sums */
-	memcpy(e->hash, c->hash, 16);
-	if (want) {
-		e->blocks = xreallocarray(NULL, c->nblocks, 8);
-		memcpy(e->blocks, c->blocks, c->nblocks * 8);
-		if (sums & PS_SUMS_WEAK) {
-			e->weak = xreallocarray(NULL, c->nblocks, 4);
-			memcpy(e->weak, c->weak, c->nblocks * 4);
-		}
-	}
-	return 1;
-}
-
-/*
- * A file changed within the same timestamp tick as our stat keeps its
- * mtime and ctime, so the cache could not tell. As git does for its
- * index, distrust entries stamped too close to the build: ino 0 in the
- * saved manifest means "never reuse".
- */
-static void
-racy_check(struct ps_entry *e, const struct timespec *start)
-{
-	if (e->mtime_sec >= start->tv_sec - RACY_SECS ||
-	    e->ctime_sec >= start->tv_sec - RACY_SECS)
-		e->ino = 0;
-}
-
-static int
-nthreads_for(const struct ps_build_opts *opts)
-{
-	long n = opts != NULL ? opts->threads : 0;
-
-	if (n <= 0)
-		n = sysconf(_SC_NPROCESSORS_ONLN);
-	if (n <= 0)
-		n = 1;
-	return n > MAX_THREADS ? MAX_THREADS : (int)n;
-}
-
-/* Drop the entries hashing gave up on (type 0): their state is unknown. */
-static void
-compact(struct ps_manifest *m)
-{
-	size_t i, k = 0;
-
-	for (i = 0; i < m->n; i++) {
-		if (m->e[i].type == 0)
-			strv_add(&m->unreadable, &m->nunreadable,
-			    m->e[i].path, m->e[i].path_len);
-		if (m->e[i].type == 0 || m->e[i].type == GONE)
-			entry_free(&m->e[i]);
-		else
-			m->e[k++] = m->e[i];
-	}
-	m->n = k;
-	if (m->nunreadable > 1)
-		qsort(m->unreadable, m->nunreadable, sizeof(char *),
-		    strp_cmp);
-}
+/* ---- Building: the walk (walk.c) into an array ---- */
 
 int
 ps_manifest_build(const char *dir, const struct ps_build_opts *opts,
@@ -1681,83 +1288,17 @@ int
 ps_manifest_buildat(int dirfd, const struct ps_build_opts *opts,
     struct ps_manifest *out)
 {
-	const struct ps_manifest *cache = opts ? opts->cache : NULL;
-	struct walk *w;
-	struct ps_entry **work;
-	struct timespec start;
-	size_t i, nwork = 0;
-	int rootfd, walkfd, errors;
-	int sums = opts != NULL && opts->sums != 0 ? opts->sums :
-	    PS_SUMS_STRONG;
+	const struct ps_entry *e;
+	struct ps_walk *w;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
 	out->flags = PS_MF_LOCAL;
-	clock_gettime(CLOCK_REALTIME, &start);
-	/* The walk's fd is closed by closedir(); the workers need one too. */
-	rootfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-	walkfd = rootfd == -1 ? -1 : fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
-	if (walkfd == -1) {
-		ps_err("cannot duplicate a directory descriptor: %s",
-		    strerror(errno));
-		if (rootfd != -1)
-			close(rootfd);
-		return PS_EPARTIAL;
-	}
-	w = xcalloc(1, sizeof(*w));
-	w->m = out;
-	w->label = opts != NULL ? opts->label : NULL;
-	walk_dir(w, walkfd, 0);
-	errors = w->errors;
-	free(w);
-
-	if (out->n > 1)
-		qsort(out->e, out->n, sizeof(*out->e), entry_cmp);
-	work = xreallocarray(NULL, out->n ? out->n : 1, sizeof(*work));
-	for (i = 0; i < out->n; i++) {
-		if (out->e[i].type != PS_FT_FILE)
-			continue;
-		if ((opts == NULL || !opts->checksum) &&
-		    from_cache(&out->e[i], cache, sums))
-			continue;
-		work[nwork++] = &out->e[i];
-	}
-	errors += hash_all(rootfd, opts != NULL ? opts->label : NULL, sums,
-	    work, nwork, nthreads_for(opts));
-	free(work);
-	close(rootfd);
-	compact(out);
-	for (i = 0; i < out->n; i++)
-		racy_check(&out->e[i], &start);
-	return errors ? PS_EPARTIAL : PS_OK;
-}
-
-int
-ps_hash_fd(int fd, struct ps_entry *e)
-{
-	return ps_hash_fd_sums(fd, e, PS_SUMS_STRONG);
-}
-
-int
-ps_hash_fd_sums(int fd, struct ps_entry *e, int sums)
-{
-	struct hasher h;
-	struct worker w;
-	int r;
-
-	memset(&h, 0, sizeof(h));
-	h.rootfd = -1;
-	h.sums = sums;
-	e->block_shift = (uint8_t)ps_block_shift_for(e->size);
-	e->nblocks = nblocks_for(e->size, e->block_shift);
-	alloc_sums(e, sums);
-	if (lseek(fd, 0, SEEK_SET) == -1)
-		return -1;
-	worker_init(&w, &h);
-	r = read_hash(&w, fd, e);
-	worker_fini(&w);
-	if (r == 1)
-		errno = ESTALE;	/* not the size it should be */
-	return r == 0 ? 0 : -1;
+	if ((rc = ps_walk_open(dirfd, opts, &w)) != PS_OK)
+		return rc;
+	while ((e = ps_walk_next(w)) != NULL)
+		ps_entry_copy(manifest_add(out), e);
+	return ps_walk_close(w, out);
 }
 
 void

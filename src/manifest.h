@@ -85,9 +85,12 @@ int ps_manifest_unknown(const struct ps_manifest *m, const char *path,
 /* Block shift (log2 of block size) used for a file of SIZE bytes. */
 unsigned ps_block_shift_for(uint64_t size);
 
+struct ps_mfin;
+
 struct ps_build_opts {
 	int threads;		/* hashing threads; 0: number of CPUs */
 	const struct ps_manifest *cache;	/* earlier PS_MF_LOCAL manifest or NULL */
+	struct ps_mfin *cache_in;	/* or the same, read as a stream */
 	int checksum;		/* 1: read every file even when cached */
 	const char *label;	/* named before paths in messages, or NULL */
 	int sums;		/* PS_SUMS_*: 0 means PS_SUMS_STRONG */
@@ -184,6 +187,28 @@ int ps_mfr_done(struct ps_mfr *r);
 uint32_t ps_mfr_flags(const struct ps_mfr *r);
 const char *ps_mfr_error(const struct ps_mfr *r);
 void ps_mfr_free(struct ps_mfr *r);
+
+/*
+ * A manifest read as a stream, an entry at a time (pull). RD fills BUF
+ * with up to N bytes and returns the count, 0 at the end, or -1 (errno
+ * set). ps_mfin_next returns the next entry, which stays the reader's
+ * until the next call (copy what must be kept), or NULL at the end or on
+ * an error (then ps_mfin_failed is nonzero and ps_mfin_error says why).
+ * Memory: one read's worth of entries.
+ */
+typedef ssize_t (*ps_mfin_read_fn)(void *arg, void *buf, size_t n);
+struct ps_mfin *ps_mfin_new(ps_mfin_read_fn rd, void *arg);
+/* Over an open file, read from its current offset. */
+struct ps_mfin *ps_mfin_fd(int fd);
+const struct ps_entry *ps_mfin_next(struct ps_mfin *in);
+int ps_mfin_failed(const struct ps_mfin *in);
+const char *ps_mfin_error(const struct ps_mfin *in);
+uint32_t ps_mfin_flags(const struct ps_mfin *in);
+void ps_mfin_free(struct ps_mfin *in);
+
+/* A deep copy of SRC into DST (path and sums); free with ps_entry_free. */
+void ps_entry_copy(struct ps_entry *dst, const struct ps_entry *src);
+void ps_entry_free(struct ps_entry *e);
 
 /* Read FILE ("-" for stdin) and decode it. Prints the error; returns a ps_result. */
 int ps_manifest_load(const char *file, struct ps_manifest *out);

@@ -317,12 +317,16 @@ ps_conn_open(const struct ps_url *u, const struct ps_conn_opts *o,
 	return PS_OK;
 }
 
-/* waitpid with a deadline: 0 when PID ended (STATUS set), -1 if not. */
+/*
+ * waitpid with a deadline: 0 when PID ended (STATUS set), -1 if not. A
+ * child that is about to exit (it read our BYE) is usually gone within a
+ * millisecond: the first waits are short.
+ */
 static int
 wait_for(pid_t pid, int *status, unsigned ms)
 {
-	struct timespec ts = { 0, 20 * 1000 * 1000 };
-	unsigned waited = 0;
+	struct timespec ts;
+	unsigned waited_us = 0, step_us = 100;
 	pid_t r;
 
 	for (;;) {
@@ -331,10 +335,14 @@ wait_for(pid_t pid, int *status, unsigned ms)
 			return 0;
 		if (r < 0 && errno != EINTR)
 			return 0;	/* not ours any more */
-		if (waited >= ms)
+		if (waited_us >= ms * 1000u)
 			return -1;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)step_us * 1000;
 		nanosleep(&ts, NULL);
-		waited += 20;
+		waited_us += step_us;
+		if (step_us < 20000)
+			step_us *= 2;
 	}
 }
 
