@@ -477,6 +477,11 @@ push_dir(struct ps_walk *w, int fd, size_t plen)
 		close(fd);
 		return;
 	}
+	/*
+	 * FD may share its offset with a descriptor already read to its end
+	 * (a duplicate of the caller's, walked before): start again.
+	 */
+	rewinddir(d);
 	if (w->depth == w->cap) {
 		w->cap = w->cap ? w->cap * 2 : 16;
 		w->stack = xreallocarray(w->stack, w->cap, sizeof(*w->stack));

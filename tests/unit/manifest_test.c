@@ -745,6 +745,23 @@ test_build(void **state)
 		buf_free(&b);
 		ps_manifest_free(&m);
 	}
+	/*
+	 * Twice over one descriptor: the second walk sees the whole tree
+	 * again (it once read on from where the first stopped, at the end,
+	 * and found the tree empty).
+	 */
+	{
+		int fd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+
+		assert_true(fd >= 0);
+		assert_int_equal(ps_manifest_buildat(fd, &o, &m), PS_OK);
+		check_tree(&m);
+		ps_manifest_free(&m);
+		assert_int_equal(ps_manifest_buildat(fd, &o, &m), PS_OK);
+		check_tree(&m);
+		ps_manifest_free(&m);
+		close(fd);
+	}
 }
 
 static void
