@@ -134,6 +134,7 @@ source_dir(const struct common *c, const char ***args, int *nargs,
 	s->dest = "";
 	s->path = (*args)[0];
 	s->fd = -1;
+	s->mf_fd = -1;
 	(*args)++;
 	(*nargs)--;
 	*out = s;
@@ -181,6 +182,7 @@ sources(const struct ps_conf *conf, const struct common *c, int report,
 		s[n].dest = comp->dest;
 		s[n].path = comp->path;
 		s[n].fd = -1;
+		s[n].mf_fd = -1;
 		n++;
 	}
 	if (n == 0) {

@@ -25,11 +25,13 @@
 #include <xxhash.h>
 
 #include "console.h"
+#include "mfcache.h"
 #include "output.h"
 #include "pool.h"
 #include "receiver.h"
 #include "session.h"
 #include "syncplan.h"
+#include "walk.h"
 
 #define SESSION_THREADS 2	/* workers per server session */
 
@@ -57,55 +59,10 @@ cache_file(const char *cache_dir, const char *path)
 	return f;
 }
 
-static void
-cache_read(const char *file, struct ps_manifest *m)
-{
-	FILE *fp = fopen(file, "rb");
-	struct buf b = { 0 };
-	char chunk[65536], err[128];
-	size_t n;
-
-	memset(m, 0, sizeof(*m));
-	if (fp == NULL)
-		return;
-	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-		buf_add(&b, chunk, n);
-	fclose(fp);
-	if (ps_manifest_decode(b.p, b.len, m, err, sizeof(err)) != 0)
-		ps_info(1, "ignoring the damaged cache %s: %s", file, err);
-	buf_free(&b);
-}
-
-static void
-cache_write(const char *cache_dir, const char *file,
-    const struct ps_manifest *m)
-{
-	struct buf b = { 0 };
-	char *tmp;
-	int fd;
-
-	if (ps_mkdir_p(cache_dir) != 0)
-		return;
-	tmp = xasprintf("%s.%d", file, (int)getpid());
-	ps_manifest_encode(m, PS_ENC_LOCAL, &b);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
-	if (fd >= 0 && write(fd, b.p, b.len) == (ssize_t)b.len &&
-	    close(fd) == 0) {
-		if (rename(tmp, file) != 0)
-			unlink(tmp);
-	} else {
-		if (fd >= 0)
-			close(fd);
-		unlink(tmp);
-	}
-	free(tmp);
-	buf_free(&b);
-}
-
 int
 ps_source_open(struct ps_source *src)
 {
+	src->mf_fd = -1;
 	src->fd = open(src->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (src->fd < 0) {
 		ps_err("console directory %s: %s", src->path, strerror(errno));
@@ -114,23 +71,61 @@ ps_source_open(struct ps_source *src)
 	return PS_OK;
 }
 
+/*
+ * The walk goes into a manifest file: the cache (rewritten only where it
+ * changed), or an unlinked temporary when there is no cache. Sessions
+ * read it back as a stream, so the console holds no tree in memory.
+ */
 int
 ps_source_scan(struct ps_source *src, const char *cache_dir, int checksum)
 {
 	struct ps_build_opts bo = { 0 };
-	struct ps_manifest cache = { 0 };
-	char *file = NULL;
-	int rc;
+	struct ps_mfin *cache = NULL;
+	struct ps_cachew *cw;
+	const struct ps_entry *e;
+	struct ps_walk *w;
+	char *file = NULL, *slash;
+	int rc, oldfd = -1, dirfd = -1;
 
-	if (cache_dir != NULL && (file = cache_file(cache_dir, src->path)))
-		cache_read(file, &cache);
-	bo.cache = &cache;
+	if (cache_dir != NULL && (file = cache_file(cache_dir, src->path))) {
+		oldfd = open(file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (ps_mkdir_p(cache_dir) == 0)
+			dirfd = open(cache_dir, O_RDONLY | O_DIRECTORY |
+			    O_CLOEXEC);
+	}
+	if (oldfd >= 0)
+		cache = ps_mfin_pread(oldfd);
+	bo.cache_in = cache;
 	bo.checksum = checksum;
 	bo.label = src->path;
-	rc = ps_manifest_buildat(src->fd, &bo, &src->m);
-	if ((rc == PS_OK || rc == PS_EPARTIAL) && file != NULL)
-		cache_write(cache_dir, file, &src->m);
-	ps_manifest_free(&cache);
+	if ((rc = ps_walk_open(src->fd, &bo, &w)) != PS_OK) {
+		ps_mfin_free(cache);
+		if (oldfd >= 0)
+			close(oldfd);
+		goto out;
+	}
+	slash = file != NULL ? strrchr(file, '/') : NULL;
+	cw = ps_cachew_open(dirfd, slash != NULL ? slash + 1 : "", oldfd,
+	    PS_MF_LOCAL, PS_ENC_LOCAL);
+	src->nfiles = 0;
+	while ((e = ps_walk_next(w)) != NULL) {
+		ps_cachew_add(cw, e);
+		src->nfiles += e->type == PS_FT_FILE;
+	}
+	ps_manifest_free(&src->by);
+	rc = ps_walk_close(w, &src->by);
+	if (cache != NULL && ps_mfin_failed(cache))
+		ps_info(1, "ignoring the damaged cache %s: %s", file,
+		    ps_mfin_error(cache));
+	ps_mfin_free(cache);
+	if (src->mf_fd >= 0)
+		close(src->mf_fd);
+	src->mf_fd = ps_cachew_commit(cw, src->path);
+	if (src->mf_fd < 0)
+		rc = PS_EPARTIAL;
+out:
+	if (dirfd >= 0)
+		close(dirfd);
 	free(file);
 	return rc;
 }
@@ -141,7 +136,23 @@ ps_source_free(struct ps_source *src)
 	if (src->fd >= 0)
 		close(src->fd);
 	src->fd = -1;
-	ps_manifest_free(&src->m);
+	if (src->mf_fd >= 0)
+		close(src->mf_fd);
+	src->mf_fd = -1;
+	ps_manifest_free(&src->by);
+}
+
+static void
+row_free(struct ps_row *r)
+{
+	if (r->console != NULL) {
+		ps_entry_free((struct ps_entry *)r->console);
+		free((struct ps_entry *)r->console);
+	}
+	if (r->server != NULL) {
+		ps_entry_free((struct ps_entry *)r->server);
+		free((struct ps_entry *)r->server);
+	}
 }
 
 void
@@ -154,15 +165,13 @@ ps_target_free(struct ps_target *t)
 	free(t->url);
 	free(t->rsh);
 	free(t->remote_path);
+	for (i = 0; i < t->nrows; i++)
+		row_free(&t->rows[i]);
 	free(t->rows);
-	for (i = 0; i < t->nmf; i++)
-		ps_manifest_free(&t->mf[i]);
-	free(t->mf);
 	t->error = NULL;
 	t->name = t->url = t->rsh = t->remote_path = NULL;
 	t->rows = NULL;
-	t->mf = NULL;
-	t->nrows = t->nmf = 0;
+	t->nrows = 0;
 }
 
 /* ---- one session ---- */
@@ -226,6 +235,23 @@ struct rows_ctx {
 	size_t cap;
 };
 
+/* The row's own copy of E (without its block sums), or NULL. */
+static const struct ps_entry *
+copy(const struct ps_entry *e)
+{
+	struct ps_entry *c, tmp;
+
+	if (e == NULL)
+		return NULL;
+	tmp = *e;
+	tmp.blocks = NULL;
+	tmp.weak = NULL;
+	tmp.nblocks = 0;
+	c = xmalloc(sizeof(*c));
+	ps_entry_copy(c, &tmp);
+	return c;
+}
+
 static void
 add_row(enum ps_diff_state st, const struct ps_entry *o,
     const struct ps_entry *n, void *arg)
@@ -239,9 +265,20 @@ add_row(enum ps_diff_state st, const struct ps_entry *o,
 	}
 	t->rows[t->nrows].component = c->component;
 	t->rows[t->nrows].state = st;
-	t->rows[t->nrows].console = o;
-	t->rows[t->nrows].server = n;
+	t->rows[t->nrows].console = copy(o);
+	t->rows[t->nrows].server = copy(n);
 	t->nrows++;
+}
+
+static int
+is_scanned(struct run *r, struct ps_source *s)
+{
+	int ready;
+
+	pthread_mutex_lock(&r->mu);
+	ready = s->ready;
+	pthread_mutex_unlock(&r->mu);
+	return ready;
 }
 
 /* Wait for the console's own scan of S; its result. */
@@ -260,7 +297,7 @@ scanned(struct run *r, struct ps_source *s)
 
 static int
 push_component(struct run *r, struct ps_target *t, struct ps_sess *ss,
-    struct ps_source *s, const struct ps_manifest *dst,
+    struct ps_source *s, const struct ps_syncplan *plan,
     struct ps_pool *pool)
 {
 	const struct ps_console_opts *o = r->o;
@@ -276,7 +313,7 @@ push_component(struct run *r, struct ps_target *t, struct ps_sess *ss,
 	so.progress_total = &r->progress_total;
 	so.progress_files = &r->progress_files;
 	so.dry_run = (o->flags & PS_OF_DRYRUN) != 0;
-	rc = ps_send(ss, s->fd, &s->m, dst, &so, &st);
+	rc = ps_send(ss, s->fd, plan, &so, &st);
 	free((char *)so.prefix);
 	t->st.files += st.files;
 	t->st.deleted += st.deleted;
@@ -289,38 +326,85 @@ push_component(struct run *r, struct ps_target *t, struct ps_sess *ss,
 	return rc;
 }
 
-/* One component of one server: OPEN, the server's manifest, then work. */
+/*
+ * Both manifests read to their end: the server's intact (else the
+ * session has failed), the console's own file readable.
+ */
+static int
+streams_ended(struct ps_sess *ss, struct ps_sess_mf *mf,
+    struct ps_mfin *mine, const struct ps_source *s)
+{
+	int rc;
+
+	if ((rc = ps_sess_mf_end(mf)) != PS_OK)
+		return rc;
+	if (ps_mfin_failed(mine))
+		return ps_sess_said(ss, PS_EPARTIAL, "console directory %s: "
+		    "its manifest cannot be read back: %s", s->path,
+		    ps_mfin_error(mine));
+	return PS_OK;
+}
+
+/*
+ * One component of one server: OPEN, then the server's manifest, read
+ * as it comes and compared with the console's as a merge: neither is
+ * held whole.
+ */
 static int
 component(struct run *r, struct ps_target *t, struct ps_sess *ss,
     struct ps_source *s, struct rows_ctx *rows, struct ps_pool *pool)
 {
 	const struct ps_console_opts *o = r->o;
-	struct ps_manifest *dst;
+	struct ps_plan_opts po = { o->send.delete };
+	struct ps_syncplan plan;
+	struct ps_sess_mf *mf;
+	struct ps_mfin *mine;
+	struct ps_eiter a, b;
 	uint32_t flags = o->flags;
+	size_t nrows;
 	int rc;
 
 	if (o->mode == PS_OPEN_PUSH && o->send.delete)
 		flags |= PS_OF_DELETE;
-	t->mf = xreallocarray(t->mf, t->nmf + 1, sizeof(*t->mf));
-	dst = &t->mf[t->nmf++];
-	memset(dst, 0, sizeof(*dst));
-	if ((rc = send_open(ss, o->mode, flags, s->dest)) != PS_OK ||
-	    (rc = ps_sess_recv_manifest(ss, dst)) != PS_OK)
+	if ((rc = send_open(ss, o->mode, flags, s->dest)) != PS_OK)
 		return rc;
-	/* The console's own scan ran meanwhile. */
+	/*
+	 * The console's own scan runs meanwhile: until it ends, the server's
+	 * manifest is taken in as it comes (compressed), so its walk is
+	 * never held up by ours.
+	 */
+	mf = ps_sess_mf_open(ss);
+	while (!is_scanned(r, s) && ps_sess_mf_prefetch(mf))
+		;
 	rc = scanned(r, s);
-	if (rc != PS_OK && rc != PS_EPARTIAL)	/* said by the scanner */
+	if (rc != PS_OK && rc != PS_EPARTIAL) {	/* said by the scanner */
+		ps_sess_mf_free(mf);
 		return ps_sess_said(ss, rc, "console directory %s could not "
 		    "be used", s->path);
+	}
+	mine = ps_mfin_pread(s->mf_fd);
+	ps_eiter_mfin(&a, mine);
+	ps_sess_mf_eiter(mf, &b);
 	if (o->mode == PS_OPEN_REPORT) {
 		rows->component = s->component;
-		ps_manifest_diff(&s->m, dst, o->extra, add_row, rows);
-		return wait_ack(ss);
+		nrows = t->nrows;
+		ps_manifest_diff_iter(&a, &b, o->extra, add_row, rows);
+		rc = streams_ended(ss, mf, mine, s);
+		if (rc != PS_OK)	/* no rows from half a listing */
+			while (t->nrows > nrows)
+				row_free(&t->rows[--t->nrows]);
+		ps_mfin_free(mine);
+		ps_sess_mf_free(mf);
+		return rc != PS_OK ? rc : wait_ack(ss);
 	}
-	rc = push_component(r, t, ss, s, dst, pool);
-	/* The manifest is not needed after a push. */
-	ps_manifest_free(dst);
-	t->nmf--;
+	ps_syncplan_stream(&a, &s->by, &b, &po, &plan);
+	/* Nothing is done on the strength of half a manifest. */
+	rc = streams_ended(ss, mf, mine, s);
+	ps_mfin_free(mine);
+	ps_sess_mf_free(mf);
+	if (rc == PS_OK)
+		rc = push_component(r, t, ss, s, &plan, pool);
+	ps_syncplan_free(&plan);
 	return rc;
 }
 
@@ -439,17 +523,6 @@ worker(void *arg)
 
 /* ---- the console's scan, beside the sessions ---- */
 
-static int
-has_files(const struct ps_manifest *m)
-{
-	size_t i;
-
-	for (i = 0; i < m->n; i++)
-		if (m->e[i].type == PS_FT_FILE)
-			return 1;
-	return 0;
-}
-
 static void *
 scanner(void *arg)
 {
@@ -462,7 +535,7 @@ scanner(void *arg)
 
 		rc = ps_source_scan(s, r->o->cache_dir,
 		    (r->o->flags & PS_OF_CHECKSUM) != 0);
-		if (rc == PS_OK && r->o->delete_guard && !has_files(&s->m)) {
+		if (rc == PS_OK && r->o->delete_guard && s->nfiles == 0) {
 			/* An unmounted share must never empty the servers. */
 			ps_err("refusing --delete: console directory %s holds "
 			    "no files (is it mounted?)", s->path);

@@ -20,12 +20,19 @@ struct ps_source {
 	const char *dest;	/* subdirectory on the server ("" for ROOT) */
 	const char *path;	/* console directory */
 	int fd;			/* open directory */
-	struct ps_manifest m;	/* its manifest */
-	int ready;		/* scanned (m valid when rc is PS_OK/EPARTIAL) */
+	/*
+	 * Its manifest, in a file (the console's cache, or a temporary)
+	 * that every session reads as a stream (ps_mfin_pread), and what
+	 * the scan found beside the entries: unreadable paths, temps.
+	 */
+	int mf_fd;
+	struct ps_manifest by;
+	uint64_t nfiles;	/* regular files in it */
+	int ready;		/* scanned (valid when rc is PS_OK/EPARTIAL) */
 	int rc;			/* result of the scan */
 };
 
-/* A difference found by a report. */
+/* A difference found by a report (the entries are the row's own). */
 struct ps_row {
 	const char *component;
 	int state;			/* enum ps_diff_state */
@@ -47,11 +54,9 @@ struct ps_target {
 	uint64_t bytes_sent;
 	uint64_t bytes_received;
 	double seconds;
-	/* Report: rows and the manifests they point into. */
+	/* Report: the differences. */
 	struct ps_row *rows;
 	size_t nrows;
-	struct ps_manifest *mf;
-	size_t nmf;
 };
 
 struct ps_console_opts {
@@ -71,16 +76,17 @@ struct ps_console_opts {
 };
 
 /*
- * Open SRC->path (SRC->fd): a missing console directory is an error
- * before any server is contacted. Returns a ps_result.
+ * Open SRC->path (SRC->fd; SRC must be zeroed but for its names): a
+ * missing console directory is an error before any server is contacted.
+ * Returns a ps_result.
  */
 int ps_source_open(struct ps_source *src);
 
 /*
  * Build (or refresh from the console's cache) the manifest of the open
- * SRC into SRC->m. Returns a ps_result; unreadable files give
- * PS_EPARTIAL (each named with its console path; SRC->m lists them in
- * its unreadable paths, and holds the rest).
+ * SRC into SRC->mf_fd. Returns a ps_result; unreadable files give
+ * PS_EPARTIAL (each named with its console path, and listed in
+ * SRC->by's unreadable paths; the manifest holds the rest).
  */
 int ps_source_scan(struct ps_source *src, const char *cache_dir,
     int checksum);

@@ -219,28 +219,33 @@ manifest_add(struct ps_manifest *m)
 	return e;
 }
 
+/* The next file of IT, or NULL. */
+static const struct ps_entry *
+next_file(struct ps_eiter *it)
+{
+	const struct ps_entry *e;
+
+	while ((e = it->next(it->arg)) != NULL && e->type != PS_FT_FILE)
+		;
+	return e;
+}
+
 size_t
-ps_manifest_diff(const struct ps_manifest *old, const struct ps_manifest *new,
-    int extra, void (*cb)(enum ps_diff_state, const struct ps_entry *,
+ps_manifest_diff_iter(struct ps_eiter *old, struct ps_eiter *new, int extra,
+    void (*cb)(enum ps_diff_state, const struct ps_entry *,
 	const struct ps_entry *, void *), void *arg)
 {
-	size_t i = 0, j = 0, calls = 0;
 	const struct ps_entry *o, *n;
+	size_t calls = 0;
 	int c;
 
 	/*
-	 * A merge of the two sorted lists, looking at files only: a file
+	 * A merge of the two sorted streams, looking at files only: a file
 	 * facing a directory of the same name simply has no partner.
 	 */
-	for (;;) {
-		while (i < old->n && old->e[i].type != PS_FT_FILE)
-			i++;
-		while (j < new->n && new->e[j].type != PS_FT_FILE)
-			j++;
-		if (i == old->n && j == new->n)
-			break;
-		o = i < old->n ? &old->e[i] : NULL;
-		n = j < new->n ? &new->e[j] : NULL;
+	o = next_file(old);
+	n = next_file(new);
+	while (o != NULL || n != NULL) {
 		if (o == NULL)
 			c = 1;
 		else if (n == NULL)
@@ -251,23 +256,67 @@ ps_manifest_diff(const struct ps_manifest *old, const struct ps_manifest *new,
 		if (c < 0) {
 			cb(PS_D_MISSING, o, NULL, arg);
 			calls++;
-			i++;
+			o = next_file(old);
 		} else if (c > 0) {
 			if (extra) {
 				cb(PS_D_EXTRA, NULL, n, arg);
 				calls++;
 			}
-			j++;
+			n = next_file(new);
 		} else {
 			if (!ps_entry_same_content(o, n)) {
 				cb(PS_D_OUTDATED, o, n, arg);
 				calls++;
 			}
-			i++;
-			j++;
+			o = next_file(old);
+			n = next_file(new);
 		}
 	}
 	return calls;
+}
+
+size_t
+ps_manifest_diff(const struct ps_manifest *old, const struct ps_manifest *new,
+    int extra, void (*cb)(enum ps_diff_state, const struct ps_entry *,
+	const struct ps_entry *, void *), void *arg)
+{
+	struct ps_arr_pos pa, pb;
+	struct ps_eiter a, b;
+
+	ps_eiter_array(&a, &pa, old);
+	ps_eiter_array(&b, &pb, new);
+	return ps_manifest_diff_iter(&a, &b, extra, cb, arg);
+}
+
+static const struct ps_entry *
+arr_next(void *arg)
+{
+	struct ps_arr_pos *a = arg;
+
+	return a->i < a->m->n ? &a->m->e[a->i++] : NULL;
+}
+
+void
+ps_eiter_array(struct ps_eiter *it, struct ps_arr_pos *a,
+    const struct ps_manifest *m)
+{
+	a->m = m;
+	a->i = 0;
+	it->next = arr_next;
+	it->arg = a;
+}
+
+static const struct ps_entry *
+mfin_next(void *arg)
+{
+	return ps_mfin_next(arg);
+}
+
+void
+ps_eiter_mfin(struct ps_eiter *it, struct ps_mfin *in)
+{
+	it->next = mfin_next;
+	it->arg = in;
 }
 
 /* ---- Encoding (version 2, streaming) ---- */
@@ -799,7 +848,8 @@ check_ancestors(const struct ps_manifest *m, char *err, size_t errlen)
 struct ps_mfin {
 	ps_mfin_read_fn rd;
 	void *arg;
-	int fd;			/* ps_mfin_fd's */
+	int fd;			/* ps_mfin_fd's, ps_mfin_pread's */
+	off_t off;		/* ps_mfin_pread's */
 	struct ps_mfr *r;
 	struct ps_entry *q;	/* entries decoded, not taken yet */
 	size_t nq, cap, head;
@@ -845,6 +895,30 @@ fd_read(void *arg, void *buf, size_t n)
 		r = read(in->fd, buf, n);
 	while (r < 0 && errno == EINTR);
 	return r;
+}
+
+static ssize_t
+fd_pread(void *arg, void *buf, size_t n)
+{
+	struct ps_mfin *in = arg;
+	ssize_t r;
+
+	do
+		r = pread(in->fd, buf, n, in->off);
+	while (r < 0 && errno == EINTR);
+	if (r > 0)
+		in->off += r;
+	return r;
+}
+
+struct ps_mfin *
+ps_mfin_pread(int fd)
+{
+	struct ps_mfin *in = ps_mfin_new(fd_pread, NULL);
+
+	in->arg = in;
+	in->fd = fd;
+	return in;
 }
 
 struct ps_mfin *

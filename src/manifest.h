@@ -206,6 +206,31 @@ const char *ps_mfin_error(const struct ps_mfin *in);
 uint32_t ps_mfin_flags(const struct ps_mfin *in);
 void ps_mfin_free(struct ps_mfin *in);
 
+/*
+ * Entries in manifest order from anywhere: NEXT returns the next entry,
+ * which stays valid until the following call, or NULL at the end.
+ */
+struct ps_eiter {
+	const struct ps_entry *(*next)(void *arg);
+	void *arg;
+};
+
+/* The entries of the array manifest M (A holds the position). */
+struct ps_arr_pos {
+	const struct ps_manifest *m;
+	size_t i;
+};
+void ps_eiter_array(struct ps_eiter *it, struct ps_arr_pos *a,
+    const struct ps_manifest *m);
+/* The entries of the stream IN. */
+void ps_eiter_mfin(struct ps_eiter *it, struct ps_mfin *in);
+
+/*
+ * A manifest file read from offset 0 with pread(), so that several
+ * readers can share one descriptor (FD is not closed by ps_mfin_free).
+ */
+struct ps_mfin *ps_mfin_pread(int fd);
+
 /* A deep copy of SRC into DST (path and sums); free with ps_entry_free. */
 void ps_entry_copy(struct ps_entry *dst, const struct ps_entry *src);
 void ps_entry_free(struct ps_entry *e);
@@ -245,6 +270,16 @@ enum ps_diff_state {
  */
 size_t ps_manifest_diff(const struct ps_manifest *old,
     const struct ps_manifest *new, int extra,
+    void (*cb)(enum ps_diff_state st, const struct ps_entry *o,
+	const struct ps_entry *n, void *arg),
+    void *arg);
+
+/*
+ * The same over two streams: the entries CB is given are valid only
+ * during the call.
+ */
+size_t ps_manifest_diff_iter(struct ps_eiter *old, struct ps_eiter *new,
+    int extra,
     void (*cb)(enum ps_diff_state st, const struct ps_entry *o,
 	const struct ps_entry *n, void *arg),
     void *arg);

@@ -33,8 +33,10 @@
 #include "delta.h"
 #include "match.h"
 #include "manifest.h"
+#include "mfcache.h"
 #include "pool.h"
 #include "receiver.h"
+#include "walk.h"
 
 #define NBUCKET 1024
 #define MAX_LIVE 8192		/* files a sender may have open at once */
@@ -75,7 +77,10 @@ struct recv {
 	unsigned sigjobs;
 	ZSTD_DCtx *zd;
 	unsigned char *zbuf;
-	struct ps_manifest cur;		/* what ROOT/DEST holds */
+	struct ps_manifest by;		/* what the walk found beside the
+					   entries: temporaries */
+	int mf_fd;			/* the manifest as described (the
+					   cache), or -1 */
 	struct ps_manifest upd;		/* files put in place this session */
 	char **gone;			/* paths deleted this session */
 	size_t ngone;
@@ -244,56 +249,21 @@ open_basis(struct recv *r, struct rfile *f)
 
 /* ---- the manifest cache (never inside a destination) ---- */
 
-static void
-cache_load(const struct ps_recv_opts *o, struct ps_manifest *m)
+/* The cache as it is, or -1. */
+static int
+cache_open(const struct ps_recv_opts *o)
 {
-	char err[128];
-	struct buf b = { 0 };
-	unsigned char chunk[65536];
-	ssize_t n;
-	int fd;
-
-	memset(m, 0, sizeof(*m));
 	if (o->cache_dirfd < 0)
-		return;
-	fd = openat(o->cache_dirfd, o->cache_name, O_RDONLY | O_NOFOLLOW |
+		return -1;
+	return openat(o->cache_dirfd, o->cache_name, O_RDONLY | O_NOFOLLOW |
 	    O_CLOEXEC);
-	if (fd < 0)
-		return;
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
-		buf_add(&b, chunk, (size_t)n);
-	close(fd);
-	if (n == 0 && ps_manifest_decode(b.p, b.len, m, err, sizeof(err)) != 0)
-		ps_info(1, "ignoring the damaged cache of %s: %s", o->label,
-		    err);
-	buf_free(&b);
 }
 
-static void
-cache_save(const struct ps_recv_opts *o, const struct ps_manifest *m)
+static int
+cache_saved(const struct ps_recv_opts *o)
 {
-	struct buf b = { 0 };
-	char *tmp;
-	int fd;
-
-	if (o->cache_dirfd < 0 || !o->cache_writable)
-		return;
-	tmp = xasprintf("%s.%d", o->cache_name, (int)getpid());
-	ps_manifest_encode(m, PS_ENC_LOCAL, &b);
-	fd = openat(o->cache_dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC |
-	    O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd >= 0 && write(fd, b.p, b.len) == (ssize_t)b.len &&
-	    close(fd) == 0) {
-		if (renameat(o->cache_dirfd, tmp, o->cache_dirfd,
-		    o->cache_name) != 0)
-			unlinkat(o->cache_dirfd, tmp, 0);
-	} else {
-		if (fd >= 0)
-			close(fd);
-		unlinkat(o->cache_dirfd, tmp, 0);
-	}
-	buf_free(&b);
-	free(tmp);
+	return o->cache_dirfd >= 0 && o->cache_writable &&
+	    !(o->flags & PS_OF_DRYRUN);
 }
 
 int
@@ -328,20 +298,23 @@ int
 ps_recv_describe(const struct ps_recv_opts *o, struct ps_manifest *m)
 {
 	struct ps_build_opts bo = { 0 };
-	struct ps_manifest cache;
-	int rc;
+	struct ps_mfin *cache = NULL;
+	int rc, fd;
 
 	memset(m, 0, sizeof(*m));
 	m->flags = PS_MF_LOCAL;
 	if (o->dirfd < 0)
 		return PS_OK;		/* nothing there yet */
-	cache_load(o, &cache);
-	bo.cache = &cache;
+	if ((fd = cache_open(o)) >= 0)
+		cache = ps_mfin_pread(fd);
+	bo.cache_in = cache;
 	bo.checksum = (o->flags & PS_OF_CHECKSUM) != 0;
 	bo.label = o->label;
 	bo.sums = PS_SUMS_STRONG | PS_SUMS_WEAK;	/* the basis of deltas */
 	rc = ps_manifest_buildat(o->dirfd, &bo, m);
-	ps_manifest_free(&cache);
+	ps_mfin_free(cache);
+	if (fd >= 0)
+		close(fd);
 	return rc;
 }
 
@@ -352,8 +325,8 @@ sweep_temps(struct recv *r)
 	size_t i;
 	char *rel;
 
-	for (i = 0; i < r->cur.ntemps; i++) {
-		rel = join(r->dest, r->cur.temps[i], strlen(r->cur.temps[i]));
+	for (i = 0; i < r->by.ntemps; i++) {
+		rel = join(r->dest, r->by.temps[i], strlen(r->by.temps[i]));
 		if (ps_unlink(r->root, rel) != PS_OK)
 			ps_sess_notice(r->s, PS_NOTE_WARN, "%s",
 			    ps_last_error());
@@ -914,19 +887,102 @@ on_meta(struct recv *r, const struct buf *payload)
 }
 
 /* Fold this session's changes into the cached manifest and save it. */
+static const struct ps_entry *upd_base;
+
+/* Files placed, in manifest order; the later of two for one path last. */
+static int
+upd_cmp(const void *x, const void *y)
+{
+	const struct ps_entry *a = &upd_base[*(const size_t *)x];
+	const struct ps_entry *b = &upd_base[*(const size_t *)y];
+	int c = ps_path_cmp(a->path, a->path_len, b->path, b->path_len);
+
+	if (c != 0)
+		return c;
+	return *(const size_t *)x < *(const size_t *)y ? -1 : 1;
+}
+
+static int
+gone_cmp(const void *x, const void *y)
+{
+	const char *a = *(char *const *)x, *b = *(char *const *)y;
+
+	return ps_path_cmp(a, strlen(a), b, strlen(b));
+}
+
+/*
+ * The cache after a push: the manifest described at the start, read
+ * back as a stream and merged with what this session deleted and put in
+ * place. Memory: the changes only.
+ */
 static void
 update_cache(struct recv *r)
 {
-	struct ps_manifest *m = &r->cur;
-	size_t i;
+	struct ps_cachew *cw;
+	struct ps_mfin *in;
+	const struct ps_entry *e, *u;
+	size_t *ix = NULL, i = 0, g = 0;
+	const char *dropped = NULL;	/* the last path left out */
+	size_t dlen = 0;
+	int fd;
 
-	for (i = 0; i < r->ngone; i++)
-		ps_manifest_remove(m, r->gone[i], strlen(r->gone[i]));
-	for (i = 0; i < r->upd.n; i++)
-		ps_manifest_put(m, &r->upd.e[i]);	/* takes it over */
-	r->upd.n = 0;
-	if (!(r->o->flags & PS_OF_DRYRUN))
-		cache_save(r->o, m);
+	if ((r->ngone == 0 && r->upd.n == 0) || r->mf_fd < 0 ||
+	    !cache_saved(r->o))
+		return;
+	if (r->upd.n > 0) {
+		ix = xreallocarray(NULL, r->upd.n, sizeof(*ix));
+		for (i = 0; i < r->upd.n; i++)
+			ix[i] = i;
+		upd_base = r->upd.e;	/* one receiver per process */
+		qsort(ix, r->upd.n, sizeof(*ix), upd_cmp);
+	}
+	if (r->ngone > 1)
+		qsort(r->gone, r->ngone, sizeof(*r->gone), gone_cmp);
+	in = ps_mfin_pread(r->mf_fd);
+	cw = ps_cachew_open(r->o->cache_dirfd, r->o->cache_name, -1,
+	    PS_MF_LOCAL, PS_ENC_LOCAL);
+	i = 0;
+	e = ps_mfin_next(in);
+	for (;;) {
+		/* The later of several placings of one path wins. */
+		while (i + 1 < r->upd.n && ps_path_cmp(
+		    r->upd.e[ix[i]].path, r->upd.e[ix[i]].path_len,
+		    r->upd.e[ix[i + 1]].path, r->upd.e[ix[i + 1]].path_len) ==
+		    0)
+			i++;
+		u = i < r->upd.n ? &r->upd.e[ix[i]] : NULL;
+		if (e == NULL && u == NULL)
+			break;
+		if (e != NULL && (u == NULL || ps_path_cmp(e->path,
+		    e->path_len, u->path, u->path_len) < 0)) {
+			while (g < r->ngone && ps_path_cmp(r->gone[g],
+			    strlen(r->gone[g]), e->path, e->path_len) < 0)
+				g++;
+			if (g < r->ngone && strcmp(r->gone[g], e->path) == 0) {
+				dropped = r->gone[g];
+				dlen = strlen(dropped);
+			} else if (dropped == NULL || e->path_len <= dlen ||
+			    memcmp(e->path, dropped, dlen) != 0 ||
+			    e->path[dlen] != '/') {
+				ps_cachew_add(cw, e);
+			}
+			e = ps_mfin_next(in);
+			continue;
+		}
+		if (e != NULL && ps_path_cmp(e->path, e->path_len, u->path,
+		    u->path_len) == 0)
+			e = ps_mfin_next(in);	/* replaced */
+		ps_cachew_add(cw, u);
+		i++;
+	}
+	if (ps_mfin_failed(in)) {
+		ps_cachew_abort(cw);
+	} else if ((fd = ps_cachew_commit(cw, NULL)) >= 0) {
+		close(r->mf_fd);
+		r->mf_fd = fd;
+	}
+	ps_mfin_free(in);
+	free(ix);
 }
 
 static void
@@ -950,7 +1006,9 @@ cleanup(struct recv *r)
 		free(r->gone[i]);
 	free(r->gone);
 	ps_manifest_free(&r->upd);
-	ps_manifest_free(&r->cur);
+	ps_manifest_free(&r->by);
+	if (r->mf_fd >= 0)
+		close(r->mf_fd);
 	ZSTD_freeDCtx(r->zd);
 	free(r->zbuf);
 	for (i = 0; i < r->ndirs; i++)
@@ -1004,22 +1062,74 @@ dispatch(struct recv *r, uint8_t type, const struct buf *payload)
 	}
 }
 
-/* Describe ROOT/DEST to the sender. */
+/*
+ * Describe ROOT/DEST to the sender as it is walked: each entry goes on
+ * the wire and into the cache (rewritten only where it changed) at once.
+ */
 static int
 describe(struct recv *r)
 {
-	int rc;
+	const struct ps_recv_opts *o = r->o;
+	struct ps_build_opts bo = { 0 };
+	struct ps_sess_mfout *out;
+	struct ps_mfin *cache = NULL;
+	struct ps_cachew *cw = NULL;
+	const struct ps_entry *e;
+	struct ps_walk *w;
+	int rc, sent = PS_OK, oldfd;
 
-	rc = ps_recv_describe(r->o, &r->cur);
-	if (rc == PS_EPARTIAL)
-		/* Unreadable files would look missing and be sent again. */
-		return ps_sess_fail(r->s, PS_EPARTIAL, "some files under %s "
-		    "cannot be read", r->o->label);
-	if (rc != PS_OK)
-		return ps_sess_fail(r->s, rc, "cannot read %s", r->o->label);
-	if (!r->o->report_only && !(r->o->flags & PS_OF_DRYRUN))
+	out = ps_sess_mfout_begin(r->s, 0);
+	if (o->dirfd < 0) {		/* nothing there yet */
+		rc = ps_sess_mfout_end(out);
+		ps_sess_mfout_free(out);
+		return rc;
+	}
+	if ((oldfd = cache_open(o)) >= 0)
+		cache = ps_mfin_pread(oldfd);
+	bo.cache_in = cache;
+	bo.checksum = (o->flags & PS_OF_CHECKSUM) != 0;
+	bo.label = o->label;
+	bo.sums = PS_SUMS_STRONG | PS_SUMS_WEAK;	/* the basis of deltas */
+	if ((rc = ps_walk_open(o->dirfd, &bo, &w)) != PS_OK) {
+		ps_mfin_free(cache);
+		if (oldfd >= 0)
+			close(oldfd);
+		ps_sess_mfout_free(out);
+		return ps_sess_fail(r->s, rc, "cannot read %s", o->label);
+	}
+	if (cache_saved(o)) {
+		cw = ps_cachew_open(o->cache_dirfd, o->cache_name, oldfd,
+		    PS_MF_LOCAL, PS_ENC_LOCAL);
+		oldfd = -1;		/* the writer's now */
+	}
+	while ((e = ps_walk_next(w)) != NULL) {
+		if (sent == PS_OK)
+			sent = ps_sess_mfout_add(out, e);
+		if (cw != NULL)
+			ps_cachew_add(cw, e);
+	}
+	rc = ps_walk_close(w, &r->by);
+	ps_mfin_free(cache);
+	if (oldfd >= 0)
+		close(oldfd);
+	if (sent != PS_OK || rc != PS_OK) {
+		ps_cachew_abort(cw);
+		ps_sess_mfout_free(out);
+		if (sent != PS_OK)
+			return sent;
+		if (rc == PS_EPARTIAL)
+			/* Unreadable files would look missing: sent again. */
+			return ps_sess_fail(r->s, PS_EPARTIAL, "some files "
+			    "under %s cannot be read", o->label);
+		return ps_sess_fail(r->s, rc, "cannot read %s", o->label);
+	}
+	if (cw != NULL)
+		r->mf_fd = ps_cachew_commit(cw, NULL);
+	if (!o->report_only && !(o->flags & PS_OF_DRYRUN))
 		sweep_temps(r);
-	return ps_sess_send_manifest(r->s, &r->cur);
+	rc = ps_sess_mfout_end(out);
+	ps_sess_mfout_free(out);
+	return rc;
 }
 
 int
@@ -1038,6 +1148,7 @@ ps_receive(struct ps_sess *s, struct ps_root *root,
 	r.o = o;
 	r.dest = o->dest;
 	r.st = st;
+	r.mf_fd = -1;
 	pthread_mutex_init(&r.mu, NULL);
 	r.pool = ps_pool_new(ps_ncpu());
 	r.cpool = ps_pool_new(COMMIT_THREADS);

@@ -1012,12 +1012,9 @@ send_changes(struct snd *s, const struct ps_syncplan *plan, int deletes)
 }
 
 int
-ps_send(struct ps_sess *ss, int srcfd, const struct ps_manifest *src,
-    const struct ps_manifest *dst, const struct ps_send_opts *o,
-    struct ps_send_stats *st)
+ps_send(struct ps_sess *ss, int srcfd, const struct ps_syncplan *plan,
+    const struct ps_send_opts *o, struct ps_send_stats *st)
 {
-	struct ps_plan_opts po = { o->delete };
-	struct ps_syncplan plan;
 	struct snd s;
 	pthread_t rt;
 	size_t k;
@@ -1033,26 +1030,25 @@ ps_send(struct ps_sess *ss, int srcfd, const struct ps_manifest *src,
 	pthread_cond_init(&s.cv, NULL);
 	pthread_mutex_init(&s.zmu, NULL);
 
-	ps_syncplan_make(src, dst, &po, &plan);
-	st->total = plan.send_bytes;
-	st->nsend = plan.nsend;
+	st->total = plan->send_bytes;
+	st->nsend = plan->nsend;
 	if (o->progress_total != NULL && !o->dry_run)
-		__atomic_fetch_add(o->progress_total, plan.send_bytes,
+		__atomic_fetch_add(o->progress_total, plan->send_bytes,
 		    __ATOMIC_RELAXED);
-	deletes = plan_notes(&s, &plan);
-	s.f = xcalloc(plan.nsend + 1, sizeof(*s.f));
+	deletes = plan_notes(&s, plan);
+	s.f = xcalloc(plan->nsend + 1, sizeof(*s.f));
 	if (pthread_create(&rt, NULL, reader, &s) != 0) {
 		ps_err("cannot start a thread");
 		exit(PS_EPARTIAL);
 	}
-	if (!o->dry_run && (rc = send_changes(&s, &plan, deletes)) != PS_OK)
+	if (!o->dry_run && (rc = send_changes(&s, plan, deletes)) != PS_OK)
 		ps_trace("%s: sending files (%s)", ss->peer, ps_strresult(rc));
 	/* Every file answered; then metadata, directories last. */
 	lock(&s);
 	WAIT_UNTIL(&s, s.inflight == 0);
 	unlock(&s);
-	for (k = 0; k < plan.n && !o->dry_run && rc == PS_OK; k++) {
-		const struct ps_action *a = &plan.a[k];
+	for (k = 0; k < plan->n && !o->dry_run && rc == PS_OK; k++) {
+		const struct ps_action *a = &plan->a[k];
 
 		if (a->kind == PS_ACT_META || a->kind == PS_ACT_DIRMETA) {
 			rc = send_path(&s, PS_MSG_META, a->src);
@@ -1088,7 +1084,6 @@ ps_send(struct ps_sess *ss, int srcfd, const struct ps_manifest *src,
 		rc = ps_worse(s.worst, s.ack_code);
 	if (s.ack && s.ack_code != PS_OK && st->errors == 0)
 		st->errors++;
-	ps_syncplan_free(&plan);
 	snd_free(&s);
 	return rc;
 }

@@ -15,6 +15,7 @@
 #include "manifest.h"
 #include "pool.h"
 #include "session.h"
+#include "syncplan.h"
 
 struct ps_send_opts {
 	int whole_file;		/* send changed files whole */
@@ -45,14 +46,13 @@ struct ps_send_stats {
 };
 
 /*
- * Run one component after OPEN and the receiver's MANIFEST (DST): make the
- * receiver's tree equal SRC, read from the directory open at SRCFD.
- * Returns PS_OK, PS_EPARTIAL when some files failed (each named on
- * stderr), PS_EVERIFY when a file failed verification twice, or the
- * session's failure.
+ * Run one component after OPEN and the receiver's manifest: carry out
+ * PLAN (made from the two manifests, both read to their intact end),
+ * reading the files from the directory open at SRCFD. Returns PS_OK,
+ * PS_EPARTIAL when some files failed (each named on stderr), PS_EVERIFY
+ * when a file failed verification twice, or the session's failure.
  */
-int ps_send(struct ps_sess *s, int srcfd, const struct ps_manifest *src,
-    const struct ps_manifest *dst, const struct ps_send_opts *o,
-    struct ps_send_stats *st);
+int ps_send(struct ps_sess *s, int srcfd, const struct ps_syncplan *plan,
+    const struct ps_send_opts *o, struct ps_send_stats *st);
 
 #endif

@@ -182,6 +182,8 @@ static int
 pull(struct server *sv, struct comp *c)
 {
 	struct ps_manifest src = { 0 }, dst = { 0 };
+	struct ps_plan_opts po = { (c->flags & PS_OF_DELETE) != 0 };
+	struct ps_syncplan plan;
 	struct ps_recv_opts ro;
 	struct ps_send_opts so;
 	struct ps_send_stats st;
@@ -203,7 +205,9 @@ pull(struct server *sv, struct comp *c)
 	so.dry_run = (c->flags & PS_OF_DRYRUN) != 0;
 	so.label = c->label;
 	so.pool = ps_pool_new(ps_ncpu());
-	rc = ps_send(&sv->s, c->dirfd, &src, &dst, &so, &st);
+	ps_syncplan_make(&src, &dst, &po, &plan);
+	rc = ps_send(&sv->s, c->dirfd, &plan, &so, &st);
+	ps_syncplan_free(&plan);
 	ps_pool_free(so.pool);
 	/* File errors were the console's to report; the session goes on. */
 	if (rc == PS_EPARTIAL || rc == PS_EVERIFY)

@@ -504,144 +504,383 @@ ps_sess_close(struct ps_sess *s, char **why)
 
 /* ---- manifests ---- */
 
-int
-ps_sess_send_manifest(struct ps_sess *s, const struct ps_manifest *m)
-{
-	struct ps_msg_mfdata d;
-	struct ps_msg_mfend e;
-	struct buf b = { 0 };
-	unsigned char *z;
-	size_t zlen, off;
-	int rc = PS_OK;
+/* ---- manifests, as streams ---- */
 
-	ps_manifest_encode(m, PS_ENC_WIRE, &b);
-	/* Sorted paths share prefixes: about half the bytes go. */
-	z = xmalloc(ZSTD_compressBound(b.len));
-	zlen = ZSTD_compress(z, ZSTD_compressBound(b.len), b.p, b.len, 1);
-	if (ZSTD_isError(zlen)) {
-		rc = ps_sess_fail(s, PS_EPARTIAL, "cannot compress a "
-		    "manifest: %s", ZSTD_getErrorName(zlen));
-		goto out;
-	}
-	for (off = 0; off < zlen && rc == PS_OK; off += d.data.len) {
-		d.data.p = z + off;
-		d.data.len = zlen - off < PS_FRAME_MAX ? zlen - off :
-		    PS_FRAME_MAX;
-		rc = ps_send_mfdata(s->w, &d);
-	}
-	e.codec = PS_CODEC_ZSTD;
-	e.raw_len = b.len;
-	if (rc == PS_OK)
-		rc = ps_send_mfend(s->w, &e);
-	if (rc == PS_OK)
-		rc = ps_wire_flush(s->w);
-	if (rc != PS_OK)
-		rc = ps_sess_send_failed(s, rc);
-out:
-	free(z);
-	buf_free(&b);
-	return rc;
-}
+/* Raw manifest bytes compressed at a time; each batch is sent at once. */
+#define MFOUT_BATCH	(256u << 10)
 
-struct mfin {
-	ZSTD_DStream *z;
-	struct buf raw;
-	uint64_t zbytes;	/* compressed bytes received */
+struct ps_sess_mfout {
+	struct ps_sess *s;
+	ZSTD_CCtx *z;
+	struct ps_mfw w;
+	struct buf raw;		/* encoded, not compressed yet */
+	struct buf zout;	/* compressed, not sent yet */
+	uint64_t raw_total;
+	int rc;
 };
 
-/* Decompress one MFDATA piece, never past what its size allows. */
+/* Compress what RAW holds (MODE: continue, flush or end) and send it. */
 static int
-mf_piece(struct ps_sess *s, struct mfin *in, const struct ps_bytes *d)
+mfout_push(struct ps_sess_mfout *o, ZSTD_EndDirective mode)
 {
-	ZSTD_inBuffer ib = { d->p, d->len, 0 };
+	ZSTD_inBuffer ib = { o->raw.p, o->raw.len, 0 };
+	struct ps_msg_mfdata d;
 	ZSTD_outBuffer ob;
-	uint64_t limit;
-	size_t r;
+	size_t left;
 
-	in->zbytes += d->len;
-	limit = MF_SLACK + in->zbytes * PS_MF_RATIO;
-	if (limit > PS_MAX_MANIFEST)
-		limit = PS_MAX_MANIFEST;
-	while (ib.pos < ib.size) {
-		if (in->raw.len >= limit)
-			return ps_sess_fail(s, PS_EPEER, "the %s's manifest "
-			    "expands beyond what patchsync accepts",
-			    s->role == PS_ROLE_CONSOLE ? "server" :
-			    "console");
-		buf_reserve(&in->raw, (size_t)(limit - in->raw.len) <
-		    (1u << 20) ? (size_t)(limit - in->raw.len) : 1u << 20);
-		ob.dst = in->raw.p + in->raw.len;
-		ob.size = in->raw.cap - in->raw.len;
-		if (ob.size > limit - in->raw.len)
-			ob.size = (size_t)(limit - in->raw.len);
+	o->raw_total += o->raw.len;
+	do {
+		buf_reserve(&o->zout, ZSTD_CStreamOutSize());
+		ob.dst = o->zout.p + o->zout.len;
+		ob.size = o->zout.cap - o->zout.len;
 		ob.pos = 0;
-		r = ZSTD_decompressStream(in->z, &ob, &ib);
-		if (ZSTD_isError(r))
-			return ps_sess_fail(s, PS_EPEER, "the %s's manifest "
-			    "does not decompress: %s", s->role ==
-			    PS_ROLE_CONSOLE ? "server" : "console",
-			    ZSTD_getErrorName(r));
-		in->raw.len += ob.pos;
+		left = ZSTD_compressStream2(o->z, &ob, &ib, mode);
+		if (ZSTD_isError(left)) {
+			o->raw.len = 0;
+			return ps_sess_fail(o->s, PS_EPARTIAL, "cannot "
+			    "compress a manifest: %s",
+			    ZSTD_getErrorName(left));
+		}
+		o->zout.len += ob.pos;
+		while (o->zout.len >= PS_FRAME_MAX ||
+		    (o->zout.len > 0 && mode != ZSTD_e_continue &&
+		    left == 0)) {
+			size_t n = o->zout.len < PS_FRAME_MAX ? o->zout.len :
+			    PS_FRAME_MAX;
+			int rc;
+
+			d.data.p = o->zout.p;
+			d.data.len = n;
+			rc = ps_send_mfdata(o->s->w, &d);
+			if (rc != PS_OK) {
+				o->raw.len = 0;
+				return ps_sess_send_failed(o->s, rc);
+			}
+			memmove(o->zout.p, o->zout.p + n, o->zout.len - n);
+			o->zout.len -= n;
+		}
+	} while (ib.pos < ib.size || (mode != ZSTD_e_continue && left != 0));
+	o->raw.len = 0;
+	if (mode == ZSTD_e_flush) {
+		int rc = ps_wire_flush(o->s->w);
+
+		if (rc != PS_OK)
+			return ps_sess_send_failed(o->s, rc);
 	}
 	return PS_OK;
 }
 
-static int
-mf_end(struct ps_sess *s, struct mfin *in, const struct buf *payload,
-    struct ps_manifest *m)
+struct ps_sess_mfout *
+ps_sess_mfout_begin(struct ps_sess *s, uint32_t flags)
 {
-	const char *who = s->role == PS_ROLE_CONSOLE ? "server" : "console";
-	struct ps_msg_mfend e;
-	char err[256];
-	int rc;
+	struct ps_sess_mfout *o = xcalloc(1, sizeof(*o));
 
-	if ((rc = ps_sess_decode(s, PS_MSG_MFEND, payload, &e)) != PS_OK)
-		return rc;
-	if (e.raw_len != in->raw.len)
-		return ps_sess_fail(s, PS_EPEER, "the %s's manifest is "
-		    "truncated (%zu of %llu bytes)", who, in->raw.len,
-		    (unsigned long long)e.raw_len);
-	if (ps_manifest_decode(in->raw.p, in->raw.len, m, err,
-	    sizeof(err)) != 0)
-		return ps_sess_fail(s, PS_EPEER, "the %s sent a bad "
-		    "manifest: %s", who, err);
-	return PS_OK;
-}
-
-int
-ps_sess_recv_manifest(struct ps_sess *s, struct ps_manifest *m)
-{
-	struct mfin in = { 0 };
-	struct ps_msg_mfdata d;
-	struct buf msg = { 0 };
-	uint8_t type;
-	int rc;
-
-	memset(m, 0, sizeof(*m));
-	if ((in.z = ZSTD_createDStream()) == NULL) {
+	o->s = s;
+	if ((o->z = ZSTD_createCCtx()) == NULL) {
 		ps_err("out of memory");
 		exit(PS_EPARTIAL);
 	}
-	(void)ZSTD_initDStream(in.z);
+	/* Sorted paths share prefixes: about half the bytes go. */
+	(void)ZSTD_CCtx_setParameter(o->z, ZSTD_c_compressionLevel, 1);
+	ps_mfw_begin(&o->w, flags, PS_ENC_WIRE, &o->raw);
+	return o;
+}
+
+int
+ps_sess_mfout_add(struct ps_sess_mfout *o, const struct ps_entry *e)
+{
+	if (o->rc != PS_OK)
+		return o->rc;
+	ps_mfw_add(&o->w, e);
+	/*
+	 * A batch at a time, flushed: the peer compares while we walk.
+	 * The flushes cost a little compression.
+	 */
+	if (o->raw.len >= MFOUT_BATCH)
+		o->rc = mfout_push(o, ZSTD_e_flush);
+	return o->rc;
+}
+
+int
+ps_sess_mfout_end(struct ps_sess_mfout *o)
+{
+	struct ps_msg_mfend e;
+	int rc;
+
+	if (o->rc == PS_OK) {
+		ps_mfw_end(&o->w);
+		o->rc = mfout_push(o, ZSTD_e_end);
+	}
+	if (o->rc == PS_OK) {
+		e.codec = PS_CODEC_ZSTD;
+		e.raw_len = o->raw_total;
+		rc = ps_send_mfend(o->s->w, &e);
+		if (rc == PS_OK)
+			rc = ps_wire_flush(o->s->w);
+		if (rc != PS_OK)
+			o->rc = ps_sess_send_failed(o->s, rc);
+	}
+	return o->rc;
+}
+
+void
+ps_sess_mfout_free(struct ps_sess_mfout *o)
+{
+	if (o == NULL)
+		return;
+	if (o->w.st != NULL) {
+		/* Ended without ps_sess_mfout_end: drop the encoder. */
+		ps_mfw_end(&o->w);
+	}
+	ZSTD_freeCCtx(o->z);
+	buf_free(&o->raw);
+	buf_free(&o->zout);
+	free(o);
+}
+
+int
+ps_sess_send_manifest(struct ps_sess *s, const struct ps_manifest *m)
+{
+	struct ps_sess_mfout *o = ps_sess_mfout_begin(s, m->flags);
+	size_t i;
+	int rc = PS_OK;
+
+	for (i = 0; i < m->n && rc == PS_OK; i++)
+		rc = ps_sess_mfout_add(o, &m->e[i]);
+	if (rc == PS_OK)
+		rc = ps_sess_mfout_end(o);
+	ps_sess_mfout_free(o);
+	return rc;
+}
+
+struct ps_sess_mf {
+	struct ps_sess *s;
+	ZSTD_DStream *z;
+	struct buf msg;		/* the MFDATA frame being decompressed */
+	ZSTD_inBuffer ib;
+	uint64_t zbytes;	/* compressed bytes received */
+	uint64_t raw;		/* decompressed bytes handed on */
+	size_t zleft;		/* ZSTD's hint: 0 at the end of its frame */
+	int ended;		/* MFEND received and checked */
+	int rc;			/* the session's failure, once failed */
+	struct ps_mfin *in;
+	/* Frames received ahead (ps_sess_mf_prefetch): type, length, data. */
+	struct buf q;
+	size_t qhead;
+	int qdone;		/* the last frame of the manifest is queued */
+};
+
+/* Compressed manifest bytes received ahead at most. */
+#define MF_PREFETCH_MAX	(64u << 20)
+
+static const char *
+mf_who(const struct ps_sess *s)
+{
+	return s->role == PS_ROLE_CONSOLE ? "server" : "console";
+}
+
+/*
+ * The stream's read function: decompressed bytes of the MFDATA frames,
+ * never more than their size allows; 0 after a checked MFEND.
+ */
+static ssize_t
+mf_read(void *arg, void *p, size_t n)
+{
+	struct ps_sess_mf *m = arg;
+	struct ps_msg_mfdata d;
+	struct ps_msg_mfend e;
+	ZSTD_outBuffer ob;
+	uint64_t limit;
+	uint8_t type;
+	size_t r;
+
 	for (;;) {
-		if ((rc = ps_sess_recv(s, &type, &msg)) != PS_OK)
-			break;
+		if (m->rc != PS_OK) {
+			errno = EPROTO;
+			return -1;
+		}
+		if (m->ended)
+			return 0;
+		limit = MF_SLACK + m->zbytes * PS_MF_RATIO;
+		if (limit > PS_MAX_MANIFEST)
+			limit = PS_MAX_MANIFEST;
+		if (m->ib.pos < m->ib.size || m->zleft > 0) {
+			if (m->raw >= limit) {
+				m->rc = ps_sess_fail(m->s, PS_EPEER, "the %s's "
+				    "manifest expands beyond what patchsync "
+				    "accepts", mf_who(m->s));
+				continue;
+			}
+			ob.dst = p;
+			ob.size = n < limit - m->raw ? n :
+			    (size_t)(limit - m->raw);
+			ob.pos = 0;
+			r = ZSTD_decompressStream(m->z, &ob, &m->ib);
+			if (ZSTD_isError(r)) {
+				m->rc = ps_sess_fail(m->s, PS_EPEER, "the %s's "
+				    "manifest does not decompress: %s",
+				    mf_who(m->s), ZSTD_getErrorName(r));
+				continue;
+			}
+			m->zleft = r;
+			m->raw += ob.pos;
+			if (ob.pos > 0)
+				return (ssize_t)ob.pos;
+			if (m->ib.pos < m->ib.size)
+				continue;
+			/* Input used up with nothing out: the next frame. */
+		}
+		if (m->qhead < m->q.len) {
+			uint32_t len;
+
+			type = m->q.p[m->qhead];
+			memcpy(&len, m->q.p + m->qhead + 1, 4);
+			m->msg.len = 0;
+			buf_add(&m->msg, m->q.p + m->qhead + 5, len);
+			m->qhead += 5 + (size_t)len;
+			if (m->qhead == m->q.len) {
+				buf_free(&m->q);
+				m->qhead = 0;
+			}
+		} else if ((m->rc = ps_sess_recv(m->s, &type, &m->msg)) !=
+		    PS_OK) {
+			continue;
+		}
 		if (type == PS_MSG_MFDATA) {
-			if ((rc = ps_sess_decode(s, type, &msg, &d)) != PS_OK ||
-			    (rc = mf_piece(s, &in, &d.data)) != PS_OK)
-				break;
+			if ((m->rc = ps_sess_decode(m->s, type, &m->msg,
+			    &d)) != PS_OK)
+				continue;
+			m->zbytes += d.data.len;
+			m->ib.src = d.data.p;
+			m->ib.size = d.data.len;
+			m->ib.pos = 0;
+			if (d.data.len > 0 && m->zleft == 0)
+				m->zleft = 1;	/* a new zstd frame */
 			continue;
 		}
 		if (type != PS_MSG_MFEND) {
-			rc = ps_sess_unexpected(s, type, "before the end of "
-			    "a manifest");
-			break;
+			m->rc = ps_sess_unexpected(m->s, type, "before the end "
+			    "of a manifest");
+			continue;
 		}
-		rc = mf_end(s, &in, &msg, m);
-		break;
+		if ((m->rc = ps_sess_decode(m->s, type, &m->msg, &e)) !=
+		    PS_OK)
+			continue;
+		if (e.raw_len != m->raw || m->zleft != 0) {
+			m->rc = ps_sess_fail(m->s, PS_EPEER, "the %s's manifest "
+			    "is truncated (%llu of %llu bytes)", mf_who(m->s),
+			    (unsigned long long)m->raw,
+			    (unsigned long long)e.raw_len);
+			continue;
+		}
+		m->ended = 1;
 	}
-	ZSTD_freeDStream(in.z);
-	buf_free(&in.raw);
+}
+
+struct ps_sess_mf *
+ps_sess_mf_open(struct ps_sess *s)
+{
+	struct ps_sess_mf *m = xcalloc(1, sizeof(*m));
+
+	m->s = s;
+	if ((m->z = ZSTD_createDStream()) == NULL) {
+		ps_err("out of memory");
+		exit(PS_EPARTIAL);
+	}
+	(void)ZSTD_initDStream(m->z);
+	m->in = ps_mfin_new(mf_read, m);
+	return m;
+}
+
+int
+ps_sess_mf_prefetch(struct ps_sess_mf *m)
+{
+	struct buf msg = { 0 };
+	uint8_t type;
+	uint32_t len;
+
+	if (m->qdone || m->rc != PS_OK || m->q.len >= MF_PREFETCH_MAX)
+		return 0;
+	if ((m->rc = ps_sess_recv(m->s, &type, &msg)) != PS_OK)
+		return 0;
+	len = (uint32_t)msg.len;	/* at most PS_FRAME_MAX */
+	buf_addc(&m->q, type);
+	buf_add(&m->q, &len, 4);
+	buf_add(&m->q, msg.p, msg.len);
 	buf_free(&msg);
+	if (type != PS_MSG_MFDATA)
+		m->qdone = 1;
+	return !m->qdone;
+}
+
+const struct ps_entry *
+ps_sess_mf_next(struct ps_sess_mf *m)
+{
+	return ps_mfin_next(m->in);
+}
+
+static const struct ps_entry *
+mf_next(void *arg)
+{
+	return ps_mfin_next(((struct ps_sess_mf *)arg)->in);
+}
+
+void
+ps_sess_mf_eiter(struct ps_sess_mf *m, struct ps_eiter *it)
+{
+	it->next = mf_next;
+	it->arg = m;
+}
+
+int
+ps_sess_mf_end(struct ps_sess_mf *m)
+{
+	/* What was not read yet is read (and checked) now. */
+	while (!ps_mfin_failed(m->in) && ps_mfin_next(m->in) != NULL)
+		;
+	if (m->rc != PS_OK)
+		return m->rc;
+	if (ps_mfin_failed(m->in))
+		m->rc = ps_sess_fail(m->s, PS_EPEER, "the %s sent a bad "
+		    "manifest: %s", mf_who(m->s), ps_mfin_error(m->in));
+	return m->rc;
+}
+
+uint32_t
+ps_sess_mf_flags(struct ps_sess_mf *m)
+{
+	return ps_mfin_flags(m->in);
+}
+
+void
+ps_sess_mf_free(struct ps_sess_mf *m)
+{
+	if (m == NULL)
+		return;
+	ps_mfin_free(m->in);
+	ZSTD_freeDStream(m->z);
+	buf_free(&m->msg);
+	buf_free(&m->q);
+	free(m);
+}
+
+int
+ps_sess_recv_manifest(struct ps_sess *s, struct ps_manifest *out)
+{
+	struct ps_sess_mf *m = ps_sess_mf_open(s);
+	const struct ps_entry *e;
+	struct ps_entry c;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	while ((e = ps_sess_mf_next(m)) != NULL) {
+		ps_entry_copy(&c, e);
+		ps_manifest_put(out, &c);
+	}
+	rc = ps_sess_mf_end(m);
+	out->flags = ps_sess_mf_flags(m);
+	ps_sess_mf_free(m);
+	if (rc != PS_OK)
+		ps_manifest_free(out);
 	return rc;
 }

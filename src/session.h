@@ -142,16 +142,46 @@ void ps_sess_notice(struct ps_sess *s, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /*
- * Send manifest M (portable form, zstd-compressed) as MFDATA frames and
- * MFEND. Returns a wire result.
+ * Send a manifest (portable form, zstd-compressed) as MFDATA frames and
+ * MFEND, an entry at a time, in order: the peer reads it as it comes.
+ * FLAGS are the manifest's. add and end return PS_OK or the session's
+ * failure; free the sender in any case.
  */
+struct ps_sess_mfout;
+struct ps_sess_mfout *ps_sess_mfout_begin(struct ps_sess *s, uint32_t flags);
+int ps_sess_mfout_add(struct ps_sess_mfout *o, const struct ps_entry *e);
+int ps_sess_mfout_end(struct ps_sess_mfout *o);
+void ps_sess_mfout_free(struct ps_sess_mfout *o);
+
+/* The same for the whole manifest M. */
 int ps_sess_send_manifest(struct ps_sess *s, const struct ps_manifest *m);
 
 /*
- * Receive a manifest into M. Decompression is bounded by what arrives
- * (at most PS_MF_RATIO decoded bytes per compressed byte, plus a
- * little) and by PS_MAX_MANIFEST; a manifest that breaks a rule fails
- * the session. Returns PS_OK or the session's failure.
+ * Receive the peer's manifest as a stream: ps_sess_mf_next gives each
+ * entry (valid until the next call), NULL at the end or on a failure.
+ * ps_sess_mf_end reads and checks whatever is left and returns PS_OK
+ * only when the whole manifest arrived intact: nothing may be acted on
+ * before it says so. Decompression is bounded by what arrives (at most
+ * PS_MF_RATIO decoded bytes per compressed byte, plus a little) and by
+ * PS_MAX_MANIFEST; a manifest that breaks a rule fails the session.
+ */
+struct ps_sess_mf;
+struct ps_sess_mf *ps_sess_mf_open(struct ps_sess *s);
+/*
+ * Receive one more frame of it ahead, compressed, to be read later (so
+ * that the peer goes on while we cannot read yet). Returns 1 when more
+ * may come, 0 at its end, past MF_PREFETCH_MAX bytes, or on a failure.
+ */
+int ps_sess_mf_prefetch(struct ps_sess_mf *m);
+const struct ps_entry *ps_sess_mf_next(struct ps_sess_mf *m);
+void ps_sess_mf_eiter(struct ps_sess_mf *m, struct ps_eiter *it);
+int ps_sess_mf_end(struct ps_sess_mf *m);
+uint32_t ps_sess_mf_flags(struct ps_sess_mf *m);
+void ps_sess_mf_free(struct ps_sess_mf *m);
+
+/*
+ * Receive the whole manifest into M (as above). Returns PS_OK or the
+ * session's failure.
  */
 int ps_sess_recv_manifest(struct ps_sess *s, struct ps_manifest *m);
 

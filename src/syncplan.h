@@ -36,6 +36,9 @@ struct ps_syncplan {
 	struct ps_action *a;	/* deletes (deepest first), mkdirs,
 				   sends, metas, dirmetas */
 	size_t n;
+	size_t cap;
+	struct ps_entry **own;	/* the copies the actions point to */
+	size_t nown, capown;
 	size_t ndelete_files;	/* regular files among the deletes */
 	size_t nsend;
 	uint64_t send_bytes;	/* sizes of the files to send */
@@ -59,6 +62,17 @@ struct ps_plan_opts {
  */
 void ps_syncplan_make(const struct ps_manifest *src,
     const struct ps_manifest *dst, const struct ps_plan_opts *o,
+    struct ps_syncplan *p);
+
+/*
+ * The same from two streams, holding neither whole: the plan keeps
+ * copies of the entries its actions name (and of the directories being
+ * walked), nothing else. UNKNOWN holds SRC's unreadable paths (or is
+ * NULL). Whether both streams ended cleanly is the caller's to check
+ * before acting on the plan.
+ */
+void ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
+    struct ps_eiter *dst, const struct ps_plan_opts *o,
     struct ps_syncplan *p);
 void ps_syncplan_free(struct ps_syncplan *p);
 

@@ -21,6 +21,7 @@
 #include <xxhash.h>
 
 #include "manifest.h"
+#include "mfcache.h"
 
 /* ---- helpers ---- */
 
@@ -851,6 +852,114 @@ test_build_errors(void **state)
 	assert_int_equal(chmod(path, 0644), 0);
 }
 
+/* Write M through a cache writer over OLDFD into tmpdir/NAME. */
+static int
+cachew_write(const struct ps_manifest *m, int oldfd, const char *name)
+{
+	int dfd = open(tmpdir, O_RDONLY | O_DIRECTORY), fd;
+	struct ps_cachew *c;
+	size_t i;
+
+	assert_true(dfd >= 0);
+	c = ps_cachew_open(name != NULL ? dfd : -1, name, oldfd, PS_MF_LOCAL,
+	    PS_ENC_LOCAL);
+	for (i = 0; i < m->n; i++)
+		ps_cachew_add(c, &m->e[i]);
+	fd = ps_cachew_commit(c, "test");
+	close(dfd);
+	return fd;
+}
+
+/* The manifest in FD, read back as a stream, equals M. */
+static void
+assert_reads_back(int fd, const struct ps_manifest *m)
+{
+	struct ps_mfin *in = ps_mfin_pread(fd);
+	const struct ps_entry *e;
+	size_t i = 0;
+
+	while ((e = ps_mfin_next(in)) != NULL) {
+		assert_true(i < m->n);
+		assert_string_equal(e->path, m->e[i].path);
+		assert_memory_equal(e->hash, m->e[i].hash, 16);
+		assert_int_equal(e->ino, m->e[i].ino);
+		i++;
+	}
+	assert_false(ps_mfin_failed(in));
+	assert_int_equal(i, m->n);
+	ps_mfin_free(in);
+}
+
+static void
+test_cache_writer(void **state)
+{
+	struct ps_manifest m = { 0 };
+	struct stat a, b;
+	char path[128], name[32];
+	int fd, fd2, i;
+
+	(void)state;
+	m.flags = PS_MF_LOCAL;
+	/* Enough entries for several of the writer's batches. */
+	for (i = 0; i < 40000; i++) {
+		snprintf(name, sizeof(name), "d%02d/f%05d", i / 1000, i);
+		add(&m, PS_FT_FILE, name, strlen(name), 100000 + (uint64_t)i);
+	}
+	snprintf(path, sizeof(path), "%s/c.psm", tmpdir);
+	unlink(path);
+	/* No old file: written. */
+	fd = cachew_write(&m, -1, "c.psm");
+	assert_true(fd >= 0);
+	assert_reads_back(fd, &m);
+	close(fd);
+	assert_int_equal(stat(path, &a), 0);
+	/* The same again: the old file stays, untouched. */
+	fd = cachew_write(&m, open(path, O_RDONLY), "c.psm");
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &b), 0);
+	assert_int_equal(a.st_ino, b.st_ino);
+	assert_reads_back(fd, &m);
+	close(fd);
+	/* One entry changed near the end: a new file with the new entry. */
+	m.e[m.n - 3].hash[0] ^= 1;
+	fd = cachew_write(&m, open(path, O_RDONLY), "c.psm");
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &b), 0);
+	assert_true(a.st_ino != b.st_ino);
+	assert_reads_back(fd, &m);
+	fd2 = open(path, O_RDONLY);
+	assert_reads_back(fd2, &m);
+	close(fd2);
+	close(fd);
+	/* Shorter: the old prefix is not enough. */
+	ps_entry_free(&m.e[--m.n]);
+	fd = cachew_write(&m, open(path, O_RDONLY), "c.psm");
+	assert_reads_back(fd, &m);
+	close(fd);
+	/* No cache directory: an unlinked temporary. */
+	fd = cachew_write(&m, -1, NULL);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &b), 0);
+	assert_int_equal(b.st_nlink, 0);
+	assert_reads_back(fd, &m);
+	close(fd);
+	/* Aborted: nothing changes, no temporary is left. */
+	{
+		int dfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+		struct ps_cachew *c = ps_cachew_open(dfd, "c.psm",
+		    open(path, O_RDONLY), PS_MF_LOCAL, PS_ENC_LOCAL);
+
+		ps_cachew_add(c, &m.e[1]);
+		ps_cachew_abort(c);
+		close(dfd);
+		fd = open(path, O_RDONLY);
+		assert_reads_back(fd, &m);
+		close(fd);
+	}
+	unlink(path);
+	ps_manifest_free(&m);
+}
+
 static void
 test_load_save(void **state)
 {
@@ -957,6 +1066,7 @@ main(void)
 		cmocka_unit_test(test_build_cache),
 		cmocka_unit_test(test_build_errors),
 		cmocka_unit_test(test_load_save),
+		cmocka_unit_test(test_cache_writer),
 		cmocka_unit_test(test_build_huge_sparse),
 	};
 

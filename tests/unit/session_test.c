@@ -323,29 +323,66 @@ test_manifest_bomb(void **state)
 	struct ps_manifest m;
 	struct ps_msg_mfdata d;
 	struct ps_msg_mfend e;
-	unsigned char *zeros, *z;
-	size_t zlen, zcap, big = 256u << 20;
-	char *why = NULL;
+	struct ps_entry big;
+	struct ps_mfw w;
+	struct buf raw = { 0 }, z = { 0 };
+	ZSTD_CCtx *cz;
+	ZSTD_inBuffer ib;
+	ZSTD_outBuffer ob;
+	uint64_t raw_total = 0;
+	char *why = NULL, name[16];
 	int sv[2], i;
 
 	(void)state;
-	zeros = calloc(1, big);
-	assert_non_null(zeros);
-	zcap = ZSTD_compressBound(big);
-	z = malloc(zcap);
-	assert_non_null(z);
-	zlen = ZSTD_compress(z, zcap, zeros, big, 1);
-	assert_false(ZSTD_isError(zlen));
-	free(zeros);
+	/*
+	 * A well-formed manifest that expands without end: 1 TiB files
+	 * whose million block sums are all zero, 12 MiB each, a few
+	 * kilobytes compressed.
+	 */
+	memset(&big, 0, sizeof(big));
+	big.type = PS_FT_FILE;
+	big.mode = 0644;
+	big.size = 1ull << 40;
+	big.block_shift = 20;
+	big.nblocks = PS_SUMS_MAX_BLOCKS;
+	big.blocks = calloc(big.nblocks, sizeof(*big.blocks));
+	big.weak = calloc(big.nblocks, sizeof(*big.weak));
+	assert_non_null(big.blocks);
+	assert_non_null(big.weak);
+	cz = ZSTD_createCCtx();
+	ps_mfw_begin(&w, 0, PS_ENC_WIRE, &raw);
+	for (i = 0; i < 16; i++) {
+		snprintf(name, sizeof(name), "f%03d", i);
+		big.path = name;
+		big.path_len = (uint32_t)strlen(name);
+		ps_mfw_add(&w, &big);
+		ib.src = raw.p;
+		ib.size = raw.len;
+		ib.pos = 0;
+		while (ib.pos < ib.size) {
+			buf_reserve(&z, ZSTD_CStreamOutSize());
+			ob.dst = z.p + z.len;
+			ob.size = z.cap - z.len;
+			ob.pos = 0;
+			assert_false(ZSTD_isError(ZSTD_compressStream2(cz,
+			    &ob, &ib, ZSTD_e_continue)));
+			z.len += ob.pos;
+		}
+		raw_total += raw.len;
+		raw.len = 0;
+	}
+	ps_mfw_end(&w);
+	buf_free(&raw);
+	ZSTD_freeCCtx(cz);
+	free(big.blocks);
+	free(big.weak);
+	assert_true(z.len < (1u << 20));
 	two_sides(&c, &s, 5, 5, sv);
-	/* 16 x 256 MiB = 4 GiB claimed, in a few kilobytes. */
-	d.data.p = z;
-	d.data.len = zlen;
-	for (i = 0; i < 16; i++)
-		if (ps_send_mfdata(s.s.w, &d) != PS_OK)
-			break;
+	d.data.p = z.p;
+	d.data.len = z.len;
+	(void)ps_send_mfdata(s.s.w, &d);
 	e.codec = PS_CODEC_ZSTD;
-	e.raw_len = 16ull * big;
+	e.raw_len = raw_total;
 	(void)ps_send_mfend(s.s.w, &e);
 	(void)ps_wire_flush(s.s.w);
 	assert_int_equal(ps_sess_recv_manifest(&c.s, &m), PS_EPEER);
@@ -353,7 +390,7 @@ test_manifest_bomb(void **state)
 	assert_non_null(strstr(why, "expands"));
 	free(why);
 	(void)ps_sess_close(&s.s, NULL);
-	free(z);
+	buf_free(&z);
 	close(sv[0]);
 	close(sv[1]);
 }
