@@ -42,6 +42,8 @@
 #define MAX_LIVE 8192		/* files a sender may have open at once */
 #define MAX_SIGJOBS 4096	/* block sum requests queued at once */
 #define COMMIT_THREADS 8	/* files verified and fsync'd at once */
+/* Written bytes after which the disk is asked to start writing them. */
+#define WRITEBACK_CHUNK (8u << 20)
 
 struct rfile {
 	uint32_t id;
@@ -54,6 +56,7 @@ struct rfile {
 	uint32_t mode;
 	unsigned char hash[16];
 	uint64_t covered;	/* bytes written or promised by pieces */
+	uint64_t dirty;		/* written since writeback was started */
 	uint64_t signed_bytes;	/* basis bytes asked to be signed */
 	struct ps_tmp tmp;
 	int basis;		/* current version, or -1 */
@@ -515,9 +518,27 @@ writable(struct recv *r, uint32_t id, uint64_t off, uint64_t len,
 	return PS_OK;
 }
 
+/*
+ * Durability overlapped with the transfer: the disk starts writing a
+ * temporary's data while more arrives (every WRITEBACK_CHUNK bytes) and
+ * when it is complete, so that the fsync before its rename mostly waits
+ * for writes already under way. Only a hint: fsync still decides.
+ */
+static void
+writeback(struct rfile *f, uint64_t n, int all)
+{
+	f->dirty += n;
+	if (f->tmp.fd < 0 || (!all && f->dirty < WRITEBACK_CHUNK) ||
+	    f->dirty == 0)
+		return;
+	(void)sync_file_range(f->tmp.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	f->dirty = 0;
+}
+
 static void
 write_at(struct rfile *f, const void *p, size_t n, uint64_t off)
 {
+	writeback(f, n, 0);
 	ssize_t w;
 
 	while (n > 0 && f->code == PS_OK) {
@@ -599,6 +620,8 @@ on_copy(struct recv *r, const struct buf *payload)
 		fail_file(f, PS_EPARTIAL, "writing %s: %s", f->rel,
 		    errno == ENOSPC || errno == EDQUOT ?
 		    "no space left on device" : strerror(errno));
+	else
+		writeback(f, m.len, 0);
 	return PS_OK;
 }
 
@@ -761,6 +784,8 @@ on_end(struct recv *r, const struct buf *payload)
 	if (f->code == PS_OK && f->covered != f->size)
 		fail_file(f, PS_EVERIFY, "%s: only %" PRIu64 " of its %" PRIu64
 		    " bytes came", f->rel, f->covered, f->size);
+	if (f->code == PS_OK)
+		writeback(f, 0, 1);
 	unlink_rfile(r, f);
 	c = xmalloc(sizeof(*c));
 	c->r = r;
