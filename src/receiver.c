@@ -681,22 +681,45 @@ str_cmp(const void *a, const void *b)
 }
 
 /* fsync each directory that got new files, once. */
+struct dirsync {
+	struct recv *r;
+	const char *rel;
+};
+
+static void
+job_dirsync(void *arg)
+{
+	struct dirsync *d = arg;
+	int dfd;
+
+	if (ps_dir_open_quiet(d->r->root, d->rel, &dfd) == PS_OK) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	free(d);
+}
+
+/*
+ * fsync each directory that got new files, once, several at a time (a
+ * file system's journal takes concurrent fsyncs in one commit).
+ */
 static void
 sync_dirs(struct recv *r)
 {
+	struct dirsync *d;
 	size_t i;
-	int dfd;
 
 	if (r->ndirs > 1)
 		qsort(r->dirs, r->ndirs, sizeof(*r->dirs), str_cmp);
 	for (i = 0; i < r->ndirs; i++) {
 		if (i > 0 && strcmp(r->dirs[i], r->dirs[i - 1]) == 0)
 			continue;
-		if (ps_dir_open_quiet(r->root, r->dirs[i], &dfd) == PS_OK) {
-			(void)fsync(dfd);
-			close(dfd);
-		}
+		d = xmalloc(sizeof(*d));
+		d->r = r;
+		d->rel = r->dirs[i];
+		ps_pool_submit(r->cpool, job_dirsync, d);
 	}
+	ps_pool_wait(r->cpool);
 	for (i = 0; i < r->ndirs; i++)
 		free(r->dirs[i]);
 	free(r->dirs);
@@ -1011,6 +1034,12 @@ update_cache(struct recv *r)
 }
 
 static void
+job_update_cache(void *arg)
+{
+	update_cache(arg);
+}
+
+static void
 cleanup(struct recv *r)
 {
 	size_t i;
@@ -1191,8 +1220,10 @@ ps_receive(struct ps_sess *s, struct ps_root *root,
 			}
 			ps_pool_wait(r.pool);
 			ps_pool_wait(r.cpool);
+			/* The cache is written while the directories sync. */
+			ps_pool_submit(r.pool, job_update_cache, &r);
 			sync_dirs(&r);
-			update_cache(&r);
+			ps_pool_wait(r.pool);
 			rc = send_doneack(&r);
 			break;
 		}

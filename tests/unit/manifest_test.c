@@ -25,6 +25,26 @@
 
 /* ---- helpers ---- */
 
+/* A memory reader for ps_mfin_new, in small pieces. */
+struct mem {
+	const unsigned char *p;
+	size_t len, off;
+};
+
+static ssize_t
+mem_read(void *arg, void *buf, size_t n)
+{
+	struct mem *m = arg;
+
+	if (n > 5)
+		n = 5;
+	if (n > m->len - m->off)
+		n = m->len - m->off;
+	memcpy(buf, m->p + m->off, n);
+	m->off += n;
+	return (ssize_t)n;
+}
+
 static struct ps_entry *
 add(struct ps_manifest *m, int type, const char *path, size_t plen,
     uint64_t size)
@@ -802,6 +822,82 @@ test_build_cache(void **state)
 	assert_memory_equal(e->hash, ce->hash, 16);
 	assert_int_equal(e->blocks[0], ce->blocks[0]);
 	ps_manifest_free(&m);
+
+	/* The same cache read as a stream (as push reads it) is used too. */
+	{
+		struct buf b = { 0 };
+		struct mem mm;
+		struct ps_mfin *in;
+
+		ps_manifest_encode(&c, PS_ENC_LOCAL, &b);
+		mm.p = b.p;
+		mm.len = b.len;
+		mm.off = 0;
+		in = ps_mfin_new(mem_read, &mm);
+		o.cache = NULL;
+		o.cache_in = in;
+		assert_int_equal(ps_manifest_build(tmpdir, &o, &m), PS_OK);
+		e = ps_manifest_find(&m, "cached", 6);
+		assert_memory_equal(e->hash, ce->hash, 16);
+		ps_manifest_free(&m);
+		ps_mfin_free(in);
+		buf_free(&b);
+	}
+	/*
+	 * A cache of manifest version 1 (patchsync before engine v2), with
+	 * the file's identity and a wrong hash: not trusted, the file is
+	 * hashed again (and the cache rewritten in today's format).
+	 */
+	{
+		struct buf b = { 0 };
+		struct mem mm;
+		struct ps_mfin *in;
+		XXH128_canonical_t h;
+
+		buf_add(&b, "PSYNCMF\n", 8);
+		buf_add_u32(&b, 1);
+		buf_add_u32(&b, PS_MF_LOCAL);
+		buf_add_u64(&b, 1);
+		buf_addc(&b, PS_FT_FILE);
+		buf_add_u32(&b, 6);
+		buf_addstr(&b, "cached");
+		buf_add_u32(&b, ce->mode);
+		buf_add_u64(&b, ce->size);
+		buf_add_u64(&b, (uint64_t)ce->mtime_sec);
+		buf_add_u32(&b, ce->mtime_nsec);
+		buf_add(&b, ce->hash, 16);
+		buf_addc(&b, ce->block_shift);
+		buf_add_u64(&b, ce->blocks[0]);
+		buf_add_u64(&b, ce->dev);
+		buf_add_u64(&b, ce->ino);
+		buf_add_u64(&b, (uint64_t)ce->ctime_sec);
+		buf_add_u32(&b, ce->ctime_nsec);
+		XXH128_canonicalFromHash(&h, XXH3_128bits(b.p, b.len));
+		buf_add(&b, h.digest, 16);
+		/* It is a good version 1 manifest... */
+		{
+			struct ps_manifest v1;
+
+			assert_int_equal(decode_ok(&b, &v1), 0);
+			assert_memory_equal(v1.e[0].hash, ce->hash, 16);
+			assert_int_equal(v1.e[0].ino, ce->ino);
+			ps_manifest_free(&v1);
+		}
+		/* ...that a streamed build does not trust. */
+		mm.p = b.p;
+		mm.len = b.len;
+		mm.off = 0;
+		in = ps_mfin_new(mem_read, &mm);
+		o.cache_in = in;
+		assert_int_equal(ps_manifest_build(tmpdir, &o, &m), PS_OK);
+		assert_content(&m, "cached", (const unsigned char *)
+		    "0123456789", 10);
+		ps_manifest_free(&m);
+		ps_mfin_free(in);
+		o.cache_in = NULL;
+		o.cache = &c;
+		buf_free(&b);
+	}
 
 	/* --checksum reads it anyway. */
 	o.checksum = 1;
