@@ -864,10 +864,58 @@ sweep(struct ap *a, uint32_t c)
 	}
 }
 
+/* Is E one of the directories that could not be made, or below one? */
+static int
+below_failed(const struct ps_entry *e, const struct ps_entry **failed,
+    size_t n)
+{
+	size_t k, len;
+
+	for (k = 0; k < n; k++) {
+		len = failed[k]->path_len;
+		if (e->path_len >= len && memcmp(e->path, failed[k]->path,
+		    len) == 0 && (e->path_len == len || e->path[len] == '/'))
+			return 1;
+	}
+	return 0;
+}
+
+/* Component C's plan, in order; below a failed mkdir, quietly nothing. */
+static int
+commit_comp(struct ap *a, uint32_t c)
+{
+	const struct ps_syncplan *p = &a->d[c].plan;
+	const struct ps_entry **failed = NULL, *e;
+	size_t i, nfailed = 0;
+	int rc, worst = PS_OK;
+
+	for (i = 0; i < p->n; i++) {
+		if (ps_intr_signal() != 0) {
+			worst = PS_EINTR;
+			break;
+		}
+		e = p->a[i].src ? p->a[i].src : p->a[i].dst;
+		if (below_failed(e, failed, nfailed)) {
+			worst = ps_worse(worst, PS_EPARTIAL);
+			continue;
+		}
+		if ((rc = do_action(a, c, &p->a[i])) == PS_OK)
+			continue;
+		worst = ps_worse(worst, PS_EPARTIAL);
+		if (p->a[i].kind == PS_ACT_MKDIR) {
+			failed = xreallocarray(failed, nfailed + 1,
+			    sizeof(*failed));
+			failed[nfailed++] = e;
+		}
+	}
+	free(failed);
+	return worst;
+}
+
 static int
 commit(struct ap *a)
 {
-	size_t c, i;
+	size_t c;
 	int rc, worst = a->nconflict > 0 ? PS_EPARTIAL : PS_OK;
 
 	if (a->nconflict > 0)
@@ -878,14 +926,11 @@ commit(struct ap *a)
 
 		if ((rc = need_dest(a, (uint32_t)c)) != PS_OK)
 			return ps_worse(worst, rc);
+		d->made = 0;	/* it stays, whatever happens now */
 		sweep(a, (uint32_t)c);
-		for (i = 0; i < d->plan.n; i++) {
-			if (ps_intr_signal() != 0)
-				return PS_EINTR;
-			rc = do_action(a, (uint32_t)c, &d->plan.a[i]);
-			if (rc != PS_OK)
-				worst = ps_worse(worst, PS_EPARTIAL);
-		}
+		worst = ps_worse(worst, commit_comp(a, (uint32_t)c));
+		if (worst == PS_EINTR)
+			break;
 	}
 	return worst;
 }
@@ -1034,11 +1079,12 @@ ps_bundle_apply(const struct ps_bundle_apply_opts *o,
 		rc = read_members(&a);
 	if (rc == PS_OK && o->root != NULL)
 		itemize(&a);
-	if (rc == PS_OK && a.writing)
+	if (rc == PS_OK && a.writing) {
+		/* From here on the destinations change. */
+		a.root_made = 0;
 		rc = commit(&a);
-	else if (rc != PS_OK && a.writing)
-		discard(&a);
-	if (rc == PS_EINTR && a.writing)
+	}
+	if (rc != PS_OK && a.writing)
 		discard(&a);
 	r->bytes_read = a.br != NULL ? ps_br_bytes(a.br) : 0;
 	ap_free(&a);

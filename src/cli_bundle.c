@@ -197,6 +197,7 @@ static int
 against(const struct ps_conf *conf, const struct create_args *c,
     struct ps_bundle_src *src, size_t n)
 {
+	const struct ps_entry *d;
 	struct ps_manifest m;
 	struct stat st;
 	int rc;
@@ -206,6 +207,13 @@ against(const struct ps_conf *conf, const struct create_args *c,
 	if (stat(c->against, &st) == 0 && S_ISREG(st.st_mode)) {
 		if ((rc = ps_manifest_load(c->against, &m)) != PS_OK)
 			return rc;
+		d = ps_manifest_find(&m, src[0].dest, strlen(src[0].dest));
+		if (n == 1 && *src[0].dest != '\0' && d != NULL &&
+		    d->type == PS_FT_DIR)
+			ps_warn("bundle create: %s has a directory %s: with one "
+			    "component, --against takes the manifest of "
+			    "ROOT/%s, not of ROOT", c->against, src[0].dest,
+			    src[0].dest);
 		ps_bundle_split_against(&m, n > 1, src, n);
 		return PS_OK;
 	}
