@@ -132,6 +132,14 @@ expect_exit 0 "$PS" -c p.conf bundle create -C patches \
     --against "localhost:$T/srv" --rsh "$RSH" --remote-path "$PS" -o b4.psb
 expect_exit 0 "$PS" bundle apply b4.psb srv
 expect_exit 0 "$PS" manifest diff con/patches srv/patches --extra
+# A server name from the state database.
+mkfile con/patches/KB6.msu 1000 13
+expect_exit 0 "$PS" -c p.conf server add dist3 "$T/srv3"
+expect_exit 0 "$PS" -c p.conf bundle create -C patches --against dist3 -o b6.psb
+bsdtar -tf b6.psb >list
+[ "$(grep -c '^files/\|^deltas/' list)" = 1 ] || { cat list >&2; fail "--against SERVER carries too much"; }
+expect_exit 0 "$PS" bundle apply b6.psb srv3
+expect_exit 0 "$PS" -c p.conf report dist3 -C all
 # An unreachable server: exit 4, no bundle.
 expect_exit 4 "$PS" -c p.conf bundle create --against "$T/nowhere/srv" -o b5.psb
 one_error_line
