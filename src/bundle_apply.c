@@ -1106,8 +1106,10 @@ ps_bundle_read_index(const char *file, struct ps_bindex *x)
 	int rc;
 
 	memset(&o, 0, sizeof(o));
+	memset(&r, 0, sizeof(r));
 	memset(&a, 0, sizeof(a));
 	o.file = file;
+	a.fd = -1;
 	a.o = &o;
 	a.r = &r;
 	a.label = ps_escape(file, strlen(file));

@@ -291,10 +291,13 @@ ps_bw_abort(struct ps_bw *w)
 {
 	if (w == NULL)
 		return;
-	/* Freeing would flush: nothing more may reach the file. */
+	/*
+	 * Freeing flushes what is buffered: with no descriptor, the write
+	 * fails and nothing more reaches the file. (archive_write_fail
+	 * would skip the flush, but leaks the filter's buffer.)
+	 */
 	w->fd = -1;
 	w->rc = PS_EINTR;
-	archive_write_fail(w->a);
 	archive_write_free(w->a);
 	archive_entry_free(w->e);
 	free(w);

@@ -187,7 +187,7 @@ delta_possible(const struct ps_entry *e, const struct ps_entry *b)
  * sums the matcher refuses, or a delta no smaller than the file).
  */
 static int
-plan_delta(struct mk *k, const struct ps_source *src, struct plan *p,
+plan_delta(const struct ps_source *src, struct plan *p,
     const struct ps_entry *b, struct ps_bmember *m, int fd)
 {
 	const struct ps_entry *e = p->e;
@@ -229,7 +229,6 @@ plan_delta(struct mk *k, const struct ps_source *src, struct plan *p,
 	memcpy(m->basis_hash, b->hash, 16);
 	m->target_size = e->size;
 	memcpy(m->target_hash, e->hash, 16);
-	(void)k;
 	return PS_OK;
 }
 
@@ -286,7 +285,7 @@ plan_file(struct mk *k, size_t c, const struct ps_entry *e)
 			free(m.path);
 			return rc;
 		}
-		rc = plan_delta(k, &k->src[c], &p, b, &m, fd);
+		rc = plan_delta(&k->src[c], &p, b, &m, fd);
 		close(fd);
 		if (rc != PS_OK) {
 			ps_mops_free(&p.ops);
@@ -379,8 +378,8 @@ write_index(struct mk *k)
 
 /* A whole file, checked against the manifest's hash as it goes. */
 static int
-write_file(struct mk *k, const struct ps_source *src,
-    const struct ps_entry *e, struct sink *s)
+write_file(const struct ps_source *src, const struct ps_entry *e,
+    struct sink *s)
 {
 	unsigned char *b;
 	uint64_t done = 0;
@@ -405,7 +404,6 @@ write_file(struct mk *k, const struct ps_source *src,
 	}
 	free(b);
 	close(fd);
-	(void)k;
 	return rc;
 }
 
@@ -432,7 +430,7 @@ write_member(struct mk *k, size_t i)
 	if (m->kind == PS_BK_MANIFEST) {
 		rc = mf_stream(&src->m, &s);
 	} else if (m->kind == PS_BK_FILE) {
-		rc = write_file(k, src, p->e, &s);
+		rc = write_file(src, p->e, &s);
 	} else if ((rc = open_console(src, p->e, &fd)) == PS_OK) {
 		rc = ps_rsdelta_write(&p->ops, fd, sink_emit, &s);
 		if (rc == PS_EPARTIAL)
