@@ -298,8 +298,8 @@ read_manifest(struct ap *a, size_t k)
 		free(why);
 	} else if (rc == PS_OK && (n != m->size ||
 	    memcmp(got, m->hash, 16) != 0)) {
-		rc = bad_member(a, k, "its XXH3-128 is not the one in the index "
-		    "(damaged or tampered with)");
+		rc = bad_member(a, k, "its XXH3-128 is not the one in the "
+		    "index (damaged or tampered with)");
 	} else if (rc == PS_OK && ps_mfr_done(r) != 0) {
 		why = xasprintf("not a valid manifest: %s", ps_mfr_error(r));
 		rc = bad_member(a, k, why);

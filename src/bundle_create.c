@@ -567,8 +567,8 @@ scan(struct mk *k)
 		rc = ps_source_scan(&k->src[i], o->cache_dir, o->checksum);
 		if (rc == PS_EPARTIAL) {
 			/* A bundle must be whole: apply would delete them. */
-			ps_err("bundle: some files of %s could not be read (see "
-			    "above); no bundle written", o->src[i].path);
+			ps_err("bundle: some files of %s could not be read "
+			    "(see above); no bundle written", o->src[i].path);
 			return rc;
 		}
 		if (rc != PS_OK)

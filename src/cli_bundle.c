@@ -210,8 +210,8 @@ against(const struct ps_conf *conf, const struct create_args *c,
 		d = ps_manifest_find(&m, src[0].dest, strlen(src[0].dest));
 		if (n == 1 && *src[0].dest != '\0' && d != NULL &&
 		    d->type == PS_FT_DIR)
-			ps_warn("bundle create: %s has a directory %s: with one "
-			    "component, --against takes the manifest of "
+			ps_warn("bundle create: %s has a directory %s: with "
+			    "one component, --against takes the manifest of "
 			    "ROOT/%s, not of ROOT", c->against, src[0].dest,
 			    src[0].dest);
 		ps_bundle_split_against(&m, n > 1, src, n);
@@ -271,8 +271,8 @@ bundle_create(int argc, const char **argv)
 	memset(&c, 0, sizeof(c));
 	ps_intr_init();
 	ctx = poptGetContext("patchsync bundle create", argc, argv, opts, 0);
-	poptSetOtherOptionHelp(ctx, "[-C NAME]... --against FILE|SERVER|URL "
-	    "-o FILE | SRC_DIR ...");
+	poptSetOtherOptionHelp(ctx, "[SRC_DIR] [-C NAME]... --against X|--full "
+	    "-o FILE");
 	if ((rc = ps_cli_parse_names(ctx, "bundle create", &c.comp1,
 	    &c.comp)) != PS_OK)
 		goto out;
