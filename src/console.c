@@ -30,10 +30,13 @@
 #include "pool.h"
 #include "receiver.h"
 #include "session.h"
+#include "share.h"
 #include "syncplan.h"
 #include "walk.h"
 
 #define SESSION_THREADS 2	/* workers per server session */
+/* Plans and compressed data kept for the other servers, at most. */
+#define SHARE_BUDGET (64u << 20)
 
 static double
 now(void)
@@ -216,6 +219,8 @@ struct run {
 	uint64_t progress_bytes;	/* atomics */
 	uint64_t progress_total;
 	uint64_t progress_files;
+	struct ps_share *share;	/* plans and data worked out once (several
+				   servers), or NULL */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;	/* done changed, or a source became ready */
 	size_t next;		/* next target to start (mu) */
@@ -344,6 +349,7 @@ push_component(struct run *r, struct ps_target *t, struct ps_sess *ss,
 	so.progress_total = &r->progress_total;
 	so.progress_files = &r->progress_files;
 	so.dry_run = (o->flags & PS_OF_DRYRUN) != 0;
+	so.share = r->share;
 	rc = ps_send(ss, s->fd, plan, &so, &st);
 	free((char *)so.prefix);
 	t->st.files += st.files;
@@ -691,6 +697,8 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 	r.nt = nt;
 	pthread_mutex_init(&r.mu, NULL);
 	pthread_cond_init(&r.cv, NULL);
+	if (o->mode == PS_OPEN_PUSH && nt > 1)
+		r.share = ps_share_new(SHARE_BUDGET);
 	n = o->jobs < 1 ? 1 : o->jobs;
 	if ((size_t)n > nt)
 		n = (int)nt;
@@ -718,6 +726,14 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 	if (have_progress)
 		pthread_join(ptid, NULL);
 	drain_errors(o->task);
+	if (r.share != NULL) {
+		uint64_t plans, chunks;
+
+		ps_share_stats(r.share, &plans, &chunks);
+		ps_info(2, "shared between servers: %" PRIu64 " delta plans, "
+		    "%" PRIu64 " compressed pieces", plans, chunks);
+		ps_share_free(r.share);
+	}
 	pthread_mutex_destroy(&r.mu);
 	pthread_cond_destroy(&r.cv);
 	for (k = 0; k < nt; k++)
