@@ -1091,6 +1091,9 @@ ps_send(struct ps_sess *ss, int srcfd, const struct ps_syncplan *plan,
 	if (o->progress_total != NULL && !o->dry_run)
 		__atomic_fetch_add(o->progress_total, plan->send_bytes,
 		    __ATOMIC_RELAXED);
+	if (o->progress_nfiles != NULL && !o->dry_run)
+		__atomic_fetch_add(o->progress_nfiles, plan->nsend,
+		    __ATOMIC_RELAXED);
 	deletes = plan_notes(&s, plan);
 	s.f = xcalloc(plan->nsend + 1, sizeof(*s.f));
 	if (pthread_create(&rt, NULL, reader, &s) != 0) {

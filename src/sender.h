@@ -36,6 +36,7 @@ struct ps_send_opts {
 	uint64_t *progress_bytes;
 	uint64_t *progress_total;
 	uint64_t *progress_files;	/* files put in place */
+	uint64_t *progress_nfiles;	/* files to put in place */
 };
 
 struct ps_send_stats {
