@@ -538,6 +538,22 @@ refine_or_send(struct snd *s, struct sfile *f)
 		s->sums_inflight += expect;
 		f->sums_expect = expect;
 		f->sums.len = 0;
+		/*
+		 * The request is made while mu is held: once it is out, the
+		 * answer's job (another thread) owns F's regions.
+		 */
+		for (i = 0; i < f->ngaps; i++) {
+			buf_add_u64(&regions, f->gaps[i].basis_off);
+			buf_add_u64(&regions, f->gaps[i].basis_len);
+		}
+		q.id = f->id;
+		q.path.p = (const unsigned char *)f->ent.path;
+		q.path.len = f->ent.path_len;
+		q.round = (uint32_t)f->round;
+		q.block_len = f->fine;
+		q.nregions = (uint32_t)f->ngaps;
+		q.regions.p = regions.p;
+		q.regions.len = regions.len;
 	}
 	unlock(s);
 	if (!ask) {
@@ -548,18 +564,6 @@ refine_or_send(struct snd *s, struct sfile *f)
 		send_planned(s, f);
 		return;
 	}
-	for (i = 0; i < f->ngaps; i++) {
-		buf_add_u64(&regions, f->gaps[i].basis_off);
-		buf_add_u64(&regions, f->gaps[i].basis_len);
-	}
-	q.id = f->id;
-	q.path.p = (const unsigned char *)f->ent.path;
-	q.path.len = f->ent.path_len;
-	q.round = (uint32_t)f->round;
-	q.block_len = f->fine;
-	q.nregions = (uint32_t)f->ngaps;
-	q.regions.p = regions.p;
-	q.regions.len = regions.len;
 	if (send_failed(s, ps_send_sumreq(s->ss->w, &q)) == PS_OK)
 		(void)send_failed(s, ps_wire_flush(s->ss->w));
 	buf_free(&regions);
