@@ -791,7 +791,10 @@ walk_one(struct walk *w, int dfd, const char *name, size_t plen)
 	walk_dir(w, fd, plen);
 }
 
-/* Walk the directory open at DFD (closed here) whose path is w->path[0..plen). */
+/*
+ * Walk the directory open at DFD (closed here) whose path is
+ * w->path[0..plen).
+ */
 static void
 walk_dir(struct walk *w, int dfd, size_t plen)
 {
