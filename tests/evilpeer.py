@@ -94,7 +94,8 @@ def server(mode):
     if mode == "eof":
         sys.exit(0)
     if mode == "badmagic":
-        out.write(frame(HELLO, b"RSYNC\0\0\0" + struct.pack("<II", 1, 0) + b"s"))
+        out.write(frame(HELLO, b"RSYNC\0\0\0" + struct.pack("<II", 1, 0) +
+                        b"s"))
         out.flush()
     elif mode == "badversion":
         out.write(frame(HELLO, MAGIC + struct.pack("<II", 99, 0) + b"s"))
@@ -173,7 +174,8 @@ def console(ps, root, case, hashhex):
                 verdict(True, "serve ended the session")
             t, pl = f
             if t == ERROR:
-                verdict(True, "ERROR frame: " + pl[8:].decode(errors="replace"))
+                verdict(True, "ERROR frame: " +
+                        pl[8:].decode(errors="replace"))
             if t in types:
                 return t, pl
 
@@ -202,7 +204,8 @@ def console(ps, root, case, hashhex):
         t, pl = wait_for({RESULT})
         rid, code = struct.unpack("<II", pl[:8])
         if code != 0:
-            verdict(True, "RESULT code %d: %s" % (code, pl[12:].decode(errors="replace")))
+            verdict(True, "RESULT code %d: %s" % (
+                code, pl[12:].decode(errors="replace")))
     elif kind == "bigdata":
         send(frame(FILE, struct.pack("<I", 7) + s("big.txt") +
                    struct.pack("<QqII", len(data), 1600000000, 0, 0o644) + h))
