@@ -46,9 +46,13 @@ FANOUT_BIG = 64
 
 
 def usage(msg=None):
-    if msg:
-        print("%s: %s" % (PROG, msg), file=sys.stderr)
-    print(__doc__.strip(), file=sys.stderr)
+    """--help: the whole text on stdout; a usage error: the message and
+    the synopsis on stderr, exit 2."""
+    if msg is None:
+        print(__doc__.strip())
+        sys.exit(0)
+    print("%s: %s" % (PROG, msg), file=sys.stderr)
+    print(__doc__.strip().split("\n\n")[1], file=sys.stderr)
     sys.exit(2)
 
 

@@ -1,5 +1,6 @@
-# tests/style.sh — make check runs tests/style-check over src/ and
-# tests/unit/ (what it checks: tests/style-check --help). First it proves
+# tests/style.sh — make check runs tests/style-check over the C files of
+# src/, tests/unit/, tests/fuzz/ and bench/ (what it checks:
+# tests/style-check --help). First it proves
 # on a file of known faults that the checker still finds each kind.
 set -eu
 : "${TOP_SRCDIR:=$(cd "$(dirname "$0")/.." && pwd)}"
@@ -35,4 +36,4 @@ fi
 
 # The real tree.
 cd "$TOP_SRCDIR"
-python3 "$check" src tests/unit
+python3 "$check"
