@@ -23,7 +23,7 @@ static int
 replay_file(const char *path)
 {
 	struct buf b = { 0 };
-	unsigned char chunk[65536];
+	unsigned char chunk[65536], *exact;
 	size_t n;
 	FILE *f;
 
@@ -41,13 +41,11 @@ replay_file(const char *path)
 	}
 	fclose(f);
 	/* A copy of exactly its size, so ASan sees reads past the end. */
-	{
-		unsigned char *exact = xmalloc(b.len ? b.len : 1);
-
+	exact = xmalloc(b.len ? b.len : 1);
+	if (b.len > 0)
 		memcpy(exact, b.p, b.len);
-		LLVMFuzzerTestOneInput(exact, b.len);
-		free(exact);
-	}
+	LLVMFuzzerTestOneInput(exact, b.len);
+	free(exact);
 	buf_free(&b);
 	ran++;
 	return 0;
