@@ -47,6 +47,10 @@ path = $console/definitions
 EOF2
 echo "  configuration: $demo/patchsync.conf"
 
+# The server root must exist (a missing one is an unmounted share or a
+# typo, never a reason to create a copy elsewhere).
+mkdir -p "$server"
+
 say "First push: everything is new"
 run "$ps" -c "$demo/patchsync.conf" push "$server" --stats
 

@@ -33,6 +33,11 @@ ps_cli_parse_names(poptContext ctx, const char *cmd, const char *const *val,
 			ps_verbose++;
 		else if (rc == 'q')
 			ps_quiet = 1;
+		else if (rc == 'h') {
+			/* As popt's own --help does. */
+			poptPrintHelp(ctx, stdout, 0);
+			exit(PS_OK);
+		}
 		else if (rc == 'C' && names != NULL) {
 			names->v = xreallocarray(names->v, (size_t)names->n + 2,
 			    sizeof(*names->v));

@@ -19,10 +19,15 @@ extern struct ps_global ps_g;
 /* -c, -v, -q: included in every command's option table. */
 extern struct poptOption ps_global_options[];
 
-/* The end of every command's option table: global options and --help. */
+/*
+ * The end of every command's option table: global options and --help
+ * (-h too, as before the command; ps_cli_parse prints the help for it).
+ */
 #define PS_OPTS_END \
 	{ NULL, '\0', POPT_ARG_INCLUDE_TABLE, ps_global_options, 0, \
 	  "Global options:", NULL }, \
+	{ NULL, 'h', POPT_ARG_NONE | POPT_ARGFLAG_DOC_HIDDEN, NULL, 'h', \
+	  NULL, NULL }, \
 	POPT_AUTOHELP \
 	POPT_TABLEEND
 
@@ -63,5 +68,6 @@ int cmd_schedule(int argc, const char **argv);
 int cmd_task(int argc, const char **argv);
 int cmd_history(int argc, const char **argv);
 int cmd_download(int argc, const char **argv);
+int cmd_status(int argc, const char **argv);
 
 #endif

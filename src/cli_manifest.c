@@ -59,6 +59,8 @@ mf_build(int argc, const char **argv)
 		goto done;
 	}
 	bo.threads = threads;
+	/* Both sums: the output may describe a server for a bundle. */
+	bo.sums = PS_SUMS_STRONG | PS_SUMS_WEAK;
 	rc = ps_manifest_build(args[0], &bo, &m);
 	if (rc == PS_EPARTIAL) {
 		/* A manifest that leaves a file out would be believed. */

@@ -1,7 +1,8 @@
 /*
- * cli_push.c — `patchsync push` and `patchsync report`: choose the
- * console directories and the servers, scan once, run the sessions, print
- * what happened (text, --stats, --json, csv).
+ * cli_push.c — `patchsync push`, `report` and `refresh`: parse the
+ * options, choose the console directories and the servers, hand them to
+ * the console role (console.h), print what happened (text, --stats,
+ * --json, csv).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -19,18 +20,16 @@
 #include "cli.h"
 #include "console.h"
 #include "output.h"
-#include "proto.h"
-#include "receiver.h"
+#include "session.h"
 #include "task.h"
-#include "transport.h"
 #include "url.h"
-#include "wire.h"
 
 struct common {
 	struct ps_names comp;	/* -C NAME... */
 	int all;
 	const char *rsh;
 	const char *remote_path;
+	const char *timeout;
 	const char *task;	/* --task ID: run as that task */
 };
 
@@ -42,56 +41,50 @@ is_url(const char *s)
 	    strcmp(s, ".") == 0;
 }
 
-/* A size with an optional K, M or G suffix (powers of 1024). */
+/* --timeout SECONDS: 0 means none. */
 static int
-parse_rate(const char *s, uint64_t *out)
+parse_timeout(const char *cmd, const char *s, unsigned *out)
 {
 	char *end;
-	unsigned long long v;
+	long v;
 
+	*out = PS_TIMEOUT_DEFAULT;
+	if (s == NULL)
+		return PS_OK;
 	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno != 0 || end == s || *s == '-')
-		return -1;
-	switch (*end) {
-	case 'k': case 'K':
-		v <<= 10;
-		end++;
-		break;
-	case 'm': case 'M':
-		v <<= 20;
-		end++;
-		break;
-	case 'g': case 'G':
-		v <<= 30;
-		end++;
-		break;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < 0 ||
+	    v > PS_TIMEOUT_MAX) {
+		ps_err("%s: --timeout needs seconds from 0 (none) to %d, not "
+		    "'%s'", cmd, PS_TIMEOUT_MAX, s);
+		return PS_EUSAGE;
 	}
-	if (*end == 'B' || *end == 'b')
-		end++;
-	if (*end != '\0' || v == 0)
-		return -1;
-	*out = v;
-	return 0;
+	*out = (unsigned)v;
+	return PS_OK;
 }
 
 /* A server name from the state database, or a URL as it is. */
 static int
 resolve(const struct ps_conf *conf, const char *name, int for_push,
-    char **url, char **rsh)
+    struct ps_target *t)
 {
-	*url = *rsh = NULL;
+	struct ps_server_conn sc;
+	int rc;
+
+	t->timeout = -1;
 	if (is_url(name)) {
-		*url = xstrdup(name);
+		t->url = xstrdup(name);
 		return PS_OK;
 	}
-	if (conf->file == NULL && access(conf->database, F_OK) != 0) {
-		ps_err("unknown server '%s' (no state database; give a URL "
-		    "such as host:/path, or add it with patchsync server add)",
-		    name);
-		return PS_EUSAGE;
-	}
-	return ps_task_resolve_server(conf, name, url, rsh, for_push);
+	if ((rc = ps_task_resolve_server(conf, name, for_push, &sc)) != PS_OK)
+		return rc;
+	/* The strings are the target's now. */
+	t->url = sc.url;
+	t->rsh = sc.rsh;
+	t->remote_path = sc.remote_path;
+	t->bwlimit = sc.bwlimit;
+	t->timeout = sc.timeout;
+	return PS_OK;
 }
 
 static char *
@@ -120,10 +113,40 @@ cache_dir(const struct ps_conf *conf)
 	return NULL;
 }
 
+/* Without a configuration: SRC_DIR and URLs. */
+static int
+source_dir(const struct common *c, const char ***args, int *nargs,
+    struct ps_source **out, size_t *nout)
+{
+	struct ps_source *s;
+
+	if (c->comp.n > 0) {
+		ps_err("-C needs a configuration file with [component] "
+		    "sections");
+		return PS_EUSAGE;
+	}
+	if (*nargs < 2) {
+		ps_err("expected SRC_DIR and at least one URL (or a "
+		    "configuration file; see patchsync --help)");
+		return PS_EUSAGE;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->dest = "";
+	s->path = (*args)[0];
+	s->fd = -1;
+	s->mf_fd = -1;
+	(*args)++;
+	(*nargs)--;
+	*out = s;
+	*nout = 1;
+	return PS_OK;
+}
+
 /*
  * The console directories: from the configuration (-C, or every
  * component; report: patches unless -C all), or SRC_DIR when there is no
- * configuration. *ARGS and *NARGS are advanced past SRC_DIR.
+ * configuration. With a configuration every argument is a server name
+ * or URL, whatever exists on disk under that name (SPEC 6).
  */
 static int
 sources(const struct ps_conf *conf, const struct common *c, int report,
@@ -132,31 +155,16 @@ sources(const struct ps_conf *conf, const struct common *c, int report,
 	struct ps_source *s;
 	size_t n = 0, i;
 	int k;
-	struct stat st;
 
-	if (conf->file == NULL || (c->comp.n == 0 && *nargs >= 2 &&
-	    stat((*args)[0], &st) == 0 && S_ISDIR(st.st_mode) &&
-	    strchr((*args)[0], ':') == NULL)) {
-		if (c->comp.n > 0) {
-			ps_err("-C needs a configuration file with "
-			    "[component] sections");
+	if (conf->file == NULL)
+		return source_dir(c, args, nargs, out, nout);
+	for (k = 0; k < c->comp.n; k++)
+		if (strcmp(c->comp.v[k], "all") != 0 &&
+		    ps_conf_component(conf, c->comp.v[k]) == NULL) {
+			ps_err("unknown component '%s' (not in %s)",
+			    c->comp.v[k], conf->file);
 			return PS_EUSAGE;
 		}
-		if (*nargs < 2) {
-			ps_err("expected SRC_DIR and at least one URL (or a "
-			    "configuration file; see patchsync --help)");
-			return PS_EUSAGE;
-		}
-		s = xcalloc(1, sizeof(*s));
-		s->dest = "";
-		s->path = (*args)[0];
-		s->fd = -1;
-		(*args)++;
-		(*nargs)--;
-		*out = s;
-		*nout = 1;
-		return PS_OK;
-	}
 	s = xcalloc(conf->ncomp + 1, sizeof(*s));
 	for (i = 0; i < conf->ncomp; i++) {
 		const struct ps_component *comp = &conf->comp[i];
@@ -174,16 +182,9 @@ sources(const struct ps_conf *conf, const struct common *c, int report,
 		s[n].dest = comp->dest;
 		s[n].path = comp->path;
 		s[n].fd = -1;
+		s[n].mf_fd = -1;
 		n++;
 	}
-	for (k = 0; k < c->comp.n; k++)
-		if (strcmp(c->comp.v[k], "all") != 0 &&
-		    ps_conf_component(conf, c->comp.v[k]) == NULL) {
-			ps_err("unknown component '%s' (not in %s)",
-			    c->comp.v[k], conf->file);
-			free(s);
-			return PS_EUSAGE;
-		}
 	if (n == 0) {
 		ps_err(report && c->comp.n == 0 ? "no component 'patches' in "
 		    "%s (use -C NAME or -C all)" : "no components in %s",
@@ -226,7 +227,7 @@ targets(const struct ps_conf *conf, const struct common *c, int for_push,
 	t = xcalloc(n, sizeof(*t));
 	for (i = 0; i < n && rc == PS_OK; i++) {
 		t[i].name = xstrdup(args[i]);
-		rc = resolve(conf, args[i], for_push, &t[i].url, &t[i].rsh);
+		rc = resolve(conf, args[i], for_push, &t[i]);
 		if (rc == PS_OK && c->rsh != NULL) {
 			free(t[i].rsh);
 			t[i].rsh = xstrdup(c->rsh);
@@ -309,15 +310,33 @@ check_delete(const struct ps_source *s, size_t n)
 	return PS_OK;
 }
 
-static const char *
-status_name(const struct ps_target *t, int report)
+/* Could any console directory not be read completely? */
+static int
+console_incomplete(const struct ps_source *s, size_t n)
 {
-	if (report) {
-		if (t->rc == PS_EPEER || t->rc == PS_EUSAGE)
-			return "unreachable";
-		return t->nrows ? "out-of-date" : "current";
-	}
-	return t->rc == PS_OK ? "ok" : "failed";
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (s[i].rc == PS_EPARTIAL)
+			return 1;
+	return 0;
+}
+
+static int
+unreachable(const struct ps_target *t)
+{
+	return t->rc == PS_EPEER || t->rc == PS_EUSAGE || t->rc == PS_EINTR;
+}
+
+static const char *
+report_status(const struct ps_target *t, int incomplete)
+{
+	if (unreachable(t))
+		return "unreachable";
+	if (t->nrows > 0)
+		return "out-of-date";
+	/* Current only when every console file was compared. */
+	return incomplete ? "incomplete" : "current";
 }
 
 static void
@@ -342,7 +361,7 @@ push_json(const struct ps_target *t, size_t nt)
 		json_array_append_new(arr, json_pack(
 		    "{s:s,s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:f}",
 		    "server", t[i].name, "url", t[i].url,
-		    "status", status_name(&t[i], 0),
+		    "status", t[i].rc == PS_OK ? "ok" : "failed",
 		    "error", t[i].error ? json_string(t[i].error) : json_null(),
 		    "files_transferred", (json_int_t)t[i].st.files,
 		    "files_deleted", (json_int_t)t[i].st.deleted,
@@ -354,55 +373,105 @@ push_json(const struct ps_target *t, size_t nt)
 	return json_pack("{s:o}", "servers", arr);
 }
 
+struct push_flags {
+	int dry, del, nowait, checksum, whole, nowhole, itemize;
+	int prog, noprog, stats, json;
+	const char *maxdel, *bwlimit, *comp;
+	int jobs;
+};
+
+/* Options common to push and refresh; flags set from F. */
+static int
+transfer_opts(const char *cmd, const struct push_flags *f,
+    const struct common *c, struct ps_console_opts *o)
+{
+	o->flags = (f->nowait ? PS_OF_NOWAIT : 0) |
+	    (f->checksum ? PS_OF_CHECKSUM : 0) | (f->dry ? PS_OF_DRYRUN : 0);
+	o->send.delete = f->del;
+	o->send.max_delete = -1;
+	if (f->maxdel != NULL) {
+		char *end;
+
+		errno = 0;
+		o->send.max_delete = strtoll(f->maxdel, &end, 10);
+		if (errno || *end || end == f->maxdel ||
+		    o->send.max_delete < 0) {
+			ps_err("%s: --max-delete needs a number, not '%s'",
+			    cmd, f->maxdel);
+			return PS_EUSAGE;
+		}
+	}
+	if (f->bwlimit != NULL && ps_parse_rate(f->bwlimit, &o->bwlimit) != 0) {
+		ps_err("%s: --bwlimit needs a rate such as 512K or 10M, not "
+		    "'%s'", cmd, f->bwlimit);
+		return PS_EUSAGE;
+	}
+	if (parse_timeout(cmd, c->timeout, &o->timeout) != PS_OK)
+		return PS_EUSAGE;
+	o->timeout_set = c->timeout != NULL;
+	o->send.itemize = f->itemize || f->dry ? stdout : NULL;
+	o->send.verbose = ps_verbose > 0 && !f->json ? stdout : NULL;
+	o->progress = f->noprog ? 0 : f->prog ? 1 : isatty(STDERR_FILENO);
+	if (f->json || ps_quiet)
+		o->progress = f->prog;
+	if (f->json)
+		o->send.itemize = NULL;
+	o->remote_path = c->remote_path;
+	return PS_OK;
+}
+
+#define COMMON_OPTS(c) \
+	{ "rsh", 'e', POPT_ARG_STRING, &(c)->rsh, 0, \
+	  "remote shell instead of ssh", "CMD" }, \
+	{ "remote-path", '\0', POPT_ARG_STRING, &(c)->remote_path, 0, \
+	  "patchsync on the server (default: patchsync)", "PROGRAM" }, \
+	{ "timeout", '\0', POPT_ARG_STRING, &(c)->timeout, 0, \
+	  "end a session whose peer is silent this long (default 120; " \
+	  "0: never)", "SECONDS" }
+
 static int
 push_opts(int argc, const char **argv, struct ps_console_opts *o,
-    struct common *c, int *stats, int *json, const char ***args, int *nargs,
+    struct common *c, struct push_flags *f, const char ***args, int *nargs,
     poptContext *ctxp)
 {
-	static int dry, del, nowait, checksum, whole, nowhole, itemize;
-	static int prog, noprog;
-	static const char *maxdel, *bwlimit, *comp;
-	static int jobs;
 	struct poptOption opts[] = {
-		{ "dry-run", 'n', POPT_ARG_NONE, &dry, 0,
+		{ "dry-run", 'n', POPT_ARG_NONE, &f->dry, 0,
 		  "print what would be sent and deleted; change nothing",
 		  NULL },
-		{ "delete", '\0', POPT_ARG_NONE, &del, 0,
+		{ "delete", '\0', POPT_ARG_NONE, &f->del, 0,
 		  "remove files the console does not have", NULL },
-		{ "max-delete", '\0', POPT_ARG_STRING, &maxdel, 0,
+		{ "max-delete", '\0', POPT_ARG_STRING, &f->maxdel, 0,
 		  "delete nothing (exit 3) when more than N files would go",
 		  "N" },
-		{ "no-wait", '\0', POPT_ARG_NONE, &nowait, 0,
+		{ "no-wait", '\0', POPT_ARG_NONE, &f->nowait, 0,
 		  "fail (exit 4) instead of waiting for a locked server",
 		  NULL },
-		{ "jobs", 'j', POPT_ARG_INT, &jobs, 0,
+		{ "jobs", 'j', POPT_ARG_INT, &f->jobs, 0,
 		  "servers pushed to at once", "N" },
-		{ "checksum", '\0', POPT_ARG_NONE, &checksum, 0,
-		  "compare content even when size and time match", NULL },
-		{ "whole-file", 'W', POPT_ARG_NONE, &whole, 0,
+		{ "checksum", '\0', POPT_ARG_NONE, &f->checksum, 0,
+		  "read every file again instead of trusting the caches",
+		  NULL },
+		{ "whole-file", 'W', POPT_ARG_NONE, &f->whole, 0,
 		  "send changed files whole", NULL },
-		{ "no-whole-file", '\0', POPT_ARG_NONE, &nowhole, 0,
+		{ "no-whole-file", '\0', POPT_ARG_NONE, &f->nowhole, 0,
 		  "send changed files as deltas", NULL },
-		{ "bwlimit", '\0', POPT_ARG_STRING, &bwlimit, 0,
-		  "bytes per second per server (512K, 10M)", "RATE" },
-		{ "progress", '\0', POPT_ARG_NONE, &prog, 0,
+		{ "bwlimit", '\0', POPT_ARG_STRING, &f->bwlimit, 0,
+		  "bytes per second for each server (512K, 10M)", "RATE" },
+		{ "progress", '\0', POPT_ARG_NONE, &f->prog, 0,
 		  "show progress", NULL },
-		{ "no-progress", '\0', POPT_ARG_NONE, &noprog, 0,
+		{ "no-progress", '\0', POPT_ARG_NONE, &f->noprog, 0,
 		  "do not show progress", NULL },
-		{ "stats", '\0', POPT_ARG_NONE, stats, 0,
+		{ "stats", '\0', POPT_ARG_NONE, &f->stats, 0,
 		  "print transfer statistics per server", NULL },
-		{ "json", '\0', POPT_ARG_NONE, json, 0,
+		{ "json", '\0', POPT_ARG_NONE, &f->json, 0,
 		  "print one JSON document describing the outcome", NULL },
-		{ "itemize", 'i', POPT_ARG_NONE, &itemize, 0,
+		{ "itemize", 'i', POPT_ARG_NONE, &f->itemize, 0,
 		  "one line per changed path", NULL },
 		{ "all", '\0', POPT_ARG_NONE, &c->all, 0,
 		  "every server in the state database", NULL },
-		{ "component", 'C', POPT_ARG_STRING, &comp, 'C',
+		{ "component", 'C', POPT_ARG_STRING, &f->comp, 'C',
 		  "only this component (repeatable)", "NAME" },
-		{ "rsh", 'e', POPT_ARG_STRING, &c->rsh, 0,
-		  "remote shell instead of ssh", "CMD" },
-		{ "remote-path", '\0', POPT_ARG_STRING, &c->remote_path, 0,
-		  "patchsync on the server (default: patchsync)", "PROGRAM" },
+		COMMON_OPTS(c),
 		{ "task", '\0', POPT_ARG_STRING | POPT_ARGFLAG_DOC_HIDDEN,
 		  &c->task, 0, "run as task ID (schedule run, run-due)", "ID" },
 		PS_OPTS_END
@@ -412,59 +481,22 @@ push_opts(int argc, const char **argv, struct ps_console_opts *o,
 	ctx = poptGetContext("patchsync push", argc, argv, opts, 0);
 	*ctxp = ctx;
 	poptSetOtherOptionHelp(ctx, "[SERVER|URL ...] | SRC_DIR URL...");
-	if (ps_cli_parse_names(ctx, "push", &comp, &c->comp) != PS_OK)
+	if (ps_cli_parse_names(ctx, "push", &f->comp, &c->comp) != PS_OK)
 		return PS_EUSAGE;
-	if (whole && nowhole) {
+	if (f->whole && f->nowhole) {
 		ps_err("push: --whole-file and --no-whole-file exclude each "
 		    "other");
 		return PS_EUSAGE;
 	}
-	o->mode = PS_OPEN_PUSH;
-	o->flags = (nowait ? PS_OF_NOWAIT : 0) | (checksum ? PS_OF_CHECKSUM :
-	    0) | (dry ? PS_OF_DRYRUN : 0);
-	o->whole_file = whole ? 1 : nowhole ? 0 : -1;
-	o->jobs = jobs;
-	o->send.delete = del;
-	o->send.checksum = checksum;
-	o->send.max_delete = -1;
-	if (maxdel != NULL) {
-		char *end;
-
-		errno = 0;
-		o->send.max_delete = strtoll(maxdel, &end, 10);
-		if (errno || *end || end == maxdel || o->send.max_delete < 0) {
-			ps_err("push: --max-delete needs a number, not '%s'",
-			    maxdel);
-			return PS_EUSAGE;
-		}
-	}
-	if (jobs < 0 || jobs > PS_JOBS_MAX) {
+	if (f->jobs < 0 || f->jobs > PS_JOBS_MAX) {
 		ps_err("push: --jobs must be from 1 to %d", PS_JOBS_MAX);
 		return PS_EUSAGE;
 	}
-	if (bwlimit != NULL && parse_rate(bwlimit, &o->bwlimit) != 0) {
-		ps_err("push: --bwlimit needs a rate such as 512K or 10M, "
-		    "not '%s'", bwlimit);
-		return PS_EUSAGE;
-	}
-	o->send.itemize = itemize || dry ? stdout : NULL;
-	o->progress = noprog ? 0 : prog ? 1 : isatty(STDERR_FILENO);
-	if (*json || ps_quiet)
-		o->progress = prog;
-	if (*json)
-		o->send.itemize = NULL;
-	o->remote_path = c->remote_path;
+	o->mode = PS_OPEN_PUSH;
+	o->send.whole_file = f->whole ? 1 : f->nowhole ? 0 : -1;
+	o->jobs = f->jobs;
 	*args = ps_cli_args(ctx, nargs);
-	return PS_OK;
-}
-
-static struct ps_task_ctx *cur_task;
-
-/* Every error line of a task's push goes into its history too. */
-static void
-task_err(const char *line)
-{
-	ps_task_event(cur_task, "error", "error", "%s", line);
+	return transfer_opts("push", f, c, o);
 }
 
 /*
@@ -492,36 +524,53 @@ begin_task(const struct ps_conf *conf, const struct common *c,
 			    c->task);
 			return PS_EUSAGE;
 		}
-		rc = ps_task_begin(conf, (int64_t)id, task);
-		if (rc != PS_OK)
-			return rc;
-	} else if (conf->file != NULL) {
-		for (i = 0; i < nt; i++) {
-			if (i > 0)
-				buf_addc(&servers, ',');
-			buf_addstr(&servers, t[i].name);
-		}
-		for (i = 0; i < nsrc; i++) {
-			if (src[i].component == NULL)
-				continue;
-			if (comps.len > 0)
-				buf_addc(&comps, ',');
-			buf_addstr(&comps, src[i].component);
-		}
-		buf_addc(&servers, '\0');
-		buf_addc(&comps, '\0');
-		rc = ps_task_manual(conf, (char *)servers.p, (char *)comps.p,
-		    task);
-		buf_free(&servers);
-		buf_free(&comps);
-		if (rc != PS_OK)
-			return rc;
+		return ps_task_begin(conf, (int64_t)id, task);
 	}
-	if (*task != NULL) {
-		cur_task = *task;
-		ps_err_hook = task_err;
+	if (conf->file == NULL)
+		return PS_OK;
+	for (i = 0; i < nt; i++) {
+		if (i > 0)
+			buf_addc(&servers, ',');
+		buf_addstr(&servers, t[i].name);
 	}
-	return PS_OK;
+	for (i = 0; i < nsrc; i++) {
+		if (src[i].component == NULL)
+			continue;
+		if (comps.len > 0)
+			buf_addc(&comps, ',');
+		buf_addstr(&comps, src[i].component);
+	}
+	buf_addc(&servers, '\0');
+	buf_addc(&comps, '\0');
+	rc = ps_task_manual(conf, (char *)servers.p, (char *)comps.p, task);
+	buf_free(&servers);
+	buf_free(&comps);
+	return rc;
+}
+
+static int
+push_results(struct ps_target *t, size_t nt, const struct push_flags *f,
+    struct ps_task_ctx *task, int rc)
+{
+	json_t *doc;
+	char *text;
+	size_t i;
+
+	fflush(stdout);
+	for (i = 0; i < nt && f->stats; i++)
+		print_stats(&t[i]);
+	if (!f->json && task == NULL)
+		return rc;
+	doc = push_json(t, nt);
+	if (f->json && ps_json_print(doc) != PS_OK && rc == PS_OK)
+		rc = PS_EPARTIAL;
+	if (task != NULL) {
+		text = json_dumps(doc, JSON_COMPACT);
+		ps_task_end(task, rc, text);
+		free(text);
+	}
+	json_decref(doc);
+	return rc;
 }
 
 int
@@ -529,20 +578,23 @@ cmd_push(int argc, const char **argv)
 {
 	struct ps_console_opts o;
 	struct common c;
+	struct push_flags f;
 	struct ps_conf conf = { 0 };
 	struct ps_source *src = NULL;
 	struct ps_target *t = NULL;
 	size_t nsrc = 0, nt = 0, i;
 	poptContext ctx = NULL;
 	const char **args;
-	int nargs, rc, stats = 0, json = 0;
+	int nargs, rc;
 	char *cache = NULL;
 	struct ps_task_ctx *task = NULL;
 
 	memset(&o, 0, sizeof(o));
 	memset(&c, 0, sizeof(c));
-	if ((rc = push_opts(argc, argv, &o, &c, &stats, &json, &args, &nargs,
-	    &ctx)) != PS_OK)
+	memset(&f, 0, sizeof(f));
+	ps_intr_init();
+	if ((rc = push_opts(argc, argv, &o, &c, &f, &args, &nargs, &ctx)) !=
+	    PS_OK)
 		goto out;
 	if ((rc = ps_cli_conf(&conf, 0)) != PS_OK)
 		goto out;
@@ -555,43 +607,23 @@ cmd_push(int argc, const char **argv)
 	if ((rc = begin_task(&conf, &c, src, nsrc, t, nt, &task)) != PS_OK)
 		goto out;
 	o.task = task;
-	if (o.whole_file == -1)
-		o.whole_file = all_local(t, nt);
-	o.send.whole_file = o.whole_file;
-	cache = cache_dir(&conf);
 	for (i = 0; i < nsrc; i++)
 		if ((rc = ps_source_open(&src[i])) != PS_OK)
 			goto out;
 	if (o.send.delete && (rc = check_delete(src, nsrc)) != PS_OK)
 		goto out;
-	o.cache_dir = cache;
+	if (o.send.whole_file == -1)	/* as rsync: whole for local ones */
+		o.send.whole_file = all_local(t, nt);
+	o.cache_dir = cache = cache_dir(&conf);
 	o.delete_guard = o.send.delete;
 	rc = ps_console_run(&o, src, nsrc, t, nt);
-	if (ps_task_canceled())
-		rc = PS_EINTR;
-	fflush(stdout);
-	for (i = 0; i < nt && stats; i++)
-		print_stats(&t[i]);
-	if (json || task != NULL) {
-		json_t *doc = push_json(t, nt);
-
-		if (json && ps_json_print(doc) != PS_OK && rc == PS_OK)
-			rc = PS_EPARTIAL;
-		if (task != NULL) {
-			char *text = json_dumps(doc, JSON_COMPACT);
-
-			ps_err_hook = NULL;
-			ps_task_end(task, rc, text);
-			task = NULL;
-			free(text);
-		}
-		json_decref(doc);
-	}
+	if (!(o.flags & PS_OF_DRYRUN))
+		ps_task_record_outcomes(&conf, t, nt, 0);
+	rc = push_results(t, nt, &f, task, rc);
+	task = NULL;
 out:
-	if (task != NULL) {
-		ps_err_hook = NULL;
+	if (task != NULL)
 		ps_task_end(task, rc, NULL);
-	}
 	for (i = 0; i < nsrc; i++)
 		ps_source_free(&src[i]);
 	for (i = 0; i < nt; i++)
@@ -608,14 +640,14 @@ out:
 /* ---- report ---- */
 
 static void
-report_text(const struct ps_target *t, size_t nt)
+report_text(const struct ps_target *t, size_t nt, int incomplete)
 {
 	size_t i, k, miss, old, extra;
 
 	for (i = 0; i < nt; i++) {
 		const struct ps_target *x = &t[i];
 
-		if (x->rc == PS_EPEER || x->rc == PS_EUSAGE) {
+		if (unreachable(x)) {
 			printf("%s: unreachable: %s\n", x->name,
 			    x->error ? x->error : "unknown error");
 			continue;
@@ -627,12 +659,16 @@ report_text(const struct ps_target *t, size_t nt)
 			extra += x->rows[k].state == PS_D_EXTRA;
 		}
 		if (x->nrows == 0) {
-			printf("%s: current\n", x->name);
+			printf("%s: %s\n", x->name, report_status(x,
+			    incomplete));
 			continue;
 		}
 		printf("%s: %zu missing, %zu out-of-date", x->name, miss, old);
 		if (extra)
 			printf(", %zu extra", extra);
+		if (incomplete)
+			printf(" (incomplete: some console files could not "
+			    "be read)");
 		putchar('\n');
 		for (k = 0; k < x->nrows; k++) {
 			const struct ps_row *r = &x->rows[k];
@@ -645,7 +681,7 @@ report_text(const struct ps_target *t, size_t nt)
 }
 
 static json_t *
-report_json(const struct ps_target *t, size_t nt)
+report_json(const struct ps_target *t, size_t nt, int incomplete)
 {
 	json_t *servers = json_array();
 	size_t i, k, sum[4] = { 0 }, current = 0, unreach = 0;
@@ -653,7 +689,7 @@ report_json(const struct ps_target *t, size_t nt)
 	for (i = 0; i < nt; i++) {
 		const struct ps_target *x = &t[i];
 		json_t *files = json_array(), *s;
-		int down = x->rc == PS_EPEER || x->rc == PS_EUSAGE;
+		int down = unreachable(x);
 
 		for (k = 0; k < x->nrows && !down; k++) {
 			const struct ps_row *r = &x->rows[k];
@@ -663,9 +699,9 @@ report_json(const struct ps_target *t, size_t nt)
 			    r->component, r->state, r->console, r->server));
 		}
 		unreach += down;
-		current += !down && x->nrows == 0;
+		current += !down && x->nrows == 0 && !incomplete;
 		s = json_pack("{s:s,s:s,s:s,s:o,s:o}", "server", x->name,
-		    "url", x->url, "status", status_name(x, 1),
+		    "url", x->url, "status", report_status(x, incomplete),
 		    "error", down && x->error ? json_string(x->error) :
 		    json_null(), "files", files);
 		json_array_append_new(servers, s);
@@ -692,6 +728,26 @@ report_csv(const struct ps_target *t, size_t nt)
 			    t[i].rows[k].server);
 }
 
+/* The report's exit status (SPEC 6): 4, then 3, then 1, then 0. */
+static int
+report_rc(const struct ps_target *t, size_t nt, int incomplete, int rc)
+{
+	size_t i;
+	int worst = PS_OK;
+
+	if (rc == PS_EINTR || rc == PS_EUSAGE)
+		return rc;
+	for (i = 0; i < nt; i++) {
+		if (unreachable(&t[i]))
+			worst = ps_worse(worst, PS_EPEER);
+		else if (t[i].nrows > 0)
+			worst = ps_worse(worst, PS_DIFFER);
+	}
+	if (incomplete && worst != PS_EPEER)
+		worst = PS_EPARTIAL;
+	return ps_worse(worst, rc == PS_EPARTIAL ? PS_OK : rc);
+}
+
 int
 cmd_report(int argc, const char **argv)
 {
@@ -708,10 +764,7 @@ cmd_report(int argc, const char **argv)
 		{ "component", 'C', POPT_ARG_STRING, &comp, 'C',
 		  "component to compare (default: patches; 'all' for every "
 		  "one)", "NAME" },
-		{ "rsh", 'e', POPT_ARG_STRING, &c.rsh, 0,
-		  "remote shell instead of ssh", "CMD" },
-		{ "remote-path", '\0', POPT_ARG_STRING, &c.remote_path, 0,
-		  "patchsync on the server (default: patchsync)", "PROGRAM" },
+		COMMON_OPTS(&c),
 		PS_OPTS_END
 	};
 	struct ps_console_opts o;
@@ -722,11 +775,12 @@ cmd_report(int argc, const char **argv)
 	enum ps_format fmt;
 	poptContext ctx;
 	const char **args;
-	int nargs, rc;
+	int nargs, rc, incomplete;
 	char *cache = NULL;
 
 	memset(&c, 0, sizeof(c));
 	memset(&o, 0, sizeof(o));
+	ps_intr_init();
 	ctx = poptGetContext("patchsync report", argc, argv, opts, 0);
 	poptSetOtherOptionHelp(ctx, "[SERVER|URL ...] | SRC_DIR URL...");
 	if ((rc = ps_cli_parse_names(ctx, "report", &comp, &c.comp)) != PS_OK)
@@ -737,6 +791,9 @@ cmd_report(int argc, const char **argv)
 		rc = PS_EUSAGE;
 		goto out;
 	}
+	if ((rc = parse_timeout("report", c.timeout, &o.timeout)) != PS_OK)
+		goto out;
+	o.timeout_set = c.timeout != NULL;
 	args = ps_cli_args(ctx, &nargs);
 	if ((rc = ps_cli_conf(&conf, 0)) != PS_OK)
 		goto out;
@@ -748,28 +805,24 @@ cmd_report(int argc, const char **argv)
 	o.extra = extra;
 	o.jobs = conf.jobs;
 	o.remote_path = c.remote_path;
-	cache = cache_dir(&conf);
 	for (i = 0; i < nsrc; i++)
 		if ((rc = ps_source_open(&src[i])) != PS_OK)
 			goto out;
-	o.cache_dir = cache;
+	o.cache_dir = cache = cache_dir(&conf);
 	rc = ps_console_run(&o, src, nsrc, t, nt);
+	ps_task_record_outcomes(&conf, t, nt, 1);
+	incomplete = console_incomplete(src, nsrc);
 	if (fmt == PS_FMT_TEXT) {
-		report_text(t, nt);
+		report_text(t, nt, incomplete);
 	} else if (fmt == PS_FMT_CSV) {
 		report_csv(t, nt);
 	} else {
-		json_t *doc = report_json(t, nt);
+		json_t *doc = report_json(t, nt, incomplete);
 
 		(void)ps_json_print(doc);
 		json_decref(doc);
 	}
-	if (rc == PS_OK)
-		for (i = 0; i < nt; i++)
-			if (t[i].nrows > 0)
-				rc = PS_DIFFER;
-	if (rc != PS_OK && rc != PS_DIFFER)
-		rc = PS_EPEER;
+	rc = report_rc(t, nt, incomplete, rc);
 out:
 	for (i = 0; i < nsrc; i++)
 		ps_source_free(&src[i]);
@@ -786,102 +839,140 @@ out:
 
 /* ---- refresh: pull components from their source ---- */
 
-static int
-pull_one(const struct ps_component *comp, const char *url, const char *rsh,
-    const char *remote_path, uint32_t flags)
-{
-	struct ps_conn_opts co = { rsh, remote_path, NULL };
-	struct ps_recv_stats st;
-	struct ps_root root;
-	struct ps_url u;
-	struct ps_conn c;
-	struct ps_wire *w;
-	struct buf b = { 0 };
-	char err[256];
-	int rc;
-
-	if (ps_url_parse(url, &u, err, sizeof(err)) != 0) {
-		ps_err("refresh: %s: source %s: %s", comp->name, url, err);
-		return PS_EUSAGE;
-	}
-	if ((rc = ps_conn_open(&u, &co, &c)) != PS_OK) {
-		ps_err("refresh: %s: %s: %s", comp->name, url, c.err);
-		ps_url_free(&u);
-		return rc == PS_EUSAGE ? PS_EUSAGE : PS_EPEER;
-	}
-	w = ps_wire_new(c.rfd, c.wfd);
-	rc = ps_wire_hello(w, PS_ROLE_CONSOLE, 0, NULL, NULL);
-	if (rc != PS_OK) {
-		ps_err("refresh: %s: cannot reach %s: %s", comp->name, url,
-		    ps_wire_error(w));
-		goto out;
-	}
-	if ((rc = ps_root_open(comp->path, 1, &root)) != PS_OK)
-		goto out;
-	buf_addc(&b, PS_OPEN_PULL);
-	buf_add_u32(&b, flags);
-	ps_buf_add_str(&b, comp->dest, strlen(comp->dest));
-	rc = ps_wire_send(w, PS_MSG_OPEN, b.p, b.len);
-	buf_free(&b);
-	if (rc == PS_OK)
-		rc = ps_receive(w, &root, "", flags, 0, &st);
-	ps_root_close(&root);
-	if (rc == PS_OK) {
-		(void)ps_wire_send(w, PS_MSG_BYE, NULL, 0);
-		(void)ps_wire_shutdown_write(w);
-		ps_info(0, "refresh: %s: %" PRIu64 " files received, %" PRIu64
-		    " deleted from %s", comp->name, st.files, st.deleted, url);
-		if (st.errors > 0)
-			rc = st.worst > PS_EPARTIAL ? st.worst : PS_EPARTIAL;
-	}
-out:
-	if (rc == PS_EPEER)
-		(void)ps_conn_kill(&c);
-	(void)ps_conn_close(&c);
-	ps_wire_free(w);
-	ps_url_free(&u);
-	return rc;
-}
-
 static void
 lock_waiting(const char *why, void *arg)
 {
 	ps_warn("%s: %s", (const char *)arg, why);
 }
 
+static json_t *
+pull_json(const char *component, const char *source,
+    const struct ps_pull_result *r, int rc)
+{
+	return json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:f}",
+	    "component", component, "source", source,
+	    "status", rc == PS_OK ? "ok" : "failed",
+	    "error", r->error != NULL ? json_string(r->error) : json_null(),
+	    "files_transferred", (json_int_t)r->files,
+	    "files_deleted", (json_int_t)r->deleted,
+	    "bytes_sent", (json_int_t)r->bytes_sent,
+	    "bytes_received", (json_int_t)r->bytes_received,
+	    "seconds", r->seconds);
+}
+
+/* Refresh one component from its source; its result into ARR (JSON). */
+static int
+refresh_one(const struct ps_conf *conf, const struct ps_component *x,
+    const struct common *c, const struct push_flags *f,
+    const struct ps_console_opts *co, json_t *arr)
+{
+	struct ps_pull_opts po;
+	struct ps_pull_result res;
+	struct ps_target t;
+	int rc, lockfd = -1;
+
+	memset(&t, 0, sizeof(t));
+	memset(&res, 0, sizeof(res));
+	if ((rc = resolve(conf, x->source, 0, &t)) != PS_OK)
+		goto out;
+	rc = ps_download_lock_exclusive(conf, x->name, &lockfd,
+	    lock_waiting, (void *)x->name);
+	if (rc != PS_OK)
+		goto out;
+	memset(&po, 0, sizeof(po));
+	po.component = x->name;
+	po.path = x->path;
+	po.dest = x->dest;
+	po.source = x->source;
+	po.url = t.url;
+	po.rsh = c->rsh != NULL ? c->rsh : t.rsh;
+	po.remote_path = c->remote_path != NULL ? c->remote_path :
+	    t.remote_path;
+	po.flags = co->flags | (f->del ? PS_OF_DELETE : 0);
+	po.timeout = co->timeout;
+	po.itemize = co->send.itemize;
+	rc = ps_console_pull(&po, &res);
+	if (f->stats)
+		printf("%s: %" PRIu64 " files received, %" PRIu64 " deleted "
+		    "from %s; sent %" PRIu64 " bytes, received %" PRIu64
+		    " bytes in %.2f s%s\n", x->name, res.files, res.deleted,
+		    x->source, res.bytes_sent, res.bytes_received,
+		    res.seconds, rc == PS_OK ? "" : " (failed)");
+	else if (rc == PS_OK && !f->json)
+		ps_info(1, "refresh: %s: %" PRIu64 " files received, %"
+		    PRIu64 " deleted from %s", x->name, res.files,
+		    res.deleted, x->source);
+out:
+	if (arr != NULL)
+		json_array_append_new(arr, pull_json(x->name, x->source, &res,
+		    rc));
+	if (lockfd >= 0)
+		close(lockfd);
+	free(res.error);
+	ps_target_free(&t);
+	return rc;
+}
+
+/* -C names that cannot be refreshed are a usage error, before anything. */
+static int
+check_refresh_names(const struct ps_conf *conf, const struct common *c)
+{
+	const struct ps_component *x;
+	int k;
+
+	for (k = 0; k < c->comp.n; k++) {
+		x = ps_conf_component(conf, c->comp.v[k]);
+		if (x == NULL || x->source == NULL) {
+			ps_err("refresh: %s component '%s'%s", x == NULL ?
+			    "unknown" : "no source for", c->comp.v[k],
+			    x == NULL ? "" : " (set source = in its section)");
+			return PS_EUSAGE;
+		}
+	}
+	return PS_OK;
+}
+
 int
 cmd_refresh(int argc, const char **argv)
 {
-	static const char *comp, *rsh, *remote_path;
-	static int del, dry, checksum, nowait;
+	struct push_flags f;
+	struct common c;
 	struct poptOption opts[] = {
-		{ "component", 'C', POPT_ARG_STRING, &comp, 'C',
+		{ "component", 'C', POPT_ARG_STRING, &f.comp, 'C',
 		  "only this component (repeatable)", "NAME" },
-		{ "delete", '\0', POPT_ARG_NONE, &del, 0,
+		{ "delete", '\0', POPT_ARG_NONE, &f.del, 0,
 		  "remove console files the source does not have", NULL },
-		{ "dry-run", 'n', POPT_ARG_NONE, &dry, 0,
-		  "change nothing", NULL },
-		{ "checksum", '\0', POPT_ARG_NONE, &checksum, 0,
-		  "compare content even when size and time match", NULL },
-		{ "no-wait", '\0', POPT_ARG_NONE, &nowait, 0,
+		{ "dry-run", 'n', POPT_ARG_NONE, &f.dry, 0,
+		  "print what would change; change nothing", NULL },
+		{ "checksum", '\0', POPT_ARG_NONE, &f.checksum, 0,
+		  "read every file again instead of trusting the caches",
+		  NULL },
+		{ "no-wait", '\0', POPT_ARG_NONE, &f.nowait, 0,
 		  "fail instead of waiting for a locked source", NULL },
-		{ "rsh", 'e', POPT_ARG_STRING, &rsh, 0,
-		  "remote shell instead of ssh", "CMD" },
-		{ "remote-path", '\0', POPT_ARG_STRING, &remote_path, 0,
-		  "patchsync on the source (default: patchsync)", "PROGRAM" },
+		{ "stats", '\0', POPT_ARG_NONE, &f.stats, 0,
+		  "print transfer statistics per component", NULL },
+		{ "json", '\0', POPT_ARG_NONE, &f.json, 0,
+		  "print one JSON document describing the outcome", NULL },
+		{ "itemize", 'i', POPT_ARG_NONE, &f.itemize, 0,
+		  "one line per changed path", NULL },
+		COMMON_OPTS(&c),
 		PS_OPTS_END
 	};
-	struct common c;
+	struct ps_console_opts co;
 	struct ps_conf conf = { 0 };
+	json_t *arr = NULL;
 	poptContext ctx;
 	const char **args;
 	size_t i;
 	int nargs, rc, k, worst = PS_OK, any = 0;
-	uint32_t flags;
 
 	memset(&c, 0, sizeof(c));
+	memset(&f, 0, sizeof(f));
+	memset(&co, 0, sizeof(co));
+	ps_intr_init();
 	ctx = poptGetContext("patchsync refresh", argc, argv, opts, 0);
-	if ((rc = ps_cli_parse_names(ctx, "refresh", &comp, &c.comp)) != PS_OK)
+	if ((rc = ps_cli_parse_names(ctx, "refresh", &f.comp, &c.comp)) !=
+	    PS_OK)
 		goto out;
 	args = ps_cli_args(ctx, &nargs);
 	if (nargs != 0) {
@@ -891,53 +982,36 @@ cmd_refresh(int argc, const char **argv)
 		rc = PS_EUSAGE;
 		goto out;
 	}
-	if ((rc = ps_cli_conf(&conf, 1)) != PS_OK)
+	if ((rc = transfer_opts("refresh", &f, &c, &co)) != PS_OK ||
+	    (rc = ps_cli_conf(&conf, 1)) != PS_OK ||
+	    (rc = check_refresh_names(&conf, &c)) != PS_OK)
 		goto out;
-	for (k = 0; k < c.comp.n; k++) {
-		const struct ps_component *x = ps_conf_component(&conf,
-		    c.comp.v[k]);
-
-		if (x == NULL || x->source == NULL) {
-			ps_err("refresh: %s component '%s'%s", x == NULL ?
-			    "unknown" : "no source for", c.comp.v[k],
-			    x == NULL ? "" : " (set source = in its section)");
-			rc = PS_EUSAGE;
-			goto out;
-		}
-	}
-	flags = (del ? PS_OF_DELETE : 0) | (dry ? PS_OF_DRYRUN : 0) |
-	    (checksum ? PS_OF_CHECKSUM : 0) | (nowait ? PS_OF_NOWAIT : 0);
-	for (i = 0; i < conf.ncomp; i++) {
+	if (f.json)
+		arr = json_array();
+	for (i = 0; i < conf.ncomp && ps_intr_signal() == 0; i++) {
 		const struct ps_component *x = &conf.comp[i];
-		char *url = NULL, *srsh = NULL;
-		int want = c.comp.n == 0 && x->source != NULL, lockfd = -1;
+		int want = c.comp.n == 0 && x->source != NULL;
 
 		for (k = 0; k < c.comp.n; k++)
 			want |= strcmp(c.comp.v[k], x->name) == 0;
 		if (!want)
 			continue;
 		any = 1;
-		if ((rc = resolve(&conf, x->source, 0, &url, &srsh)) != PS_OK) {
-			worst = rc > worst ? rc : worst;
-			continue;
-		}
-		rc = ps_download_lock_exclusive(&conf, x->name, &lockfd,
-		    lock_waiting, (void *)x->name);
-		if (rc == PS_OK)
-			rc = pull_one(x, url, rsh != NULL ? rsh : srsh,
-			    remote_path, flags);
-		if (lockfd >= 0)
-			close(lockfd);
-		free(url);
-		free(srsh);
-		if (rc > worst)
-			worst = rc;
+		worst = ps_worse(worst, refresh_one(&conf, x, &c, &f, &co,
+		    arr));
 	}
 	if (!any) {
 		ps_err("refresh: no component has a source in %s", conf.file);
 		worst = PS_EUSAGE;
 	}
-	rc = worst;
+	if (arr != NULL) {
+		json_t *doc = json_pack("{s:o}", "components", arr);
+
+		if (ps_json_print(doc) != PS_OK && worst == PS_OK)
+			worst = PS_EPARTIAL;
+		json_decref(doc);
+	}
+	rc = ps_intr_signal() != 0 ? PS_EINTR : worst;
 out:
 	free(c.comp.v);
 	ps_conf_free(&conf);

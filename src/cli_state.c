@@ -30,13 +30,12 @@
 #include "cli.h"
 #include "cron.h"
 #include "output.h"
-#include "proto.h"
 #include "ps.h"
 #include "state.h"
 #include "task.h"
 #include "transport.h"
 #include "url.h"
-#include "wire.h"
+#include "session.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -49,6 +48,34 @@ struct sub {
 	struct ps_conf conf;
 	struct ps_state *st;
 };
+
+/* What a subcommand does with the database. */
+enum { DB_NONE, DB_CREATE, DB_READ };
+
+/*
+ * Open the database: DB_CREATE for commands that store something,
+ * DB_READ for the others, which create nothing (SPEC 10.8): without a
+ * database S->st stays NULL and they act on an empty one.
+ */
+static int
+open_state(struct sub *s, int how)
+{
+	if (how == DB_CREATE)
+		return ps_state_open(s->conf.database, &s->st);
+	if (how == DB_READ)
+		return ps_state_open_existing(s->conf.database, &s->st);
+	return PS_OK;
+}
+
+/* For a lookup that needs a database: one line when there is none. */
+static int
+need_db(const struct sub *s)
+{
+	if (s->st != NULL)
+		return PS_OK;
+	ps_err("%s: no state database at %s", s->name, s->conf.database);
+	return PS_EUSAGE;
+}
 
 static int
 sub_start(struct sub *s, const char *name, int argc, const char **argv,
@@ -67,9 +94,7 @@ sub_start(struct sub *s, const char *name, int argc, const char **argv,
 	s->args = ps_cli_args(s->ctx, &s->nargs);
 	if ((rc = ps_cli_conf(&s->conf, 0)) != PS_OK)
 		return rc;
-	if (open_db)
-		return ps_state_open(s->conf.database, &s->st);
-	return PS_OK;
+	return open_state(s, open_db);
 }
 
 static int
@@ -190,10 +215,48 @@ credential(const char *file, const char *what, char **abs)
 	return PS_OK;
 }
 
+/* --bwlimit and --timeout of server add and edit. */
+static int
+server_limits(const char *name, const char *bwlimit, const char *timeout,
+    uint64_t *bw, int *to)
+{
+	char *end;
+	long v;
+
+	if (bwlimit != NULL && ps_parse_rate(bwlimit, bw) != 0) {
+		ps_err("%s: --bwlimit needs a rate such as 512K or 10M, not "
+		    "'%s'", name, bwlimit);
+		return PS_EUSAGE;
+	}
+	if (timeout != NULL) {
+		errno = 0;
+		v = strtol(timeout, &end, 10);
+		if (errno != 0 || end == timeout || *end != '\0' || v < 0 ||
+		    v > INT_MAX) {
+			ps_err("%s: --timeout needs a number of seconds (0: "
+			    "never), not '%s'", name, timeout);
+			return PS_EUSAGE;
+		}
+		*to = (int)v;
+	}
+	return PS_OK;
+}
+
+/* An option that must not be given an empty value ("" clears nothing). */
+static int
+not_empty(const char *cmd, const char *opt, const char *v)
+{
+	if (v == NULL || v[0] != '\0')
+		return PS_OK;
+	ps_err("%s: --%s needs a value (--no-%s clears it)", cmd, opt, opt);
+	return PS_EUSAGE;
+}
+
 static int
 server_add(int argc, const char **argv)
 {
-	static const char *identity, *secret, *rsh;
+	static const char *identity, *secret, *rsh, *rpath, *bwlimit,
+	    *timeout;
 	static int dlsource;
 	struct poptOption opts[] = {
 		{ "identity", 'i', POPT_ARG_STRING, &identity, 0,
@@ -202,36 +265,49 @@ server_add(int argc, const char **argv)
 		  "file holding the server's secret (mode 0600)", "FILE" },
 		{ "rsh", 'e', POPT_ARG_STRING, &rsh, 0,
 		  "remote shell instead of ssh", "CMD" },
+		{ "remote-path", '\0', POPT_ARG_STRING, &rpath, 0,
+		  "patchsync on the server (default: patchsync)", "PROGRAM" },
+		{ "bwlimit", '\0', POPT_ARG_STRING, &bwlimit, 0,
+		  "bytes per second to this server (512K, 10M)", "RATE" },
+		{ "timeout", '\0', POPT_ARG_STRING, &timeout, 0,
+		  "end a session silent this long (0: never)", "SECONDS" },
 		{ "download-source", '\0', POPT_ARG_NONE, &dlsource, 0,
 		  "the console downloads from it: never push to it", NULL },
 		PS_OPTS_END
 	};
 	static const char usage[] = "server add NAME URL [--identity FILE] "
-	    "[--secret-file FILE] [--rsh CMD] [--download-source]";
+	    "[--secret-file FILE] [--rsh CMD] [--remote-path PROG] "
+	    "[--bwlimit RATE] [--timeout S] [--download-source]";
 	struct ps_server sv;
 	struct ps_url u;
 	struct sub s;
 	char err[256], *id = NULL, *sec = NULL;
 	int rc;
 
+	memset(&sv, 0, sizeof(sv));
+	sv.timeout = -1;
 	if ((rc = sub_start(&s, "server add", argc, argv, opts, usage + 11,
-	    0)) != PS_OK || (rc = nargs_is(&s, 2, 2, usage)) != PS_OK)
+	    DB_NONE)) != PS_OK || (rc = nargs_is(&s, 2, 2, usage)) != PS_OK)
 		return sub_end(&s, rc);
 	if (ps_url_parse(s.args[1], &u, err, sizeof(err)) != 0) {
 		ps_err("server add: %s: %s", s.args[1], err);
 		return sub_end(&s, PS_EUSAGE);
 	}
 	ps_url_free(&u);
-	if ((rc = credential(identity, "identity file", &id)) != PS_OK ||
+	if ((rc = not_empty(s.name, "rsh", rsh)) != PS_OK ||
+	    (rc = not_empty(s.name, "remote-path", rpath)) != PS_OK ||
+	    (rc = server_limits(s.name, bwlimit, timeout, &sv.bwlimit,
+	    &sv.timeout)) != PS_OK ||
+	    (rc = credential(identity, "identity file", &id)) != PS_OK ||
 	    (rc = credential(secret, "secret file", &sec)) != PS_OK ||
-	    (rc = ps_state_open(s.conf.database, &s.st)) != PS_OK)
+	    (rc = open_state(&s, DB_CREATE)) != PS_OK)
 		goto out;
-	memset(&sv, 0, sizeof(sv));
 	sv.name = (char *)s.args[0];
 	sv.url = (char *)s.args[1];
 	sv.identity_file = id;
 	sv.secret_file = sec;
 	sv.rsh = (char *)rsh;
+	sv.remote_path = (char *)rpath;
 	sv.download_source = dlsource;
 	if ((rc = ps_state_server_add(s.st, &sv)) == PS_OK)
 		ps_info(1, "server %s added", sv.name);
@@ -241,15 +317,148 @@ out:
 	return sub_end(&s, rc);
 }
 
+/* A string option of server edit: the value, "" for --no-X, or NULL. */
+static int
+edit_str(const char *cmd, const char *opt, const char *v, int clear,
+    const char **out)
+{
+	if (v != NULL && clear) {
+		ps_err("%s: --%s and --no-%s exclude each other", cmd, opt,
+		    opt);
+		return PS_EUSAGE;
+	}
+	*out = clear ? "" : v;
+	return not_empty(cmd, opt, v);
+}
+
+static int
+server_edit(int argc, const char **argv)
+{
+	static const char *url, *identity, *secret, *rsh, *rpath, *bwlimit,
+	    *timeout;
+	static int dlsource, no_id, no_sec, no_rsh, no_rpath, no_bw, no_to,
+	    no_dl;
+	struct poptOption opts[] = {
+		{ "url", '\0', POPT_ARG_STRING, &url, 0,
+		  "a new URL", "URL" },
+		{ "identity", 'i', POPT_ARG_STRING, &identity, 0,
+		  "ssh private key (mode 0600)", "FILE" },
+		{ "no-identity", '\0', POPT_ARG_NONE, &no_id, 0,
+		  "no identity file", NULL },
+		{ "secret-file", '\0', POPT_ARG_STRING, &secret, 0,
+		  "file holding the server's secret (mode 0600)", "FILE" },
+		{ "no-secret-file", '\0', POPT_ARG_NONE, &no_sec, 0,
+		  "no secret file", NULL },
+		{ "rsh", 'e', POPT_ARG_STRING, &rsh, 0,
+		  "remote shell instead of ssh", "CMD" },
+		{ "no-rsh", '\0', POPT_ARG_NONE, &no_rsh, 0,
+		  "the default remote shell (ssh)", NULL },
+		{ "remote-path", '\0', POPT_ARG_STRING, &rpath, 0,
+		  "patchsync on the server", "PROGRAM" },
+		{ "no-remote-path", '\0', POPT_ARG_NONE, &no_rpath, 0,
+		  "the default remote program (patchsync)", NULL },
+		{ "bwlimit", '\0', POPT_ARG_STRING, &bwlimit, 0,
+		  "bytes per second to this server (512K, 10M)", "RATE" },
+		{ "no-bwlimit", '\0', POPT_ARG_NONE, &no_bw, 0,
+		  "no bandwidth limit", NULL },
+		{ "timeout", '\0', POPT_ARG_STRING, &timeout, 0,
+		  "end a session silent this long (0: never)", "SECONDS" },
+		{ "no-timeout", '\0', POPT_ARG_NONE, &no_to, 0,
+		  "the push's own timeout", NULL },
+		{ "download-source", '\0', POPT_ARG_NONE, &dlsource, 0,
+		  "the console downloads from it: never push to it", NULL },
+		{ "no-download-source", '\0', POPT_ARG_NONE, &no_dl, 0,
+		  "a distribution server again", NULL },
+		PS_OPTS_END
+	};
+	static const char usage[] = "server edit NAME [--url URL] "
+	    "[--[no-]identity FILE] [--[no-]secret-file FILE] [--[no-]rsh CMD] "
+	    "[--[no-]remote-path PROG] [--[no-]bwlimit RATE] "
+	    "[--[no-]timeout S] [--[no-]download-source]";
+	struct ps_server_edit e;
+	struct ps_url u;
+	struct sub s;
+	char err[256], *id = NULL, *sec = NULL;
+	uint64_t bw = 0;
+	int rc, to = -1;
+
+	memset(&e, 0, sizeof(e));
+	if ((rc = sub_start(&s, "server edit", argc, argv, opts, usage + 12,
+	    DB_NONE)) != PS_OK || (rc = nargs_is(&s, 1, 1, usage)) != PS_OK)
+		return sub_end(&s, rc);
+	if (url != NULL && ps_url_parse(url, &u, err, sizeof(err)) != 0) {
+		ps_err("server edit: %s: %s", url, err);
+		return sub_end(&s, PS_EUSAGE);
+	}
+	if (url != NULL)
+		ps_url_free(&u);
+	e.url = url;
+	e.bwlimit = no_bw ? 0 : -1;
+	e.timeout = no_to ? -1 : PS_KEEP;
+	e.download_source = dlsource ? 1 : no_dl ? 0 : -1;
+	if ((rc = edit_str(s.name, "rsh", rsh, no_rsh, &e.rsh)) != PS_OK ||
+	    (rc = edit_str(s.name, "remote-path", rpath, no_rpath,
+	    &e.remote_path)) != PS_OK ||
+	    (rc = edit_str(s.name, "identity", identity, no_id,
+	    &e.identity_file)) != PS_OK ||
+	    (rc = edit_str(s.name, "secret-file", secret, no_sec,
+	    &e.secret_file)) != PS_OK)
+		goto out;
+	if ((bwlimit != NULL && no_bw) || (timeout != NULL && no_to) ||
+	    (dlsource && no_dl)) {
+		ps_err("server edit: an option and its --no- form exclude each "
+		    "other");
+		rc = PS_EUSAGE;
+		goto out;
+	}
+	if ((rc = server_limits(s.name, bwlimit, timeout, &bw, &to)) != PS_OK)
+		goto out;
+	if (bwlimit != NULL)
+		e.bwlimit = (int64_t)bw;
+	if (timeout != NULL)
+		e.timeout = to;
+	if (url == NULL && identity == NULL && secret == NULL && rsh == NULL &&
+	    rpath == NULL && bwlimit == NULL && timeout == NULL && !dlsource &&
+	    !no_id && !no_sec && !no_rsh && !no_rpath && !no_bw && !no_to &&
+	    !no_dl) {
+		ps_err("server edit: nothing to change (see patchsync server "
+		    "--help)");
+		rc = PS_EUSAGE;
+		goto out;
+	}
+	if ((rc = credential(identity, "identity file", &id)) != PS_OK ||
+	    (rc = credential(secret, "secret file", &sec)) != PS_OK)
+		goto out;
+	if (id != NULL)
+		e.identity_file = id;
+	if (sec != NULL)
+		e.secret_file = sec;
+	if ((rc = open_state(&s, DB_READ)) != PS_OK ||
+	    (rc = need_db(&s)) != PS_OK)
+		goto out;
+	if ((rc = ps_state_server_edit(s.st, s.args[0], &e)) == PS_OK)
+		ps_info(1, "server %s changed", s.args[0]);
+out:
+	free(id);
+	free(sec);
+	return sub_end(&s, rc);
+}
+
 static json_t *
 server_json(const struct ps_server *sv)
 {
-	return json_pack("{s:s,s:s,s:o,s:o,s:o,s:b,s:I}", "name", sv->name,
-	    "url", sv->url, "identity_file",
-	    json_str_or_null(sv->identity_file), "secret_file",
-	    json_str_or_null(sv->secret_file), "rsh",
-	    json_str_or_null(sv->rsh), "download_source",
-	    sv->download_source, "created", (json_int_t)sv->created);
+	return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:I}",
+	    "name", sv->name, "url", sv->url,
+	    "identity_file", json_str_or_null(sv->identity_file),
+	    "secret_file", json_str_or_null(sv->secret_file),
+	    "rsh", json_str_or_null(sv->rsh),
+	    "remote_path", json_str_or_null(sv->remote_path),
+	    "bwlimit", sv->bwlimit > 0 ? json_integer((json_int_t)sv->bwlimit)
+	    : json_null(),
+	    "timeout", sv->timeout >= 0 ? json_integer(sv->timeout) :
+	    json_null(),
+	    "download_source", sv->download_source,
+	    "created", (json_int_t)sv->created);
 }
 
 static int
@@ -267,8 +476,9 @@ server_list(int argc, const char **argv)
 	int rc;
 
 	if ((rc = sub_start(&s, "server list", argc, argv, opts, "[--json]",
-	    1)) != PS_OK || (rc = nargs_is(&s, 0, 0, "server list [--json]"))
-	    != PS_OK || (rc = ps_state_server_list(s.st, &v, &n)) != PS_OK)
+	    DB_READ)) != PS_OK || (rc = nargs_is(&s, 0, 0,
+	    "server list [--json]")) != PS_OK || (s.st != NULL &&
+	    (rc = ps_state_server_list(s.st, &v, &n)) != PS_OK))
 		return sub_end(&s, rc);
 	if (json) {
 		json_t *arr = json_array();
@@ -280,10 +490,14 @@ server_list(int argc, const char **argv)
 		if (n > 0)
 			printf("%-20s %-40s %s\n", "NAME", "URL", "NOTES");
 		for (i = 0; i < n; i++)
-			printf("%-20s %-40s %s%s%s\n", v[i].name, v[i].url,
+			printf("%-20s %-40s %s%s%s%s%s%s\n", v[i].name,
+			    v[i].url,
 			    v[i].download_source ? "download-source " : "",
 			    v[i].identity_file ? "identity " : "",
-			    v[i].rsh ? "rsh" : "");
+			    v[i].rsh ? "rsh " : "",
+			    v[i].remote_path ? "remote-path " : "",
+			    v[i].bwlimit ? "bwlimit " : "",
+			    v[i].timeout >= 0 ? "timeout" : "");
 	}
 	ps_server_list_free(v, n);
 	return sub_end(&s, rc);
@@ -300,24 +514,31 @@ server_show(int argc, const char **argv)
 	};
 	struct ps_server sv;
 	struct sub s;
-	char when[32];
+	char when[32], bw[32], to[32];
 	int rc;
 
 	if ((rc = sub_start(&s, "server show", argc, argv, opts, "NAME",
-	    1)) != PS_OK || (rc = nargs_is(&s, 1, 1, "server show NAME")) !=
-	    PS_OK || (rc = ps_state_server_get(s.st, s.args[0], &sv)) != PS_OK)
+	    DB_READ)) != PS_OK || (rc = nargs_is(&s, 1, 1, "server show NAME"))
+	    != PS_OK || (rc = need_db(&s)) != PS_OK ||
+	    (rc = ps_state_server_get(s.st, s.args[0], &sv)) != PS_OK)
 		return sub_end(&s, rc);
 	if (json) {
 		rc = print_doc(server_json(&sv));
 	} else {
 		fmt_time(sv.created, when, sizeof(when));
+		snprintf(bw, sizeof(bw), sv.bwlimit ? "%llu bytes/s" : "-",
+		    (unsigned long long)sv.bwlimit);
+		snprintf(to, sizeof(to), sv.timeout >= 0 ? "%d s" : "-",
+		    sv.timeout);
 		printf("name: %s\nurl: %s\nidentity-file: %s\n"
-		    "secret-file: %s\nrsh: %s\ndownload-source: %s\n"
+		    "secret-file: %s\nrsh: %s\nremote-path: %s\n"
+		    "bwlimit: %s\ntimeout: %s\ndownload-source: %s\n"
 		    "created: %s\n", sv.name, sv.url,
 		    sv.identity_file ? sv.identity_file : "-",
 		    sv.secret_file ? sv.secret_file : "-",
-		    sv.rsh ? sv.rsh : "-", sv.download_source ? "yes" : "no",
-		    when);
+		    sv.rsh ? sv.rsh : "-",
+		    sv.remote_path ? sv.remote_path : "-", bw, to,
+		    sv.download_source ? "yes" : "no", when);
 	}
 	ps_server_free(&sv);
 	return sub_end(&s, rc);
@@ -333,8 +554,8 @@ server_remove(int argc, const char **argv)
 	int rc;
 
 	if ((rc = sub_start(&s, "server remove", argc, argv, opts, "NAME",
-	    1)) == PS_OK && (rc = nargs_is(&s, 1, 1, "server remove NAME")) ==
-	    PS_OK)
+	    DB_READ)) == PS_OK && (rc = nargs_is(&s, 1, 1,
+	    "server remove NAME")) == PS_OK && (rc = need_db(&s)) == PS_OK)
 		rc = ps_state_server_remove(s.st, s.args[0]);
 	return sub_end(&s, rc);
 }
@@ -541,36 +762,25 @@ probe_remote(const char *name, const struct ps_url *u, const char *rsh,
 
 /* Does `patchsync serve` answer the greeting? */
 static int
-probe_serve(const char *name, const struct ps_url *u, const char *rsh,
+probe_serve(const char *name, const char *url, const char *rsh,
     const char *remote_path)
 {
-	struct ps_conn_opts co;
-	struct ps_conn c;
-	struct ps_wire *w;
+	struct ps_sess_opts so;
+	struct ps_sess ss;
 	int rc;
 
-	memset(&co, 0, sizeof(co));
-	co.rsh = rsh;
-	co.remote_path = remote_path;
-	if ((rc = ps_conn_open(u, &co, &c)) != PS_OK) {
-		ps_err("server %s: %s", name, c.err);
-		return rc == PS_EUSAGE ? PS_EUSAGE : PS_EPEER;
-	}
-	w = ps_wire_new(c.rfd, c.wfd);
-	rc = ps_wire_hello(w, PS_ROLE_CONSOLE, 0, NULL, NULL);
-	if (rc != PS_OK) {
-		ps_err("server %s: patchsync serve did not answer: %s", name,
-		    ps_wire_error(w));
-		(void)ps_conn_kill(&c);
-	} else {
-		(void)ps_wire_send(w, PS_MSG_BYE, NULL, 0);
-		(void)ps_wire_shutdown_write(w);
+	memset(&so, 0, sizeof(so));
+	so.label = name;
+	so.url = url;
+	so.rsh = rsh;
+	so.remote_path = remote_path;
+	so.timeout = PS_TIMEOUT_DEFAULT;
+	rc = ps_sess_connect(&ss, &so);
+	rc = ps_sess_close(&ss, NULL);
+	if (rc == PS_OK)
 		printf("server %s: patchsync serve answers (protocol %d)\n",
 		    name, PS_PROTO_VERSION);
-	}
-	ps_wire_free(w);
-	(void)ps_conn_close(&c);
-	return rc == PS_OK ? PS_OK : PS_EPEER;
+	return rc == PS_OK || rc == PS_EUSAGE ? rc : PS_EPEER;
 }
 
 static int
@@ -582,23 +792,29 @@ server_check(int argc, const char **argv)
 		  "patchsync on the server (default: patchsync)", "PROGRAM" },
 		PS_OPTS_END
 	};
+	struct ps_server_conn sc;
 	struct ps_server sv;
 	struct ps_url u;
 	struct sub s;
-	char *url = NULL, *rsh = NULL, err[256];
+	char *rsh, err[256];
 	int rc, ro;
 
+	memset(&sc, 0, sizeof(sc));
 	if ((rc = sub_start(&s, "server check", argc, argv, opts, "NAME",
-	    1)) != PS_OK || (rc = nargs_is(&s, 1, 1, "server check NAME")) !=
-	    PS_OK || (rc = ps_state_server_get(s.st, s.args[0], &sv)) != PS_OK)
+	    DB_READ)) != PS_OK || (rc = nargs_is(&s, 1, 1,
+	    "server check NAME")) != PS_OK || (rc = need_db(&s)) != PS_OK ||
+	    (rc = ps_state_server_get(s.st, s.args[0], &sv)) != PS_OK)
 		return sub_end(&s, rc);
 	ro = sv.download_source;
 	ps_server_free(&sv);
-	if ((rc = ps_task_resolve_server(&s.conf, s.args[0], &url, &rsh, 0)) !=
+	if ((rc = ps_task_resolve_server(&s.conf, s.args[0], 0, &sc)) !=
 	    PS_OK)
 		return sub_end(&s, rc);
-	if (ps_url_parse(url, &u, err, sizeof(err)) != 0) {
-		ps_err("server %s: %s: %s", s.args[0], url, err);
+	rsh = sc.rsh;
+	if (remote_path == NULL)
+		remote_path = sc.remote_path;
+	if (ps_url_parse(sc.url, &u, err, sizeof(err)) != 0) {
+		ps_err("server %s: %s: %s", s.args[0], sc.url, err);
 		rc = PS_EUSAGE;
 		goto out;
 	}
@@ -612,11 +828,10 @@ server_check(int argc, const char **argv)
 		rc = PS_EUSAGE;
 	}
 	if (rc == PS_OK)
-		rc = probe_serve(s.args[0], &u, rsh, remote_path);
+		rc = probe_serve(s.args[0], sc.url, rsh, remote_path);
 	ps_url_free(&u);
 out:
-	free(url);
-	free(rsh);
+	ps_server_conn_free(&sc);
 	return sub_end(&s, rc);
 }
 
@@ -666,6 +881,7 @@ cmd_server(int argc, const char **argv)
 {
 	static const struct subcmd subs[] = {
 		{ "add", server_add },
+		{ "edit", server_edit },
 		{ "list", server_list },
 		{ "show", server_show },
 		{ "remove", server_remove },
@@ -675,7 +891,11 @@ cmd_server(int argc, const char **argv)
 	return dispatch("server", subs, NELEM(subs),
 	    "Usage: patchsync server add NAME URL [--identity FILE] "
 	    "[--secret-file FILE]\n"
-	    "                            [--rsh CMD] [--download-source]\n"
+	    "                            [--rsh CMD] [--remote-path PROG] "
+	    "[--bwlimit RATE]\n"
+	    "                            [--timeout S] [--download-source]\n"
+	    "       patchsync server edit NAME [--url URL] [same options]\n"
+	    "                             [--no-OPTION to clear one]\n"
 	    "       patchsync server list [--json]\n"
 	    "       patchsync server show NAME [--json]\n"
 	    "       patchsync server remove NAME\n"
@@ -726,7 +946,7 @@ component_list(const struct ps_conf *conf, const char **names, int n,
 static int
 sub_start_c(struct sub *s, const char *name, int argc, const char **argv,
     struct poptOption *opts, const char *usage, const char **comp,
-    struct ps_names *cl)
+    struct ps_names *cl, int open_db)
 {
 	char *prog = xasprintf("patchsync %s", name);
 	int rc;
@@ -741,7 +961,7 @@ sub_start_c(struct sub *s, const char *name, int argc, const char **argv,
 	s->args = ps_cli_args(s->ctx, &s->nargs);
 	if ((rc = ps_cli_conf(&s->conf, 0)) != PS_OK)
 		return rc;
-	return ps_state_open(s->conf.database, &s->st);
+	return open_state(s, open_db);
 }
 
 static int
@@ -766,7 +986,7 @@ schedule_add(int argc, const char **argv)
 	int rc;
 
 	if ((rc = sub_start_c(&s, "schedule add", argc, argv, opts,
-	    usage + 13, &comp, &cl)) != PS_OK ||
+	    usage + 13, &comp, &cl, DB_CREATE)) != PS_OK ||
 	    (rc = nargs_is(&s, 0, 0, usage)) != PS_OK)
 		goto out;
 	if (server == NULL || cron == NULL) {
@@ -817,12 +1037,12 @@ schedule_list(int argc, const char **argv)
 	int rc;
 
 	if ((rc = sub_start(&s, "schedule list", argc, argv, opts, "[--json]",
-	    1)) != PS_OK || (rc = nargs_is(&s, 0, 0, "schedule list [--json]"))
-	    != PS_OK)
+	    DB_READ)) != PS_OK || (rc = nargs_is(&s, 0, 0,
+	    "schedule list [--json]")) != PS_OK)
 		return sub_end(&s, rc);
 	/* Reap first, so a dead worker's schedule shows 'interrupted'. */
-	if ((rc = ps_state_task_reap(s.st, NULL)) != PS_OK ||
-	    (rc = ps_state_schedule_list(s.st, &v, &n)) != PS_OK)
+	if (s.st != NULL && ((rc = ps_state_task_reap(s.st, NULL)) != PS_OK ||
+	    (rc = ps_state_schedule_list(s.st, &v, &n)) != PS_OK))
 		return sub_end(&s, rc);
 	if (json) {
 		json_t *arr = json_array();
@@ -874,8 +1094,9 @@ schedule_edit(int argc, const char **argv)
 
 	memset(&e, 0, sizeof(e));
 	if ((rc = sub_start_c(&s, "schedule edit", argc, argv, opts,
-	    usage + 14, &comp, &cl)) != PS_OK ||
+	    usage + 14, &comp, &cl, DB_READ)) != PS_OK ||
 	    (rc = nargs_is(&s, 1, 1, usage)) != PS_OK ||
+	    (rc = need_db(&s)) != PS_OK ||
 	    (rc = parse_id("schedule", s.args[0], &id)) != PS_OK)
 		goto out;
 	if (server == NULL && cron == NULL && cl.n == 0) {
@@ -909,8 +1130,8 @@ schedule_delete(int argc, const char **argv)
 	int i, rc, r;
 
 	if ((rc = sub_start(&s, "schedule delete", argc, argv, opts, "ID...",
-	    1)) != PS_OK || (rc = nargs_is(&s, 1, -1, "schedule delete ID..."))
-	    != PS_OK)
+	    DB_READ)) != PS_OK || (rc = nargs_is(&s, 1, -1,
+	    "schedule delete ID...")) != PS_OK || (rc = need_db(&s)) != PS_OK)
 		return sub_end(&s, rc);
 	/* Every id is checked before any is deleted. */
 	for (i = 0; i < s.nargs; i++)
@@ -966,8 +1187,9 @@ schedule_run(int argc, const char **argv)
 	int i, rc, r;
 
 	if ((rc = sub_start(&s, "schedule run", argc, argv, opts,
-	    "ID... [--wait]", 1)) != PS_OK || (rc = nargs_is(&s, 1, -1,
-	    "schedule run ID... [--wait]")) != PS_OK)
+	    "ID... [--wait]", DB_READ)) != PS_OK || (rc = nargs_is(&s, 1, -1,
+	    "schedule run ID... [--wait]")) != PS_OK ||
+	    (rc = need_db(&s)) != PS_OK)
 		return sub_end(&s, rc);
 	for (i = 0; i < s.nargs; i++)
 		if ((rc = parse_id("schedule", s.args[i], &id)) != PS_OK)
@@ -1008,11 +1230,16 @@ schedule_run_due(int argc, const char **argv)
 	struct sub s;
 	int rc, r;
 
+	/* Without a database nothing is due, and none is made. */
 	if ((rc = sub_start(&s, "schedule run-due", argc, argv, opts,
-	    "[--wait]", 1)) != PS_OK || (rc = nargs_is(&s, 0, 0,
-	    "schedule run-due [--wait]")) != PS_OK)
+	    "[--wait]", DB_READ)) != PS_OK || (rc = nargs_is(&s, 0, 0,
+	    "schedule run-due [--wait]")) != PS_OK || s.st == NULL)
 		return sub_end(&s, rc);
 	(void)ps_state_task_reap(s.st, NULL);
+	/* [console] keep bounds the history. */
+	if (s.conf.keep > 0)
+		(void)ps_task_prune(s.st, &s.conf, (double)time(NULL) -
+		    (double)s.conf.keep, NULL);
 	if ((rc = ps_state_schedule_claim_due(s.st, s.conf.console_name,
 	    time(NULL), &cl, &n)) != PS_OK)
 		return sub_end(&s, rc);
@@ -1105,14 +1332,15 @@ task_list(int argc, const char **argv)
 	int rc;
 
 	if ((rc = sub_start(&s, "task list", argc, argv, opts,
-	    "[--json] [--limit N]", 1)) != PS_OK || (rc = nargs_is(&s, 0, 0,
-	    "task list [--json] [--limit N]")) != PS_OK)
+	    "[--json] [--limit N]", DB_READ)) != PS_OK || (rc = nargs_is(&s,
+	    0, 0, "task list [--json] [--limit N]")) != PS_OK)
 		return sub_end(&s, rc);
 	if (limit < 0) {
 		ps_err("task list: --limit must be a positive number");
 		return sub_end(&s, PS_EUSAGE);
 	}
-	if ((rc = ps_state_task_list(s.st, (size_t)limit, &v, &n)) != PS_OK)
+	if (s.st != NULL && (rc = ps_state_task_list(s.st, (size_t)limit, &v,
+	    &n)) != PS_OK)
 		return sub_end(&s, rc);
 	if (json) {
 		json_t *arr = json_array();
@@ -1156,9 +1384,10 @@ task_cancel(int argc, const char **argv)
 	int64_t id;
 	int rc, tries;
 
-	if ((rc = sub_start(&s, "task cancel", argc, argv, opts, "ID", 1)) !=
-	    PS_OK || (rc = nargs_is(&s, 1, 1, "task cancel ID")) != PS_OK ||
-	    (rc = parse_id("task", s.args[0], &id)) != PS_OK ||
+	if ((rc = sub_start(&s, "task cancel", argc, argv, opts, "ID",
+	    DB_READ)) != PS_OK || (rc = nargs_is(&s, 1, 1, "task cancel ID"))
+	    != PS_OK || (rc = parse_id("task", s.args[0], &id)) != PS_OK ||
+	    (rc = need_db(&s)) != PS_OK ||
 	    (rc = ps_state_task_get(s.st, id, &t)) != PS_OK)
 		return sub_end(&s, rc);
 	if (gethostname(host, sizeof(host) - 1) == -1)
@@ -1282,6 +1511,14 @@ history(struct sub *s, const char *task, const char *server, int follow,
 	}
 	if (task != NULL && (rc = parse_id("task", task, &f.task)) != PS_OK)
 		return rc;
+	if (s->st == NULL) {
+		/* No database: no task is known, no event happened. */
+		if (f.task != 0)
+			return need_db(s);
+		if (json && !follow)
+			return print_doc(json_pack("{s:[]}", "events"));
+		return PS_OK;
+	}
 	if (f.task != 0) {
 		/* An unknown task is an error, not an empty history. */
 		if ((rc = ps_state_task_get(s->st, f.task, &t)) != PS_OK)
@@ -1324,6 +1561,41 @@ out:
 	return rc;
 }
 
+/* `history prune --older-than DURATION` (the tasks, their events, logs). */
+static int
+history_prune(int argc, const char **argv)
+{
+	static const char *older;
+	struct poptOption opts[] = {
+		{ "older-than", '\0', POPT_ARG_STRING, &older, 0,
+		  "tasks that ended longer ago than this (30d, 12h, 2w)",
+		  "DURATION" },
+		PS_OPTS_END
+	};
+	static const char usage[] = "history prune --older-than DURATION";
+	struct sub s;
+	size_t n = 0;
+	long secs;
+	int rc;
+
+	if ((rc = sub_start(&s, "history prune", argc, argv, opts,
+	    usage + 14, DB_NONE)) != PS_OK || (rc = nargs_is(&s, 0, 0,
+	    usage)) != PS_OK)
+		return sub_end(&s, rc);
+	if (older == NULL || ps_parse_duration(older, &secs) != 0) {
+		ps_err("history prune: --older-than needs a duration such as "
+		    "90d, 12h or 2w%s%s%s", older != NULL ? ", not '" : "",
+		    older != NULL ? older : "", older != NULL ? "'" : "");
+		return sub_end(&s, PS_EUSAGE);
+	}
+	/* Without a database there is nothing to prune. */
+	if ((rc = open_state(&s, DB_READ)) == PS_OK && s.st != NULL &&
+	    (rc = ps_task_prune(s.st, &s.conf, (double)time(NULL) -
+	    (double)secs, &n)) == PS_OK)
+		printf("%zu task%s pruned\n", n, n == 1 ? "" : "s");
+	return sub_end(&s, rc);
+}
+
 int
 cmd_history(int argc, const char **argv)
 {
@@ -1344,12 +1616,25 @@ cmd_history(int argc, const char **argv)
 		PS_OPTS_END
 	};
 	struct sub s;
+	const char *saved;
+	char *name;
 	int rc;
 
+	if (argc >= 2 && strcmp(argv[1], "prune") == 0) {
+		name = xasprintf("patchsync history prune");
+		saved = argv[1];
+		argv[1] = name;
+		rc = history_prune(argc - 1, argv + 1);
+		argv[1] = saved;
+		free(name);
+		return rc;
+	}
 	if ((rc = sub_start(&s, "history", argc, argv, opts,
-	    "[--task ID] [--server NAME] [--follow] [--json] [--limit N]",
-	    1)) == PS_OK && (rc = nargs_is(&s, 0, 0, "history [--task ID] "
-	    "[--server NAME] [--follow] [--json] [--limit N]")) == PS_OK)
+	    "[--task ID] [--server NAME] [--follow] [--json] [--limit N]\n"
+	    "       patchsync history prune --older-than DURATION",
+	    DB_READ)) == PS_OK && (rc = nargs_is(&s, 0, 0, "history "
+	    "[--task ID] [--server NAME] [--follow] [--json] [--limit N]")) ==
+	    PS_OK)
 		rc = history(&s, task, server, follow, json, limit);
 	return sub_end(&s, rc);
 }

@@ -94,6 +94,48 @@ reader(char *str, int num, void *stream)
 }
 
 int
+ps_parse_duration(const char *s, long *secs)
+{
+	long unit = 1, v;
+	char *end;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *s == '-' || *s == '+' || v <= 0)
+		return -1;
+	switch (*end) {
+	case '\0':
+		break;
+	case 's':
+		end++;
+		break;
+	case 'm':
+		unit = 60;
+		end++;
+		break;
+	case 'h':
+		unit = 3600;
+		end++;
+		break;
+	case 'd':
+		unit = 86400;
+		end++;
+		break;
+	case 'w':
+		unit = 7 * 86400;
+		end++;
+		break;
+	default:
+		return -1;
+	}
+	/* At most about a hundred years: the sum with "now" stays sane. */
+	if (*end != '\0' || v > 100L * 366 * 86400 / unit)
+		return -1;
+	*secs = v * unit;
+	return 0;
+}
+
+int
 ps_conf_name_ok(const char *name)
 {
 	const char *s;
@@ -157,6 +199,11 @@ handler(void *user, const char *section, const char *key, const char *value)
 			setstr(p, &c->console_name, section, key, value);
 		else if (strcmp(key, "database") == 0)
 			setstr(p, &c->database, section, key, value);
+		else if (strcmp(key, "keep") == 0) {
+			if (ps_parse_duration(value, &c->keep) != 0)
+				fail(p, "[%s]: key '%s' must be a duration "
+				    "such as 90d, 12h or 2w", section, key);
+		}
 		else if (strcmp(key, "jobs") == 0) {
 			char *end;
 			long v;

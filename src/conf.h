@@ -22,7 +22,8 @@ struct ps_component {
 struct ps_conf {
 	char *file;		/* file read, or NULL when there was none */
 	char *console_name;	/* default: host name */
-	char *database;
+	char *database;		/* a SQLite file or a postgresql:// URI */
+	long keep;		/* seconds of task history kept; 0: all */
 	int jobs;
 	struct ps_component *comp;
 	size_t ncomp;
@@ -38,6 +39,12 @@ int ps_conf_load(const char *file, struct ps_conf *c);
  * Defaults for a console without a configuration file.
  */
 void ps_conf_defaults(struct ps_conf *c);
+
+/*
+ * A duration: a positive number followed by s, m, h, d or w ("90d",
+ * "12h"); a bare number is seconds. Returns 0 with *SECS set, or -1.
+ */
+int ps_parse_duration(const char *s, long *secs);
 
 /* Is NAME a valid component name ([a-z0-9_-]+)? */
 int ps_conf_name_ok(const char *name);

@@ -1,7 +1,14 @@
 /*
  * console.c — the console role: scan the console's trees once, then run
  * one session per distribution server, several at once; each session
- * opens the transport, greets, and pushes or reports every component.
+ * connects, greets, and pushes or reports every component. Also the
+ * console's side of a refresh.
+ *
+ * Threads: one per server session (at most -j), the scanner (the
+ * console's own walk, beside the servers' walks), the progress line; each
+ * session has its own pool of workers, so a slow or throttled server
+ * never holds the threads another one needs. The run's mutex guards
+ * `next`, `done` and each source's `ready` and `rc`.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,12 +25,15 @@
 #include <xxhash.h>
 
 #include "console.h"
+#include "mfcache.h"
 #include "output.h"
 #include "pool.h"
-#include "proto.h"
-#include "transport.h"
-#include "url.h"
-#include "wire.h"
+#include "receiver.h"
+#include "session.h"
+#include "syncplan.h"
+#include "walk.h"
+
+#define SESSION_THREADS 2	/* workers per server session */
 
 static double
 now(void)
@@ -49,76 +59,10 @@ cache_file(const char *cache_dir, const char *path)
 	return f;
 }
 
-static void
-cache_read(const char *file, struct ps_manifest *m)
-{
-	FILE *fp = fopen(file, "rb");
-	struct buf b = { 0 };
-	char chunk[65536], err[128];
-	size_t n;
-
-	memset(m, 0, sizeof(*m));
-	if (fp == NULL)
-		return;
-	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-		buf_add(&b, chunk, n);
-	fclose(fp);
-	if (ps_manifest_decode(b.p, b.len, m, err, sizeof(err)) != 0)
-		ps_info(1, "ignoring the damaged cache %s: %s", file, err);
-	buf_free(&b);
-}
-
-/* mkdir -p, the last directory private (it describes the console). */
-static int
-mkdir_p(const char *dir)
-{
-	char *p = xstrdup(dir), *s;
-	int rc = 0;
-
-	for (s = p + 1; *s != '\0' && rc == 0; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0755) != 0 && errno != EEXIST)
-			rc = -1;
-		*s = '/';
-	}
-	if (rc == 0 && mkdir(p, 0700) != 0 && errno != EEXIST)
-		rc = -1;
-	free(p);
-	return rc;
-}
-
-static void
-cache_write(const char *cache_dir, const char *file,
-    const struct ps_manifest *m)
-{
-	struct buf b = { 0 };
-	char *tmp;
-	int fd;
-
-	if (mkdir_p(cache_dir) != 0)
-		return;
-	tmp = xasprintf("%s.%d", file, (int)getpid());
-	ps_manifest_encode(m, 1, &b);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-	    0600);
-	if (fd >= 0 && write(fd, b.p, b.len) == (ssize_t)b.len &&
-	    close(fd) == 0) {
-		if (rename(tmp, file) != 0)
-			unlink(tmp);
-	} else {
-		if (fd >= 0)
-			close(fd);
-		unlink(tmp);
-	}
-	free(tmp);
-	buf_free(&b);
-}
-
 int
 ps_source_open(struct ps_source *src)
 {
+	src->mf_fd = -1;
 	src->fd = open(src->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (src->fd < 0) {
 		ps_err("console directory %s: %s", src->path, strerror(errno));
@@ -127,22 +71,61 @@ ps_source_open(struct ps_source *src)
 	return PS_OK;
 }
 
+/*
+ * The walk goes into a manifest file: the cache (rewritten only where it
+ * changed), or an unlinked temporary when there is no cache. Sessions
+ * read it back as a stream, so the console holds no tree in memory.
+ */
 int
 ps_source_scan(struct ps_source *src, const char *cache_dir, int checksum)
 {
 	struct ps_build_opts bo = { 0 };
-	struct ps_manifest cache = { 0 };
-	char *file = NULL;
-	int rc;
+	struct ps_mfin *cache = NULL;
+	struct ps_cachew *cw;
+	const struct ps_entry *e;
+	struct ps_walk *w;
+	char *file = NULL, *slash;
+	int rc, oldfd = -1, dirfd = -1;
 
-	if (cache_dir != NULL && (file = cache_file(cache_dir, src->path)))
-		cache_read(file, &cache);
-	bo.cache = &cache;
+	if (cache_dir != NULL && (file = cache_file(cache_dir, src->path))) {
+		oldfd = open(file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (ps_mkdir_p(cache_dir) == 0)
+			dirfd = open(cache_dir, O_RDONLY | O_DIRECTORY |
+			    O_CLOEXEC);
+	}
+	if (oldfd >= 0)
+		cache = ps_mfin_pread(oldfd);
+	bo.cache_in = cache;
 	bo.checksum = checksum;
-	rc = ps_manifest_buildat(src->fd, &bo, &src->m);
-	if (rc == PS_OK && file != NULL)
-		cache_write(cache_dir, file, &src->m);
-	ps_manifest_free(&cache);
+	bo.label = src->path;
+	if ((rc = ps_walk_open(src->fd, &bo, &w)) != PS_OK) {
+		ps_mfin_free(cache);
+		if (oldfd >= 0)
+			close(oldfd);
+		goto out;
+	}
+	slash = file != NULL ? strrchr(file, '/') : NULL;
+	cw = ps_cachew_open(dirfd, slash != NULL ? slash + 1 : "", oldfd,
+	    PS_MF_LOCAL, PS_ENC_LOCAL);
+	src->nfiles = 0;
+	while ((e = ps_walk_next(w)) != NULL) {
+		ps_cachew_add(cw, e);
+		src->nfiles += e->type == PS_FT_FILE;
+	}
+	ps_manifest_free(&src->by);
+	rc = ps_walk_close(w, &src->by);
+	if (cache != NULL && ps_mfin_failed(cache))
+		ps_info(1, "ignoring the damaged cache %s: %s", file,
+		    ps_mfin_error(cache));
+	ps_mfin_free(cache);
+	if (src->mf_fd >= 0)
+		close(src->mf_fd);
+	src->mf_fd = ps_cachew_commit(cw, src->path);
+	if (src->mf_fd < 0)
+		rc = PS_EPARTIAL;
+out:
+	if (dirfd >= 0)
+		close(dirfd);
 	free(file);
 	return rc;
 }
@@ -153,7 +136,23 @@ ps_source_free(struct ps_source *src)
 	if (src->fd >= 0)
 		close(src->fd);
 	src->fd = -1;
-	ps_manifest_free(&src->m);
+	if (src->mf_fd >= 0)
+		close(src->mf_fd);
+	src->mf_fd = -1;
+	ps_manifest_free(&src->by);
+}
+
+static void
+row_free(struct ps_row *r)
+{
+	if (r->console != NULL) {
+		ps_entry_free((struct ps_entry *)r->console);
+		free((struct ps_entry *)r->console);
+	}
+	if (r->server != NULL) {
+		ps_entry_free((struct ps_entry *)r->server);
+		free((struct ps_entry *)r->server);
+	}
 }
 
 void
@@ -165,15 +164,14 @@ ps_target_free(struct ps_target *t)
 	free(t->name);
 	free(t->url);
 	free(t->rsh);
+	free(t->remote_path);
+	for (i = 0; i < t->nrows; i++)
+		row_free(&t->rows[i]);
 	free(t->rows);
-	for (i = 0; i < t->nmf; i++)
-		ps_manifest_free(&t->mf[i]);
-	free(t->mf);
 	t->error = NULL;
-	t->name = t->url = t->rsh = NULL;
+	t->name = t->url = t->rsh = t->remote_path = NULL;
 	t->rows = NULL;
-	t->mf = NULL;
-	t->nrows = t->nmf = 0;
+	t->nrows = 0;
 }
 
 /* ---- one session ---- */
@@ -184,72 +182,48 @@ struct run {
 	size_t nsrc;
 	struct ps_target *t;
 	size_t nt;
-	struct ps_pool *pool;
-	uint64_t progress_bytes;
+	uint64_t progress_bytes;	/* atomics */
 	uint64_t progress_total;
 	uint64_t progress_files;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;	/* done changed, or a source became ready */
-	size_t next;		/* next target to start */
-	int done;
+	size_t next;		/* next target to start (mu) */
+	int done;		/* mu */
 };
 
-static void
-fail(struct ps_target *t, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-fail(struct ps_target *t, int rc, const char *fmt, ...)
-{
-	va_list ap;
-	char msg[512];
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (t->error == NULL)
-		t->error = xstrdup(msg);
-	if (rc > t->rc)
-		t->rc = rc;
-}
-
 static int
-send_open(struct ps_wire *w, int mode, uint32_t flags, const char *dest)
+send_open(struct ps_sess *s, int mode, uint32_t flags, const char *dest)
 {
-	struct buf b = { 0 };
+	struct ps_msg_open m;
 	int rc;
 
-	buf_addc(&b, (unsigned char)mode);
-	buf_add_u32(&b, flags);
-	ps_buf_add_str(&b, dest, strlen(dest));
-	rc = ps_wire_send(w, PS_MSG_OPEN, b.p, b.len);
-	if (rc == PS_OK)
-		rc = ps_wire_flush(w);
-	buf_free(&b);
-	return rc;
+	m.mode = (uint8_t)mode;
+	m.flags = flags;
+	m.dest.p = (const unsigned char *)dest;
+	m.dest.len = strlen(dest);
+	if ((rc = ps_send_open(s->w, &m)) == PS_OK)
+		rc = ps_wire_flush(s->w);
+	return ps_sess_send_failed(s, rc);
 }
 
 /* After a report's DONE: the server's DONEACK. */
 static int
-wait_ack(struct ps_wire *w, const char *label)
+wait_ack(struct ps_sess *s)
 {
 	struct buf msg = { 0 };
+	struct ps_msg_doneack m;
 	uint8_t type;
 	int rc;
 
-	for (;;) {
-		if ((rc = ps_wire_recv(w, &type, &msg)) != PS_OK) {
-			ps_err("%s: %s", label, ps_wire_error(w));
-			break;
-		}
-		if (type == PS_MSG_DONEACK)
-			break;
-		if (type != PS_MSG_NOTICE) {
-			ps_err("%s: the server broke the protocol (message "
-			    "type %u)", label, type);
-			rc = PS_EPEER;
-			break;
-		}
+	if ((rc = ps_send_done(s->w, NULL)) == PS_OK)
+		rc = ps_wire_flush(s->w);
+	if (rc != PS_OK)
+		return ps_sess_send_failed(s, rc);
+	if ((rc = ps_sess_recv(s, &type, &msg)) == PS_OK) {
+		if (type != PS_MSG_DONEACK)
+			rc = ps_sess_unexpected(s, type, "after a report");
+		else
+			rc = ps_sess_decode(s, type, &msg, &m);
 	}
 	buf_free(&msg);
 	return rc;
@@ -260,6 +234,23 @@ struct rows_ctx {
 	const char *component;
 	size_t cap;
 };
+
+/* The row's own copy of E (without its block sums), or NULL. */
+static const struct ps_entry *
+copy(const struct ps_entry *e)
+{
+	struct ps_entry *c, tmp;
+
+	if (e == NULL)
+		return NULL;
+	tmp = *e;
+	tmp.blocks = NULL;
+	tmp.weak = NULL;
+	tmp.nblocks = 0;
+	c = xmalloc(sizeof(*c));
+	ps_entry_copy(c, &tmp);
+	return c;
+}
 
 static void
 add_row(enum ps_diff_state st, const struct ps_entry *o,
@@ -274,78 +265,55 @@ add_row(enum ps_diff_state st, const struct ps_entry *o,
 	}
 	t->rows[t->nrows].component = c->component;
 	t->rows[t->nrows].state = st;
-	t->rows[t->nrows].console = o;
-	t->rows[t->nrows].server = n;
+	t->rows[t->nrows].console = copy(o);
+	t->rows[t->nrows].server = copy(n);
 	t->nrows++;
 }
 
-static char *
-label_of(const struct ps_target *t, const struct ps_source *s)
+static int
+is_scanned(struct run *r, struct ps_source *s)
 {
-	if (s->component == NULL)
-		return xstrdup(t->name);
-	return xasprintf("%s/%s", t->name, s->dest);
+	int ready;
+
+	pthread_mutex_lock(&r->mu);
+	ready = s->ready;
+	pthread_mutex_unlock(&r->mu);
+	return ready;
+}
+
+/* Wait for the console's own scan of S; its result. */
+static int
+scanned(struct run *r, struct ps_source *s)
+{
+	int rc;
+
+	pthread_mutex_lock(&r->mu);
+	while (!s->ready)
+		pthread_cond_wait(&r->cv, &r->mu);
+	rc = s->rc;
+	pthread_mutex_unlock(&r->mu);
+	return rc;
 }
 
 static int
-component(struct run *r, struct ps_target *t, struct ps_wire *w,
-    struct ps_source *s, struct rows_ctx *rc_rows)
+push_component(struct run *r, struct ps_target *t, struct ps_sess *ss,
+    struct ps_source *s, const struct ps_syncplan *plan,
+    struct ps_pool *pool)
 {
 	const struct ps_console_opts *o = r->o;
 	struct ps_send_opts so = o->send;
 	struct ps_send_stats st;
-	struct ps_manifest *dst;
-	char *label = label_of(t, s);
 	int rc;
 
-	t->mf = xreallocarray(t->mf, t->nmf + 1, sizeof(*t->mf));
-	dst = &t->mf[t->nmf++];
-	memset(dst, 0, sizeof(*dst));
-	rc = send_open(w, o->mode, o->flags, s->dest);
-	if (rc != PS_OK) {
-		fail(t, PS_EPEER, "%s", ps_wire_error(w));
-		goto out;
-	}
-	if ((rc = ps_recv_manifest(w, label, dst)) != PS_OK) {
-		fail(t, rc, "%s: the server could not describe %s", label,
-		    *s->dest ? s->dest : "its root");
-		goto out;
-	}
-	/* The console's own scan ran meanwhile. */
-	pthread_mutex_lock(&r->mu);
-	while (!s->ready)
-		pthread_cond_wait(&r->cv, &r->mu);
-	pthread_mutex_unlock(&r->mu);
-	if (s->rc != PS_OK) {
-		/* Said once by the scanner; the session just ends. */
-		rc = PS_EUSAGE;
-		if (t->rc < s->rc)
-			t->rc = s->rc;
-		if (t->error == NULL)
-			t->error = xasprintf("console directory %s could not "
-			    "be read", s->path);
-		goto out;
-	}
-	if (o->mode == PS_OPEN_REPORT) {
-		rc_rows->component = s->component;
-		ps_manifest_diff(&s->m, dst, o->extra, add_row, rc_rows);
-		rc = ps_wire_send(w, PS_MSG_DONE, NULL, 0);
-		if (rc == PS_OK)
-			rc = ps_wire_flush(w);
-		if (rc == PS_OK)
-			rc = wait_ack(w, label);
-		if (rc != PS_OK)
-			fail(t, PS_EPEER, "%s", ps_wire_error(w));
-		goto out;
-	}
-	so.label = label;
+	so.server = r->nt > 1 ? t->name : NULL;
 	so.prefix = s->component != NULL ? xasprintf("%s/", s->dest) : NULL;
-	so.pool = r->pool;
+	so.label = s->path;
+	so.pool = pool;
 	so.progress_bytes = &r->progress_bytes;
 	so.progress_total = &r->progress_total;
 	so.progress_files = &r->progress_files;
 	so.dry_run = (o->flags & PS_OF_DRYRUN) != 0;
-	rc = ps_send(w, s->fd, &s->m, dst, &so, &st);
+	rc = ps_send(ss, s->fd, plan, &so, &st);
 	free((char *)so.prefix);
 	t->st.files += st.files;
 	t->st.deleted += st.deleted;
@@ -355,84 +323,185 @@ component(struct run *r, struct ps_target *t, struct ps_wire *w,
 	t->st.total += st.total;
 	t->st.nsend += st.nsend;
 	t->st.errors += st.errors;
-	if (rc != PS_OK)
-		fail(t, rc, rc == PS_EPEER ? "%s: the connection broke" :
-		    "%s: some files were not transferred", label);
-	/* The manifest is not needed after a push. */
-	ps_manifest_free(dst);
-	t->nmf--;
-out:
-	free(label);
 	return rc;
+}
+
+/*
+ * Both manifests read to their end: the server's intact (else the
+ * session has failed), the console's own file readable.
+ */
+static int
+streams_ended(struct ps_sess *ss, struct ps_sess_mf *mf,
+    struct ps_mfin *mine, const struct ps_source *s)
+{
+	int rc;
+
+	if ((rc = ps_sess_mf_end(mf)) != PS_OK)
+		return rc;
+	if (ps_mfin_failed(mine))
+		return ps_sess_said(ss, PS_EPARTIAL, "console directory %s: "
+		    "its manifest cannot be read back: %s", s->path,
+		    ps_mfin_error(mine));
+	return PS_OK;
+}
+
+/*
+ * One component of one server: OPEN, then the server's manifest, read
+ * as it comes and compared with the console's as a merge: neither is
+ * held whole.
+ */
+static int
+component(struct run *r, struct ps_target *t, struct ps_sess *ss,
+    struct ps_source *s, struct rows_ctx *rows, struct ps_pool *pool)
+{
+	const struct ps_console_opts *o = r->o;
+	struct ps_plan_opts po = { o->send.delete };
+	struct ps_syncplan plan;
+	struct ps_sess_mf *mf;
+	struct ps_mfin *mine;
+	struct ps_eiter a, b;
+	uint32_t flags = o->flags;
+	size_t nrows;
+	int rc;
+
+	if (o->mode == PS_OPEN_PUSH && o->send.delete)
+		flags |= PS_OF_DELETE;
+	if ((rc = send_open(ss, o->mode, flags, s->dest)) != PS_OK)
+		return rc;
+	/*
+	 * The console's own scan runs meanwhile: until it ends, the server's
+	 * manifest is taken in as it comes (compressed), so its walk is
+	 * never held up by ours.
+	 */
+	mf = ps_sess_mf_open(ss);
+	while (!is_scanned(r, s) && ps_sess_mf_prefetch(mf))
+		;
+	rc = scanned(r, s);
+	if (rc != PS_OK && rc != PS_EPARTIAL) {	/* said by the scanner */
+		ps_sess_mf_free(mf);
+		return ps_sess_said(ss, rc, "console directory %s could not "
+		    "be used", s->path);
+	}
+	mine = ps_mfin_pread(s->mf_fd);
+	ps_eiter_mfin(&a, mine);
+	ps_sess_mf_eiter(mf, &b);
+	if (o->mode == PS_OPEN_REPORT) {
+		rows->component = s->component;
+		nrows = t->nrows;
+		ps_manifest_diff_iter(&a, &b, o->extra, add_row, rows);
+		rc = streams_ended(ss, mf, mine, s);
+		if (rc != PS_OK)	/* no rows from half a listing */
+			while (t->nrows > nrows)
+				row_free(&t->rows[--t->nrows]);
+		ps_mfin_free(mine);
+		ps_sess_mf_free(mf);
+		return rc != PS_OK ? rc : wait_ack(ss);
+	}
+	ps_syncplan_stream(&a, &s->by, &b, &po, &plan);
+	/* Nothing is done on the strength of half a manifest. */
+	rc = streams_ended(ss, mf, mine, s);
+	ps_mfin_free(mine);
+	ps_sess_mf_free(mf);
+	if (rc == PS_OK)
+		rc = push_component(r, t, ss, s, &plan, pool);
+	ps_syncplan_free(&plan);
+	return rc;
+}
+
+/* Every component over the session SS; the results go into T. */
+static int
+components(struct run *r, struct ps_target *t, struct ps_sess *ss)
+{
+	struct rows_ctx rows = { t, NULL, 0 };
+	struct ps_pool *pool = NULL;
+	size_t i;
+	int rc = PS_OK;
+
+	if (r->o->mode == PS_OPEN_PUSH)
+		pool = ps_pool_new(SESSION_THREADS);
+	for (i = 0; i < r->nsrc && rc == PS_OK; i++) {
+		rc = component(r, t, ss, &r->src[i], &rows, pool);
+		if (rc != PS_OK)
+			ps_trace("%s: component %s (%s)", t->name,
+			    *r->src[i].dest ? r->src[i].dest : ".",
+			    ps_strresult(rc));
+		/* Files that failed are reported; the session goes on. */
+		if (rc == PS_EPARTIAL || rc == PS_EVERIFY) {
+			t->rc = ps_worse(t->rc, rc);
+			rc = PS_OK;
+		}
+	}
+	ps_pool_free(pool);
+	if (ss->w != NULL) {
+		t->bytes_sent = ps_wire_bytes_out(ss->w);
+		t->bytes_received = ps_wire_bytes_in(ss->w);
+	}
+	return rc;
+}
+
+/* The end of a session: its result and reason into T. */
+static void
+finish(struct ps_target *t, struct ps_sess *ss, double start)
+{
+	int rc;
+
+	free(t->error);
+	t->error = NULL;
+	rc = ps_sess_close(ss, &t->error);
+	if (rc != PS_OK)
+		t->rc = ps_worse(t->rc, rc);
+	else if (t->rc != PS_OK)
+		t->error = xstrdup(t->st.errors > 0 ? "some files were not "
+		    "transferred" : "some files could not be handled");
+	t->seconds = now() - start;
 }
 
 static void
 session(struct run *r, struct ps_target *t)
 {
 	const struct ps_console_opts *o = r->o;
-	struct ps_conn_opts co = { t->rsh, o->remote_path, NULL };
-	struct rows_ctx rows = { t, NULL, 0 };
-	struct ps_url url;
-	struct ps_conn c;
-	struct ps_wire *w;
-	char err[256];
+	struct ps_sess_opts so;
+	struct ps_sess ss;
+	double start = now();
+
+	memset(&so, 0, sizeof(so));
+	so.label = t->name;
+	so.url = t->url;
+	so.rsh = t->rsh;
+	/* The command line first, then the server's own settings. */
+	so.remote_path = o->remote_path != NULL ? o->remote_path :
+	    t->remote_path;
+	so.timeout = !o->timeout_set && t->timeout >= 0 ?
+	    (unsigned)t->timeout : o->timeout;
+	so.bwlimit = o->bwlimit != 0 ? o->bwlimit : t->bwlimit;
+	if (ps_sess_connect(&ss, &so) == PS_OK)
+		(void)components(r, t, &ss);
+	finish(t, &ss, start);
+}
+
+int
+ps_console_session(const struct ps_console_opts *o, struct ps_source *src,
+    size_t nsrc, struct ps_target *t, struct ps_sess *ss)
+{
+	struct run r;
 	double start = now();
 	size_t i;
-	int rc;
 
-	t->rc = PS_OK;
-	if (ps_url_parse(t->url, &url, err, sizeof(err)) != 0) {
-		fail(t, PS_EUSAGE, "%s: %s", t->name, err);
-		ps_err("%s", t->error);
-		return;
-	}
-	if ((rc = ps_conn_open(&url, &co, &c)) != PS_OK) {
-		fail(t, rc == PS_EUSAGE ? PS_EUSAGE : PS_EPEER, "%s: %s",
-		    t->name, c.err);
-		ps_err("%s", t->error);
-		ps_url_free(&url);
-		return;
-	}
-	w = ps_wire_new(c.rfd, c.wfd);
-	pthread_mutex_lock(&r->mu);
-	t->live = w;
-	pthread_mutex_unlock(&r->mu);
-	if (o->bwlimit > 0)
-		ps_wire_set_bwlimit(w, o->bwlimit);
-	if (ps_wire_hello(w, PS_ROLE_CONSOLE, 0, NULL, NULL) != PS_OK) {
-		fail(t, PS_EPEER, "%s: cannot reach the server: %s", t->name,
-		    ps_wire_error(w));
-		ps_err("%s", t->error);
-		goto close;
-	}
-	for (i = 0; i < r->nsrc; i++) {
-		rc = component(r, t, w, &r->src[i], &rows);
-		if (rc == PS_EPEER || rc == PS_EUSAGE)
-			break;	/* the session is over */
-		if (rc == PS_EINTR)
-			break;
-	}
-	if (t->rc != PS_EPEER) {
-		(void)ps_wire_send(w, PS_MSG_BYE, NULL, 0);
-		(void)ps_wire_shutdown_write(w);
-	}
-close:
-	pthread_mutex_lock(&r->mu);
-	t->live = NULL;
-	pthread_mutex_unlock(&r->mu);
-	t->bytes_sent = ps_wire_bytes_out(w);
-	t->bytes_received = ps_wire_bytes_in(w);
-	if (t->rc == PS_EPEER)
-		(void)ps_conn_kill(&c);
-	rc = ps_conn_close(&c);
-	if (rc != 0 && t->rc == PS_OK) {
-		fail(t, PS_EPEER, "%s: the server ended with status %d",
-		    t->name, rc);
-		ps_err("%s", t->error);
-	}
-	ps_wire_free(w);
-	ps_url_free(&url);
-	t->seconds = now() - start;
+	memset(&r, 0, sizeof(r));
+	r.o = o;
+	r.src = src;
+	r.nsrc = nsrc;
+	r.t = t;
+	r.nt = 1;
+	pthread_mutex_init(&r.mu, NULL);
+	pthread_cond_init(&r.cv, NULL);
+	for (i = 0; i < nsrc; i++)
+		src[i].ready = 1;	/* scanned by the caller */
+	(void)components(&r, t, ss);
+	finish(t, ss, start);
+	pthread_mutex_destroy(&r.mu);
+	pthread_cond_destroy(&r.cv);
+	return t->rc;
 }
 
 static void *
@@ -454,17 +523,6 @@ worker(void *arg)
 
 /* ---- the console's scan, beside the sessions ---- */
 
-static int
-has_files(const struct ps_manifest *m)
-{
-	size_t i;
-
-	for (i = 0; i < m->n; i++)
-		if (m->e[i].type == PS_FT_FILE)
-			return 1;
-	return 0;
-}
-
 static void *
 scanner(void *arg)
 {
@@ -477,11 +535,7 @@ scanner(void *arg)
 
 		rc = ps_source_scan(s, r->o->cache_dir,
 		    (r->o->flags & PS_OF_CHECKSUM) != 0);
-		if (rc == PS_EPARTIAL)
-			ps_err("%s: some console files cannot be read; nothing "
-			    "%s", s->path, r->o->mode == PS_OPEN_PUSH ?
-			    "pushed" : "compared");
-		if (rc == PS_OK && r->o->delete_guard && !has_files(&s->m)) {
+		if (rc == PS_OK && r->o->delete_guard && s->nfiles == 0) {
 			/* An unmounted share must never empty the servers. */
 			ps_err("refusing --delete: console directory %s holds "
 			    "no files (is it mounted?)", s->path);
@@ -496,7 +550,7 @@ scanner(void *arg)
 	return NULL;
 }
 
-/* ---- progress on a terminal ---- */
+/* ---- progress on a terminal, and the task's events ---- */
 
 static void
 human(uint64_t n, char *out, size_t len)
@@ -512,27 +566,53 @@ human(uint64_t n, char *out, size_t len)
 	snprintf(out, len, u == 0 ? "%.0f %s" : "%.1f %s", v, unit[u]);
 }
 
-/* A cancel request: end every session's stream; the servers clean up. */
+/* Error lines said since the last call become events of the task. */
 static void
-cancel_all(struct run *r)
+drain_errors(struct ps_task_ctx *task)
 {
-	size_t i;
+	size_t n, i;
+	char **v;
 
-	pthread_mutex_lock(&r->mu);
-	for (i = 0; i < r->nt; i++)
-		if (r->t[i].live != NULL)
-			(void)ps_wire_shutdown_write(r->t[i].live);
-	pthread_mutex_unlock(&r->mu);
+	if (task == NULL)
+		return;
+	v = ps_diag_drain(&n);
+	for (i = 0; i < n; i++)
+		ps_task_event(task, strncmp(v[i], "warning: ", 9) == 0 ?
+		    "notice" : "error", strncmp(v[i], "warning: ", 9) == 0 ?
+		    "warning" : "error", "%s", v[i]);
+	ps_strv_free(v);
+}
+
+static void
+draw(struct run *r, double start, uint64_t done, uint64_t total, int final)
+{
+	char a[32], b[32], c[32], eta[32];
+	double t = now() - start;
+
+	human(done, a, sizeof(a));
+	human(total, b, sizeof(b));
+	human(t > 0 ? (uint64_t)((double)done / t) : 0, c, sizeof(c));
+	if (done > 0 && total > done && t > 0) {
+		double left = (double)(total - done) / ((double)done / t);
+
+		snprintf(eta, sizeof(eta), "ETA %d:%02d", (int)left / 60,
+		    (int)left % 60);
+	} else {
+		snprintf(eta, sizeof(eta), "%s", final ? "done" : "ETA -:--");
+	}
+	fprintf(stderr, "\r%10s / %-10s %3d%%  %10s/s  %-10s", a, b,
+	    total ? (int)(done * 100 / total) : 100, c, eta);
+	fflush(stderr);
+	(void)r;
 }
 
 static void *
 progress(void *arg)
 {
 	struct run *r = arg;
-	double start = now(), t;
-	char a[32], b[32], c[32], eta[32];
+	double start = now();
 	uint64_t done, total;
-	int finished = 0, canceled = 0;
+	int finished = 0;
 
 	while (!finished) {
 		struct timespec ts;
@@ -548,35 +628,15 @@ progress(void *arg)
 			pthread_cond_timedwait(&r->cv, &r->mu, &ts);
 		finished = r->done;
 		pthread_mutex_unlock(&r->mu);
-		if (!canceled && ps_task_canceled()) {
-			canceled = 1;
-			cancel_all(r);
-		}
 		done = __atomic_load_n(&r->progress_bytes, __ATOMIC_RELAXED);
 		total = __atomic_load_n(&r->progress_total, __ATOMIC_RELAXED);
 		if (done > total)
 			done = total;
+		drain_errors(r->o->task);
 		ps_task_progress(r->o->task, done, total,
 		    __atomic_load_n(&r->progress_files, __ATOMIC_RELAXED));
-		if (!r->o->progress)
-			continue;
-		t = now() - start;
-		human(done, a, sizeof(a));
-		human(total, b, sizeof(b));
-		human(t > 0 ? (uint64_t)((double)done / t) : 0, c, sizeof(c));
-		if (done > 0 && total > done && t > 0) {
-			double left = (double)(total - done) /
-			    ((double)done / t);
-
-			snprintf(eta, sizeof(eta), "ETA %d:%02d",
-			    (int)left / 60, (int)left % 60);
-		} else {
-			snprintf(eta, sizeof(eta), "%s",
-			    finished ? "done" : "ETA -:--");
-		}
-		fprintf(stderr, "\r%10s / %-10s %3d%%  %10s/s  %-10s", a, b,
-		    total ? (int)(done * 100 / total) : 100, c, eta);
-		fflush(stderr);
+		if (r->o->progress)
+			draw(r, start, done, total, finished);
 	}
 	if (r->o->progress)
 		fputc('\n', stderr);
@@ -589,7 +649,7 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 {
 	struct run r;
 	pthread_t *tid, ptid, stid;
-	int n, i, worst = PS_OK, started = 0, have_progress = 0;
+	int n, i, worst = PS_OK, started = 0, have_progress;
 	size_t k;
 
 	memset(&r, 0, sizeof(r));
@@ -600,12 +660,13 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 	r.nt = nt;
 	pthread_mutex_init(&r.mu, NULL);
 	pthread_cond_init(&r.cv, NULL);
-	r.pool = ps_pool_new(ps_ncpu());
 	n = o->jobs < 1 ? 1 : o->jobs;
 	if ((size_t)n > nt)
 		n = (int)nt;
-	if (o->mode == PS_OPEN_PUSH)
-		have_progress = pthread_create(&ptid, NULL, progress, &r) == 0;
+	if (o->task != NULL)
+		ps_diag_collect(1);
+	have_progress = o->mode == PS_OPEN_PUSH &&
+	    pthread_create(&ptid, NULL, progress, &r) == 0;
 	if (pthread_create(&stid, NULL, scanner, &r) != 0) {
 		ps_err("cannot start a thread");
 		exit(PS_EPARTIAL);
@@ -625,14 +686,159 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 	pthread_mutex_unlock(&r.mu);
 	if (have_progress)
 		pthread_join(ptid, NULL);
-	ps_pool_free(r.pool);
+	drain_errors(o->task);
 	pthread_mutex_destroy(&r.mu);
 	pthread_cond_destroy(&r.cv);
 	for (k = 0; k < nt; k++)
-		if (t[k].rc > worst)
-			worst = t[k].rc;
+		worst = ps_worse(worst, t[k].rc);
 	for (k = 0; k < nsrc; k++)
-		if (src[k].rc != PS_OK)
-			worst = src[k].rc;	/* the console's own fault */
+		worst = ps_worse(worst, src[k].rc);	/* the console's own */
+	if (ps_intr_signal() != 0)
+		worst = PS_EINTR;
 	return worst;
+}
+
+/* ---- refresh: the console receives ---- */
+
+/* -i and -v for a refresh: the plan, from the two manifests. */
+static void
+pull_itemize(const struct ps_pull_opts *o, const struct ps_manifest *src,
+    const struct ps_manifest *dst)
+{
+	struct ps_plan_opts po = { (o->flags & PS_OF_DELETE) != 0 };
+	struct ps_syncplan plan;
+	char code[12], *path;
+	size_t i;
+
+	if (o->itemize == NULL)
+		return;
+	ps_syncplan_make(src, dst, &po, &plan);
+	for (i = 0; i < plan.n; i++) {
+		const struct ps_action *a = &plan.a[i];
+		const struct ps_entry *e = a->src != NULL ? a->src : a->dst;
+
+		if (a->kind == PS_ACT_DIRMETA)
+			continue;
+		ps_itemize(a, code);
+		path = ps_escape(e->path, e->path_len);
+		fprintf(o->itemize, "%s %s/%s%s\n", code, o->component, path,
+		    e->type == PS_FT_DIR ? "/" : "");
+		free(path);
+	}
+	ps_syncplan_free(&plan);
+}
+
+/* The source's manifest: refused for --delete when it holds no file. */
+static int
+pull_source(struct ps_sess *ss, const struct ps_pull_opts *o,
+    struct ps_manifest *src)
+{
+	struct ps_msg_open m;
+	size_t i;
+	int rc, any = 0;
+
+	m.mode = PS_OPEN_PULL;
+	m.flags = o->flags;
+	m.dest.p = (const unsigned char *)o->dest;
+	m.dest.len = strlen(o->dest);
+	if ((rc = ps_send_open(ss->w, &m)) == PS_OK)
+		rc = ps_wire_flush(ss->w);
+	if (rc != PS_OK)
+		return ps_sess_send_failed(ss, rc);
+	if ((rc = ps_sess_recv_manifest(ss, src)) != PS_OK)
+		return rc;
+	for (i = 0; i < src->n; i++)
+		any |= src->e[i].type == PS_FT_FILE;
+	if ((o->flags & PS_OF_DELETE) && !any)
+		return ps_sess_fail(ss, PS_EUSAGE, "refusing --delete: the "
+		    "source holds no files (is it mounted?)");
+	return PS_OK;
+}
+
+/* Receive into the console directory, checking against SRC. */
+static int
+pull_receive(struct ps_sess *ss, const struct ps_pull_opts *o,
+    const struct ps_manifest *src, struct ps_pull_result *res)
+{
+	struct ps_recv_opts ro;
+	struct ps_recv_stats st;
+	struct ps_manifest dst;
+	struct ps_root root;
+	int rc, dfd = -1;
+
+	ps_clear_error();
+	rc = ps_root_open(o->path, (o->flags & PS_OF_DRYRUN) ?
+	    PS_ROOT_PROBE : PS_ROOT_CREATE, &root);
+	if (rc != PS_OK)	/* said by fsops */
+		return ps_sess_said(ss, rc == PS_EPEER ? PS_EUSAGE : rc, "%s",
+		    ps_last_error());
+	memset(&ro, 0, sizeof(ro));
+	ro.dest = "";
+	ro.dirfd = root.fd;
+	ro.flags = o->flags;
+	ro.source = src;
+	ro.label = o->path;
+	ro.cache_dirfd = -1;
+	if (root.fd >= 0 && (rc = ps_dir_lock(root.fd, 0, 1, o->path, NULL,
+	    NULL)) != PS_OK) {
+		ps_root_close(&root);
+		return ps_sess_said(ss, rc, "%s", ps_last_error());
+	}
+	if (root.fd >= 0 && ps_recv_account_cache(root.fd, 1, &dfd,
+	    (char **)&ro.cache_name) == 0) {
+		ro.cache_dirfd = dfd;
+		ro.cache_writable = !(o->flags & PS_OF_DRYRUN);
+	}
+	if (o->itemize != NULL && ps_recv_describe(&ro, &dst) != PS_EUSAGE) {
+		pull_itemize(o, src, &dst);
+		ps_manifest_free(&dst);
+	}
+	rc = ps_receive(ss, &root, &ro, &st);
+	res->files = st.files;
+	res->deleted = st.deleted;
+	res->errors = st.errors;
+	if (rc == PS_OK && st.errors > 0)
+		rc = st.worst > PS_EPARTIAL ? st.worst : PS_EPARTIAL;
+	if (dfd >= 0)
+		close(dfd);
+	free((char *)ro.cache_name);
+	ps_root_close(&root);
+	return rc;
+}
+
+int
+ps_console_pull(const struct ps_pull_opts *o, struct ps_pull_result *res)
+{
+	struct ps_manifest src = { 0 };
+	struct ps_sess_opts so;
+	struct ps_sess ss;
+	double start = now();
+	int rc, crc;
+
+	memset(res, 0, sizeof(*res));
+	memset(&so, 0, sizeof(so));
+	so.label = o->source;
+	so.url = o->url;
+	so.rsh = o->rsh;
+	so.remote_path = o->remote_path;
+	so.timeout = o->timeout;
+	rc = ps_sess_connect(&ss, &so);
+	if (rc == PS_OK)
+		rc = pull_source(&ss, o, &src);
+	if (rc == PS_OK)
+		rc = pull_receive(&ss, o, &src, res);
+	if (rc != PS_OK)
+		ps_trace("refresh of %s from %s (%s)", o->component, o->source,
+		    ps_strresult(rc));
+	if (ss.w != NULL) {
+		res->bytes_sent = ps_wire_bytes_out(ss.w);
+		res->bytes_received = ps_wire_bytes_in(ss.w);
+	}
+	crc = ps_sess_close(&ss, &res->error);
+	if (crc != PS_OK)
+		rc = ps_worse(rc == PS_EPARTIAL || rc == PS_EVERIFY ? rc :
+		    PS_OK, crc);
+	ps_manifest_free(&src);
+	res->seconds = now() - start;
+	return rc;
 }

@@ -1,12 +1,14 @@
 /*
  * console.h — the console role: one session per distribution server, run
  * for several servers at once; the console's trees are scanned once for
- * all of them.
+ * all of them. Also the console's side of a refresh (a pull from a
+ * component's source).
  */
 #ifndef PS_CONSOLE_H
 #define PS_CONSOLE_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "manifest.h"
 #include "sender.h"
@@ -18,12 +20,19 @@ struct ps_source {
 	const char *dest;	/* subdirectory on the server ("" for ROOT) */
 	const char *path;	/* console directory */
 	int fd;			/* open directory */
-	struct ps_manifest m;	/* its manifest */
-	int ready;		/* scanned (m valid when rc is PS_OK) */
+	/*
+	 * Its manifest, in a file (the console's cache, or a temporary)
+	 * that every session reads as a stream (ps_mfin_pread), and what
+	 * the scan found beside the entries: unreadable paths, temps.
+	 */
+	int mf_fd;
+	struct ps_manifest by;
+	uint64_t nfiles;	/* regular files in it */
+	int ready;		/* scanned (valid when rc is PS_OK/EPARTIAL) */
 	int rc;			/* result of the scan */
 };
 
-/* A difference found by a report. */
+/* A difference found by a report (the entries are the row's own). */
 struct ps_row {
 	const char *component;
 	int state;			/* enum ps_diff_state */
@@ -36,18 +45,18 @@ struct ps_target {
 	char *name;		/* server name, or the URL itself */
 	char *url;
 	char *rsh;		/* remote shell, or NULL for the default */
-	struct ps_wire *live;	/* the session's stream while it runs */
+	char *remote_path;	/* patchsync there, or NULL */
+	uint64_t bwlimit;	/* bytes per second for this server, 0: none */
+	int timeout;		/* seconds, -1: the console's */
 	int rc;			/* ps_result of the session */
 	char *error;		/* one line when it failed, else NULL */
 	struct ps_send_stats st;
 	uint64_t bytes_sent;
 	uint64_t bytes_received;
 	double seconds;
-	/* Report: rows and the manifests they point into. */
+	/* Report: the differences. */
 	struct ps_row *rows;
 	size_t nrows;
-	struct ps_manifest *mf;
-	size_t nmf;
 };
 
 struct ps_console_opts {
@@ -55,9 +64,10 @@ struct ps_console_opts {
 	uint32_t flags;		/* PS_OF_* */
 	int extra;		/* report: list extra files too */
 	int jobs;		/* servers at once */
-	const char *remote_path;
-	uint64_t bwlimit;	/* bytes per second, 0: none */
-	int whole_file;		/* -1: by destination (local whole) */
+	const char *remote_path;	/* for servers that name none */
+	uint64_t bwlimit;	/* bytes per second per server, 0: none */
+	unsigned timeout;	/* seconds, 0: none */
+	int timeout_set;	/* given on the command line */
 	int progress;		/* draw a progress line on stderr */
 	struct ps_send_opts send;	/* template for every session */
 	struct ps_task_ctx *task;	/* events go here, or NULL */
@@ -66,15 +76,17 @@ struct ps_console_opts {
 };
 
 /*
- * Open SRC->path (SRC->fd): a missing console directory is an error
- * before any server is contacted. Returns a ps_result.
+ * Open SRC->path (SRC->fd; SRC must be zeroed but for its names): a
+ * missing console directory is an error before any server is contacted.
+ * Returns a ps_result.
  */
 int ps_source_open(struct ps_source *src);
 
 /*
  * Build (or refresh from the console's cache) the manifest of the open
- * SRC into SRC->m. Returns a ps_result; an unreadable file gives
- * PS_EPARTIAL.
+ * SRC into SRC->mf_fd. Returns a ps_result; unreadable files give
+ * PS_EPARTIAL (each named with its console path, and listed in
+ * SRC->by's unreadable paths; the manifest holds the rest).
  */
 int ps_source_scan(struct ps_source *src, const char *cache_dir,
     int checksum);
@@ -84,11 +96,47 @@ void ps_source_free(struct ps_source *src);
  * Run the sessions: every target gets every source. The sources (opened
  * with ps_source_open) are scanned here while the servers describe their
  * trees, so the two walks overlap. Fills each target's results; returns
- * the worst ps_result.
+ * the worst ps_result (PS_EINTR when interrupted).
  */
 int ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
     size_t nsrc, struct ps_target *t, size_t nt);
 
 void ps_target_free(struct ps_target *t);
+
+/*
+ * One session over SS, started already (a test over a socketpair; a
+ * relay): push or report the sources SRC, scanned already by the caller
+ * (their rc set), to T; then close SS. Returns T->rc.
+ */
+struct ps_sess;
+int ps_console_session(const struct ps_console_opts *o, struct ps_source *src,
+    size_t nsrc, struct ps_target *t, struct ps_sess *ss);
+
+/* A refresh: pull one component from its source into the console. */
+struct ps_pull_opts {
+	const char *component;
+	const char *path;	/* the console directory */
+	const char *dest;	/* the component's directory on the source */
+	const char *source;	/* the source's name or URL, for messages */
+	const char *url;
+	const char *rsh;
+	const char *remote_path;
+	uint32_t flags;		/* PS_OF_DELETE, PS_OF_DRYRUN, ... */
+	unsigned timeout;
+	FILE *itemize;		/* -i, or NULL */
+	FILE *verbose;		/* -v, or NULL */
+};
+
+struct ps_pull_result {
+	uint64_t files;		/* files received */
+	uint64_t deleted;
+	uint32_t errors;
+	uint64_t bytes_sent;
+	uint64_t bytes_received;
+	double seconds;
+	char *error;		/* one line when it failed */
+};
+
+int ps_console_pull(const struct ps_pull_opts *o, struct ps_pull_result *r);
 
 #endif

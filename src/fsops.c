@@ -16,11 +16,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#if defined(SYS_openat2) && defined(__has_include)
+#if __has_include(<linux/openat2.h>)
+#include <linux/openat2.h>
+#define HAVE_OPENAT2 1
+#endif
+#endif
 
 #include "ps.h"
 #include "fsops.h"
@@ -104,34 +114,30 @@ ps_path_is_meta(const char *rel)
 
 /* ---- ROOT ---- */
 
-/* mkdir -p PATH (the admin's path: symlinks in it are fine). */
-static void
-mkdir_parents(const char *path)
+/* The directory part of PATH ("." when it has none), malloc'd. */
+static char *
+parent_of(const char *path)
 {
-	char *p = xstrdup(path);
-	char *s;
+	char *p = xstrdup(path), *slash;
 
-	for (s = p + 1; ; s++) {
-		if (*s != '/' && *s != '\0')
-			continue;
-		if (s[-1] != '/') {
-			char c = *s;
-
-			*s = '\0';
-			/* Errors show when ROOT itself is opened. */
-			(void)mkdir(p, DIR_MODE);
-			*s = c;
-		}
-		if (*s == '\0')
-			break;
+	while (strlen(p) > 1 && p[strlen(p) - 1] == '/')
+		p[strlen(p) - 1] = '\0';
+	slash = strrchr(p, '/');
+	if (slash == NULL) {
+		free(p);
+		return xstrdup(".");
 	}
-	free(p);
+	if (slash == p)
+		slash[1] = '\0';	/* "/x": the parent is "/" */
+	else
+		*slash = '\0';
+	return p;
 }
 
 int
 ps_root_open(const char *path, int create, struct ps_root *r)
 {
-	char *esc;
+	char *esc, *parent;
 	int err;
 
 	r->fd = -1;
@@ -142,8 +148,30 @@ ps_root_open(const char *path, int create, struct ps_root *r)
 		ps_err("server root: empty path");
 		return PS_EUSAGE;
 	}
-	if (create)
-		mkdir_parents(path);
+	/*
+	 * Only the last component is made, as rsync does: a share that is
+	 * not mounted, or a typo, must not get a copy on the wrong disk.
+	 */
+	if (create == PS_ROOT_PROBE && access(path, F_OK) == -1 &&
+	    errno == ENOENT) {
+		parent = parent_of(path);
+		if (access(parent, F_OK) == 0) {
+			free(parent);
+			return PS_OK;	/* would be made: R->fd stays -1 */
+		}
+		free(parent);
+	}
+	if (create == PS_ROOT_CREATE && mkdir(path, DIR_MODE) == -1 &&
+	    errno == ENOENT) {
+		parent = parent_of(path);
+		esc = ps_escape(parent, strlen(parent));
+		ps_err("%s: no such directory (the parent of the destination; "
+		    "is the share mounted?)", esc);
+		free(esc);
+		free(parent);
+		errno = ENOENT;
+		return PS_EPEER;
+	}
 	r->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (r->fd >= 0) {
 		r->path = xstrdup(path);
@@ -156,10 +184,10 @@ ps_root_open(const char *path, int create, struct ps_root *r)
 	else if (err == ENOTDIR)
 		ps_err("%s: not a directory", esc);
 	else
-		ps_err("%s: cannot open server root: %s", esc, strerror(err));
+		ps_err("%s: cannot open: %s", esc, strerror(err));
 	free(esc);
 	errno = err;
-	return err == ENOENT || err == ENOTDIR ? PS_EUSAGE : PS_EPARTIAL;
+	return err == ENOENT || err == ENOTDIR ? PS_EPEER : PS_EPARTIAL;
 }
 
 void
@@ -281,46 +309,29 @@ file_open(struct ps_root *r, const char *rel, int quiet_missing, int *fd,
     struct stat *st)
 {
 	struct stat sb;
-	const char *base;
-	int dfd, rc, err;
+	int rc;
 
 	*fd = -1;
 	if (quiet_missing && r->fd < 0) {	/* ROOT not there (yet) */
 		errno = ENOENT;
 		return PS_EPARTIAL;
 	}
-	if ((rc = open_parent(r, rel, 0, quiet_missing, &dfd, &base)) != PS_OK)
+	if ((rc = check_rel(rel)) != PS_OK)
 		return rc;
-	/* O_NONBLOCK: opening a FIFO planted here must not hang us. */
-	*fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	err = errno;
-	if (*fd == -1 && err == ELOOP) {
-		close(dfd);
-		return fail_symlink(rel, strlen(rel));
+	if (ps_open_beneath(r->fd, rel, fd, &sb) == 0) {
+		if (st != NULL)
+			*st = sb;
+		return PS_OK;
 	}
-	close(dfd);
-	if (*fd == -1 && err == ENOENT && quiet_missing) {
-		errno = err;
+	if ((errno == ENOENT || errno == ENOTDIR) && quiet_missing) {
+		errno = ENOENT;
 		return PS_EPARTIAL;
 	}
-	if (*fd == -1)
-		return fail_rel(rel, "cannot open", err);
-	if (fstat(*fd, &sb) == -1) {
-		err = errno;
-		close(*fd);
-		*fd = -1;
-		return fail_rel(rel, "cannot stat", err);
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		close(*fd);
-		*fd = -1;
-		return fail_rel(rel, "not a regular file",
-		    S_ISDIR(sb.st_mode) ? EISDIR : EINVAL);
-	}
-	(void)fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK);
-	if (st != NULL)
-		*st = sb;
-	return PS_OK;
+	if (errno == ELOOP)
+		return fail_symlink(rel, strlen(rel));
+	if (errno == EISDIR || errno == EINVAL)
+		return fail_rel(rel, "not a regular file", errno);
+	return fail_rel(rel, "cannot open", errno);
 }
 
 int
@@ -631,105 +642,6 @@ ps_tmp_abort(struct ps_tmp *t)
 	errno = saved;
 }
 
-/* ---- leftovers ---- */
-
-/*
- * Remove temporaries in directory PATH (LEN bytes in a PS_PATH_MAX + 1
- * buffer; 0 for ROOT) and below. Only one directory is open at a time:
- * each subdirectory is opened again from ROOT, so a deep tree cannot run
- * us out of file descriptors, and every walk is O_NOFOLLOW.
- */
-static int
-temps_in(struct ps_root *r, char *path, size_t len, unsigned *count)
-{
-	const size_t plen = sizeof(PS_TMP_PREFIX) - 1;
-	struct buf subdirs = { 0 };
-	struct dirent *de;
-	struct stat st;
-	size_t off;
-	DIR *d;
-	int fd, rc = PS_OK;
-
-	if (walk(r, path, len, 0, 0, &fd) != PS_OK)
-		return PS_EPARTIAL;
-	if ((d = fdopendir(fd)) == NULL) {
-		close_keep_errno(fd);
-		return fail(path, len, "cannot read directory", errno);
-	}
-	while ((errno = 0, de = readdir(d)) != NULL) {
-		const char *n = de->d_name;
-		unsigned char type = de->d_type;
-
-		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
-			continue;
-		if (len == 0 && strcmp(n, PS_META_DIR) == 0)
-			continue;
-		if (type == DT_UNKNOWN) {
-			if (fstatat(dirfd(d), n, &st,
-			    AT_SYMLINK_NOFOLLOW) == -1)
-				continue;	/* gone meanwhile */
-			type = S_ISDIR(st.st_mode) ? DT_DIR :
-			    S_ISREG(st.st_mode) ? DT_REG : DT_LNK;
-		}
-		if (type == DT_DIR) {
-			buf_add(&subdirs, n, strlen(n) + 1);
-		} else if (type == DT_REG &&
-		    strncmp(n, PS_TMP_PREFIX, plen) == 0) {
-			if (unlinkat(dirfd(d), n, 0) == 0) {
-				(*count)++;
-			} else if (errno != ENOENT) {
-				char *full = xasprintf("%.*s%s%s", (int)len,
-				    path, len > 0 ? "/" : "", n);
-
-				rc = fail_rel(full, "cannot remove", errno);
-				free(full);
-			}
-		}
-	}
-	if (errno != 0)
-		rc = fail(path, len, "cannot read directory", errno);
-	closedir(d);
-
-	for (off = 0; off < subdirs.len; ) {
-		const char *n = (const char *)subdirs.p + off;
-		size_t nlen = strlen(n), sub = len + (len > 0) + nlen;
-
-		off += nlen + 1;
-		if (sub > PS_PATH_MAX) {
-			rc = fail(path, len, "tree too deep to clean",
-			    ENAMETOOLONG);
-			continue;
-		}
-		if (len > 0)
-			path[len] = '/';
-		memcpy(path + len + (len > 0), n, nlen);
-		if (temps_in(r, path, sub, count) != PS_OK)
-			rc = PS_EPARTIAL;
-	}
-	buf_free(&subdirs);
-	return rc;
-}
-
-int
-ps_remove_temps(struct ps_root *r, const char *rel_dir, unsigned *count)
-{
-	char path[PS_PATH_MAX + 1];
-	unsigned n = 0;
-	size_t len = 0;
-	int rc;
-
-	if (rel_dir != NULL && *rel_dir != '\0') {
-		if ((rc = check_rel(rel_dir)) != PS_OK)
-			return rc;
-		len = strlen(rel_dir);
-		memcpy(path, rel_dir, len);
-	}
-	rc = temps_in(r, path, len, &n);
-	if (count != NULL)
-		*count = n;
-	return rc;
-}
-
 /* ---- lock ---- */
 
 /*
@@ -845,47 +757,80 @@ open_lock_file(struct ps_root *r, int shared, int *fd)
 	return PS_OK;
 }
 
+/*
+ * flock FD with OP. When another process holds it: without WAIT, say WHY
+ * and return PS_EPEER; with WAIT, call WAITING(WHY) once and try again
+ * every 100 ms until it is ours, or until an interruption (PS_EINTR).
+ * WHY is made only when needed, by WHY_FN(ARG2).
+ */
+static int
+flock_wait(int fd, int op, int wait, char *(*why_fn)(void *), void *arg2,
+    ps_lock_wait_fn waiting, void *arg, const char *what)
+{
+	struct pollfd pfd = { .fd = ps_intr_fd(), .events = POLLIN };
+	int told = 0;
+	char *why;
+
+	while (flock(fd, op | LOCK_NB) == -1) {
+		if (errno == EINTR)
+			continue;
+		if (errno != EWOULDBLOCK)
+			return fail_rel(what, "cannot lock", errno);
+		if (!told) {
+			why = why_fn(arg2);
+			if (!wait) {
+				ps_err("%s", why);
+				free(why);
+				return PS_EPEER;
+			}
+			if (waiting != NULL)
+				waiting(why, arg);
+			free(why);
+			told = 1;
+		}
+		/* poll(-1, ...) just sleeps: no interruption pipe yet. */
+		if (poll(&pfd, 1, 100) > 0)
+			return PS_EINTR;
+	}
+	return PS_OK;
+}
+
+struct holder_arg {
+	struct ps_root *r;
+	int fd;
+};
+
+static char *
+root_holder(void *arg)
+{
+	struct holder_arg *h = arg;
+
+	return holder_text(h->r, h->fd);
+}
+
 static int
 lock_root(struct ps_root *r, int shared, int wait, ps_lock_wait_fn waiting,
     void *arg)
 {
 	int op = shared ? LOCK_SH : LOCK_EX;
+	struct holder_arg h;
 	int fd, rc;
-	char *why;
 
 	if (r->lockfd >= 0) {
-		ps_err("server root lock taken twice");
-		return PS_EPARTIAL;
+		if (shared || r->lock_excl)
+			return PS_OK;	/* what we hold is enough */
+		/* A reader that now pushes: the lock must be exclusive. */
+		ps_root_unlock(r);
 	}
 	if ((rc = open_lock_file(r, shared, &fd)) != PS_OK || fd == -1)
 		return rc;
-	while (flock(fd, op | LOCK_NB) == -1) {
-		if (errno == EINTR)
-			continue;
-		if (errno != EWOULDBLOCK) {
-			rc = fail_rel(PS_META_DIR "/" LOCK_NAME, "cannot lock",
-			    errno);
-			close(fd);
-			return rc;
-		}
-		why = holder_text(r, fd);
-		if (!wait) {
-			ps_err("%s", why);
-			free(why);
-			close(fd);
-			return PS_EPEER;
-		}
-		if (waiting != NULL)
-			waiting(why, arg);
-		free(why);
-		/* A signal here means the user wants out (PS_EINTR). */
-		if (flock(fd, op) == -1) {
-			rc = errno == EINTR ? PS_EINTR : fail_rel(PS_META_DIR
-			    "/" LOCK_NAME, "cannot lock", errno);
-			close_keep_errno(fd);
-			return rc;
-		}
-		break;
+	h.r = r;
+	h.fd = fd;
+	rc = flock_wait(fd, op, wait, root_holder, &h, waiting, arg,
+	    PS_META_DIR "/" LOCK_NAME);
+	if (rc != PS_OK) {
+		close_keep_errno(fd);
+		return rc;
 	}
 	if (!shared)
 		record_holder(fd);
@@ -918,6 +863,161 @@ ps_root_unlock(struct ps_root *r)
 	close(r->lockfd);
 	r->lockfd = -1;
 	r->lock_excl = 0;
+}
+
+struct dir_holder {
+	const char *label;
+};
+
+static char *
+dir_holder(void *arg)
+{
+	struct dir_holder *d = arg;
+	char *esc = ps_escape(d->label, strlen(d->label)), *msg;
+
+	msg = xasprintf("%s is locked by another patchsync (a push, or a "
+	    "report or refresh reading it)", esc);
+	free(esc);
+	return msg;
+}
+
+int
+ps_dir_lock(int dirfd, int shared, int wait, const char *label,
+    ps_lock_wait_fn waiting, void *arg)
+{
+	struct dir_holder d = { label };
+
+	return flock_wait(dirfd, shared ? LOCK_SH : LOCK_EX, wait,
+	    dir_holder, &d, waiting, arg, label);
+}
+
+int
+ps_dest_open(struct ps_root *r, const char *dest, int create, int *dirfd)
+{
+	const char *base;
+	char *esc;
+	int dfd, rc, err;
+
+	*dirfd = -1;
+	if (dest == NULL || *dest == '\0')
+		return walk(r, "", 0, 0, 0, dirfd);
+	if ((rc = open_parent(r, dest, 0, 1, &dfd, &base)) != PS_OK) {
+		if (rc == PS_EPARTIAL && errno == ENOENT) {
+			const char *slash = strrchr(dest, '/');
+
+			esc = ps_escape(dest, (size_t)(slash - dest));
+			ps_err("%s/%s: no such directory (the parent of the "
+			    "destination)", r->path, esc);
+			free(esc);
+			errno = ENOENT;
+			return PS_EPEER;
+		}
+		return rc;
+	}
+	if (create && mkdirat(dfd, base, DIR_MODE) == -1 && errno != EEXIST) {
+		err = errno;
+		close(dfd);
+		return fail_rel(dest, "cannot create directory", err);
+	}
+	*dirfd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC);
+	err = errno;
+	if (*dirfd == -1) {
+		struct stat st;
+
+		if (fstatat(dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISLNK(st.st_mode)) {
+			close(dfd);
+			return fail_symlink(dest, strlen(dest));
+		}
+		close(dfd);
+		if (err == ENOENT && !create) {
+			errno = ENOENT;
+			return PS_EPARTIAL;	/* quiet: "nothing there yet" */
+		}
+		return fail_rel(dest, "cannot open directory", err);
+	}
+	close(dfd);
+	return PS_OK;
+}
+
+/* ---- opening below a directory, for reading ---- */
+
+/* Open REL below DIRFD one component at a time, never following links. */
+static int
+open_walk(int dirfd, const char *rel, int flags)
+{
+	char comp[NAME_MAX + 1];
+	const char *p = rel, *slash;
+	int fd, next;
+
+	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	while (fd >= 0 && (slash = strchr(p, '/')) != NULL) {
+		if ((size_t)(slash - p) > NAME_MAX) {
+			close(fd);
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		memcpy(comp, p, (size_t)(slash - p));
+		comp[slash - p] = '\0';
+		next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		close_keep_errno(fd);
+		fd = next;
+		p = slash + 1;
+	}
+	if (fd < 0)
+		return -1;
+	next = openat(fd, p, flags | O_NOFOLLOW);
+	close_keep_errno(fd);
+	return next;
+}
+
+int
+ps_open_beneath(int dirfd, const char *rel, int *fd, struct stat *st)
+{
+	int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+#ifdef HAVE_OPENAT2
+	static atomic_int no_openat2;
+	struct open_how how;
+	long r;
+#endif
+
+	*fd = -1;
+	if (rel == NULL || !ps_path_ok(rel, strlen(rel))) {
+		errno = EINVAL;
+		return -1;
+	}
+#ifdef HAVE_OPENAT2
+	if (!atomic_load(&no_openat2)) {
+		memset(&how, 0, sizeof(how));
+		how.flags = (uint64_t)(flags | O_NOFOLLOW);
+		how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+		    RESOLVE_NO_MAGICLINKS;
+		r = syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+		if (r >= 0 || (errno != ENOSYS && errno != EPERM))
+			*fd = (int)r;
+		else
+			atomic_store(&no_openat2, 1);	/* old kernel */
+	}
+	if (!atomic_load(&no_openat2) && *fd < 0)
+		return -1;
+	if (*fd < 0)
+#endif
+		if ((*fd = open_walk(dirfd, rel, flags)) < 0)
+			return -1;
+	if (fstat(*fd, st) == -1 || !S_ISREG(st->st_mode)) {
+		int err = S_ISDIR(st->st_mode) ? EISDIR : errno != 0 ? errno :
+		    EINVAL;
+
+		close(*fd);
+		*fd = -1;
+		errno = err;
+		return -1;
+	}
+	/* O_NONBLOCK only so that a FIFO planted here cannot hang us. */
+	(void)fcntl(*fd, F_SETFL, fcntl(*fd, F_GETFL) & ~O_NONBLOCK);
+	return 0;
 }
 
 int

@@ -40,13 +40,20 @@ struct ps_root {
 	int lock_excl;		/* the lock held is exclusive */
 };
 
+#define PS_ROOT_EXISTING	0	/* ROOT must exist */
+#define PS_ROOT_CREATE		1	/* made when missing */
+#define PS_ROOT_PROBE		2	/* may be missing when its parent is
+					   there (a dry run): R->fd is -1 */
+
 /*
  * Open ROOT (PATH as the admin gave it; symlinks in it are followed) with
- * O_DIRECTORY. With CREATE, missing directories of PATH are made first
- * (mkdir -p, mode 0755 less umask). Returns PS_OK; PS_EUSAGE when PATH
- * does not exist (without CREATE) or is not a directory; PS_EPARTIAL for
- * permission and other file system errors. R is always initialised, so
- * ps_root_close() is safe after a failure.
+ * O_DIRECTORY. With CREATE (PS_ROOT_*), PATH itself is made when missing,
+ * but never its parents (as rsync does: an unmounted share or a typo must not get
+ * a copy on the wrong disk); a missing parent is named in the error.
+ * Returns PS_OK; PS_EPEER when PATH (or, with CREATE, its parent) does
+ * not exist or is not a directory; PS_EUSAGE for an empty PATH;
+ * PS_EPARTIAL for permission and other file system errors. R is always
+ * initialised, so ps_root_close() is safe after a failure.
  */
 int ps_root_open(const char *path, int create, struct ps_root *r);
 
@@ -64,12 +71,15 @@ typedef void (*ps_lock_wait_fn)(const char *why, void *arg);
  * creating ROOT/.patchsync mode 0755 and the lock file mode 0644 when
  * missing; a symlink at either is refused). On success our pid and the
  * time are recorded in the lock file so that others can name the holder.
+ * Holding the shared lock already, the caller gets it exclusive (the
+ * shared one is released first); holding the exclusive one, nothing
+ * changes.
  *
  * When another process holds the lock: with WAIT == 0, print
  * "ROOT is locked by another push (pid N since TIME)" and return PS_EPEER
  * at once; with WAIT != 0, call WAITING (if not NULL) once with that text
- * and block until the lock is free. A signal interrupting the wait makes
- * it return PS_EINTR (no message). Other failures return PS_EPARTIAL.
+ * and wait until the lock is free, or until an interruption (ps_intr_fd):
+ * then PS_EINTR, without a message. Other failures return PS_EPARTIAL.
  *
  * The lock is released by ps_root_unlock(), ps_root_close(), or when the
  * process ends in any way (the kernel drops flock locks on close).
@@ -93,6 +103,38 @@ int ps_root_lock_shared(struct ps_root *r, int wait, ps_lock_wait_fn waiting,
  * no lock is held.
  */
 void ps_root_unlock(struct ps_root *r);
+
+/*
+ * flock the open directory DIRFD itself, shared or exclusive: the lock of
+ * a destination that has no ROOT/.patchsync of its own (a directory push,
+ * SPEC section 3), and of every destination while a push writes into it.
+ * LABEL names the directory in messages. Waiting as for ps_root_lock.
+ * The lock goes when DIRFD is closed.
+ */
+int ps_dir_lock(int dirfd, int shared, int wait, const char *label,
+    ps_lock_wait_fn waiting, void *arg);
+
+/*
+ * Open the destination ROOT/DEST (DEST "" is ROOT itself) into *DIRFD.
+ * With CREATE, DEST's last component is made when missing; its parent
+ * must exist (a missing parent is named: PS_EPEER). Without CREATE, a
+ * missing DEST returns PS_EPARTIAL with errno ENOENT and no message.
+ * A symlink anywhere below ROOT is refused.
+ */
+int ps_dest_open(struct ps_root *r, const char *dest, int create,
+    int *dirfd);
+
+/*
+ * Open the regular file REL below the directory DIRFD for reading, never
+ * leaving DIRFD's tree and never following a symlink on the way
+ * (openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS where the kernel
+ * has it, a walk of O_NOFOLLOW components otherwise), and fstat it into
+ * *ST. The one way files are opened for reading below a root: the
+ * console's sender, the manifest builder and the receiver all use it.
+ * Silent: returns 0, or -1 with errno (ELOOP: a symlink on the way,
+ * EISDIR / EINVAL: not a regular file, EINVAL: REL is not a safe path).
+ */
+int ps_open_beneath(int dirfd, const char *rel, int *fd, struct stat *st);
 
 /*
  * Is REL inside patchsync's own ROOT/.patchsync (first component)? The
@@ -217,15 +259,5 @@ int ps_mkdir(struct ps_root *r, const char *rel, uint32_t mode);
  */
 int ps_set_times(struct ps_root *r, const char *rel, int64_t sec,
     uint32_t nsec);
-
-/*
- * Walk the tree under REL_DIR (NULL or "" for ROOT), never following
- * symlinks, and unlink every regular file whose name starts with
- * PS_TMP_PREFIX: the leftovers of an interrupted push. ROOT/.patchsync is
- * skipped when walking from ROOT. *COUNT (may be NULL) gets the number
- * removed. Problems are reported and the walk goes on; returns PS_OK or
- * PS_EPARTIAL.
- */
-int ps_remove_temps(struct ps_root *r, const char *rel_dir, unsigned *count);
 
 #endif

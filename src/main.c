@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "delta.h"
 #include "ps.h"
+#include "version.h"
 
 struct ps_global ps_g;
 
@@ -43,6 +44,8 @@ static const struct command commands[] = {
 	  "list pushes run as tasks, cancel one" },
 	{ "history", cmd_history,
 	  "the event history of tasks (--follow to stream)" },
+	{ "status", cmd_status,
+	  "one row per server: current, behind, failed, unreachable" },
 	{ "download", cmd_download,
 	  "run a downloader while holding a component's download lock" },
 	{ NULL, NULL, NULL }
@@ -62,13 +65,14 @@ usage(FILE *fp)
 		fprintf(fp, "  %-10s %s\n", c->name, c->summary);
 	fprintf(fp,
 	    "\nGlobal options:\n"
-	    "  -c, --config=FILE   configuration file "
-	    "(default: $PATCHSYNC_CONFIG, " PS_CONF_DEFAULT ")\n"
+	    "  -c, --config=FILE   configuration file (default: "
+	    "$PATCHSYNC_CONFIG, else\n"
+	    "                      " PS_CONF_DEFAULT ")\n"
 	    "  -v, --verbose       more messages (repeat for more)\n"
 	    "  -q, --quiet         errors only\n"
 	    "  -h, --help          this help; `patchsync COMMAND --help` for "
 	    "a command's\n"
-	    "      --version       print the version\n\n"
+	    "      --version       print the version, and the libraries'\n\n"
 	    "See patchsync(1).\n");
 }
 
@@ -102,7 +106,7 @@ main(int argc, const char **argv)
 		return rc;
 	}
 	if (show_version) {
-		printf("patchsync %s\n", PACKAGE_VERSION);
+		ps_version_print(stdout);
 		poptFreeContext(ctx);
 		return PS_OK;
 	}

@@ -3,22 +3,16 @@
  * section 7). The binary format is documented in man/patchsync-manifest.5;
  * keep the two in step.
  *
- * Building is two passes: one thread walks the tree (readdir + fstatat,
- * cheap), then every core hashes files, each worker taking the next file
- * from an atomic counter. Hashing is XXH3, which runs at memory speed, so
- * the cost is in read(): one reusable buffer per worker, no mmap.
+ * Walking and hashing live in walk.c; ps_manifest_build() collects what
+ * the walker streams into a sorted array.
  */
 #include <sys/types.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,40 +32,15 @@
 #define HASH128_UPDATE	XXH3_128bits_update
 #endif
 
-#if defined(SYS_openat2) && defined(__has_include)
-#if __has_include(<linux/openat2.h>)
-#include <linux/openat2.h>
-#define HAVE_OPENAT2 1
-#endif
-#endif
-
+#include "fsops.h"
 #include "manifest.h"
+#include "walk.h"
 
 /* Format constants: see man/patchsync-manifest.5. */
 #define MF_MAGIC	"PSYNCMF\n"
 #define MF_MAGIC_LEN	8
-#define MF_VERSION	1
-#define MF_HEADER_LEN	24	/* magic, version, flags, entry count */
-#define MF_TRAILER_LEN	16
-/* Smallest entry: type, path_len, 1 path byte, mode, size, mtime. */
-#define MF_ENTRY_MIN	(1 + 4 + 1 + 4 + 8 + 8 + 4)
-#define MF_LOCAL_LEN	(8 + 8 + 8 + 4)
-
-#define READ_BUF	(1u << 20)	/* per worker: the largest block */
-/*
- * Bytes read per fill unless a block is bigger: small enough that the
- * data copied in is still in L2 when both hashes run over it.
- */
-#ifndef READ_CHUNK
-#define READ_CHUNK	(1u << 17)
-#endif
-#define MAX_THREADS	64
-/*
- * A file whose mtime or ctime is this close to the start of the build
- * could change again within the same timestamp tick without either
- * moving; its cache identity is not trusted (see racy_check()).
- */
-#define RACY_SECS	1
+#define MF_VERSION	2
+#define MF_HEADER_LEN	16	/* magic, version, flags */
 
 unsigned
 ps_block_shift_for(uint64_t size)
@@ -97,14 +66,42 @@ nblocks_for(uint64_t size, unsigned shift)
 	return (size >> shift) + ((size & ((UINT64_C(1) << shift) - 1)) != 0);
 }
 
-int
-ps_path_cmp(const char *a, size_t alen, const char *b, size_t blen)
+/* Bytewise order, as version 1 manifests were sorted. */
+static int
+bytewise_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
 	int c;
 
 	c = memcmp(a, b, alen < blen ? alen : blen);
 	if (c != 0)
 		return c;
+	if (alen == blen)
+		return 0;
+	return alen < blen ? -1 : 1;
+}
+
+int
+ps_path_cmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+	size_t i, n = alen < blen ? alen : blen;
+	unsigned char x, y;
+
+	/*
+	 * Bytes, with '/' below every other byte: component by component,
+	 * so a directory's whole subtree sorts right after it, the order
+	 * of a depth-first walk with each directory's names sorted.
+	 */
+	for (i = 0; i < n; i++) {
+		x = (unsigned char)a[i];
+		y = (unsigned char)b[i];
+		if (x == y)
+			continue;
+		if (x == '/')
+			return -1;
+		if (y == '/')
+			return 1;
+		return x < y ? -1 : 1;
+	}
 	if (alen == blen)
 		return 0;
 	return alen < blen ? -1 : 1;
@@ -149,8 +146,10 @@ entry_free(struct ps_entry *e)
 {
 	free(e->path);
 	free(e->blocks);
+	free(e->weak);
 	e->path = NULL;
 	e->blocks = NULL;
+	e->weak = NULL;
 }
 
 void
@@ -161,7 +160,49 @@ ps_manifest_free(struct ps_manifest *m)
 	for (i = 0; i < m->n; i++)
 		entry_free(&m->e[i]);
 	free(m->e);
+	for (i = 0; i < m->nunreadable; i++)
+		free(m->unreadable[i]);
+	free(m->unreadable);
+	for (i = 0; i < m->ntemps; i++)
+		free(m->temps[i]);
+	free(m->temps);
 	memset(m, 0, sizeof(*m));
+}
+
+/* Is the first LEN bytes of PATH one of the sorted strings of V? */
+static int
+strv_has(char *const *v, size_t n, const char *path, size_t len)
+{
+	size_t lo = 0, hi = n, mid;
+	int c;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		c = ps_path_cmp(v[mid], strlen(v[mid]), path, len);
+		if (c == 0)
+			return 1;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return 0;
+}
+
+int
+ps_manifest_unknown(const struct ps_manifest *m, const char *path,
+    size_t len)
+{
+	size_t i;
+
+	if (m->nunreadable == 0)
+		return 0;
+	/* PATH itself, or any directory above it. */
+	for (i = 1; i <= len; i++)
+		if ((i == len || path[i] == '/') &&
+		    strv_has(m->unreadable, m->nunreadable, path, i))
+			return 1;
+	return 0;
 }
 
 static struct ps_entry *
@@ -178,28 +219,33 @@ manifest_add(struct ps_manifest *m)
 	return e;
 }
 
+/* The next file of IT, or NULL. */
+static const struct ps_entry *
+next_file(struct ps_eiter *it)
+{
+	const struct ps_entry *e;
+
+	while ((e = it->next(it->arg)) != NULL && e->type != PS_FT_FILE)
+		;
+	return e;
+}
+
 size_t
-ps_manifest_diff(const struct ps_manifest *old, const struct ps_manifest *new,
-    int extra, void (*cb)(enum ps_diff_state, const struct ps_entry *,
+ps_manifest_diff_iter(struct ps_eiter *old, struct ps_eiter *new, int extra,
+    void (*cb)(enum ps_diff_state, const struct ps_entry *,
 	const struct ps_entry *, void *), void *arg)
 {
-	size_t i = 0, j = 0, calls = 0;
 	const struct ps_entry *o, *n;
+	size_t calls = 0;
 	int c;
 
 	/*
-	 * A merge of the two sorted lists, looking at files only: a file
+	 * A merge of the two sorted streams, looking at files only: a file
 	 * facing a directory of the same name simply has no partner.
 	 */
-	for (;;) {
-		while (i < old->n && old->e[i].type != PS_FT_FILE)
-			i++;
-		while (j < new->n && new->e[j].type != PS_FT_FILE)
-			j++;
-		if (i == old->n && j == new->n)
-			break;
-		o = i < old->n ? &old->e[i] : NULL;
-		n = j < new->n ? &new->e[j] : NULL;
+	o = next_file(old);
+	n = next_file(new);
+	while (o != NULL || n != NULL) {
 		if (o == NULL)
 			c = 1;
 		else if (n == NULL)
@@ -210,72 +256,177 @@ ps_manifest_diff(const struct ps_manifest *old, const struct ps_manifest *new,
 		if (c < 0) {
 			cb(PS_D_MISSING, o, NULL, arg);
 			calls++;
-			i++;
+			o = next_file(old);
 		} else if (c > 0) {
 			if (extra) {
 				cb(PS_D_EXTRA, NULL, n, arg);
 				calls++;
 			}
-			j++;
+			n = next_file(new);
 		} else {
 			if (!ps_entry_same_content(o, n)) {
 				cb(PS_D_OUTDATED, o, n, arg);
 				calls++;
 			}
-			i++;
-			j++;
+			o = next_file(old);
+			n = next_file(new);
 		}
 	}
 	return calls;
 }
 
-/* ---- Encoding ---- */
+size_t
+ps_manifest_diff(const struct ps_manifest *old, const struct ps_manifest *new,
+    int extra, void (*cb)(enum ps_diff_state, const struct ps_entry *,
+	const struct ps_entry *, void *), void *arg)
+{
+	struct ps_arr_pos pa, pb;
+	struct ps_eiter a, b;
+
+	ps_eiter_array(&a, &pa, old);
+	ps_eiter_array(&b, &pb, new);
+	return ps_manifest_diff_iter(&a, &b, extra, cb, arg);
+}
+
+static const struct ps_entry *
+arr_next(void *arg)
+{
+	struct ps_arr_pos *a = arg;
+
+	return a->i < a->m->n ? &a->m->e[a->i++] : NULL;
+}
 
 void
-ps_manifest_encode(const struct ps_manifest *m, int local, struct buf *out)
+ps_eiter_array(struct ps_eiter *it, struct ps_arr_pos *a,
+    const struct ps_manifest *m)
 {
-	size_t start = out->len, i, k, need;
-	const struct ps_entry *e;
-	XXH128_canonical_t c;
-	uint32_t flags;
+	a->m = m;
+	a->i = 0;
+	it->next = arr_next;
+	it->arg = a;
+}
 
-	local = local && (m->flags & PS_MF_LOCAL);
-	flags = local ? PS_MF_LOCAL : 0;
+static const struct ps_entry *
+mfin_next(void *arg)
+{
+	return ps_mfin_next(arg);
+}
 
-	need = MF_HEADER_LEN + MF_TRAILER_LEN;
-	for (i = 0; i < m->n; i++)
-		need += MF_ENTRY_MIN + m->e[i].path_len + 17 +
-		    m->e[i].nblocks * 8 + MF_LOCAL_LEN;
-	buf_reserve(out, need);
+void
+ps_eiter_mfin(struct ps_eiter *it, struct ps_mfin *in)
+{
+	it->next = mfin_next;
+	it->arg = in;
+}
 
-	buf_add(out, MF_MAGIC, MF_MAGIC_LEN);
-	buf_add_u32(out, MF_VERSION);
-	buf_add_u32(out, flags);
-	buf_add_u64(out, m->n);
-	for (i = 0; i < m->n; i++) {
-		e = &m->e[i];
-		buf_addc(out, e->type);
-		buf_add_u32(out, e->path_len);
-		buf_add(out, e->path, e->path_len);
-		buf_add_u32(out, e->mode);
-		buf_add_u64(out, e->type == PS_FT_FILE ? e->size : 0);
-		buf_add_u64(out, (uint64_t)e->mtime_sec);
-		buf_add_u32(out, e->mtime_nsec);
-		if (e->type == PS_FT_FILE) {
-			buf_add(out, e->hash, 16);
-			buf_addc(out, e->block_shift);
-			for (k = 0; k < e->nblocks; k++)
-				buf_add_u64(out, e->blocks[k]);
-		}
-		if (local) {
-			buf_add_u64(out, e->dev);
-			buf_add_u64(out, e->ino);
-			buf_add_u64(out, (uint64_t)e->ctime_sec);
-			buf_add_u32(out, e->ctime_nsec);
-		}
+/* ---- Encoding (version 2, streaming) ---- */
+
+/* Does E carry sums in this encoding? */
+static int
+sums_kept(const struct ps_entry *e, int how)
+{
+	if (e->type != PS_FT_FILE || e->blocks == NULL || e->nblocks == 0 ||
+	    e->nblocks > PS_SUMS_MAX_BLOCKS)
+		return 0;
+	return !(how & PS_ENC_WIRE) || e->size >= PS_SUMS_MIN_SIZE;
+}
+
+void
+ps_mfw_begin(struct ps_mfw *w, uint32_t flags, int how, struct buf *out)
+{
+	unsigned char h[MF_HEADER_LEN];
+
+	memset(w, 0, sizeof(*w));
+	w->how = how;
+	w->out = out;
+	w->flags = (how & PS_ENC_LOCAL) ? (flags & PS_MF_LOCAL) : 0;
+	w->st = XXH3_createState();
+	if (w->st == NULL) {
+		ps_err("out of memory");
+		exit(PS_EPARTIAL);
 	}
-	XXH128_canonicalFromHash(&c, HASH128(out->p + start, out->len - start));
-	buf_add(out, c.digest, 16);
+	XXH3_128bits_reset(w->st);
+	memcpy(h, MF_MAGIC, MF_MAGIC_LEN);
+	put_u32le(h + 8, MF_VERSION);
+	put_u32le(h + 12, w->flags);
+	buf_add(out, h, sizeof(h));
+	w->start = out->len - sizeof(h);
+}
+
+/* Hash what was appended since the last call, so OUT may be drained. */
+static void
+mfw_hash(struct ps_mfw *w)
+{
+	HASH128_UPDATE(w->st, w->out->p + w->start, w->out->len - w->start);
+	w->start = w->out->len;
+}
+
+void
+ps_mfw_add(struct ps_mfw *w, const struct ps_entry *e)
+{
+	struct buf *out = w->out;
+	uint64_t k;
+	int sums = sums_kept(e, w->how);
+
+	if (w->start > out->len)	/* the caller drained OUT */
+		w->start = 0;
+	buf_reserve(out, 64 + e->path_len + (sums ? e->nblocks * 12 : 0));
+	buf_addc(out, e->type);
+	buf_add_u32(out, e->path_len);
+	buf_add(out, e->path, e->path_len);
+	buf_add_u32(out, e->mode);
+	buf_add_u64(out, (uint64_t)e->mtime_sec);
+	buf_add_u32(out, e->mtime_nsec);
+	if (e->type == PS_FT_FILE) {
+		buf_add_u64(out, e->size);
+		buf_add(out, e->hash, 16);
+		buf_addc(out, e->block_shift);
+		if (sums)
+			buf_addc(out, e->weak != NULL ? PS_SUMS_STRONG |
+			    PS_SUMS_WEAK : PS_SUMS_STRONG);
+		else
+			buf_addc(out, 0);
+		for (k = 0; sums && k < e->nblocks; k++)
+			buf_add_u64(out, e->blocks[k]);
+		for (k = 0; sums && e->weak != NULL && k < e->nblocks; k++)
+			buf_add_u32(out, e->weak[k]);
+	}
+	if (w->flags & PS_MF_LOCAL) {
+		buf_add_u64(out, e->dev);
+		buf_add_u64(out, e->ino);
+		buf_add_u64(out, (uint64_t)e->ctime_sec);
+		buf_add_u32(out, e->ctime_nsec);
+	}
+	w->count++;
+	mfw_hash(w);
+}
+
+void
+ps_mfw_end(struct ps_mfw *w)
+{
+	XXH128_canonical_t c;
+
+	if (w->start > w->out->len)
+		w->start = 0;
+	buf_addc(w->out, 0);		/* the end marker */
+	buf_add_u64(w->out, w->count);
+	mfw_hash(w);
+	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(w->st));
+	buf_add(w->out, c.digest, 16);
+	XXH3_freeState(w->st);
+	w->st = NULL;
+}
+
+void
+ps_manifest_encode(const struct ps_manifest *m, int how, struct buf *out)
+{
+	struct ps_mfw w;
+	size_t i;
+
+	ps_mfw_begin(&w, m->flags, how, out);
+	for (i = 0; i < m->n; i++)
+		ps_mfw_add(&w, &m->e[i]);
+	ps_mfw_end(&w);
 }
 
 /* ---- Decoding: every field of untrusted input is checked. ---- */
@@ -352,74 +503,316 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
-#define TRUNC(i) fail(err, errlen, "entry %zu: truncated", (i))
+/* Entry parse results besides 0 and -1 (bad). */
+#define MORE 1		/* the entry is not all there yet */
 
-/* Parse one entry at C into E (whose path and blocks E then owns). */
 static int
-decode_entry(struct cur *c, size_t i, int local, struct ps_entry *e,
-    char *err, size_t errlen)
+take_path(struct cur *c, uint64_t i, struct ps_entry *e, char *err,
+    size_t errlen)
 {
 	uint32_t plen;
-	uint64_t k;
 
-	if (take_u8(c, &e->type) == -1 || take_u32(c, &plen) == -1)
-		return TRUNC(i);
-	if (e->type != PS_FT_FILE && e->type != PS_FT_DIR)
-		return fail(err, errlen, "entry %zu: unknown type 0x%02x", i,
-		    e->type);
+	if (take_u32(c, &plen) == -1)
+		return MORE;
 	if (plen == 0 || plen > PS_PATH_MAX)
-		return fail(err, errlen, "entry %zu: path length %u out of "
-		    "range", i, plen);
+		return fail(err, errlen, "entry %llu: path length %u out of "
+		    "range", (unsigned long long)i, plen);
 	if (c->left < plen)
-		return TRUNC(i);
+		return MORE;
 	if (!ps_path_ok((const char *)c->p, plen))
-		return fail(err, errlen, "entry %zu: unsafe path", i);
+		return fail(err, errlen, "entry %llu: unsafe path",
+		    (unsigned long long)i);
 	e->path = xstrndup((const char *)c->p, plen);
 	e->path_len = plen;
 	c->p += plen;
 	c->left -= plen;
+	return 0;
+}
 
-	if (take_u32(c, &e->mode) == -1 || take_u64(c, &e->size) == -1 ||
-	    take_i64(c, &e->mtime_sec) == -1 ||
-	    take_u32(c, &e->mtime_nsec) == -1)
-		return TRUNC(i);
-	if (e->mode & ~(uint32_t)07777)
-		return fail(err, errlen, "entry %zu: bad mode 0%o", i,
-		    e->mode);
-	if (e->mtime_nsec >= 1000000000)
-		return fail(err, errlen, "entry %zu: bad mtime", i);
+/* A file's hash, block shift and sums (version 2). */
+static int
+take_file(struct cur *c, uint64_t i, struct ps_entry *e, char *err,
+    size_t errlen)
+{
+	uint8_t sums;
+	uint64_t k;
 
-	if (e->type == PS_FT_DIR) {
-		if (e->size != 0)
-			return fail(err, errlen, "entry %zu: directory with "
-			    "a size", i);
-	} else {
-		if (take(c, e->hash, 16) == -1 ||
-		    take_u8(c, &e->block_shift) == -1)
-			return TRUNC(i);
-		if (e->block_shift != ps_block_shift_for(e->size))
-			return fail(err, errlen, "entry %zu: block shift %u "
-			    "wrong for size %llu", i, e->block_shift,
-			    (unsigned long long)e->size);
-		e->nblocks = nblocks_for(e->size, e->block_shift);
-		/* Checked against the bytes present before allocating. */
-		if (e->nblocks > c->left / 8)
-			return TRUNC(i);
-		if (e->nblocks > 0) {
-			e->blocks = xreallocarray(NULL, e->nblocks, 8);
-			for (k = 0; k < e->nblocks; k++)
-				(void)take_u64(c, &e->blocks[k]);
-		}
+	if (take_u64(c, &e->size) == -1 || take(c, e->hash, 16) == -1 ||
+	    take_u8(c, &e->block_shift) == -1 || take_u8(c, &sums) == -1)
+		return MORE;
+	if (e->block_shift != ps_block_shift_for(e->size))
+		return fail(err, errlen, "entry %llu: block shift %u wrong "
+		    "for size %llu", (unsigned long long)i, e->block_shift,
+		    (unsigned long long)e->size);
+	e->nblocks = nblocks_for(e->size, e->block_shift);
+	if (sums != 0 && sums != PS_SUMS_STRONG &&
+	    sums != (PS_SUMS_STRONG | PS_SUMS_WEAK))
+		return fail(err, errlen, "entry %llu: unknown sums 0x%x",
+		    (unsigned long long)i, sums);
+	if (sums != 0 && (e->nblocks == 0 ||
+	    e->nblocks > PS_SUMS_MAX_BLOCKS))
+		return fail(err, errlen, "entry %llu: sums for %llu blocks",
+		    (unsigned long long)i, (unsigned long long)e->nblocks);
+	if (sums == 0)
+		return 0;
+	/* Checked against the bytes present before allocating. */
+	if (c->left / ((sums & PS_SUMS_WEAK) ? 12 : 8) < e->nblocks)
+		return MORE;
+	e->blocks = xreallocarray(NULL, e->nblocks, 8);
+	for (k = 0; k < e->nblocks; k++)
+		(void)take_u64(c, &e->blocks[k]);
+	if (sums & PS_SUMS_WEAK) {
+		e->weak = xreallocarray(NULL, e->nblocks, 4);
+		for (k = 0; k < e->nblocks; k++)
+			(void)take_u32(c, &e->weak[k]);
 	}
+	return 0;
+}
 
+/*
+ * Parse one version 2 entry at C into E (which then owns its arrays).
+ * Returns 0, MORE when C ends inside it, or -1 (ERR says why).
+ */
+static int
+decode_entry2(struct cur *c, uint64_t i, int local, struct ps_entry *e,
+    char *err, size_t errlen)
+{
+	int r;
+
+	if ((r = take_path(c, i, e, err, errlen)) != 0)
+		return r;
+	if (take_u32(c, &e->mode) == -1 || take_i64(c, &e->mtime_sec) == -1 ||
+	    take_u32(c, &e->mtime_nsec) == -1)
+		return MORE;
+	if (e->mode & ~(uint32_t)07777)
+		return fail(err, errlen, "entry %llu: bad mode 0%o",
+		    (unsigned long long)i, e->mode);
+	if (e->mtime_nsec >= 1000000000)
+		return fail(err, errlen, "entry %llu: bad mtime",
+		    (unsigned long long)i);
+	if (e->type == PS_FT_FILE && (r = take_file(c, i, e, err, errlen)) != 0)
+		return r;
 	if (local) {
 		if (take_u64(c, &e->dev) == -1 || take_u64(c, &e->ino) == -1 ||
 		    take_i64(c, &e->ctime_sec) == -1 ||
 		    take_u32(c, &e->ctime_nsec) == -1)
-			return TRUNC(i);
+			return MORE;
 		if (e->ctime_nsec >= 1000000000)
-			return fail(err, errlen, "entry %zu: bad ctime", i);
+			return fail(err, errlen, "entry %llu: bad ctime",
+			    (unsigned long long)i);
 	}
+	return 0;
+}
+
+struct ps_mfr {
+	struct buf in;		/* bytes fed; those before pos are parsed */
+	size_t pos;
+	XXH3_state_t *st;	/* hash of the bytes parsed */
+	int state;		/* 0 header, 1 entries, 2 trailer, 3 done */
+	uint32_t flags;
+	uint64_t count;
+	struct ps_entry prev;	/* the last entry: path, type (order) */
+	char err[160];
+};
+
+struct ps_mfr *
+ps_mfr_new(void)
+{
+	struct ps_mfr *r = xcalloc(1, sizeof(*r));
+
+	r->st = XXH3_createState();
+	if (r->st == NULL) {
+		ps_err("out of memory");
+		exit(PS_EPARTIAL);
+	}
+	XXH3_128bits_reset(r->st);
+	return r;
+}
+
+void
+ps_mfr_free(struct ps_mfr *r)
+{
+	if (r == NULL)
+		return;
+	buf_free(&r->in);
+	XXH3_freeState(r->st);
+	free(r->prev.path);
+	free(r);
+}
+
+uint32_t
+ps_mfr_flags(const struct ps_mfr *r)
+{
+	return r->flags;
+}
+
+const char *
+ps_mfr_error(const struct ps_mfr *r)
+{
+	return r->err;
+}
+
+/* Order and nesting of E after the previous entry (version 2 rules). */
+static int
+mfr_check_order(struct ps_mfr *r, const struct ps_entry *e)
+{
+	const struct ps_entry *p = &r->prev;
+
+	if (p->path == NULL)
+		return 0;
+	if (ps_path_cmp(p->path, p->path_len, e->path, e->path_len) >= 0)
+		return fail(r->err, sizeof(r->err), "entry %llu: out of order "
+		    "or duplicate", (unsigned long long)r->count);
+	/* Everything below "a" comes right after "a" in this order. */
+	if (p->type == PS_FT_FILE && e->path_len > p->path_len &&
+	    memcmp(e->path, p->path, p->path_len) == 0 &&
+	    e->path[p->path_len] == '/')
+		return fail(r->err, sizeof(r->err), "entry %llu: below a file",
+		    (unsigned long long)r->count);
+	return 0;
+}
+
+/* Bytes fed and not parsed yet. */
+#define LEFT(r) ((r)->in.len - (r)->pos)
+#define AT(r) ((r)->in.p + (r)->pos)
+
+/* Consume N parsed bytes (hashed). */
+static void
+mfr_consume(struct ps_mfr *r, size_t n)
+{
+	HASH128_UPDATE(r->st, AT(r), n);
+	r->pos += n;
+}
+
+static int
+mfr_header(struct ps_mfr *r)
+{
+	uint32_t version;
+
+	if (LEFT(r) < MF_HEADER_LEN)
+		return MORE;
+	if (memcmp(AT(r), MF_MAGIC, MF_MAGIC_LEN) != 0)
+		return fail(r->err, sizeof(r->err), "bad magic");
+	version = get_u32le(AT(r) + 8);
+	if (version != MF_VERSION)
+		return fail(r->err, sizeof(r->err), "unsupported version %u",
+		    version);
+	r->flags = get_u32le(AT(r) + 12);
+	if (r->flags & ~(uint32_t)PS_MF_LOCAL)
+		return fail(r->err, sizeof(r->err), "unknown flags 0x%x",
+		    r->flags);
+	mfr_consume(r, MF_HEADER_LEN);
+	r->state = 1;
+	return 0;
+}
+
+static int
+mfr_trailer(struct ps_mfr *r)
+{
+	XXH128_canonical_t c;
+	uint64_t count;
+
+	if (LEFT(r) < 8 + 16)
+		return MORE;
+	count = get_u64le(AT(r));
+	mfr_consume(r, 8);
+	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(r->st));
+	if (memcmp(c.digest, AT(r), 16) != 0)
+		return fail(r->err, sizeof(r->err), "checksum mismatch "
+		    "(corrupt or truncated)");
+	if (count != r->count)
+		return fail(r->err, sizeof(r->err), "%llu entries, the trailer "
+		    "says %llu", (unsigned long long)r->count,
+		    (unsigned long long)count);
+	r->pos += 16;
+	r->state = 3;
+	return 0;
+}
+
+/* Parse what is complete: entries go to CB, which owns them. */
+static int
+mfr_parse(struct ps_mfr *r, int (*cb)(struct ps_entry *, void *), void *arg)
+{
+	struct ps_entry e;
+	struct cur c;
+	int rc;
+
+	for (;;) {
+		if (r->state == 0 && (rc = mfr_header(r)) != 0)
+			return rc == MORE ? 0 : -1;
+		if (r->state == 2 && (rc = mfr_trailer(r)) != 0)
+			return rc == MORE ? 0 : -1;
+		if (r->state == 3)
+			return LEFT(r) == 0 ? 0 : fail(r->err,
+			    sizeof(r->err), "%zu bytes after the end",
+			    LEFT(r));
+		if (LEFT(r) == 0)
+			return 0;
+		if (AT(r)[0] == 0) {		/* the end marker */
+			mfr_consume(r, 1);
+			r->state = 2;
+			continue;
+		}
+		memset(&e, 0, sizeof(e));
+		e.type = AT(r)[0];
+		if (e.type != PS_FT_FILE && e.type != PS_FT_DIR)
+			return fail(r->err, sizeof(r->err), "entry %llu: "
+			    "unknown type 0x%02x", (unsigned long long)r->count,
+			    e.type);
+		c.p = AT(r) + 1;
+		c.left = LEFT(r) - 1;
+		rc = decode_entry2(&c, r->count, r->flags & PS_MF_LOCAL, &e,
+		    r->err, sizeof(r->err));
+		if (rc == 0)
+			rc = mfr_check_order(r, &e);
+		if (rc != 0) {
+			entry_free(&e);
+			return rc == MORE ? 0 : -1;
+		}
+		mfr_consume(r, LEFT(r) - c.left);
+		r->count++;
+		free(r->prev.path);
+		r->prev.path = xstrndup(e.path, e.path_len);
+		r->prev.path_len = e.path_len;
+		r->prev.type = e.type;
+		if ((rc = cb(&e, arg)) != 0)
+			return rc;
+	}
+}
+
+int
+ps_mfr_feed(struct ps_mfr *r, const void *p, size_t n,
+    int (*cb)(struct ps_entry *e, void *arg), void *arg)
+{
+	int rc;
+
+	if (r->err[0] != '\0')
+		return -1;
+	/* Drop what was parsed before adding more. */
+	if (r->pos > 0) {
+		memmove(r->in.p, AT(r), LEFT(r));
+		r->in.len -= r->pos;
+		r->pos = 0;
+	}
+	buf_add(&r->in, p, n);
+	if ((rc = mfr_parse(r, cb, arg)) != 0)
+		return rc;
+	/* No entry is longer: what is left unparsed is not one. */
+	if (LEFT(r) > PS_MF_ENTRY_MAX)
+		return fail(r->err, sizeof(r->err), "entry %llu: too long",
+		    (unsigned long long)r->count);
+	return 0;
+}
+
+int
+ps_mfr_done(struct ps_mfr *r)
+{
+	if (r->err[0] != '\0')
+		return -1;
+	if (r->state != 3 || LEFT(r) != 0)
+		return fail(r->err, sizeof(r->err), "truncated (%s)",
+		    r->state == 0 ? "no header" : r->state == 1 ?
+		    "no end marker" : "no trailer");
 	return 0;
 }
 
@@ -448,73 +841,324 @@ check_ancestors(const struct ps_manifest *m, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- Pull: a stream of entries ---- */
+
+#define MFIN_CHUNK (64u << 10)
+
+struct ps_mfin {
+	ps_mfin_read_fn rd;
+	void *arg;
+	int fd;			/* ps_mfin_fd's, ps_mfin_pread's */
+	off_t off;		/* ps_mfin_pread's */
+	struct ps_mfr *r;
+	struct ps_entry *q;	/* entries decoded, not taken yet */
+	size_t nq, cap, head;
+	struct ps_entry cur;	/* the one handed out last */
+	int eof, failed;
+	char err[160];
+	unsigned char *chunk;
+};
+
+static int
+mfin_take(struct ps_entry *e, void *arg)
+{
+	struct ps_mfin *in = arg;
+
+	if (in->nq == in->cap) {
+		in->cap = in->cap ? in->cap * 2 : 64;
+		in->q = xreallocarray(in->q, in->cap, sizeof(*in->q));
+	}
+	in->q[in->nq++] = *e;
+	return 0;
+}
+
+struct ps_mfin *
+ps_mfin_new(ps_mfin_read_fn rd, void *arg)
+{
+	struct ps_mfin *in = xcalloc(1, sizeof(*in));
+
+	in->rd = rd;
+	in->arg = arg;
+	in->fd = -1;
+	in->r = ps_mfr_new();
+	in->chunk = xmalloc(MFIN_CHUNK);
+	return in;
+}
+
+static ssize_t
+fd_read(void *arg, void *buf, size_t n)
+{
+	struct ps_mfin *in = arg;
+	ssize_t r;
+
+	do
+		r = read(in->fd, buf, n);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+static ssize_t
+fd_pread(void *arg, void *buf, size_t n)
+{
+	struct ps_mfin *in = arg;
+	ssize_t r;
+
+	do
+		r = pread(in->fd, buf, n, in->off);
+	while (r < 0 && errno == EINTR);
+	if (r > 0)
+		in->off += r;
+	return r;
+}
+
+struct ps_mfin *
+ps_mfin_pread(int fd)
+{
+	struct ps_mfin *in = ps_mfin_new(fd_pread, NULL);
+
+	in->arg = in;
+	in->fd = fd;
+	return in;
+}
+
+struct ps_mfin *
+ps_mfin_fd(int fd)
+{
+	struct ps_mfin *in = ps_mfin_new(fd_read, NULL);
+
+	in->arg = in;
+	in->fd = fd;
+	return in;
+}
+
+static void
+mfin_fail(struct ps_mfin *in, const char *why)
+{
+	in->failed = 1;
+	snprintf(in->err, sizeof(in->err), "%s", why);
+}
+
+const struct ps_entry *
+ps_mfin_next(struct ps_mfin *in)
+{
+	ssize_t n;
+
+	entry_free(&in->cur);
+	while (in->head == in->nq && !in->eof && !in->failed) {
+		in->head = in->nq = 0;
+		n = in->rd(in->arg, in->chunk, MFIN_CHUNK);
+		if (n < 0) {
+			mfin_fail(in, strerror(errno));
+		} else if (n == 0) {
+			in->eof = 1;
+			if (ps_mfr_done(in->r) != 0)
+				mfin_fail(in, ps_mfr_error(in->r));
+		} else if (ps_mfr_feed(in->r, in->chunk, (size_t)n, mfin_take,
+		    in) != 0) {
+			mfin_fail(in, ps_mfr_error(in->r));
+		}
+	}
+	if (in->head == in->nq || in->failed)
+		return NULL;
+	in->cur = in->q[in->head++];
+	return &in->cur;
+}
+
+int
+ps_mfin_failed(const struct ps_mfin *in)
+{
+	return in->failed;
+}
+
+const char *
+ps_mfin_error(const struct ps_mfin *in)
+{
+	return in->err;
+}
+
+uint32_t
+ps_mfin_flags(const struct ps_mfin *in)
+{
+	return ps_mfr_flags(in->r);
+}
+
+void
+ps_mfin_free(struct ps_mfin *in)
+{
+	if (in == NULL)
+		return;
+	entry_free(&in->cur);
+	while (in->head < in->nq)
+		entry_free(&in->q[in->head++]);
+	free(in->q);
+	free(in->chunk);
+	ps_mfr_free(in->r);
+	free(in);
+}
+
+void
+ps_entry_copy(struct ps_entry *dst, const struct ps_entry *src)
+{
+	*dst = *src;
+	dst->path = xstrndup(src->path, src->path_len);
+	if (src->blocks != NULL) {
+		dst->blocks = xreallocarray(NULL, src->nblocks, 8);
+		memcpy(dst->blocks, src->blocks, src->nblocks * 8);
+	}
+	if (src->weak != NULL) {
+		dst->weak = xreallocarray(NULL, src->nblocks, 4);
+		memcpy(dst->weak, src->weak, src->nblocks * 4);
+	}
+}
+
+void
+ps_entry_free(struct ps_entry *e)
+{
+	entry_free(e);
+}
+
+/* ---- Version 1, read for old manifests and caches ---- */
+
+#define V1_HEADER_LEN	24	/* magic, version, flags, entry count */
+#define V1_ENTRY_MIN	(1 + 4 + 1 + 4 + 8 + 8 + 4)
+#define V1_LOCAL_LEN	(8 + 8 + 8 + 4)
+
+static int
+decode_entry1(struct cur *c, uint64_t i, int local, struct ps_entry *e,
+    char *err, size_t errlen)
+{
+	uint64_t k;
+
+	if (take_u8(c, &e->type) == -1)
+		return fail(err, errlen, "entry %llu: truncated",
+		    (unsigned long long)i);
+	if (e->type != PS_FT_FILE && e->type != PS_FT_DIR)
+		return fail(err, errlen, "entry %llu: unknown type 0x%02x",
+		    (unsigned long long)i, e->type);
+	if (take_path(c, i, e, err, errlen) != 0 ||
+	    take_u32(c, &e->mode) == -1 || take_u64(c, &e->size) == -1 ||
+	    take_i64(c, &e->mtime_sec) == -1 ||
+	    take_u32(c, &e->mtime_nsec) == -1)
+		return fail(err, errlen, "entry %llu: truncated or bad path",
+		    (unsigned long long)i);
+	if ((e->mode & ~(uint32_t)07777) || e->mtime_nsec >= 1000000000 ||
+	    (e->type == PS_FT_DIR && e->size != 0))
+		return fail(err, errlen, "entry %llu: bad mode, time or size",
+		    (unsigned long long)i);
+	if (e->type == PS_FT_FILE) {
+		if (take(c, e->hash, 16) == -1 ||
+		    take_u8(c, &e->block_shift) == -1 ||
+		    e->block_shift != ps_block_shift_for(e->size))
+			return fail(err, errlen, "entry %llu: bad block shift",
+			    (unsigned long long)i);
+		e->nblocks = nblocks_for(e->size, e->block_shift);
+		if (e->nblocks > c->left / 8)
+			return fail(err, errlen, "entry %llu: truncated",
+			    (unsigned long long)i);
+		/* Sums kept for a file of any size: strong ones only. */
+		if (e->nblocks > 0 && e->nblocks <= PS_SUMS_MAX_BLOCKS)
+			e->blocks = xreallocarray(NULL, e->nblocks, 8);
+		for (k = 0; k < e->nblocks; k++) {
+			uint64_t v;
+
+			(void)take_u64(c, &v);
+			if (e->blocks != NULL)
+				e->blocks[k] = v;
+		}
+	}
+	if (local && (take_u64(c, &e->dev) == -1 ||
+	    take_u64(c, &e->ino) == -1 || take_i64(c, &e->ctime_sec) == -1 ||
+	    take_u32(c, &e->ctime_nsec) == -1 || e->ctime_nsec >= 1000000000))
+		return fail(err, errlen, "entry %llu: bad local fields",
+		    (unsigned long long)i);
+	return 0;
+}
+
+/* Version 1: bytewise order; re-sorted in today's order when read. */
+static int
+decode_v1(const unsigned char *b, size_t len, struct ps_manifest *m,
+    char *err, size_t errlen)
+{
+	XXH128_canonical_t c;
+	struct cur cur;
+	uint64_t count, i;
+	size_t minent;
+
+	if (len < V1_HEADER_LEN + 16)
+		return fail(err, errlen, "truncated (%zu bytes)", len);
+	XXH128_canonicalFromHash(&c, HASH128(b, len - 16));
+	if (memcmp(c.digest, b + len - 16, 16) != 0)
+		return fail(err, errlen, "checksum mismatch (corrupt or "
+		    "truncated)");
+	m->flags = get_u32le(b + 12);
+	if (m->flags & ~(uint32_t)PS_MF_LOCAL)
+		return fail(err, errlen, "unknown flags 0x%x", m->flags);
+	count = get_u64le(b + 16);
+	cur.p = b + V1_HEADER_LEN;
+	cur.left = len - V1_HEADER_LEN - 16;
+	minent = V1_ENTRY_MIN + ((m->flags & PS_MF_LOCAL) ? V1_LOCAL_LEN : 0);
+	if (count > cur.left / minent)
+		return fail(err, errlen, "entry count %llu too large for "
+		    "%zu bytes", (unsigned long long)count, len);
+	m->cap = count ? (size_t)count : 1;
+	m->e = xcalloc(m->cap, sizeof(*m->e));
+	for (i = 0; i < count; i++) {
+		m->n++;	/* so that free() sees a partly filled entry */
+		if (decode_entry1(&cur, i, m->flags & PS_MF_LOCAL, &m->e[i],
+		    err, errlen) == -1)
+			return -1;
+		if (i > 0 && bytewise_cmp(m->e[i - 1].path,
+		    m->e[i - 1].path_len, m->e[i].path, m->e[i].path_len) >= 0)
+			return fail(err, errlen, "entry %llu: out of order or "
+			    "duplicate", (unsigned long long)i);
+	}
+	if (cur.left != 0)
+		return fail(err, errlen, "%zu bytes of trailing garbage",
+		    cur.left);
+	if (m->n > 1)
+		qsort(m->e, m->n, sizeof(*m->e), entry_cmp);
+	return check_ancestors(m, err, errlen);
+}
+
+/* ---- Whole manifests ---- */
+
+static int
+collect(struct ps_entry *e, void *arg)
+{
+	struct ps_manifest *m = arg;
+
+	*manifest_add(m) = *e;
+	return 0;
+}
+
 int
 ps_manifest_decode(const void *p, size_t len, struct ps_manifest *out,
     char *err, size_t errlen)
 {
 	const unsigned char *b = p;
-	struct ps_manifest m = { 0 };
-	XXH128_canonical_t c;
-	struct cur cur;
-	uint32_t version, flags;
-	uint64_t count, i;
-	size_t minent;
+	struct ps_mfr *r;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if (len < MF_MAGIC_LEN || memcmp(b, MF_MAGIC, MF_MAGIC_LEN) != 0)
 		return fail(err, errlen, "bad magic");
-	if (len < MF_HEADER_LEN + MF_TRAILER_LEN)
-		return fail(err, errlen, "truncated (%zu bytes)", len);
-	/*
-	 * The version is read before the checksum only to name it: a later
-	 * version may checksum differently.
-	 */
-	version = get_u32le(b + 8);
-	if (version != MF_VERSION)
-		return fail(err, errlen, "unsupported version %u", version);
-	XXH128_canonicalFromHash(&c, HASH128(b, len - MF_TRAILER_LEN));
-	if (memcmp(c.digest, b + len - MF_TRAILER_LEN, 16) != 0)
-		return fail(err, errlen, "checksum mismatch (corrupt or "
-		    "truncated)");
-
-	/* Intact as written; still parse as if hostile. */
-	flags = get_u32le(b + 12);
-	if (flags & ~(uint32_t)PS_MF_LOCAL)
-		return fail(err, errlen, "unknown flags 0x%x", flags);
-	count = get_u64le(b + 16);
-	cur.p = b + MF_HEADER_LEN;
-	cur.left = len - MF_HEADER_LEN - MF_TRAILER_LEN;
-	minent = MF_ENTRY_MIN + ((flags & PS_MF_LOCAL) ? MF_LOCAL_LEN : 0);
-	if (count > cur.left / minent)
-		return fail(err, errlen, "entry count %llu too large for "
-		    "%zu bytes", (unsigned long long)count, len);
-
-	m.flags = flags;
-	m.cap = count ? (size_t)count : 1;
-	m.e = xcalloc(m.cap, sizeof(*m.e));
-	for (i = 0; i < count; i++) {
-		m.n++;	/* so that free() sees a partly filled entry */
-		if (decode_entry(&cur, i, flags & PS_MF_LOCAL, &m.e[i], err,
-		    errlen) == -1)
-			goto bad;
-		if (i > 0 && ps_path_cmp(m.e[i - 1].path, m.e[i - 1].path_len,
-		    m.e[i].path, m.e[i].path_len) >= 0) {
-			fail(err, errlen, "entry %llu: out of order or "
-			    "duplicate", (unsigned long long)i);
-			goto bad;
-		}
+	if (len >= MF_HEADER_LEN && get_u32le(b + 8) == 1) {
+		if ((rc = decode_v1(b, len, out, err, errlen)) != 0)
+			ps_manifest_free(out);
+		return rc;
 	}
-	if (cur.left != 0) {
-		fail(err, errlen, "%zu bytes of trailing garbage", cur.left);
-		goto bad;
+	r = ps_mfr_new();
+	rc = ps_mfr_feed(r, p, len, collect, out);
+	if (rc == 0)
+		rc = ps_mfr_done(r);
+	if (rc != 0) {
+		fail(err, errlen, "%s", ps_mfr_error(r));
+		ps_manifest_free(out);
+	} else {
+		out->flags = ps_mfr_flags(r);
 	}
-	if (check_ancestors(&m, err, errlen) == -1)
-		goto bad;
-	*out = m;
-	return 0;
-bad:
-	ps_manifest_free(&m);
-	return -1;
+	ps_mfr_free(r);
+	return rc == 0 ? 0 : -1;
 }
 
 /* ---- Loading and saving ---- */
@@ -691,482 +1335,7 @@ ps_manifest_save(const char *file, const struct ps_manifest *m, int local)
 	return r;
 }
 
-/* ---- Building: the walk ---- */
-
-struct walk {
-	struct ps_manifest *m;
-	char path[PS_PATH_MAX + 1];
-	int errors;
-};
-
-static void
-walk_err(const char *path, size_t len, const char *what, int errnum)
-{
-	char *esc = ps_escape(path, len);
-
-	if (errnum != 0)
-		ps_err("%s: %s: %s", esc, what, strerror(errnum));
-	else
-		ps_err("%s: %s", esc, what);
-	free(esc);
-}
-
-static void
-walk_skip(const char *path, size_t len, const char *what)
-{
-	char *esc = ps_escape(path, len);
-
-	ps_warn("skipping %s: %s", what, esc);
-	free(esc);
-}
-
-static void
-entry_from_stat(struct ps_entry *e, const struct stat *st)
-{
-	e->mode = st->st_mode & 07777;
-	e->size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0;
-	e->mtime_sec = st->st_mtim.tv_sec;
-	e->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
-	e->dev = st->st_dev;
-	e->ino = st->st_ino;
-	e->ctime_sec = st->st_ctim.tv_sec;
-	e->ctime_nsec = (uint32_t)st->st_ctim.tv_nsec;
-	if (S_ISREG(st->st_mode)) {
-		e->block_shift = ps_block_shift_for(e->size);
-		e->nblocks = nblocks_for(e->size, e->block_shift);
-	}
-}
-
-static void walk_dir(struct walk *, int, size_t);
-
-static void
-walk_one(struct walk *w, int dfd, const char *name, size_t plen)
-{
-	struct ps_entry *e;
-	struct stat st;
-	int fd;
-
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
-		if (errno != ENOENT) {	/* vanished: nothing to record */
-			walk_err(w->path, plen, "stat", errno);
-			w->errors++;
-		}
-		return;
-	}
-	switch (st.st_mode & S_IFMT) {
-	case S_IFREG:
-	case S_IFDIR:
-		break;
-	case S_IFLNK:
-		walk_skip(w->path, plen, "symlink");
-		return;
-	case S_IFCHR:
-	case S_IFBLK:
-		walk_skip(w->path, plen, "device");
-		return;
-	case S_IFSOCK:
-		walk_skip(w->path, plen, "socket");
-		return;
-	case S_IFIFO:
-		walk_skip(w->path, plen, "fifo");
-		return;
-	default:
-		walk_skip(w->path, plen, "special file");
-		return;
-	}
-	e = manifest_add(w->m);
-	e->path = xstrndup(w->path, plen);
-	e->path_len = (uint32_t)plen;
-	e->type = S_ISDIR(st.st_mode) ? PS_FT_DIR : PS_FT_FILE;
-	entry_from_stat(e, &st);
-	if (e->type != PS_FT_DIR)
-		return;
-	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-	    O_CLOEXEC);
-	if (fd == -1) {
-		walk_err(w->path, plen, "cannot open directory", errno);
-		w->errors++;
-		return;
-	}
-	walk_dir(w, fd, plen);
-}
-
-/*
- * Walk the directory open at DFD (closed here) whose path is
- * w->path[0..plen).
- */
-static void
-walk_dir(struct walk *w, int dfd, size_t plen)
-{
-	struct dirent *de;
-	size_t nlen, clen;
-	DIR *d;
-
-	d = fdopendir(dfd);
-	if (d == NULL) {
-		walk_err(w->path, plen, "cannot read directory", errno);
-		w->errors++;
-		close(dfd);
-		return;
-	}
-	for (;;) {
-		errno = 0;
-		de = readdir(d);
-		if (de == NULL)
-			break;
-		if (strcmp(de->d_name, ".") == 0 ||
-		    strcmp(de->d_name, "..") == 0)
-			continue;
-		/* patchsync's own state on a server: not part of the tree */
-		if (plen == 0 && strcmp(de->d_name, ".patchsync") == 0 &&
-		    (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN))
-			continue;
-		nlen = strlen(de->d_name);
-		clen = plen == 0 ? nlen : plen + 1 + nlen;
-		if (clen > PS_PATH_MAX) {
-			walk_err(w->path, plen, "name inside is longer than "
-			    "the path limit", 0);
-			w->errors++;
-			continue;
-		}
-		if (plen > 0)
-			w->path[plen] = '/';
-		memcpy(w->path + clen - nlen, de->d_name, nlen);
-		w->path[clen] = '\0';
-		walk_one(w, dirfd(d), de->d_name, clen);
-	}
-	if (errno != 0) {
-		walk_err(w->path, plen, "cannot read directory", errno);
-		w->errors++;
-	}
-	closedir(d);
-}
-
-/* ---- Building: hashing ---- */
-
-struct hasher {
-	int rootfd;
-	struct ps_entry **work;
-	size_t nwork;
-	atomic_size_t next;
-	atomic_int errors;
-};
-
-struct worker {
-	struct hasher *h;
-	unsigned char *buf;
-	XXH3_state_t *st;
-};
-
-static int
-open_below(int rootfd, const char *path)
-{
-	int flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
-#ifdef HAVE_OPENAT2
-	/*
-	 * Never leave the tree through a directory swapped for a symlink
-	 * after the walk; O_NOFOLLOW covers only the last component.
-	 */
-	static atomic_int no_openat2;
-	struct open_how how = { 0 };
-	long fd;
-
-	if (!atomic_load(&no_openat2)) {
-		how.flags = (uint64_t)flags;
-		how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-		    RESOLVE_NO_MAGICLINKS;
-		fd = syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
-		if (fd >= 0 || (errno != ENOSYS && errno != EPERM))
-			return (int)fd;
-		atomic_store(&no_openat2, 1);	/* old kernel or seccomp */
-	}
-#endif
-	return openat(rootfd, path, flags);
-}
-
-static int
-same_stat(const struct stat *a, const struct stat *b)
-{
-	return a->st_size == b->st_size && a->st_ino == b->st_ino &&
-	    a->st_dev == b->st_dev &&
-	    a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
-	    a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-	    a->st_ctim.tv_sec == b->st_ctim.tv_sec &&
-	    a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
-static void
-hash_err(const struct ps_entry *e, const char *what, int errnum)
-{
-	walk_err(e->path, e->path_len, what, errnum);
-}
-
-/*
- * Fill W->buf from FD, hashing whole blocks as they come. Returns 0 when
- * read, 1 when the file is not the size fstat said, -1 on error.
- */
-static int
-read_hash(struct worker *w, int fd, struct ps_entry *e)
-{
-	size_t fill, want, bs = (size_t)1 << e->block_shift, i, n;
-	size_t chunk = bs > READ_CHUNK ? bs : READ_CHUNK;
-	uint64_t off = 0;
-	XXH128_hash_t h128;
-	XXH128_canonical_t c;
-	ssize_t r;
-	int eof = 0, streaming = 0;
-
-	while (!eof) {
-		fill = 0;
-		while (fill < chunk) {
-			want = chunk - fill;
-			r = read(fd, w->buf + fill, want);
-			if (r < 0) {
-				if (errno == EINTR)
-					continue;
-				hash_err(e, "read", errno);
-				return -1;
-			}
-			if (r == 0) {
-				eof = 1;
-				break;
-			}
-			fill += (size_t)r;
-			if (off + fill > e->size)
-				return 1;	/* grew */
-			/*
-			 * A short read that ends where fstat said the
-			 * file ends is EOF; saves a read() per small file.
-			 * Growth after that is caught by the second fstat.
-			 */
-			if ((size_t)r < want && off + fill == e->size) {
-				eof = 1;
-				break;
-			}
-		}
-		if (off == 0 && eof) {
-			h128 = HASH128(w->buf, fill);	/* whole file at once */
-		} else {
-			if (!streaming) {
-				XXH3_128bits_reset(w->st);
-				streaming = 1;
-			}
-			HASH128_UPDATE(w->st, w->buf, fill);
-		}
-		/* chunk is a multiple of bs: blocks never straddle fills. */
-		for (i = 0; i < fill; i += bs) {
-			n = fill - i < bs ? fill - i : bs;
-			e->blocks[(off + i) >> e->block_shift] =
-			    HASH64(w->buf + i, n);
-		}
-		off += fill;
-	}
-	if (off != e->size)
-		return 1;	/* shrank */
-	if (streaming)
-		h128 = XXH3_128bits_digest(w->st);
-	XXH128_canonicalFromHash(&c, h128);
-	memcpy(e->hash, c.digest, 16);
-	return 0;
-}
-
-/* Hash E once. Returns 0, 1 when it changed under us, -1 on error. */
-static int
-hash_once(struct worker *w, struct ps_entry *e)
-{
-	struct stat st, st2;
-	int fd, r;
-
-	fd = open_below(w->h->rootfd, e->path);
-	if (fd == -1) {
-		hash_err(e, "open", errno);
-		return -1;
-	}
-	if (fstat(fd, &st) == -1) {
-		hash_err(e, "stat", errno);
-		close(fd);
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		close(fd);
-		return 1;	/* replaced since the walk */
-	}
-	/* Describe the file as opened, whatever the walk saw. */
-	entry_from_stat(e, &st);
-	free(e->blocks);
-	e->blocks = NULL;
-	if (e->nblocks > 0)
-		e->blocks = xreallocarray(NULL, e->nblocks, 8);
-	if (e->size > READ_BUF)
-		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	r = read_hash(w, fd, e);
-	if (r == 0 && fstat(fd, &st2) == 0 && !same_stat(&st, &st2))
-		r = 1;
-	close(fd);
-	return r;
-}
-
-static void
-hash_file(struct worker *w, struct ps_entry *e)
-{
-	int r;
-
-	r = hash_once(w, e);
-	if (r == 1)
-		r = hash_once(w, e);	/* once more, then give up */
-	if (r == 1)
-		hash_err(e, "file changed while being read", 0);
-	if (r != 0) {
-		e->type = 0;	/* dropped from the manifest afterwards */
-		atomic_fetch_add(&w->h->errors, 1);
-	}
-}
-
-static void *
-worker_run(void *arg)
-{
-	struct worker *w = arg;
-	size_t i;
-
-	for (;;) {
-		i = atomic_fetch_add(&w->h->next, 1);
-		if (i >= w->h->nwork)
-			break;
-		hash_file(w, w->h->work[i]);
-	}
-	return NULL;
-}
-
-static int
-size_desc(const void *a, const void *b)
-{
-	const struct ps_entry *x = *(struct ps_entry *const *)a;
-	const struct ps_entry *y = *(struct ps_entry *const *)b;
-
-	if (x->size != y->size)
-		return x->size > y->size ? -1 : 1;
-	return 0;
-}
-
-static void
-worker_init(struct worker *w, struct hasher *h)
-{
-	w->h = h;
-	/*
-	 * Page-aligned: the kernel's copy into a buffer 16 bytes off a
-	 * cache line (what malloc returns) was a third slower.
-	 */
-	w->buf = aligned_alloc(4096, READ_BUF);
-	w->st = XXH3_createState();
-	if (w->buf == NULL || w->st == NULL) {
-		ps_err("out of memory");
-		exit(PS_EPARTIAL);	/* as xmalloc() does */
-	}
-}
-
-static void
-worker_fini(struct worker *w)
-{
-	free(w->buf);
-	XXH3_freeState(w->st);
-}
-
-/* Hash the files in WORK on NTHREADS threads, this one among them. */
-static int
-hash_all(int rootfd, struct ps_entry **work, size_t nwork, int nthreads)
-{
-	struct hasher h = { .rootfd = rootfd, .work = work, .nwork = nwork };
-	struct worker ws[MAX_THREADS];
-	pthread_t tid[MAX_THREADS];
-	int started = 0, i;
-
-	if (nwork == 0)
-		return 0;
-	/* Biggest first, so that no big file is left alone at the end. */
-	qsort(work, nwork, sizeof(*work), size_desc);
-	atomic_init(&h.next, 0);
-	atomic_init(&h.errors, 0);
-	if ((size_t)nthreads > nwork)
-		nthreads = (int)nwork;
-	for (i = 0; i < nthreads; i++)
-		worker_init(&ws[i], &h);
-	for (i = 1; i < nthreads; i++) {
-		if (pthread_create(&tid[i], NULL, worker_run, &ws[i]) != 0)
-			break;	/* fewer threads: still correct */
-		started = i;
-	}
-	worker_run(&ws[0]);
-	for (i = 1; i <= started; i++)
-		pthread_join(tid[i], NULL);
-	for (i = 0; i < nthreads; i++)
-		worker_fini(&ws[i]);
-	return atomic_load(&h.errors);
-}
-
-/* Take hash and blocks from the cache when the file is known unchanged. */
-static int
-from_cache(struct ps_entry *e, const struct ps_manifest *cache)
-{
-	const struct ps_entry *c;
-
-	if (cache == NULL || !(cache->flags & PS_MF_LOCAL))
-		return 0;
-	c = ps_manifest_find(cache, e->path, e->path_len);
-	if (c == NULL || c->type != PS_FT_FILE || c->ino == 0 ||
-	    c->size != e->size || c->mtime_sec != e->mtime_sec ||
-	    c->mtime_nsec != e->mtime_nsec || c->dev != e->dev ||
-	    c->ino != e->ino || c->ctime_sec != e->ctime_sec ||
-	    c->ctime_nsec != e->ctime_nsec ||
-	    c->block_shift != e->block_shift || c->nblocks != e->nblocks)
-		return 0;
-	memcpy(e->hash, c->hash, 16);
-	if (c->nblocks > 0) {
-		e->blocks = xreallocarray(NULL, c->nblocks, 8);
-		memcpy(e->blocks, c->blocks, c->nblocks * 8);
-	}
-	return 1;
-}
-
-/*
- * A file changed within the same timestamp tick as our stat keeps its
- * mtime and ctime, so the cache could not tell. As git does for its
- * index, distrust entries stamped too close to the build: ino 0 in the
- * saved manifest means "never reuse".
- */
-static void
-racy_check(struct ps_entry *e, const struct timespec *start)
-{
-	if (e->mtime_sec >= start->tv_sec - RACY_SECS ||
-	    e->ctime_sec >= start->tv_sec - RACY_SECS)
-		e->ino = 0;
-}
-
-static int
-nthreads_for(const struct ps_build_opts *opts)
-{
-	long n = opts != NULL ? opts->threads : 0;
-
-	if (n <= 0)
-		n = sysconf(_SC_NPROCESSORS_ONLN);
-	if (n <= 0)
-		n = 1;
-	return n > MAX_THREADS ? MAX_THREADS : (int)n;
-}
-
-/* Drop the entries hashing gave up on (type 0). */
-static void
-compact(struct ps_manifest *m)
-{
-	size_t i, k = 0;
-
-	for (i = 0; i < m->n; i++) {
-		if (m->e[i].type == 0)
-			entry_free(&m->e[i]);
-		else
-			m->e[k++] = m->e[i];
-	}
-	m->n = k;
-}
+/* ---- Building: the walk (walk.c) into an array ---- */
 
 int
 ps_manifest_build(const char *dir, const struct ps_build_opts *opts,
@@ -1193,75 +1362,17 @@ int
 ps_manifest_buildat(int dirfd, const struct ps_build_opts *opts,
     struct ps_manifest *out)
 {
-	const struct ps_manifest *cache = opts ? opts->cache : NULL;
-	struct walk *w;
-	struct ps_entry **work;
-	struct timespec start;
-	size_t i, nwork = 0;
-	int rootfd, walkfd, errors;
+	const struct ps_entry *e;
+	struct ps_walk *w;
+	int rc;
 
 	memset(out, 0, sizeof(*out));
 	out->flags = PS_MF_LOCAL;
-	clock_gettime(CLOCK_REALTIME, &start);
-	/* The walk's fd is closed by closedir(); the workers need one too. */
-	rootfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-	walkfd = rootfd == -1 ? -1 : fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
-	if (walkfd == -1) {
-		ps_err("cannot duplicate a directory descriptor: %s",
-		    strerror(errno));
-		if (rootfd != -1)
-			close(rootfd);
-		return PS_EPARTIAL;
-	}
-	w = xcalloc(1, sizeof(*w));
-	w->m = out;
-	walk_dir(w, walkfd, 0);
-	errors = w->errors;
-	free(w);
-
-	if (out->n > 1)
-		qsort(out->e, out->n, sizeof(*out->e), entry_cmp);
-	work = xreallocarray(NULL, out->n ? out->n : 1, sizeof(*work));
-	for (i = 0; i < out->n; i++) {
-		if (out->e[i].type != PS_FT_FILE)
-			continue;
-		if ((opts == NULL || !opts->checksum) &&
-		    from_cache(&out->e[i], cache))
-			continue;
-		work[nwork++] = &out->e[i];
-	}
-	errors += hash_all(rootfd, work, nwork, nthreads_for(opts));
-	free(work);
-	close(rootfd);
-	compact(out);
-	for (i = 0; i < out->n; i++)
-		racy_check(&out->e[i], &start);
-	return errors ? PS_EPARTIAL : PS_OK;
-}
-
-int
-ps_hash_fd(int fd, struct ps_entry *e)
-{
-	struct hasher h;
-	struct worker w;
-	int r;
-
-	memset(&h, 0, sizeof(h));
-	h.rootfd = -1;
-	e->block_shift = (uint8_t)ps_block_shift_for(e->size);
-	e->nblocks = (e->size + ((uint64_t)1 << e->block_shift) - 1) >>
-	    e->block_shift;
-	free(e->blocks);
-	e->blocks = e->nblocks > 0 ? xreallocarray(NULL, e->nblocks, 8) :
-	    NULL;
-	if (lseek(fd, 0, SEEK_SET) == -1)
-		return -1;
-	worker_init(&w, &h);
-	r = read_hash(&w, fd, e);
-	worker_fini(&w);
-	if (r == 1)
-		errno = ESTALE;	/* not the size it should be */
-	return r == 0 ? 0 : -1;
+	if ((rc = ps_walk_open(dirfd, opts, &w)) != PS_OK)
+		return rc;
+	while ((e = ps_walk_next(w)) != NULL)
+		ps_entry_copy(manifest_add(out), e);
+	return ps_walk_close(w, out);
 }
 
 void

@@ -23,24 +23,72 @@ enum ps_result {
 
 const char *ps_strresult(int r);
 
+/*
+ * The exit status for a result (SPEC section 9): the one place where
+ * results become exit codes. Anything unknown is a protocol failure.
+ */
+int ps_exit_code(int rc);
+
+/* The worse of two results, as their exit codes rank (130 first). */
+int ps_worse(int a, int b);
+
 /* Set by the global options -v and -q. */
 extern int ps_verbose;
 extern int ps_quiet;
 
 /*
- * Diagnostics: one line on stderr starting "patchsync: ". ps_err always
- * prints; ps_warn prints unless -q; ps_info prints when -v was given at
- * least LEVEL times.
+ * Diagnostics: one line on stderr starting "patchsync: ".
+ *
+ * ps_err says what failed and why, once, where it failed; it always
+ * prints (unless printing is off, see below) and also becomes the calling
+ * thread's last error (ps_last_error), so a caller that must pass the
+ * reason on (to the peer, into a RESULT) takes it from there instead of
+ * formatting it again. ps_warn prints unless -q; ps_info prints when -v
+ * was given at least LEVEL times; ps_trace is the short line a caller
+ * adds while unwinding, shown only with -vv.
+ *
+ * Nothing here calls back into other code, so any of these may be called
+ * while holding any lock.
  */
 void ps_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* When set, every ps_err line is also handed here (the task's history). */
-extern void (*ps_err_hook)(const char *line);
-/* Set: error lines go to the hook only (the server role sends them on). */
-extern int ps_err_hook_only;
 void ps_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ps_info(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+void ps_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* This thread's last ps_err line (without "patchsync: "), or "". */
+const char *ps_last_error(void);
+void ps_clear_error(void);
+
+/*
+ * Printing off (the server role: its stderr is the console's terminal,
+ * and what went wrong travels in the protocol instead). ps_err still
+ * records the thread's last error.
+ */
+void ps_diag_print(int on);
+
+/*
+ * Keep every ps_err and ps_warn line (bounded: the oldest go first) for
+ * someone to collect later with ps_diag_drain: the event history of a
+ * task. Pull, never push: no callback runs inside ps_err.
+ */
+void ps_diag_collect(int on);
+/* The kept lines, oldest first (NULL-terminated, free with ps_strv_free). */
+char **ps_diag_drain(size_t *n);
+void ps_strv_free(char **v);
+
+/*
+ * Interruption (SPEC 6: Ctrl-C or SIGTERM end a push with exit 130 after
+ * its temporaries are removed). ps_intr_init installs handlers for
+ * SIGINT, SIGTERM and SIGHUP that only record the signal and make
+ * ps_intr_fd() readable for good: every wait of the program polls that
+ * descriptor too, so the work unwinds through its normal error paths.
+ */
+void ps_intr_init(void);
+int ps_intr_fd(void);		/* -1 before ps_intr_init */
+int ps_intr_signal(void);	/* the first signal received, or 0 */
+/* Interrupt this process as a signal would (e.g. a task cancel). */
+void ps_intr_raise(int sig);
 
 /* Allocation that never returns NULL: out of memory ends the process. */
 void *xmalloc(size_t n);
@@ -118,6 +166,12 @@ char *ps_escape(const char *p, size_t len);
  * when S holds a malformed escape.
  */
 int ps_unescape(const char *s, struct buf *out);
+
+/*
+ * mkdir -p DIR, for the account's own directories (caches): parents mode
+ * 0755, DIR itself 0700. Returns 0, or -1 with errno.
+ */
+int ps_mkdir_p(const char *dir);
 
 /* Lower-case hex of N bytes into OUT (2N+1 bytes). */
 void ps_hex(const unsigned char *p, size_t n, char *out);

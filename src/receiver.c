@@ -1,13 +1,21 @@
 /*
- * receiver.c — the receiving side of a session (the server for a push).
+ * receiver.c — the receiving side of a session (the server for a push,
+ * the console for a refresh).
  *
- * One thread reads frames and does the writing; signature requests go to
- * a pool of workers, since signing is the slow part (about 370 MB/s a
- * core). Every file is written to a hidden temporary in its own
- * directory, read back and checked against the XXH3-128 the sender
- * announced, fsync'd and renamed: a file under ROOT/DEST is always the old
- * version or the complete new one. Files that fail are reported one by
- * one in RESULT frames; only a broken stream ends the session.
+ * One thread reads frames and does the writing; requests for the block
+ * sums of regions of old versions go to a pool of workers; verifying,
+ * fsync and rename go to another pool, since fsync waits for the disk. Every file is written to a hidden temporary in its
+ * own directory, read back and checked against the XXH3-128 the sender
+ * announced, fsync'd and renamed: a file under ROOT/DEST is always the
+ * old version or the complete new one. Files that fail are reported one
+ * by one in RESULT frames; other failures (a directory, a deletion) in
+ * NOTICE frames; only a broken session ends the component early.
+ *
+ * What a sender can make us do is bounded by what it sends: a file's
+ * bytes must be covered exactly by the data, copies and deltas that come
+ * for it before it is verified (a claimed size costs nothing by itself),
+ * block sums by the size of the old file, files in flight and queued
+ * requests by fixed limits.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,24 +28,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <xxhash.h>
 #include <zstd.h>
 
 #include "delta.h"
+#include "match.h"
 #include "manifest.h"
+#include "mfcache.h"
 #include "pool.h"
-#include "proto.h"
 #include "receiver.h"
+#include "walk.h"
 
 #define NBUCKET 1024
 #define MAX_LIVE 8192		/* files a sender may have open at once */
-#define MAX_PIECES 1024		/* delta pieces per file */
+#define MAX_SIGJOBS 4096	/* block sum requests queued at once */
 #define COMMIT_THREADS 8	/* files verified and fsync'd at once */
-
-struct piece {
-	uint32_t no;
-	struct ps_patch *patch;
-};
+/* Written bytes after which the disk is asked to start writing them. */
+#define WRITEBACK_CHUNK (8u << 20)
 
 struct rfile {
 	uint32_t id;
@@ -49,91 +55,41 @@ struct rfile {
 	uint32_t nsec;
 	uint32_t mode;
 	unsigned char hash[16];
+	uint64_t covered;	/* bytes written or promised by pieces */
+	uint64_t dirty;		/* written since writeback was started */
+	uint64_t signed_bytes;	/* basis bytes asked to be signed */
 	struct ps_tmp tmp;
 	int basis;		/* current version, or -1 */
 	uint64_t basis_size;
-	struct piece *pieces;
-	size_t npieces;
 	int code;		/* first failure, or PS_OK */
 	char *msg;
 	struct rfile *next;
 };
 
 struct recv {
-	struct ps_wire *w;
+	struct ps_sess *s;
 	struct ps_root *root;
+	const struct ps_recv_opts *o;
 	const char *dest;
-	uint32_t flags;
 	struct ps_recv_stats *st;
 	struct rfile *bucket[NBUCKET];
 	unsigned live;
 	struct ps_pool *pool;		/* signatures */
 	struct ps_pool *cpool;		/* verify, fsync, rename */
-	pthread_mutex_t mu;		/* st, upd */
+	pthread_mutex_t mu;		/* guards st, upd, dirs, sigjobs */
+	unsigned sigjobs;
 	ZSTD_DCtx *zd;
 	unsigned char *zbuf;
-	struct ps_manifest cur;		/* what ROOT/DEST holds (cache) */
+	struct ps_manifest by;		/* what the walk found beside the
+					   entries: temporaries */
+	int mf_fd;			/* the manifest as described (the
+					   cache), or -1 */
 	struct ps_manifest upd;		/* files put in place this session */
 	char **gone;			/* paths deleted this session */
 	size_t ngone;
-	char broken[256];		/* why the peer broke the protocol */
-	int report;			/* only describing: no busy mark */
 	char **dirs;			/* directories to fsync at DONE */
 	size_t ndirs;
 };
-
-static void vsend(struct ps_wire *w, uint8_t type, int code, const char *fmt,
-    va_list ap) __attribute__((format(printf, 4, 0)));
-
-static void
-vsend(struct ps_wire *w, uint8_t type, int code, const char *fmt, va_list ap)
-{
-	struct buf b = { 0 };
-	char msg[1024];
-
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	if (type == PS_MSG_ERROR)
-		buf_add_u32(&b, (uint32_t)code);
-	ps_buf_add_str(&b, msg, strlen(msg));
-	(void)ps_wire_send(w, type, b.p, b.len);
-	(void)ps_wire_flush(w);
-	buf_free(&b);
-}
-
-void
-ps_send_error(struct ps_wire *w, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsend(w, PS_MSG_ERROR, code, fmt, ap);
-	va_end(ap);
-}
-
-void
-ps_send_notice(struct ps_wire *w, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsend(w, PS_MSG_NOTICE, 0, fmt, ap);
-	va_end(ap);
-}
-
-static int broken(struct recv *r, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-/* The peer broke the protocol: remember why; the session ends. */
-static int
-broken(struct recv *r, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(r->broken, sizeof(r->broken), fmt, ap);
-	va_end(ap);
-	return PS_EPEER;
-}
 
 static char *
 join(const char *dest, const char *path, size_t len)
@@ -143,21 +99,27 @@ join(const char *dest, const char *path, size_t len)
 	return xasprintf("%s/%.*s", dest, (int)len, path);
 }
 
-/* A path from the peer: safe, and not inside ROOT/.patchsync. */
-static const char *
-rd_path(struct recv *r, struct ps_rd *rd, size_t *len)
+/* At ROOT itself, ROOT/.patchsync (lock, caches) is ours alone. */
+static int
+refused_path(struct recv *r, const struct ps_bytes *p)
 {
-	const char *p = ps_rd_str(rd, len, PS_PATH_MAX);
+	size_t n = sizeof(PS_META_DIR) - 1;
 
-	if (p == NULL || !ps_path_ok(p, *len))
-		return NULL;
-	/* At ROOT itself, ROOT/.patchsync (lock, caches) is ours alone. */
-	if (*r->dest == '\0' && *len >= sizeof(PS_META_DIR) - 1 &&
-	    memcmp(p, PS_META_DIR, sizeof(PS_META_DIR) - 1) == 0 &&
-	    (*len == sizeof(PS_META_DIR) - 1 ||
-	    p[sizeof(PS_META_DIR) - 1] == '/'))
-		return NULL;
-	return p;
+	return *r->dest == '\0' && p->len >= n &&
+	    memcmp(p->p, PS_META_DIR, n) == 0 &&
+	    (p->len == n || p->p[n] == '/');
+}
+
+static int
+bad_path(struct recv *r, const struct ps_bytes *p)
+{
+	char *esc = ps_escape((const char *)p->p, p->len);
+	int rc;
+
+	rc = ps_sess_fail(r->s, PS_EPEER, "refusing a path inside patchsync's "
+	    "own directory: %s", esc);
+	free(esc);
+	return rc;
 }
 
 static struct rfile **
@@ -177,25 +139,38 @@ find(struct recv *r, uint32_t id)
 }
 
 /* The file for ID, made on first mention (SIGREQ or FILE). */
-static struct rfile *
-get(struct recv *r, uint32_t id, const char *path, size_t len)
+static int
+get(struct recv *r, uint32_t id, const struct ps_bytes *path,
+    struct rfile **fp)
 {
 	struct rfile **pp = slot(r, id), *f;
 
-	if (*pp != NULL)
-		return *pp;
+	if (refused_path(r, path))
+		return bad_path(r, path);
+	if (*pp != NULL) {
+		f = *pp;
+		if (strlen(f->path) != path->len ||
+		    memcmp(f->path, path->p, path->len) != 0)
+			return ps_sess_fail(r->s, PS_EPEER, "the sender broke "
+			    "the protocol: file id %" PRIu32 " names two "
+			    "paths", id);
+		*fp = f;
+		return PS_OK;
+	}
 	if (r->live >= MAX_LIVE)
-		return NULL;
+		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
+		    "protocol: more than %d files in flight", MAX_LIVE);
 	f = xcalloc(1, sizeof(*f));
 	f->id = id;
-	f->path = xstrndup(path, len);
-	f->rel = join(r->dest, path, len);
+	f->path = xstrndup((const char *)path->p, path->len);
+	f->rel = join(r->dest, f->path, path->len);
 	f->basis = -1;
 	f->tmp.fd = -1;
 	f->tmp.dirfd = -1;
 	*pp = f;
 	r->live++;
-	return f;
+	*fp = f;
+	return PS_OK;
 }
 
 static void
@@ -219,15 +194,16 @@ fail_file(struct rfile *f, int code, const char *fmt, ...)
 	ps_tmp_abort(&f->tmp);
 }
 
+/* F failed in fsops, which said why: pass that reason on. */
+static void
+fail_fs(struct rfile *f)
+{
+	fail_file(f, PS_EPARTIAL, "%s", ps_last_error());
+}
+
 static void
 free_rfile(struct rfile *f)
 {
-	size_t i;
-
-	for (i = 0; i < f->npieces; i++)
-		if (f->pieces[i].patch != NULL)
-			ps_patch_abort(f->pieces[i].patch);
-	free(f->pieces);
 	ps_tmp_abort(&f->tmp);
 	if (f->basis >= 0)
 		close(f->basis);
@@ -247,22 +223,17 @@ unlink_rfile(struct recv *r, struct rfile *f)
 	r->live--;
 }
 
+/* A failed directory or deletion: count it, tell the user (any thread). */
 static void
-drop(struct recv *r, struct rfile *f)
-{
-	unlink_rfile(r, f);
-	free_rfile(f);
-}
-
-/* A failed file, directory or deletion (any thread). */
-static void
-count_error(struct recv *r, int code)
+count_error(struct recv *r, int code, const char *why)
 {
 	pthread_mutex_lock(&r->mu);
 	r->st->errors++;
 	if (code > r->st->worst)
 		r->st->worst = code;
 	pthread_mutex_unlock(&r->mu);
+	if (why != NULL)
+		ps_sess_notice(r->s, PS_NOTE_ERROR, "%s", why);
 }
 
 /* Open the current version of F as the basis of copies and deltas. */
@@ -279,325 +250,255 @@ open_basis(struct recv *r, struct rfile *f)
 	return PS_OK;
 }
 
-/* ---- the cache of ROOT/DEST's manifest in ROOT/.patchsync/cache ---- */
+/* ---- the manifest cache (never inside a destination) ---- */
 
-static char *
-cache_name(const char *dest)
-{
-	return xasprintf("%016" PRIx64 ".psm",
-	    (uint64_t)XXH3_64bits(dest, strlen(dest)));
-}
-
-static void
-cache_load(struct recv *r, struct ps_manifest *m)
-{
-	char err[128], *name;
-	struct buf b = { 0 };
-	unsigned char chunk[65536];
-	ssize_t n;
-	int dfd, fd;
-
-	memset(m, 0, sizeof(*m));
-	if (ps_dir_open_quiet(r->root, PS_META_DIR "/cache", &dfd) != PS_OK)
-		return;
-	name = cache_name(r->dest);
-	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	free(name);
-	close(dfd);
-	if (fd < 0)
-		return;
-	while ((n = read(fd, chunk, sizeof(chunk))) > 0)
-		buf_add(&b, chunk, (size_t)n);
-	close(fd);
-	if (n == 0 && ps_manifest_decode(b.p, b.len, m, err, sizeof(err)) != 0)
-		ps_info(1, "ignoring damaged cache of %s: %s", r->dest, err);
-	buf_free(&b);
-}
-
-static void
-cache_save(struct recv *r, const struct ps_manifest *m)
-{
-	struct buf b = { 0 };
-	char *name, *tmp;
-	int dfd, fd;
-
-	if (ps_dir_open(r->root, PS_META_DIR "/cache", 1, &dfd) != PS_OK)
-		return;
-	name = cache_name(r->dest);
-	tmp = xasprintf("%s.%d", name, (int)getpid());
-	ps_manifest_encode(m, 1, &b);
-	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
-	    O_CLOEXEC, 0644);
-	if (fd >= 0 && write(fd, b.p, b.len) == (ssize_t)b.len &&
-	    close(fd) == 0) {
-		if (renameat(dfd, tmp, dfd, name) != 0)
-			unlinkat(dfd, tmp, 0);
-	} else {
-		if (fd >= 0)
-			close(fd);
-		unlinkat(dfd, tmp, 0);
-	}
-	buf_free(&b);
-	free(tmp);
-	free(name);
-	close(dfd);
-}
-
-/*
- * ROOT/.patchsync/busy-NAME exists while a push into DEST runs. Found at
- * the start of a push, it means the last one was interrupted: only then
- * is the tree walked for leftover temporaries.
- */
-static char *
-busy_name(const char *dest)
-{
-	return xasprintf("busy-%016" PRIx64,
-	    (uint64_t)XXH3_64bits(dest, strlen(dest)));
-}
-
-static void
-mark_busy(struct recv *r)
-{
-	char *name = busy_name(r->dest);
-	int dfd, fd;
-
-	if (ps_dir_open(r->root, PS_META_DIR, 1, &dfd) != PS_OK) {
-		(void)ps_remove_temps(r->root, r->dest, NULL);
-		free(name);
-		return;
-	}
-	if (faccessat(dfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0 ||
-	    errno != ENOENT)
-		(void)ps_remove_temps(r->root, r->dest, NULL);
-	fd = openat(dfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
-	    0644);
-	if (fd >= 0)
-		close(fd);
-	close(dfd);
-	free(name);
-}
-
-static void
-clear_busy(struct recv *r)
-{
-	char *name = busy_name(r->dest);
-	int dfd;
-
-	if (ps_dir_open_quiet(r->root, PS_META_DIR, &dfd) == PS_OK) {
-		(void)unlinkat(dfd, name, 0);
-		close(dfd);
-	}
-	free(name);
-}
-
-/* Build the manifest of ROOT/DEST (empty when it does not exist yet). */
+/* The cache as it is, or -1. */
 static int
-describe(struct recv *r, int create)
+cache_open(const struct ps_recv_opts *o)
 {
-	struct ps_build_opts bo = { 0 };
-	struct ps_manifest cache;
-	int dfd, rc;
+	if (o->cache_dirfd < 0)
+		return -1;
+	return openat(o->cache_dirfd, o->cache_name, O_RDONLY | O_NOFOLLOW |
+	    O_CLOEXEC);
+}
 
-	memset(&r->cur, 0, sizeof(r->cur));
-	r->cur.flags = PS_MF_LOCAL;
-	if (create)
-		rc = ps_dir_open(r->root, r->dest, 1, &dfd);
-	else
-		rc = ps_dir_open_quiet(r->root, r->dest, &dfd);
-	if (rc != PS_OK)
-		return create ? rc : PS_OK;	/* nothing there yet */
-	if (create)
-		mark_busy(r);
-	cache_load(r, &cache);
-	bo.cache = &cache;
-	bo.checksum = (r->flags & PS_OF_CHECKSUM) != 0;
-	rc = ps_manifest_buildat(dfd, &bo, &r->cur);
-	ps_manifest_free(&cache);
-	close(dfd);
-	return rc;
+static int
+cache_saved(const struct ps_recv_opts *o)
+{
+	return o->cache_dirfd >= 0 && o->cache_writable &&
+	    !(o->flags & PS_OF_DRYRUN);
 }
 
 int
-ps_send_manifest(struct ps_wire *w, const struct ps_manifest *m)
+ps_recv_account_cache(int dirfd, int create, int *cache_dirfd, char **name)
 {
-	struct buf b = { 0 };
-	unsigned char end[9];
-	unsigned char *z;
-	size_t zlen, off;
-	int rc = PS_OK;
+	const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+	struct stat st;
+	char *dir;
 
-	ps_manifest_encode(m, 0, &b);
-	/* Sorted paths share prefixes: about half the bytes go. */
-	z = xmalloc(ZSTD_compressBound(b.len));
-	zlen = ZSTD_compress(z, ZSTD_compressBound(b.len), b.p, b.len, 1);
-	if (ZSTD_isError(zlen)) {
-		ps_err("cannot compress a manifest: %s",
-		    ZSTD_getErrorName(zlen));
-		rc = PS_EPARTIAL;
-		goto out;
-	}
-	for (off = 0; off < zlen && rc == PS_OK; off += PS_DATA_CHUNK) {
-		size_t n = zlen - off < PS_DATA_CHUNK ? zlen - off :
-		    PS_DATA_CHUNK;
+	*cache_dirfd = -1;
+	*name = NULL;
+	if (fstat(dirfd, &st) != 0)
+		return -1;
+	if (x != NULL && *x == '/')
+		dir = xasprintf("%s/patchsync/dest", x);
+	else if (home != NULL && *home == '/')
+		dir = xasprintf("%s/.cache/patchsync/dest", home);
+	else
+		return -1;
+	if (create)
+		(void)ps_mkdir_p(dir);
+	*cache_dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (*cache_dirfd < 0)
+		return -1;
+	*name = xasprintf("%016" PRIx64 "-%016" PRIx64 ".psm",
+	    (uint64_t)st.st_dev, (uint64_t)st.st_ino);
+	return 0;
+}
 
-		rc = ps_wire_send(w, PS_MSG_MFDATA, z + off, n);
-	}
-	end[0] = PS_CODEC_ZSTD;
-	put_u64le(end + 1, b.len);
-	if (rc == PS_OK)
-		rc = ps_wire_send(w, PS_MSG_MFEND, end, sizeof(end));
-	if (rc == PS_OK)
-		rc = ps_wire_flush(w);
-out:
-	free(z);
-	buf_free(&b);
+int
+ps_recv_describe(const struct ps_recv_opts *o, struct ps_manifest *m)
+{
+	struct ps_build_opts bo = { 0 };
+	struct ps_mfin *cache = NULL;
+	int rc, fd;
+
+	memset(m, 0, sizeof(*m));
+	m->flags = PS_MF_LOCAL;
+	if (o->dirfd < 0)
+		return PS_OK;		/* nothing there yet */
+	if ((fd = cache_open(o)) >= 0)
+		cache = ps_mfin_pread(fd);
+	bo.cache_in = cache;
+	bo.checksum = (o->flags & PS_OF_CHECKSUM) != 0;
+	bo.label = o->label;
+	bo.sums = PS_SUMS_STRONG | PS_SUMS_WEAK;	/* the basis of deltas */
+	rc = ps_manifest_buildat(o->dirfd, &bo, m);
+	ps_mfin_free(cache);
+	if (fd >= 0)
+		close(fd);
 	return rc;
 }
 
-/* ---- signature requests, answered by the pool ---- */
+/* Hidden temporaries of an interrupted push: we hold the lock, they go. */
+static void
+sweep_temps(struct recv *r)
+{
+	size_t i;
+	char *rel;
 
-struct sigjob {
-	struct ps_wire *w;
+	for (i = 0; i < r->by.ntemps; i++) {
+		rel = join(r->dest, r->by.temps[i], strlen(r->by.temps[i]));
+		if (ps_unlink(r->root, rel) != PS_OK)
+			ps_sess_notice(r->s, PS_NOTE_WARN, "%s",
+			    ps_last_error());
+		free(rel);
+	}
+}
+
+/* ---- block sums of regions of the old version, made by the pool ---- */
+
+struct sumjob {
+	struct recv *r;
 	uint32_t id;
+	uint32_t round;
+	uint32_t block_len;
 	int fd;			/* a dup of the basis, owned by the job */
+	uint64_t basis_size;
 	uint32_t n;
-	uint64_t *off, *len;
-	uint32_t *block;
+	uint64_t *off, *len;	/* the regions, clamped to the basis */
 };
 
-static void
-sign(void *arg)
+/* Send what BUF holds of the sums; LAST ends the round. */
+static int
+send_sums(struct sumjob *j, struct buf *b, int last)
 {
-	struct sigjob *j = arg;
-	struct buf sig = { 0 };
-	unsigned char hdr[9];
-	uint32_t i;
-	size_t off, n;
+	struct ps_msg_sums m = { j->id, j->round, (uint8_t)last,
+	    { b->p, b->len } };
+	int rc = ps_send_sums(j->r->s->w, &m);
 
-	for (i = 0; i < j->n; i++) {
-		sig.len = 0;
-		if (ps_sig_region(j->fd, j->off[i], j->len[i], j->block[i],
-		    &sig) != PS_OK)
-			sig.len = 0;	/* an empty signature: all literal */
-		put_u32le(hdr, j->id);
-		put_u32le(hdr + 4, i);
-		off = 0;
-		do {
-			n = sig.len - off;
-			if (n > PS_FRAME_MAX - sizeof(hdr))
-				n = PS_FRAME_MAX - sizeof(hdr);
-			hdr[8] = off + n == sig.len;
-			if (ps_wire_send2(j->w, PS_MSG_SIG, hdr, sizeof(hdr),
-			    sig.p + off, n) != PS_OK)
-				goto out;
-			off += n;
-		} while (off < sig.len);
+	b->len = 0;
+	return rc;
+}
+
+static void
+sum_regions(void *arg)
+{
+	struct sumjob *j = arg;
+	struct ps_blocksums bs;
+	struct buf out = { 0 };
+	uint32_t i, k;
+	int rc = PS_OK;
+
+	for (i = 0; i < j->n && rc == PS_OK; i++) {
+		if (ps_sess_rc(j->r->s) != PS_OK)
+			break;
+		memset(&bs, 0, sizeof(bs));
+		/* A region the old version cannot fill: no sums for it. */
+		if (j->len[i] > 0 && ps_blocksums_fd(j->fd, j->off[i],
+		    j->len[i], j->block_len, &bs) != PS_OK)
+			bs.n = 0;
+		for (k = 0; k < bs.n; k++) {
+			buf_reserve(&out, PS_SUM_LEN);
+			put_u32le(out.p + out.len, bs.weak[k]);
+			put_u64le(out.p + out.len + 4, bs.strong[k]);
+			out.len += PS_SUM_LEN;
+			if (out.len >= (1u << 20) - PS_SUM_LEN &&
+			    (rc = send_sums(j, &out, 0)) != PS_OK)
+				break;
+		}
+		ps_blocksums_free(&bs);
 	}
-	(void)ps_wire_flush(j->w);
-out:
-	buf_free(&sig);
-	close(j->fd);
+	if (rc == PS_OK && send_sums(j, &out, 1) == PS_OK)
+		(void)ps_wire_flush(j->r->s->w);
+	pthread_mutex_lock(&j->r->mu);
+	j->r->sigjobs--;
+	pthread_mutex_unlock(&j->r->mu);
+	buf_free(&out);
+	if (j->fd >= 0)
+		close(j->fd);
 	free(j->off);
 	free(j->len);
-	free(j->block);
 	free(j);
 }
 
 static int
-on_sigreq(struct recv *r, struct ps_rd *rd)
+on_sumreq(struct recv *r, const struct buf *payload)
 {
-	uint32_t id = ps_rd_u32(rd), n, i;
-	struct sigjob *j;
+	struct ps_msg_sumreq q;
+	struct sumjob *j;
 	struct rfile *f;
-	const char *p;
-	size_t len;
+	uint64_t off, len, total = 0;
+	uint32_t i;
+	int rc;
 
-	if ((p = rd_path(r, rd, &len)) == NULL)
-		return broken(r, "bad path in signature request");
-	n = ps_rd_u32(rd);
-	if (n == 0 || n > PS_MAX_REGIONS)
-		return broken(r, "bad region count %" PRIu32, n);
-	if ((f = get(r, id, p, len)) == NULL)
-		return broken(r, "too many files in flight");
+	if ((rc = ps_sess_decode(r->s, PS_MSG_SUMREQ, payload, &q)) != PS_OK ||
+	    (rc = get(r, q.id, &q.path, &f)) != PS_OK)
+		return rc;
+	if (f->have_meta)
+		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
+		    "protocol: block sums asked after the file's data");
 	j = xcalloc(1, sizeof(*j));
-	j->w = r->w;
-	j->id = id;
-	j->n = n;
-	j->off = xreallocarray(NULL, n, sizeof(*j->off));
-	j->len = xreallocarray(NULL, n, sizeof(*j->len));
-	j->block = xreallocarray(NULL, n, sizeof(*j->block));
-	for (i = 0; i < n; i++) {
-		j->off[i] = ps_rd_u64(rd);
-		j->len[i] = ps_rd_u64(rd);
-		j->block[i] = ps_rd_u32(rd);
-		if (j->block[i] < 16 || j->block[i] > (1u << 24))
-			rd->bad = 1;
+	j->r = r;
+	j->id = q.id;
+	j->round = q.round;
+	j->block_len = q.block_len;
+	j->fd = -1;
+	if (open_basis(r, f) == PS_OK) {
+		j->fd = fcntl(f->basis, F_DUPFD_CLOEXEC, 0);
+		j->basis_size = f->basis_size;
 	}
-	if (ps_rd_done(rd) != 0) {
+	j->n = q.nregions;
+	j->off = xreallocarray(NULL, j->n, sizeof(*j->off));
+	j->len = xreallocarray(NULL, j->n, sizeof(*j->len));
+	for (i = 0; i < j->n; i++) {
+		/* Regions past the old version shrink to what it holds. */
+		off = get_u64le(q.regions.p + 16 * (size_t)i);
+		len = get_u64le(q.regions.p + 16 * (size_t)i + 8);
+		if (off > j->basis_size)
+			off = j->basis_size;
+		if (len > j->basis_size - off)
+			len = j->basis_size - off;
+		j->off[i] = off;
+		j->len[i] = len;
+		total += len;
+	}
+	/* Reading costs what the old version holds, not what was asked. */
+	f->signed_bytes += total;
+	rc = f->signed_bytes > 2 * f->basis_size + (1u << 20);
+	pthread_mutex_lock(&r->mu);
+	if (!rc && r->sigjobs >= MAX_SIGJOBS)
+		rc = 2;
+	if (!rc)
+		r->sigjobs++;
+	pthread_mutex_unlock(&r->mu);
+	if (rc) {
+		if (j->fd >= 0)
+			close(j->fd);
 		free(j->off);
 		free(j->len);
-		free(j->block);
 		free(j);
-		return broken(r, "malformed signature request");
+		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
+		    "protocol: %s", rc == 2 ? "too many block sum requests "
+		    "queued" : "asked for the sums of a file many times over");
 	}
-	j->fd = -1;
-	if (open_basis(r, f) == PS_OK)
-		j->fd = fcntl(f->basis, F_DUPFD_CLOEXEC, 0);
-	if (j->fd < 0) {
-		/* No basis: empty signatures; the sender sends literals. */
-		j->fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	}
-	for (i = 0; i < n; i++) {
-		/* Regions past the basis shrink; the job reads only these. */
-		if (j->off[i] > f->basis_size)
-			j->off[i] = f->basis_size;
-		if (j->len[i] > f->basis_size - j->off[i])
-			j->len[i] = f->basis_size - j->off[i];
-	}
-	ps_pool_submit(r->pool, sign, j);
+	ps_pool_submit(r->pool, sum_regions, j);
 	return PS_OK;
 }
 
 /* ---- files ---- */
 
 static int
-on_file(struct recv *r, struct ps_rd *rd)
+on_file(struct recv *r, const struct buf *payload)
 {
-	uint32_t id = ps_rd_u32(rd);
-	const unsigned char *h;
+	struct ps_msg_file m;
 	struct rfile *f;
-	const char *p;
-	size_t len;
+	int rc;
 
-	if ((p = rd_path(r, rd, &len)) == NULL)
-		return broken(r, "bad path in file header");
-	if ((f = get(r, id, p, len)) == NULL)
-		return broken(r, "too many files in flight");
-	if (f->have_meta || strlen(f->path) != len ||
-	    memcmp(f->path, p, len) != 0)
-		return broken(r, "file id %" PRIu32 " announced twice", id);
-	f->size = ps_rd_u64(rd);
-	f->mtime = ps_rd_i64(rd);
-	f->nsec = ps_rd_u32(rd);
-	f->mode = ps_rd_u32(rd);
-	h = ps_rd_bytes(rd, 16);
-	if (ps_rd_done(rd) != 0 || f->nsec >= 1000000000u)
-		return broken(r, "malformed file header");
-	memcpy(f->hash, h, 16);
+	if ((rc = ps_sess_decode(r->s, PS_MSG_FILE, payload, &m)) != PS_OK ||
+	    (rc = get(r, m.id, &m.path, &f)) != PS_OK)
+		return rc;
+	if (f->have_meta)
+		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
+		    "protocol: file id %" PRIu32 " announced twice", m.id);
+	f->size = m.size;
+	f->mtime = m.mtime;
+	f->nsec = m.nsec;
+	f->mode = m.mode;
+	memcpy(f->hash, m.hash, 16);
 	f->have_meta = 1;
-	if (ps_tmp_create(r->root, f->rel, &f->tmp) != PS_OK) {
-		fail_file(f, PS_EPARTIAL, "cannot create a temporary for %s",
-		    f->path);
-		return PS_OK;
-	}
-	if (ftruncate(f->tmp.fd, (off_t)f->size) != 0)
-		fail_file(f, PS_EPARTIAL, "%s: %s", f->path,
-		    errno == ENOSPC || errno == EDQUOT ?
-		    "no space left on device" : strerror(errno));
+	ps_clear_error();
+	if (ps_tmp_create(r->root, f->rel, &f->tmp) != PS_OK)
+		fail_fs(f);
 	return PS_OK;
 }
 
-/* The file a DATA/COPY/DELTA/END frame names, ready to be written. */
+/*
+ * The file a DATA/COPY/DELTA frame names, ready for LEN more bytes at
+ * OFF: they must lie inside the file, and all the bytes sent for a file
+ * may not add up to more than its size.
+ */
 static int
 writable(struct recv *r, uint32_t id, uint64_t off, uint64_t len,
     struct rfile **fp)
@@ -605,16 +506,39 @@ writable(struct recv *r, uint32_t id, uint64_t off, uint64_t len,
 	struct rfile *f = find(r, id);
 
 	if (f == NULL || !f->have_meta)
-		return broken(r, "data for unknown file id %" PRIu32, id);
-	if (off > f->size || len > f->size - off)
-		return broken(r, "data past the end of %s", f->path);
+		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
+		    "protocol: data for unknown file id %" PRIu32, id);
+	if (off > f->size || len > f->size - off ||
+	    len > f->size - f->covered)
+		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
+		    "protocol: more data than the %" PRIu64 " bytes of %s",
+		    f->size, f->path);
+	f->covered += len;
 	*fp = f;
 	return PS_OK;
+}
+
+/*
+ * Durability overlapped with the transfer: the disk starts writing a
+ * temporary's data while more arrives (every WRITEBACK_CHUNK bytes) and
+ * when it is complete, so that the fsync before its rename mostly waits
+ * for writes already under way. Only a hint: fsync still decides.
+ */
+static void
+writeback(struct rfile *f, uint64_t n, int all)
+{
+	f->dirty += n;
+	if (f->tmp.fd < 0 || (!all && f->dirty < WRITEBACK_CHUNK) ||
+	    f->dirty == 0)
+		return;
+	(void)sync_file_range(f->tmp.fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	f->dirty = 0;
 }
 
 static void
 write_at(struct rfile *f, const void *p, size_t n, uint64_t off)
 {
+	writeback(f, n, 0);
 	ssize_t w;
 
 	while (n > 0 && f->code == PS_OK) {
@@ -622,7 +546,7 @@ write_at(struct rfile *f, const void *p, size_t n, uint64_t off)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0) {
-			fail_file(f, PS_EPARTIAL, "writing %s: %s", f->path,
+			fail_file(f, PS_EPARTIAL, "%s: %s", f->rel,
 			    errno == ENOSPC || errno == EDQUOT ?
 			    "no space left on device" : strerror(errno));
 			return;
@@ -634,146 +558,84 @@ write_at(struct rfile *f, const void *p, size_t n, uint64_t off)
 }
 
 static int
-on_data(struct recv *r, struct ps_rd *rd)
+on_data(struct recv *r, const struct buf *payload)
 {
-	uint32_t id = ps_rd_u32(rd), raw;
-	uint64_t off = ps_rd_u64(rd);
-	uint8_t codec;
+	struct ps_msg_data m;
 	const unsigned char *p;
 	struct rfile *f;
-	size_t n, got;
+	size_t got;
 	int rc;
 
-	raw = ps_rd_u32(rd);
-	codec = ps_rd_u8(rd);
-	n = rd->off <= rd->len ? rd->len - rd->off : 0;
-	p = ps_rd_bytes(rd, n);
-	if (rd->bad || raw > PS_FRAME_MAX || (codec != PS_CODEC_RAW &&
-	    codec != PS_CODEC_ZSTD) || (codec == PS_CODEC_RAW && n != raw))
-		return broken(r, "malformed data frame");
-	if ((rc = writable(r, id, off, raw, &f)) != PS_OK)
+	if ((rc = ps_sess_decode(r->s, PS_MSG_DATA, payload, &m)) != PS_OK ||
+	    (rc = writable(r, m.id, m.off, m.raw_len, &f)) != PS_OK)
 		return rc;
 	if (f->code != PS_OK)
 		return PS_OK;
-	if (codec == PS_CODEC_ZSTD) {
-		got = ZSTD_decompressDCtx(r->zd, r->zbuf, PS_FRAME_MAX, p, n);
-		if (ZSTD_isError(got) || got != raw) {
+	p = m.data.p;
+	if (m.codec == PS_CODEC_ZSTD) {
+		/* Never more than raw_len (at most PS_DATA_CHUNK) comes out. */
+		got = ZSTD_decompressDCtx(r->zd, r->zbuf, m.raw_len, m.data.p,
+		    m.data.len);
+		if (ZSTD_isError(got) || got != m.raw_len) {
 			fail_file(f, PS_EVERIFY, "corrupt compressed data for "
-			    "%s", f->path);
+			    "%s", f->rel);
 			return PS_OK;
 		}
 		p = r->zbuf;
 	}
-	write_at(f, p, raw, off);
+	write_at(f, p, m.raw_len, m.off);
 	return PS_OK;
 }
 
 static int
-on_copy(struct recv *r, struct ps_rd *rd)
+on_copy(struct recv *r, const struct buf *payload)
 {
-	uint32_t id = ps_rd_u32(rd);
-	uint64_t off = ps_rd_u64(rd), len = ps_rd_u64(rd);
-	uint64_t boff = ps_rd_u64(rd);
+	struct ps_msg_copy m;
 	struct rfile *f;
 	int rc;
 
-	if (ps_rd_done(rd) != 0)
-		return broken(r, "malformed copy frame");
-	if ((rc = writable(r, id, off, len, &f)) != PS_OK)
+	if ((rc = ps_sess_decode(r->s, PS_MSG_COPY, payload, &m)) != PS_OK ||
+	    (rc = writable(r, m.id, m.off, m.len, &f)) != PS_OK)
 		return rc;
 	if (f->code != PS_OK)
 		return PS_OK;
 	if (open_basis(r, f) != PS_OK) {
-		fail_file(f, PS_EPARTIAL, "%s: the old version is gone",
-		    f->path);
+		fail_file(f, PS_EPARTIAL, "%s: the old version to copy from is "
+		    "gone", f->rel);
 		return PS_OK;
 	}
-	if (boff > f->basis_size || len > f->basis_size - boff) {
-		fail_file(f, PS_EPARTIAL, "%s changed on the server during "
-		    "the push", f->path);
+	if (m.basis_off > f->basis_size ||
+	    m.len > f->basis_size - m.basis_off) {
+		/*
+		 * The sender planned against an older manifest of ours, or
+		 * it is lying: either way this file cannot be made here.
+		 */
+		fail_file(f, PS_EVERIFY, "%s: a copy from bytes %" PRIu64
+		    "-%" PRIu64 " of the old version, which has %" PRIu64,
+		    f->rel, m.basis_off, m.basis_off + m.len, f->basis_size);
 		return PS_OK;
 	}
-	if (ps_copy_range(f->basis, boff, f->tmp.fd, off, len) != PS_OK)
-		fail_file(f, PS_EPARTIAL, "writing %s: %s", f->path,
+	if (ps_copy_range(f->basis, m.basis_off, f->tmp.fd, m.off, m.len) !=
+	    PS_OK)
+		fail_file(f, PS_EPARTIAL, "writing %s: %s", f->rel,
 		    errno == ENOSPC || errno == EDQUOT ?
 		    "no space left on device" : strerror(errno));
-	return PS_OK;
-}
-
-static int
-on_delta(struct recv *r, struct ps_rd *rd)
-{
-	uint32_t id = ps_rd_u32(rd), no = ps_rd_u32(rd);
-	uint64_t off = ps_rd_u64(rd), len = ps_rd_u64(rd);
-	uint64_t boff = ps_rd_u64(rd), blen = ps_rd_u64(rd);
-	uint8_t last = ps_rd_u8(rd);
-	size_t n = rd->off <= rd->len ? rd->len - rd->off : 0, i;
-	const unsigned char *p = ps_rd_bytes(rd, n);
-	struct piece *pc = NULL;
-	struct rfile *f;
-	int rc;
-
-	if (rd->bad)
-		return broken(r, "malformed delta frame");
-	if ((rc = writable(r, id, off, len, &f)) != PS_OK)
-		return rc;
-	if (f->code != PS_OK)
-		return PS_OK;
-	for (i = 0; i < f->npieces; i++)
-		if (f->pieces[i].no == no)
-			pc = &f->pieces[i];
-	if (pc == NULL) {
-		if (f->npieces >= MAX_PIECES)
-			return broken(r, "too many delta pieces");
-		if (open_basis(r, f) != PS_OK) {
-			fail_file(f, PS_EPARTIAL, "%s: the old version is "
-			    "gone", f->path);
-			return PS_OK;
-		}
-		if (boff > f->basis_size)
-			boff = f->basis_size;
-		if (blen > f->basis_size - boff)
-			blen = f->basis_size - boff;
-		f->pieces = xreallocarray(f->pieces, f->npieces + 1,
-		    sizeof(*f->pieces));
-		pc = &f->pieces[f->npieces++];
-		pc->no = no;
-		pc->patch = ps_patch_begin(f->basis, boff, blen, f->tmp.fd,
-		    off, len);
-		if (pc->patch == NULL) {
-			fail_file(f, PS_EPARTIAL, "%s: cannot start patching",
-			    f->path);
-			return PS_OK;
-		}
-	}
-	if (pc->patch == NULL)
-		return broken(r, "delta piece %" PRIu32 " of %s sent twice",
-		    no, f->path);
-	if (n > 0 && ps_patch_feed(pc->patch, p, n) != PS_OK) {
-		fail_file(f, PS_EVERIFY, "%s: corrupt delta", f->path);
-		return PS_OK;
-	}
-	if (last) {
-		rc = ps_patch_end(pc->patch);
-		pc->patch = NULL;
-		if (rc != PS_OK)
-			fail_file(f, rc == PS_EPARTIAL ? PS_EPARTIAL :
-			    PS_EVERIFY, "%s: delta did not apply", f->path);
-	}
+	else
+		writeback(f, m.len, 0);
 	return PS_OK;
 }
 
 static void
 send_result(struct recv *r, uint32_t id, int code, const char *msg)
 {
-	struct buf b = { 0 };
+	struct ps_msg_result m;
 
-	buf_add_u32(&b, id);
-	buf_add_u32(&b, (uint32_t)code);
-	ps_buf_add_str(&b, msg, strlen(msg));
-	(void)ps_wire_send(r->w, PS_MSG_RESULT, b.p, b.len);
-	(void)ps_wire_flush(r->w);
-	buf_free(&b);
+	m.id = id;
+	m.code = (uint32_t)code;
+	m.text.p = (const unsigned char *)msg;
+	m.text.len = strlen(msg) > PS_TEXT_MAX ? PS_TEXT_MAX : strlen(msg);
+	(void)ps_send_result(r->s->w, &m);
+	(void)ps_wire_flush(r->s->w);
 }
 
 /* Remember F as put in place, for the cache. */
@@ -819,22 +681,45 @@ str_cmp(const void *a, const void *b)
 }
 
 /* fsync each directory that got new files, once. */
+struct dirsync {
+	struct recv *r;
+	const char *rel;
+};
+
+static void
+job_dirsync(void *arg)
+{
+	struct dirsync *d = arg;
+	int dfd;
+
+	if (ps_dir_open_quiet(d->r->root, d->rel, &dfd) == PS_OK) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	free(d);
+}
+
+/*
+ * fsync each directory that got new files, once, several at a time (a
+ * file system's journal takes concurrent fsyncs in one commit).
+ */
 static void
 sync_dirs(struct recv *r)
 {
+	struct dirsync *d;
 	size_t i;
-	int dfd;
 
 	if (r->ndirs > 1)
 		qsort(r->dirs, r->ndirs, sizeof(*r->dirs), str_cmp);
 	for (i = 0; i < r->ndirs; i++) {
 		if (i > 0 && strcmp(r->dirs[i], r->dirs[i - 1]) == 0)
 			continue;
-		if (ps_dir_open_quiet(r->root, r->dirs[i], &dfd) == PS_OK) {
-			(void)fsync(dfd);
-			close(dfd);
-		}
+		d = xmalloc(sizeof(*d));
+		d->r = r;
+		d->rel = r->dirs[i];
+		ps_pool_submit(r->cpool, job_dirsync, d);
 	}
+	ps_pool_wait(r->cpool);
 	for (i = 0; i < r->ndirs; i++)
 		free(r->dirs[i]);
 	free(r->dirs);
@@ -846,6 +731,25 @@ struct commit {
 	struct recv *r;
 	struct rfile *f;
 };
+
+/* Verify what is really on disk, not what we meant to write. */
+static void
+verify(struct rfile *f, struct ps_entry *e)
+{
+	e->path = f->path;
+	e->path_len = (uint32_t)strlen(f->path);
+	e->type = PS_FT_FILE;
+	e->size = f->size;
+	e->mode = f->mode & 07777;
+	e->mtime_sec = f->mtime;
+	e->mtime_nsec = f->nsec;
+	if (ps_hash_fd_sums(f->tmp.fd, e, PS_SUMS_STRONG | PS_SUMS_WEAK) != 0)
+		fail_file(f, PS_EPARTIAL, "reading back %s: %s", f->rel,
+		    strerror(errno));
+	else if (memcmp(e->hash, f->hash, 16) != 0)
+		fail_file(f, PS_EVERIFY, "received data for %s does not "
+		    "match its hash; not replaced", f->rel);
+}
 
 /*
  * Verify, fsync and rename one file. Runs on the commit pool: fsync waits
@@ -860,26 +764,13 @@ commit(void *arg)
 	struct ps_entry e;
 
 	memset(&e, 0, sizeof(e));
-	if (f->code == PS_OK) {
-		/* Verify what is really on disk, not what we meant to write. */
-		e.path = f->path;
-		e.path_len = (uint32_t)strlen(f->path);
-		e.type = PS_FT_FILE;
-		e.size = f->size;
-		e.mode = f->mode & 07777;
-		e.mtime_sec = f->mtime;
-		e.mtime_nsec = f->nsec;
-		if (ps_hash_fd(f->tmp.fd, &e) != 0)
-			fail_file(f, PS_EPARTIAL, "reading back %s: %s",
-			    f->path, strerror(errno));
-		else if (memcmp(e.hash, f->hash, 16) != 0)
-			fail_file(f, PS_EVERIFY, "received data for %s does "
-			    "not match its hash; not replaced", f->path);
-	}
+	if (f->code == PS_OK)
+		verify(f, &e);
 	f->tmp.defer_dirsync = 1;
+	ps_clear_error();
 	if (f->code == PS_OK && ps_tmp_commit(&f->tmp, f->mode, f->mtime,
 	    f->nsec) != PS_OK)
-		fail_file(f, PS_EPARTIAL, "cannot put %s in place", f->path);
+		fail_fs(f);
 	if (f->code == PS_OK) {
 		f->path = NULL;		/* now owned by the cache entry */
 		pthread_mutex_lock(&r->mu);
@@ -890,8 +781,9 @@ commit(void *arg)
 		send_result(r, f->id, PS_OK, "");
 	} else {
 		free(e.blocks);
+		free(e.weak);
 		/* Told in RESULT; the sender may retry, so not in "worst". */
-		count_error(r, PS_OK);
+		count_error(r, PS_OK, NULL);
 		send_result(r, f->id, f->code, f->msg);
 	}
 	free_rfile(f);
@@ -899,21 +791,24 @@ commit(void *arg)
 }
 
 static int
-on_end(struct recv *r, struct ps_rd *rd)
+on_end(struct recv *r, const struct buf *payload)
 {
-	uint32_t id = ps_rd_u32(rd);
+	struct ps_msg_end m;
 	struct commit *c;
 	struct rfile *f;
-	size_t i;
+	int rc;
 
-	if (ps_rd_done(rd) != 0)
-		return broken(r, "malformed end frame");
-	if ((f = find(r, id)) == NULL || !f->have_meta)
-		return broken(r, "end of unknown file id %" PRIu32, id);
-	for (i = 0; i < f->npieces && f->code == PS_OK; i++)
-		if (f->pieces[i].patch != NULL)
-			fail_file(f, PS_EVERIFY, "%s: delta piece %" PRIu32
-			    " incomplete", f->path, f->pieces[i].no);
+	if ((rc = ps_sess_decode(r->s, PS_MSG_END, payload, &m)) != PS_OK)
+		return rc;
+	if ((f = find(r, m.id)) == NULL || !f->have_meta)
+		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
+		    "protocol: end of unknown file id %" PRIu32, m.id);
+	/* Unwritten bytes are never hashed: a claimed size costs nothing. */
+	if (f->code == PS_OK && f->covered != f->size)
+		fail_file(f, PS_EVERIFY, "%s: only %" PRIu64 " of its %" PRIu64
+		    " bytes came", f->rel, f->covered, f->size);
+	if (f->code == PS_OK)
+		writeback(f, 0, 1);
 	unlink_rfile(r, f);
 	c = xmalloc(sizeof(*c));
 	c->r = r;
@@ -923,127 +818,225 @@ on_end(struct recv *r, struct ps_rd *rd)
 }
 
 static int
-on_mkdir(struct recv *r, struct ps_rd *rd)
+on_mkdir(struct recv *r, const struct buf *payload)
 {
-	const char *p;
-	size_t len;
-	uint32_t mode;
+	struct ps_msg_mkdir m;
 	char *rel;
+	int rc;
 
-	if ((p = rd_path(r, rd, &len)) == NULL)
-		return broken(r, "bad path in mkdir");
-	mode = ps_rd_u32(rd);
-	if (ps_rd_done(rd) != 0)
-		return broken(r, "malformed mkdir frame");
-	rel = join(r->dest, p, len);
+	if ((rc = ps_sess_decode(r->s, PS_MSG_MKDIR, payload, &m)) != PS_OK)
+		return rc;
+	if (refused_path(r, &m.path))
+		return bad_path(r, &m.path);
+	rel = join(r->dest, (const char *)m.path.p, m.path.len);
 	/*
 	 * Writable by us until it is filled: its own mode comes with its
 	 * time, after its contents (META), as rsync does.
 	 */
-	if (ps_mkdir(r->root, rel, mode | 0700) != PS_OK) {
-		count_error(r, PS_EPARTIAL);
-	}
+	ps_clear_error();
+	if (ps_mkdir(r->root, rel, m.mode | 0700) != PS_OK)
+		count_error(r, PS_EPARTIAL, ps_last_error());
 	free(rel);
 	return PS_OK;
 }
 
 static int
-on_delete(struct recv *r, struct ps_rd *rd)
+on_delete(struct recv *r, const struct buf *payload)
 {
-	const char *p;
-	size_t len;
-	uint8_t type;
-	char *rel;
+	struct ps_msg_delete m;
+	char *rel, *esc;
 	int rc;
 
-	if ((p = rd_path(r, rd, &len)) == NULL)
-		return broken(r, "bad path in delete");
-	type = ps_rd_u8(rd);
-	if (ps_rd_done(rd) != 0 || (type != PS_FT_FILE && type != PS_FT_DIR))
-		return broken(r, "malformed delete frame");
-	rel = join(r->dest, p, len);
-	rc = type == PS_FT_DIR ? ps_rmdir(r->root, rel) :
+	if ((rc = ps_sess_decode(r->s, PS_MSG_DELETE, payload, &m)) != PS_OK)
+		return rc;
+	/* Without --delete nothing is deleted, whatever the peer sends. */
+	if (!(r->o->flags & PS_OF_DELETE))
+		return ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
+		    "protocol: a deletion without --delete");
+	if (refused_path(r, &m.path))
+		return bad_path(r, &m.path);
+	if (r->o->source != NULL && ps_manifest_find(r->o->source,
+	    (const char *)m.path.p, m.path.len) != NULL) {
+		esc = ps_escape((const char *)m.path.p, m.path.len);
+		rc = ps_sess_fail(r->s, PS_EPEER, "the sender broke the "
+		    "protocol: it asked to delete %s, which it has itself",
+		    esc);
+		free(esc);
+		return rc;
+	}
+	rel = join(r->dest, (const char *)m.path.p, m.path.len);
+	ps_clear_error();
+	rc = m.type == PS_FT_DIR ? ps_rmdir(r->root, rel) :
 	    ps_unlink(r->root, rel);
 	free(rel);
 	if (rc != PS_OK) {
-		count_error(r, PS_EPARTIAL);
+		count_error(r, PS_EPARTIAL, ps_last_error());
 		return PS_OK;
 	}
 	pthread_mutex_lock(&r->mu);
 	r->st->deleted++;
 	pthread_mutex_unlock(&r->mu);
-	if (type == PS_FT_FILE) {
+	if (m.type == PS_FT_FILE) {
 		r->gone = xreallocarray(r->gone, r->ngone + 1,
 		    sizeof(*r->gone));
-		r->gone[r->ngone++] = xstrndup(p, len);
+		r->gone[r->ngone++] = xstrndup((const char *)m.path.p,
+		    m.path.len);
 	}
 	return PS_OK;
 }
 
 static int
-on_meta(struct recv *r, struct ps_rd *rd)
+set_file_meta(struct recv *r, const char *rel, const struct ps_msg_meta *m)
 {
-	const char *p;
-	size_t len;
-	uint8_t type;
-	uint32_t mode, nsec;
-	int64_t mtime;
 	struct timespec ts[2];
+	char *esc;
+	int fd, rc;
+
+	if ((rc = ps_file_open(r->root, rel, &fd, NULL)) != PS_OK)
+		return rc;
+	ts[0].tv_sec = 0;
+	ts[0].tv_nsec = UTIME_OMIT;
+	ts[1].tv_sec = m->mtime;
+	ts[1].tv_nsec = m->nsec;
+	if (fchmod(fd, m->mode & 0777) != 0 || futimens(fd, ts) != 0) {
+		esc = ps_escape(rel, strlen(rel));
+		ps_err("%s: %s", esc, strerror(errno));
+		free(esc);
+		rc = PS_EPARTIAL;
+	}
+	close(fd);
+	return rc;
+}
+
+static int
+on_meta(struct recv *r, const struct buf *payload)
+{
+	struct ps_msg_meta m;
 	char *rel;
-	int fd, rc = PS_OK;
+	int rc;
 
-	if ((p = rd_path(r, rd, &len)) == NULL)
-		return broken(r, "bad path in meta");
-	type = ps_rd_u8(rd);
-	mode = ps_rd_u32(rd);
-	mtime = ps_rd_i64(rd);
-	nsec = ps_rd_u32(rd);
-	if (ps_rd_done(rd) != 0 || nsec >= 1000000000u ||
-	    (type != PS_FT_FILE && type != PS_FT_DIR))
-		return broken(r, "malformed meta frame");
-	rel = join(r->dest, p, len);
-	if (type == PS_FT_DIR) {
-		rc = ps_mkdir(r->root, rel, mode);
+	if ((rc = ps_sess_decode(r->s, PS_MSG_META, payload, &m)) != PS_OK)
+		return rc;
+	if (refused_path(r, &m.path))
+		return bad_path(r, &m.path);
+	rel = join(r->dest, (const char *)m.path.p, m.path.len);
+	ps_clear_error();
+	if (m.type == PS_FT_DIR) {
+		rc = ps_mkdir(r->root, rel, m.mode);
 		if (rc == PS_OK)
-			rc = ps_set_times(r->root, rel, mtime, nsec);
-	} else if ((rc = ps_file_open(r->root, rel, &fd, NULL)) == PS_OK) {
-		ts[0].tv_sec = 0;
-		ts[0].tv_nsec = UTIME_OMIT;
-		ts[1].tv_sec = mtime;
-		ts[1].tv_nsec = nsec;
-		if (fchmod(fd, mode & 0777) != 0 || futimens(fd, ts) != 0) {
-			char *e = ps_escape(rel, strlen(rel));
-
-			ps_err("%s: %s", e, strerror(errno));
-			free(e);
-			rc = PS_EPARTIAL;
-		}
-		close(fd);
+			rc = ps_set_times(r->root, rel, m.mtime, m.nsec);
+	} else {
+		rc = set_file_meta(r, rel, &m);
 	}
 	free(rel);
-	if (rc != PS_OK) {
-		count_error(r, PS_EPARTIAL);
-	}
+	if (rc != PS_OK)
+		count_error(r, PS_EPARTIAL, ps_last_error());
 	return PS_OK;
 }
 
 /* Fold this session's changes into the cached manifest and save it. */
+static const struct ps_entry *upd_base;
+
+/* Files placed, in manifest order; the later of two for one path last. */
+static int
+upd_cmp(const void *x, const void *y)
+{
+	const struct ps_entry *a = &upd_base[*(const size_t *)x];
+	const struct ps_entry *b = &upd_base[*(const size_t *)y];
+	int c = ps_path_cmp(a->path, a->path_len, b->path, b->path_len);
+
+	if (c != 0)
+		return c;
+	return *(const size_t *)x < *(const size_t *)y ? -1 : 1;
+}
+
+static int
+gone_cmp(const void *x, const void *y)
+{
+	const char *a = *(char *const *)x, *b = *(char *const *)y;
+
+	return ps_path_cmp(a, strlen(a), b, strlen(b));
+}
+
+/*
+ * The cache after a push: the manifest described at the start, read
+ * back as a stream and merged with what this session deleted and put in
+ * place. Memory: the changes only.
+ */
 static void
 update_cache(struct recv *r)
 {
-	struct ps_manifest *m = &r->cur;
-	size_t i;
+	struct ps_cachew *cw;
+	struct ps_mfin *in;
+	const struct ps_entry *e, *u;
+	size_t *ix = NULL, i = 0, g = 0;
+	const char *dropped = NULL;	/* the last path left out */
+	size_t dlen = 0;
+	int fd;
 
-	for (i = 0; i < r->ngone; i++)
-		ps_manifest_remove(m, r->gone[i], strlen(r->gone[i]));
-	for (i = 0; i < r->upd.n; i++)
-		ps_manifest_put(m, &r->upd.e[i]);	/* takes it over */
-	r->upd.n = 0;
-	if (!(r->flags & PS_OF_DRYRUN)) {
-		cache_save(r, m);
-		if (!r->report)
-			clear_busy(r);
+	if ((r->ngone == 0 && r->upd.n == 0) || r->mf_fd < 0 ||
+	    !cache_saved(r->o))
+		return;
+	if (r->upd.n > 0) {
+		ix = xreallocarray(NULL, r->upd.n, sizeof(*ix));
+		for (i = 0; i < r->upd.n; i++)
+			ix[i] = i;
+		upd_base = r->upd.e;	/* one receiver per process */
+		qsort(ix, r->upd.n, sizeof(*ix), upd_cmp);
 	}
+	if (r->ngone > 1)
+		qsort(r->gone, r->ngone, sizeof(*r->gone), gone_cmp);
+	in = ps_mfin_pread(r->mf_fd);
+	cw = ps_cachew_open(r->o->cache_dirfd, r->o->cache_name, -1,
+	    PS_MF_LOCAL, PS_ENC_LOCAL);
+	i = 0;
+	e = ps_mfin_next(in);
+	for (;;) {
+		/* The later of several placings of one path wins. */
+		while (i + 1 < r->upd.n && ps_path_cmp(
+		    r->upd.e[ix[i]].path, r->upd.e[ix[i]].path_len,
+		    r->upd.e[ix[i + 1]].path, r->upd.e[ix[i + 1]].path_len) ==
+		    0)
+			i++;
+		u = i < r->upd.n ? &r->upd.e[ix[i]] : NULL;
+		if (e == NULL && u == NULL)
+			break;
+		if (e != NULL && (u == NULL || ps_path_cmp(e->path,
+		    e->path_len, u->path, u->path_len) < 0)) {
+			while (g < r->ngone && ps_path_cmp(r->gone[g],
+			    strlen(r->gone[g]), e->path, e->path_len) < 0)
+				g++;
+			if (g < r->ngone && strcmp(r->gone[g], e->path) == 0) {
+				dropped = r->gone[g];
+				dlen = strlen(dropped);
+			} else if (dropped == NULL || e->path_len <= dlen ||
+			    memcmp(e->path, dropped, dlen) != 0 ||
+			    e->path[dlen] != '/') {
+				ps_cachew_add(cw, e);
+			}
+			e = ps_mfin_next(in);
+			continue;
+		}
+		if (e != NULL && ps_path_cmp(e->path, e->path_len, u->path,
+		    u->path_len) == 0)
+			e = ps_mfin_next(in);	/* replaced */
+		ps_cachew_add(cw, u);
+		i++;
+	}
+	if (ps_mfin_failed(in)) {
+		ps_cachew_abort(cw);
+	} else if ((fd = ps_cachew_commit(cw, NULL)) >= 0) {
+		close(r->mf_fd);
+		r->mf_fd = fd;
+	}
+	ps_mfin_free(in);
+	free(ix);
+}
+
+static void
+job_update_cache(void *arg)
+{
+	update_cache(arg);
 }
 
 static void
@@ -1055,14 +1048,21 @@ cleanup(struct recv *r)
 	r->pool = NULL;
 	ps_pool_free(r->cpool);
 	r->cpool = NULL;
+	/* Every temporary of a file not committed goes with it. */
 	for (i = 0; i < NBUCKET; i++)
-		while (r->bucket[i] != NULL)
-			drop(r, r->bucket[i]);
+		while (r->bucket[i] != NULL) {
+			struct rfile *f = r->bucket[i];
+
+			unlink_rfile(r, f);
+			free_rfile(f);
+		}
 	for (i = 0; i < r->ngone; i++)
 		free(r->gone[i]);
 	free(r->gone);
 	ps_manifest_free(&r->upd);
-	ps_manifest_free(&r->cur);
+	ps_manifest_free(&r->by);
+	if (r->mf_fd >= 0)
+		close(r->mf_fd);
 	ZSTD_freeDCtx(r->zd);
 	free(r->zbuf);
 	for (i = 0; i < r->ndirs; i++)
@@ -1074,126 +1074,161 @@ cleanup(struct recv *r)
 static int
 send_doneack(struct recv *r)
 {
-	struct buf b = { 0 };
+	struct ps_msg_doneack m;
 	int rc;
 
-	buf_add_u32(&b, (uint32_t)r->st->worst);
-	buf_add_u64(&b, r->st->files);
-	buf_add_u64(&b, r->st->deleted);
-	buf_add_u32(&b, r->st->errors);
-	rc = ps_wire_send(r->w, PS_MSG_DONEACK, b.p, b.len);
+	pthread_mutex_lock(&r->mu);
+	m.code = (uint32_t)r->st->worst;
+	m.files = r->st->files;
+	m.deleted = r->st->deleted;
+	m.errors = r->st->errors;
+	pthread_mutex_unlock(&r->mu);
+	rc = ps_send_doneack(r->s->w, &m);
 	if (rc == PS_OK)
-		rc = ps_wire_flush(r->w);
-	buf_free(&b);
-	return rc;
+		rc = ps_wire_flush(r->s->w);
+	return ps_sess_send_failed(r->s, rc);
 }
 
 static int
-dispatch(struct recv *r, uint8_t type, struct ps_rd *rd, int report_only)
+dispatch(struct recv *r, uint8_t type, const struct buf *payload)
 {
-	if (report_only && type != PS_MSG_DONE)
-		return broken(r, "unexpected message %u in a report", type);
+	if (r->o->report_only)
+		return ps_sess_unexpected(r->s, type, "in a report");
 	switch (type) {
-	case PS_MSG_SIGREQ:
-		return on_sigreq(r, rd);
+	case PS_MSG_SUMREQ:
+		return on_sumreq(r, payload);
 	case PS_MSG_FILE:
-		return on_file(r, rd);
+		return on_file(r, payload);
 	case PS_MSG_DATA:
-		return on_data(r, rd);
+		return on_data(r, payload);
 	case PS_MSG_COPY:
-		return on_copy(r, rd);
-	case PS_MSG_DELTA:
-		return on_delta(r, rd);
+		return on_copy(r, payload);
 	case PS_MSG_END:
-		return on_end(r, rd);
+		return on_end(r, payload);
 	case PS_MSG_MKDIR:
-		return on_mkdir(r, rd);
+		return on_mkdir(r, payload);
 	case PS_MSG_DELETE:
-		return on_delete(r, rd);
+		return on_delete(r, payload);
 	case PS_MSG_META:
-		return on_meta(r, rd);
+		return on_meta(r, payload);
 	default:
-		return broken(r, "unexpected message type %u", type);
+		return ps_sess_unexpected(r->s, type, "while receiving files");
 	}
 }
 
+/*
+ * Describe ROOT/DEST to the sender as it is walked: each entry goes on
+ * the wire and into the cache (rewritten only where it changed) at once.
+ */
+static int
+describe(struct recv *r)
+{
+	const struct ps_recv_opts *o = r->o;
+	struct ps_build_opts bo = { 0 };
+	struct ps_sess_mfout *out;
+	struct ps_mfin *cache = NULL;
+	struct ps_cachew *cw = NULL;
+	const struct ps_entry *e;
+	struct ps_walk *w;
+	int rc, sent = PS_OK, oldfd;
+
+	out = ps_sess_mfout_begin(r->s, 0);
+	if (o->dirfd < 0) {		/* nothing there yet */
+		rc = ps_sess_mfout_end(out);
+		ps_sess_mfout_free(out);
+		return rc;
+	}
+	if ((oldfd = cache_open(o)) >= 0)
+		cache = ps_mfin_pread(oldfd);
+	bo.cache_in = cache;
+	bo.checksum = (o->flags & PS_OF_CHECKSUM) != 0;
+	bo.label = o->label;
+	bo.sums = PS_SUMS_STRONG | PS_SUMS_WEAK;	/* the basis of deltas */
+	if ((rc = ps_walk_open(o->dirfd, &bo, &w)) != PS_OK) {
+		ps_mfin_free(cache);
+		if (oldfd >= 0)
+			close(oldfd);
+		ps_sess_mfout_free(out);
+		return ps_sess_fail(r->s, rc, "cannot read %s", o->label);
+	}
+	if (cache_saved(o)) {
+		cw = ps_cachew_open(o->cache_dirfd, o->cache_name, oldfd,
+		    PS_MF_LOCAL, PS_ENC_LOCAL);
+		oldfd = -1;		/* the writer's now */
+	}
+	while ((e = ps_walk_next(w)) != NULL) {
+		if (sent == PS_OK)
+			sent = ps_sess_mfout_add(out, e);
+		if (cw != NULL)
+			ps_cachew_add(cw, e);
+	}
+	rc = ps_walk_close(w, &r->by);
+	ps_mfin_free(cache);
+	if (oldfd >= 0)
+		close(oldfd);
+	if (sent != PS_OK || rc != PS_OK) {
+		ps_cachew_abort(cw);
+		ps_sess_mfout_free(out);
+		if (sent != PS_OK)
+			return sent;
+		if (rc == PS_EPARTIAL)
+			/* Unreadable files would look missing: sent again. */
+			return ps_sess_fail(r->s, PS_EPARTIAL, "some files "
+			    "under %s cannot be read", o->label);
+		return ps_sess_fail(r->s, rc, "cannot read %s", o->label);
+	}
+	if (cw != NULL)
+		r->mf_fd = ps_cachew_commit(cw, NULL);
+	if (!o->report_only && !(o->flags & PS_OF_DRYRUN))
+		sweep_temps(r);
+	rc = ps_sess_mfout_end(out);
+	ps_sess_mfout_free(out);
+	return rc;
+}
+
 int
-ps_receive(struct ps_wire *w, struct ps_root *root, const char *dest,
-    uint32_t flags, int report_only, struct ps_recv_stats *st)
+ps_receive(struct ps_sess *s, struct ps_root *root,
+    const struct ps_recv_opts *o, struct ps_recv_stats *st)
 {
 	struct recv r;
 	struct buf msg = { 0 };
-	struct ps_rd rd;
 	uint8_t type;
 	int rc;
 
 	memset(&r, 0, sizeof(r));
 	memset(st, 0, sizeof(*st));
-	r.w = w;
+	r.s = s;
 	r.root = root;
-	r.dest = dest;
-	r.flags = flags;
-	r.report = report_only;
+	r.o = o;
+	r.dest = o->dest;
 	r.st = st;
+	r.mf_fd = -1;
 	pthread_mutex_init(&r.mu, NULL);
-	rc = describe(&r, !report_only && !(flags & PS_OF_DRYRUN));
-	if (rc != PS_OK && rc != PS_EPARTIAL) {
-		ps_send_error(w, rc, "cannot read %s on the server",
-		    *dest ? dest : ".");
-		cleanup(&r);
-		return rc;
-	}
-	if (rc == PS_EPARTIAL) {
-		/* Unreadable files would look missing and be sent again. */
-		ps_send_error(w, rc, "some files under %s cannot be read on "
-		    "the server", *dest ? dest : ".");
-		cleanup(&r);
-		return rc;
-	}
-	if ((rc = ps_send_manifest(w, &r.cur)) != PS_OK)
-		goto out;
 	r.pool = ps_pool_new(ps_ncpu());
 	r.cpool = ps_pool_new(COMMIT_THREADS);
 	r.zd = ZSTD_createDCtx();
-	r.zbuf = xmalloc(PS_FRAME_MAX);
+	r.zbuf = xmalloc(PS_DATA_CHUNK);
+	if ((rc = describe(&r)) != PS_OK)
+		goto out;
 	for (;;) {
-		if ((rc = ps_wire_recv(w, &type, &msg)) != PS_OK)
+		if ((rc = ps_sess_recv(s, &type, &msg)) != PS_OK)
 			break;
-		ps_rd_init(&rd, msg.p, msg.len);
 		if (type == PS_MSG_DONE) {
+			if (msg.len != 0) {
+				rc = ps_sess_unexpected(s, type, "with data");
+				break;
+			}
 			ps_pool_wait(r.pool);
 			ps_pool_wait(r.cpool);
+			/* The cache is written while the directories sync. */
+			ps_pool_submit(r.pool, job_update_cache, &r);
 			sync_dirs(&r);
-			update_cache(&r);
+			ps_pool_wait(r.pool);
 			rc = send_doneack(&r);
 			break;
 		}
-		if (type == PS_MSG_NOTICE || type == PS_MSG_ERROR) {
-			/* The sender's words (a pull from a server). */
-			uint32_t code = type == PS_MSG_ERROR ?
-			    ps_rd_u32(&rd) : 0;
-			size_t len;
-			const char *m = ps_rd_str(&rd, &len, 4096);
-
-			if (ps_rd_done(&rd) != 0) {
-				rc = broken(&r, "malformed message");
-				break;
-			}
-			if (type == PS_MSG_NOTICE) {
-				ps_warn("%.*s", (int)len, m);
-				continue;
-			}
-			ps_err("%.*s", (int)len, m);
-			rc = code >= PS_EUSAGE && code <= PS_EVERIFY ?
-			    (int)code : PS_EPEER;
+		if ((rc = dispatch(&r, type, &msg)) != PS_OK)
 			break;
-		}
-		if ((rc = dispatch(&r, type, &rd, report_only)) != PS_OK)
-			break;
-	}
-	if (rc != PS_OK && r.broken[0] != '\0') {
-		ps_err("%s", r.broken);
-		ps_send_error(w, PS_EPEER, "%s", r.broken);
 	}
 out:
 	cleanup(&r);

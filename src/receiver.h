@@ -11,7 +11,7 @@
 
 #include "fsops.h"
 #include "manifest.h"
-#include "wire.h"
+#include "session.h"
 
 struct ps_recv_stats {
 	uint64_t files;		/* files put in place */
@@ -20,30 +20,54 @@ struct ps_recv_stats {
 	int worst;		/* worst ps_result of a failed file */
 };
 
-/*
- * Serve one component: DEST (relative to ROOT's directory, "" for ROOT
- * itself) after an OPEN with FLAGS (PS_OF_*). Builds and sends the
- * manifest of ROOT/DEST, then applies what the sender sends until DONE,
- * which it answers with DONEACK. With REPORT_ONLY it sends the manifest
- * and waits for DONE. Returns PS_OK when the session may go on (file
- * errors are counted in ST and reported per file), PS_EPEER when the
- * stream broke or the peer broke the protocol (a message says why).
- */
-int ps_receive(struct ps_wire *w, struct ps_root *root, const char *dest,
-    uint32_t flags, int report_only, struct ps_recv_stats *st);
+struct ps_recv_opts {
+	const char *dest;	/* below ROOT; "" for ROOT itself */
+	int dirfd;		/* ROOT/DEST, open (and locked) */
+	uint32_t flags;		/* PS_OF_* of the OPEN */
+	int report_only;	/* describe only, change nothing */
+	/*
+	 * A pull: the sender's manifest. A DELETE must name a path the
+	 * sender does not have (and PS_OF_DELETE must be set).
+	 */
+	const struct ps_manifest *source;
+	/*
+	 * Where the manifest cache of ROOT/DEST lives: a directory opened
+	 * by the caller (-1: none) and a file name in it. Never inside a
+	 * destination (SPEC section 3).
+	 */
+	int cache_dirfd;
+	const char *cache_name;
+	int cache_writable;	/* 0: read the cache only (a report) */
+	const char *label;	/* names ROOT/DEST in messages */
+};
 
 /*
- * Send manifest M (portable form, zstd-compressed) as MFDATA frames and
- * MFEND. Returns a ps_result.
+ * Serve one component after an OPEN: build and send the manifest of
+ * ROOT/DEST (removing the hidden temporaries of an interrupted push
+ * first, when pushing), then apply what the sender sends until DONE,
+ * which is answered with DONEACK. File errors are counted in ST and
+ * reported per file; the session goes on. Returns PS_OK, or the
+ * session's failure (already said).
  */
-int ps_send_manifest(struct ps_wire *w, const struct ps_manifest *m);
+int ps_receive(struct ps_sess *s, struct ps_root *root,
+    const struct ps_recv_opts *o, struct ps_recv_stats *st);
 
-/* Send an ERROR frame (best effort) and flush. */
-void ps_send_error(struct ps_wire *w, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/*
+ * Build the manifest of the open directory DIRFD for a receiver: with its
+ * cache (O's cache fields), LABEL in messages. Returns a ps_result.
+ */
+int ps_recv_describe(const struct ps_recv_opts *o, struct ps_manifest *m);
 
-/* Send a NOTICE frame (best effort) and flush. */
-void ps_send_notice(struct ps_wire *w, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+/*
+ * Where the manifest cache of a destination lives when it has no
+ * ROOT/.patchsync of its own (a directory push, a refresh into a console
+ * directory): a directory of the account's cache ($XDG_CACHE_HOME or
+ * ~/.cache, then patchsync/dest), opened into *CACHE_DIRFD (made when
+ * CREATE), and a name keyed by the device and inode of the destination
+ * open at DIRFD. Returns 0, or -1 when the account has no usable cache
+ * directory (then there is no cache).
+ */
+int ps_recv_account_cache(int dirfd, int create, int *cache_dirfd,
+    char **name);
 
 #endif

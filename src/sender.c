@@ -1,16 +1,22 @@
 /*
- * sender.c — the sending side of a session (the console for a push).
+ * sender.c — the sending side of a session (the console for a push, the
+ * server for a refresh).
  *
  * Threads: the caller's thread plans and queues work; one reader thread
- * takes everything the receiver says (signatures, per-file results,
- * notices), and never writes, so neither side can block the other; pool
- * workers read, compress and delta files and write whole frames. Up to
- * WINDOW files are in flight: nothing waits on a per-file round trip.
+ * takes everything the receiver says (signatures, per-file results), and
+ * never writes, so neither side can block the other; pool workers read,
+ * compress and delta files and write whole frames. Up to WINDOW files
+ * are in flight: nothing waits on a per-file round trip.
  *
  * Verification is the receiver's: it checks every file against the
  * XXH3-128 announced here. A file that fails it (it changed while being
  * read, or the stream was damaged) is hashed again and sent once more,
  * whole; a second failure is reported.
+ *
+ * Locking: the mutex `mu` guards every field marked "mu" below. A file's
+ * state (its regions and their signature buffers) is published under mu
+ * before its signature request goes out, so the reader never sees a
+ * file that is half set up.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,85 +30,134 @@
 
 #include <zstd.h>
 
-#include "delta.h"
-#include "proto.h"
-#include "receiver.h"
+#include "match.h"
+#include "fsops.h"
 #include "sender.h"
 #include "syncplan.h"
 
 #define WINDOW 64		/* files in flight */
 #define DELTA_MIN (32u << 10)	/* smaller changed files go whole */
+#define SUMS_BUDGET (64u << 20) /* block sums asked for at once, bytes */
+#define MATCH_THREADS_MIN (8u << 20)	/* files this big match on 2 cores */
 #define MAX_CCTX 64
 
 struct sfile {
 	uint32_t id;
 	struct ps_entry ent;	/* what we announce (hash may be refreshed) */
+	const struct ps_entry *src;	/* the console's, with its block sums */
 	const struct ps_entry *dst;	/* the receiver's version, or NULL */
-	struct ps_plan plan;
 	int use_delta;
-	uint32_t nreg;		/* signature regions asked for */
-	uint32_t sigs_done;
-	struct buf *sig;	/* per region */
-	uint32_t *reg_op;	/* plan op of each region */
-	int pieces_left;	/* guarded by the session mutex */
+	struct ps_mops ops;	/* the plan: COPY and LITERAL, in order */
+	int round;		/* refinement rounds asked for */
+	uint32_t fine;		/* block length of this round's sums */
+	uint32_t block;		/* block length the ops were made with */
+	struct ps_gap *gaps;	/* the regions of this round */
+	size_t ngaps;
+	struct buf sums;	/* what came of them (mu until complete) */
+	uint64_t sums_expect;	/* the bytes they come to */
 	int retried;
-	int finished;
-	uint64_t sent_literal;	/* guarded by the session mutex */
+	int finished;		/* mu */
+	uint64_t sent_literal;	/* mu */
 };
 
-struct sess {
-	struct ps_wire *w;
+struct snd {
+	struct ps_sess *ss;
 	int srcfd;
 	const struct ps_send_opts *o;
-	struct ps_send_stats *st;
-	struct sfile *f;
-	size_t nf;
+	struct ps_send_stats *st;	/* mu */
+	struct sfile *f;	/* allocated once; entries published by nf */
+	size_t nf;		/* mu */
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;	/* anything below changed, or the end */
 	unsigned inflight;	/* files sent or queued, no RESULT yet */
 	unsigned jobs;		/* pool jobs of this session not finished */
-	int broken;		/* the stream is dead */
-	int peer_code;		/* code of an ERROR from the peer */
+	uint64_t sums_inflight;	/* block sums asked for, not here yet */
+	int done_sent;		/* DONE went out: DONEACK may come */
 	int ack;		/* DONEACK came */
 	int ack_code;
 	int worst;		/* worst per-file result */
+	int ended;		/* the reader stopped */
 
-	pthread_mutex_t zmu;
+	pthread_mutex_t zmu;	/* guards cctx, ncctx */
 	ZSTD_CCtx *cctx[MAX_CCTX];
 	int ncctx;
 };
 
 static void
-lock(struct sess *s)
+lock(struct snd *s)
 {
 	pthread_mutex_lock(&s->mu);
 }
 
 static void
-unlock(struct sess *s)
+unlock(struct snd *s)
 {
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* The session failed (anywhere): wake everyone who waits. */
+static int
+broken(struct snd *s)
+{
+	int rc = ps_sess_rc(s->ss);
+
+	if (rc != PS_OK) {
+		lock(s);
+		pthread_cond_broadcast(&s->cv);
+		unlock(s);
+	}
+	return rc;
+}
+
+/* A send failed: record it on the session and wake the waiters. */
+static int
+send_failed(struct snd *s, int rc)
+{
+	if (rc == PS_OK)
+		return PS_OK;
+	(void)ps_sess_send_failed(s->ss, rc);
+	broken(s);
+	return rc;
+}
+
 static void
-set_worst(struct sess *s, int code)
+set_worst(struct snd *s, int code)
 {
 	if (code > s->worst)
 		s->worst = code;
 }
 
 static void
-progress(struct sess *s, uint64_t n)
+progress(struct snd *s, uint64_t n)
 {
 	if (s->o->progress_bytes != NULL)
 		__atomic_fetch_add(s->o->progress_bytes, n, __ATOMIC_RELAXED);
 }
 
+/* A file is over, one way or the other (with mu held). */
+static void
+file_over(struct snd *s, struct sfile *f)
+{
+	f->finished = 1;
+	s->inflight--;
+	pthread_cond_broadcast(&s->cv);
+}
+
+static void
+file_failed(struct snd *s, struct sfile *f, int code)
+{
+	lock(s);
+	s->st->errors++;
+	set_worst(s, code);
+	file_over(s, f);
+	unlock(s);
+}
+
 /* ---- zstd contexts, one per concurrent job ---- */
 
 static ZSTD_CCtx *
-cctx_get(struct sess *s)
+cctx_get(struct snd *s)
 {
 	ZSTD_CCtx *c = NULL;
 
@@ -122,7 +177,7 @@ cctx_get(struct sess *s)
 }
 
 static void
-cctx_put(struct sess *s, ZSTD_CCtx *c)
+cctx_put(struct snd *s, ZSTD_CCtx *c)
 {
 	pthread_mutex_lock(&s->zmu);
 	if (s->ncctx < MAX_CCTX) {
@@ -136,13 +191,13 @@ cctx_put(struct sess *s, ZSTD_CCtx *c)
 /* ---- jobs ---- */
 
 struct job {
-	struct sess *s;
+	struct snd *s;
 	struct sfile *f;
 	size_t op;		/* piece jobs: the plan op */
 };
 
 static void
-submit(struct sess *s, void (*fn)(void *), struct sfile *f, size_t op)
+submit(struct snd *s, void (*fn)(void *), struct sfile *f, size_t op)
 {
 	struct job *j = xmalloc(sizeof(*j));
 
@@ -158,7 +213,7 @@ submit(struct sess *s, void (*fn)(void *), struct sfile *f, size_t op)
 static void
 job_done(struct job *j)
 {
-	struct sess *s = j->s;
+	struct snd *s = j->s;
 
 	lock(s);
 	if (--s->jobs == 0)
@@ -167,24 +222,21 @@ job_done(struct job *j)
 	free(j);
 }
 
+/* Open the console's file, naming it with its console path on failure. */
 static int
-open_src(struct sess *s, struct sfile *f, struct stat *st)
+open_src(struct snd *s, struct sfile *f, struct stat *st)
 {
-	int fd = openat(s->srcfd, f->ent.path, O_RDONLY | O_NOFOLLOW |
-	    O_CLOEXEC);
+	char *e;
+	int fd;
 
-	if (fd < 0 || fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
-		char *e = ps_escape(f->ent.path, f->ent.path_len);
-
-		ps_err("%s: cannot read %s: %s", s->o->label, e,
-		    fd < 0 || errno != 0 ? strerror(errno) :
-		    "not a regular file");
-		free(e);
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	return fd;
+	if (ps_open_beneath(s->srcfd, f->ent.path, &fd, st) == 0)
+		return fd;
+	e = ps_escape(f->ent.path, f->ent.path_len);
+	ps_err("%s/%s: cannot read: %s", s->o->label, e, errno == ELOOP ?
+	    "a symlink is in the way" : errno == EISDIR || errno == EINVAL ?
+	    "not a regular file" : strerror(errno));
+	free(e);
+	return -1;
 }
 
 static int
@@ -200,65 +252,67 @@ changed_since(const struct ps_entry *e, const struct stat *st)
  * so the receiver checks against the content we actually send.
  */
 static int
-refresh(struct sess *s, struct sfile *f, int fd, const struct stat *st)
+refresh(struct snd *s, struct sfile *f, int fd, const struct stat *st)
 {
+	char *e;
+
 	f->ent.size = (uint64_t)st->st_size;
 	f->ent.mtime_sec = st->st_mtim.tv_sec;
 	f->ent.mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
 	f->ent.mode = st->st_mode & 07777;
+	free(f->ent.blocks);
+	f->ent.blocks = NULL;
 	if (ps_hash_fd(fd, &f->ent) != 0) {
-		char *e = ps_escape(f->ent.path, f->ent.path_len);
-
-		ps_err("%s: %s changed while being read", s->o->label, e);
+		e = ps_escape(f->ent.path, f->ent.path_len);
+		ps_err("%s/%s: changed while being read", s->o->label, e);
 		free(e);
 		return -1;
 	}
-	ps_info(1, "%s: %s changed since it was scanned; sending it as it "
-	    "is now", s->o->label, f->ent.path);
+	ps_info(1, "%s/%s changed since it was scanned; sending it as it is "
+	    "now", s->o->label, f->ent.path);
 	return 0;
 }
 
 static int
-send_file_header(struct sess *s, struct sfile *f)
+send_file_header(struct snd *s, struct sfile *f)
 {
-	struct buf b = { 0 };
-	int rc;
+	struct ps_msg_file m;
 
-	buf_add_u32(&b, f->id);
-	ps_buf_add_str(&b, f->ent.path, f->ent.path_len);
-	buf_add_u64(&b, f->ent.size);
-	buf_add_u64(&b, (uint64_t)f->ent.mtime_sec);
-	buf_add_u32(&b, f->ent.mtime_nsec);
-	buf_add_u32(&b, f->ent.mode);
-	buf_add(&b, f->ent.hash, 16);
-	rc = ps_wire_send(s->w, PS_MSG_FILE, b.p, b.len);
-	buf_free(&b);
-	return rc;
+	m.id = f->id;
+	m.path.p = (const unsigned char *)f->ent.path;
+	m.path.len = f->ent.path_len;
+	m.size = f->ent.size;
+	m.mtime = f->ent.mtime_sec;
+	m.nsec = f->ent.mtime_nsec;
+	m.mode = f->ent.mode;
+	memcpy(m.hash, f->ent.hash, 16);
+	return send_failed(s, ps_send_file(s->ss->w, &m));
 }
 
 static int
-send_end(struct sess *s, struct sfile *f)
+send_end(struct snd *s, struct sfile *f)
 {
-	unsigned char b[4];
+	struct ps_msg_end m = { f->id };
+	int rc;
 
-	put_u32le(b, f->id);
 	/* A pool thread sent the file: nobody else would flush it. */
-	if (ps_wire_send(s->w, PS_MSG_END, b, sizeof(b)) != PS_OK)
-		return PS_EPEER;
-	return ps_wire_flush(s->w);
+	if ((rc = ps_send_end(s->ss->w, &m)) == PS_OK)
+		rc = ps_wire_flush(s->ss->w);
+	return send_failed(s, rc);
 }
 
 /*
  * Send bytes [OFF, OFF+LEN) of FD as DATA frames, compressed while that
  * pays. Returns PS_OK, PS_EPARTIAL on a read error (the receiver then
- * fails verification and we retry), PS_EPEER when the stream broke.
+ * finds the file incomplete and we retry), or the session's failure.
  */
 static int
-send_literal(struct sess *s, struct sfile *f, int fd, uint64_t off,
+send_literal(struct snd *s, struct sfile *f, int fd, uint64_t off,
     uint64_t len)
 {
-	unsigned char hdr[17], *raw = NULL, *z = NULL;
 	size_t zcap = ZSTD_compressBound(PS_DATA_CHUNK);
+	unsigned char *raw = NULL, *z = NULL;
+	struct ps_msg_data m;
 	ZSTD_CCtx *c = NULL;
 	int compress = 1, rc = PS_OK;
 	uint64_t done = 0;
@@ -266,8 +320,7 @@ send_literal(struct sess *s, struct sfile *f, int fd, uint64_t off,
 	raw = xmalloc(PS_DATA_CHUNK);
 	while (done < len && rc == PS_OK) {
 		size_t n = len - done > PS_DATA_CHUNK ? PS_DATA_CHUNK :
-		    (size_t)(len - done), got = 0, zn = 0;
-		const unsigned char *body = raw;
+		    (size_t)(len - done), got = 0, zn;
 		ssize_t r;
 
 		while (got < n) {
@@ -283,10 +336,12 @@ send_literal(struct sess *s, struct sfile *f, int fd, uint64_t off,
 			rc = PS_EPARTIAL;	/* shrank: verification fails */
 			break;
 		}
-		put_u32le(hdr, f->id);
-		put_u64le(hdr + 4, off + done);
-		put_u32le(hdr + 12, (uint32_t)n);
-		hdr[16] = PS_CODEC_RAW;
+		m.id = f->id;
+		m.off = off + done;
+		m.raw_len = (uint32_t)n;
+		m.codec = PS_CODEC_RAW;
+		m.data.p = raw;
+		m.data.len = n;
 		if (compress && n >= 512) {
 			if (c == NULL) {
 				c = cctx_get(s);
@@ -297,14 +352,12 @@ send_literal(struct sess *s, struct sfile *f, int fd, uint64_t off,
 			if (ZSTD_isError(zn) || zn > n - n / 32) {
 				compress = 0;
 			} else {
-				hdr[16] = PS_CODEC_ZSTD;
-				body = z;
-				n = zn;
+				m.codec = PS_CODEC_ZSTD;
+				m.data.p = z;
+				m.data.len = zn;
 			}
 		}
-		rc = ps_wire_send2(s->w, PS_MSG_DATA, hdr, sizeof(hdr), body,
-		    hdr[16] == PS_CODEC_ZSTD ? zn : n);
-		n = get_u32le(hdr + 12);
+		rc = send_failed(s, ps_send_data(s->ss->w, &m));
 		done += n;
 		progress(s, n);
 	}
@@ -320,32 +373,26 @@ send_literal(struct sess *s, struct sfile *f, int fd, uint64_t off,
 
 /* Whole file: FILE, DATA..., END. */
 static void
-send_whole(struct sess *s, struct sfile *f)
+send_whole(struct snd *s, struct sfile *f)
 {
 	struct stat st;
 	int fd, rc;
 
-	if ((fd = open_src(s, f, &st)) < 0)
-		goto failed;
+	if ((fd = open_src(s, f, &st)) < 0) {
+		file_failed(s, f, PS_EPARTIAL);
+		return;
+	}
 	if (changed_since(&f->ent, &st) && refresh(s, f, fd, &st) != 0) {
 		close(fd);
-		goto failed;
+		file_failed(s, f, PS_EPARTIAL);
+		return;
 	}
 	rc = send_file_header(s, f);
 	if (rc == PS_OK)
 		rc = send_literal(s, f, fd, 0, f->ent.size);
 	close(fd);
-	if (rc != PS_EPEER)
+	if (rc == PS_OK || rc == PS_EPARTIAL)
 		(void)send_end(s, f);
-	return;
-failed:
-	lock(s);
-	f->finished = 1;
-	s->st->errors++;
-	set_worst(s, PS_EPARTIAL);
-	s->inflight--;
-	pthread_cond_broadcast(&s->cv);
-	unlock(s);
 }
 
 static void
@@ -353,153 +400,243 @@ job_whole(void *arg)
 {
 	struct job *j = arg;
 
-	if (!j->s->broken)
+	if (ps_sess_rc(j->s->ss) == PS_OK)
 		send_whole(j->s, j->f);
 	job_done(j);
 }
 
-/* Delta output of one piece goes out as DELTA frames. */
-struct emit_ctx {
-	struct sess *s;
-	struct sfile *f;
-	const struct ps_plan_op *op;
-	uint32_t piece;
-	uint64_t bytes;
-};
+/* ---- deltas: the plan from the receiver's block sums ---- */
 
-static void
-delta_hdr(unsigned char *h, const struct emit_ctx *e, int last)
+static ssize_t
+read_at(void *arg, void *buf, size_t n, uint64_t off)
 {
-	put_u32le(h, e->f->id);
-	put_u32le(h + 4, e->piece);
-	put_u64le(h + 8, e->op->target_off);
-	put_u64le(h + 16, e->op->len);
-	put_u64le(h + 24, e->op->basis_off);
-	put_u64le(h + 32, e->op->basis_len);
-	h[40] = (unsigned char)last;
+	ssize_t r;
+
+	do
+		r = pread(*(int *)arg, buf, n, (off_t)off);
+	while (r < 0 && errno == EINTR);
+	return r;
 }
 
-static int
-emit_delta(const void *p, size_t n, void *arg)
+/* The block sums an entry carries, as the matcher takes them. */
+static void
+entry_sums(const struct ps_entry *e, struct ps_blocksums *b)
 {
-	struct emit_ctx *e = arg;
-	unsigned char h[41];
-
-	delta_hdr(h, e, 0);
-	e->bytes += n;
-	return ps_wire_send2(e->s->w, PS_MSG_DELTA, h, sizeof(h), p, n);
+	memset(b, 0, sizeof(*b));
+	b->len = e->size;
+	b->block_len = (uint32_t)1 << e->block_shift;
+	b->n = (uint32_t)e->nblocks;
+	b->weak = e->weak;
+	b->strong = e->blocks;
 }
 
-/* The last piece of a file to finish sends END. */
+/* FILE, then the plan's COPY and DATA frames, then END. */
 static void
-piece_finished(struct sess *s, struct sfile *f)
+send_planned(struct snd *s, struct sfile *f)
 {
-	int last;
-
-	lock(s);
-	last = --f->pieces_left == 0;
-	unlock(s);
-	if (last)
-		(void)send_end(s, f);
-}
-
-static void
-job_piece(void *arg)
-{
-	struct job *j = arg;
-	struct sess *s = j->s;
-	struct sfile *f = j->f;
-	const struct ps_plan_op *op = &f->plan.ops[j->op];
-	struct emit_ctx e = { s, f, op, (uint32_t)j->op, 0 };
-	struct buf *sig = NULL;
-	unsigned char h[41];
+	struct ps_msg_copy c;
 	struct stat st;
-	uint32_t r;
+	size_t i;
 	int fd, rc = PS_OK;
 
-	if (s->broken)
-		goto out;
-	for (r = 0; r < f->nreg; r++)
-		if (f->reg_op[r] == j->op)
-			sig = &f->sig[r];
-	if ((fd = open_src(s, f, &st)) < 0)
-		goto out;	/* the receiver will find the file incomplete */
-	if (op->kind == PS_OP_DELTA && sig != NULL &&
-	    ps_sig_check(sig->p, sig->len) == PS_OK) {
-		rc = ps_delta_region(sig->p, sig->len, fd, op->target_off,
-		    op->len, emit_delta, &e);
-		if (rc == PS_OK) {
-			delta_hdr(h, &e, 1);
-			rc = ps_wire_send(s->w, PS_MSG_DELTA, h, sizeof(h));
-		}
-		progress(s, op->len);
-		lock(s);
-		f->sent_literal += e.bytes;
-		unlock(s);
-	} else {
-		/* No usable signature (the receiver lost its copy): whole. */
-		rc = send_literal(s, f, fd, op->target_off, op->len);
-	}
-	close(fd);
-	(void)rc;
-out:
-	if (!s->broken)
-		piece_finished(s, f);
-	job_done(j);
-}
-
-/* All signatures are in: FILE, the COPY ops, then the pieces in parallel. */
-static void
-job_delta(void *arg)
-{
-	struct job *j = arg;
-	struct sess *s = j->s;
-	struct sfile *f = j->f;
-	struct stat st;
-	unsigned char h[28];
-	size_t i, npieces = 0;
-	int fd;
-
-	if (s->broken)
-		goto out;
 	if ((fd = open_src(s, f, &st)) < 0) {
-		send_whole(s, f);	/* counts the failure */
-		goto out;
+		file_failed(s, f, PS_EPARTIAL);
+		return;
 	}
 	if (changed_since(&f->ent, &st)) {
 		/* The plan was made for other content: send it whole. */
 		close(fd);
 		send_whole(s, f);
-		goto out;
+		return;
 	}
-	close(fd);
-	if (send_file_header(s, f) != PS_OK)
-		goto out;
-	for (i = 0; i < f->plan.n; i++) {
-		const struct ps_plan_op *op = &f->plan.ops[i];
+	rc = send_file_header(s, f);
+	for (i = 0; i < f->ops.n && rc == PS_OK; i++) {
+		const struct ps_mop *op = &f->ops.v[i];
 
-		if (op->kind != PS_OP_COPY) {
-			npieces++;
+		if (op->kind == PS_MOP_LITERAL) {
+			rc = send_literal(s, f, fd, op->target_off, op->len);
 			continue;
 		}
-		put_u32le(h, f->id);
-		put_u64le(h + 4, op->target_off);
-		put_u64le(h + 12, op->len);
-		put_u64le(h + 20, op->basis_off);
-		if (ps_wire_send(s->w, PS_MSG_COPY, h, sizeof(h)) != PS_OK)
-			goto out;
+		c.id = f->id;
+		c.off = op->target_off;
+		c.len = op->len;
+		c.basis_off = op->basis_off;
+		rc = send_failed(s, ps_send_copy(s->ss->w, &c));
 		progress(s, op->len);
 	}
-	if (npieces == 0) {
+	close(fd);
+	if (rc == PS_OK || rc == PS_EPARTIAL)
 		(void)send_end(s, f);
+}
+
+/*
+ * Ask for finer sums of the basis where the plan still has literals
+ * between copies (where edits smaller than a block sit), or send it.
+ * Never waits: over the budget, the plan goes as it is.
+ */
+static void
+refine_or_send(struct snd *s, struct sfile *f)
+{
+	struct ps_msg_sumreq q;
+	struct buf regions = { 0 };
+	uint64_t expect = 0;
+	size_t i;
+	int ask;
+
+	f->fine = f->round == 0 ? f->block / 32 : PS_SUMBLOCK_MIN;
+	if (f->fine < (f->round == 0 ? 256 : PS_SUMBLOCK_MIN))
+		f->fine = f->round == 0 ? 256 : PS_SUMBLOCK_MIN;
+	free(f->gaps);
+	f->gaps = NULL;
+	f->ngaps = 0;
+	if (f->round < 2 && f->fine < f->block)
+		f->ngaps = ps_match_gaps(&f->ops, f->dst->size,
+		    2 * (uint64_t)f->fine, f->block, &f->gaps);
+	if (f->ngaps > PS_MAX_REGIONS)
+		f->ngaps = PS_MAX_REGIONS;
+	for (i = 0; i < f->ngaps; i++)
+		expect += (f->gaps[i].basis_len + f->fine - 1) / f->fine *
+		    PS_SUM_LEN;
+	lock(s);
+	ask = f->ngaps > 0 && s->sums_inflight + expect <= SUMS_BUDGET;
+	if (ask) {
+		s->sums_inflight += expect;
+		f->sums_expect = expect;
+		f->sums.len = 0;
+	}
+	unlock(s);
+	if (!ask) {
+		send_planned(s, f);
+		return;
+	}
+	for (i = 0; i < f->ngaps; i++) {
+		buf_add_u64(&regions, f->gaps[i].basis_off);
+		buf_add_u64(&regions, f->gaps[i].basis_len);
+	}
+	q.id = f->id;
+	q.path.p = (const unsigned char *)f->ent.path;
+	q.path.len = f->ent.path_len;
+	q.round = (uint32_t)f->round;
+	q.block_len = f->fine;
+	q.nregions = (uint32_t)f->ngaps;
+	q.regions.p = regions.p;
+	q.regions.len = regions.len;
+	if (send_failed(s, ps_send_sumreq(s->ss->w, &q)) == PS_OK)
+		(void)send_failed(s, ps_wire_flush(s->ss->w));
+	buf_free(&regions);
+}
+
+/* Match the first plan against the receiver's block sums. */
+static void
+job_match(void *arg)
+{
+	struct job *j = arg;
+	struct snd *s = j->s;
+	struct sfile *f = j->f;
+	struct ps_blocksums basis, hint;
+	struct ps_matcher *m;
+	struct stat st;
+	int fd, rc;
+
+	if (ps_sess_rc(s->ss) != PS_OK)
+		goto out;
+	if ((fd = open_src(s, f, &st)) < 0) {
+		file_failed(s, f, PS_EPARTIAL);
 		goto out;
 	}
+	entry_sums(f->dst, &basis);
+	entry_sums(f->src, &hint);
+	f->block = basis.block_len;
+	rc = changed_since(&f->ent, &st) ? PS_EPARTIAL :
+	    ps_matcher_new(&basis, &m);
+	if (rc == PS_OK) {
+		rc = ps_match(m, read_at, &fd, 0, f->ent.size, hint.strong ?
+		    &hint : NULL, f->ent.size >= MATCH_THREADS_MIN ?
+		    (unsigned)ps_ncpu() : 1, &f->ops);
+		ps_matcher_free(m);
+	}
+	close(fd);
+	if (rc != PS_OK) {
+		/* Changed meanwhile, or sums we cannot use: whole. */
+		ps_mops_free(&f->ops);
+		send_whole(s, f);
+		goto out;
+	}
+	refine_or_send(s, f);
+out:
+	job_done(j);
+}
+
+/* The finer sums of this round are in: match the gaps, splice. */
+static void
+job_refine(void *arg)
+{
+	struct job *j = arg;
+	struct snd *s = j->s;
+	struct sfile *f = j->f;
+	struct ps_blocksums fine;
+	struct ps_mops *sub = NULL;
+	struct ps_matcher *m;
+	const unsigned char *p;
+	size_t *idx = NULL, i, k, at = 0, n;
+	int fd = -1, ok;
+
+	if (ps_sess_rc(s->ss) != PS_OK)
+		goto out;
+	/* Fewer sums than asked: the old version changed; go as it is. */
+	ok = f->sums.len == f->sums_expect;
+	if (ok) {
+		struct stat st;
+
+		ok = (fd = open_src(s, f, &st)) >= 0 &&
+		    !changed_since(&f->ent, &st);
+	}
+	sub = xcalloc(f->ngaps ? f->ngaps : 1, sizeof(*sub));
+	idx = xcalloc(f->ngaps ? f->ngaps : 1, sizeof(*idx));
+	for (i = 0; ok && i < f->ngaps; i++) {
+		const struct ps_mop *op = &f->ops.v[f->gaps[i].op];
+
+		memset(&fine, 0, sizeof(fine));
+		fine.base = f->gaps[i].basis_off;
+		fine.len = f->gaps[i].basis_len;
+		fine.block_len = f->fine;
+		fine.n = (uint32_t)((fine.len + f->fine - 1) / f->fine);
+		fine.weak = xreallocarray(NULL, fine.n, 4);
+		fine.strong = xreallocarray(NULL, fine.n, 8);
+		for (k = 0; k < fine.n; k++, at += PS_SUM_LEN) {
+			p = f->sums.p + at;
+			fine.weak[k] = get_u32le(p);
+			fine.strong[k] = get_u64le(p + 4);
+		}
+		idx[i] = f->gaps[i].op;
+		ok = ps_matcher_new(&fine, &m) == PS_OK;
+		if (ok) {
+			ok = ps_match(m, read_at, &fd, op->target_off, op->len,
+			    NULL, 1, &sub[i]) == PS_OK;
+			ps_matcher_free(m);
+		}
+		ps_blocksums_free(&fine);
+	}
+	n = i;
+	if (ok && n > 0 && ps_mops_splice_many(&f->ops, idx, sub, n) ==
+	    PS_OK)
+		f->block = f->fine;
+	for (i = 0; i < n; i++)
+		ps_mops_free(&sub[i]);
+	free(sub);
+	free(idx);
+	if (fd >= 0)
+		close(fd);
+	buf_free(&f->sums);
 	lock(s);
-	f->pieces_left = (int)npieces;
+	s->sums_inflight -= f->sums_expect;
+	f->sums_expect = 0;
 	unlock(s);
-	for (i = 0; i < f->plan.n; i++)
-		if (f->plan.ops[i].kind != PS_OP_COPY)
-			submit(s, job_piece, f, i);
+	f->round++;
+	if (ok)
+		refine_or_send(s, f);
+	else
+		send_planned(s, f);
 out:
 	job_done(j);
 }
@@ -509,30 +646,23 @@ static void
 job_retry(void *arg)
 {
 	struct job *j = arg;
-	struct sess *s = j->s;
+	struct snd *s = j->s;
 	struct sfile *f = j->f;
 	struct stat st;
-	int fd;
+	int fd, ok = 0;
 
-	if (s->broken)
+	if (ps_sess_rc(s->ss) != PS_OK)
 		goto out;
 	if ((fd = open_src(s, f, &st)) >= 0) {
-		int ok = refresh(s, f, fd, &st) == 0;
-
+		ok = refresh(s, f, fd, &st) == 0;
 		close(fd);
-		if (ok) {
-			f->use_delta = 0;
-			send_whole(s, f);
-			goto out;
-		}
 	}
-	lock(s);
-	f->finished = 1;
-	s->st->errors++;
-	set_worst(s, PS_EPARTIAL);
-	s->inflight--;
-	pthread_cond_broadcast(&s->cv);
-	unlock(s);
+	if (ok) {
+		f->use_delta = 0;
+		send_whole(s, f);
+	} else {
+		file_failed(s, f, PS_EPARTIAL);
+	}
 out:
 	job_done(j);
 }
@@ -540,30 +670,33 @@ out:
 /* ---- the reader thread ---- */
 
 static int
-on_sig(struct sess *s, struct ps_rd *rd)
+on_sums(struct snd *s, const struct buf *payload)
 {
-	uint32_t id = ps_rd_u32(rd), reg = ps_rd_u32(rd);
-	uint8_t last = ps_rd_u8(rd);
-	size_t n = rd->off <= rd->len ? rd->len - rd->off : 0;
-	const unsigned char *p = ps_rd_bytes(rd, n);
+	struct ps_msg_sums m;
 	struct sfile *f;
+	int rc, done = 0;
 
-	if (rd->bad || id >= s->nf || reg >= s->f[id].nreg)
-		return -1;
-	f = &s->f[id];
-	if (f->sigs_done >= f->nreg)
-		return -1;
-	buf_add(&f->sig[reg], p, n);
-	if (f->sig[reg].len > (size_t)PS_SIG_MAX_BLOCKS * 40)
-		return -1;
-	if (last && ++f->sigs_done == f->nreg)
-		submit(s, job_delta, f, 0);
-	return 0;
+	if ((rc = ps_sess_decode(s->ss, PS_MSG_SUMS, payload, &m)) != PS_OK)
+		return rc;
+	lock(s);
+	f = m.id < s->nf ? &s->f[m.id] : NULL;
+	if (f == NULL || f->sums_expect == 0 || (int)m.round != f->round ||
+	    f->sums.len + m.data.len > f->sums_expect) {
+		unlock(s);
+		return ps_sess_fail(s->ss, PS_EPEER, "the receiver broke the "
+		    "protocol: block sums nobody asked for");
+	}
+	buf_add(&f->sums, m.data.p, m.data.len);
+	done = m.last;
+	unlock(s);
+	if (done)
+		submit(s, job_refine, f, 0);
+	return PS_OK;
 }
 
 /* Is the console's file no longer what we last announced? */
 static int
-console_changed(struct sess *s, struct sfile *f)
+console_changed(struct snd *s, struct sfile *f)
 {
 	struct stat st;
 
@@ -572,138 +705,126 @@ console_changed(struct sess *s, struct sfile *f)
 	return changed_since(&f->ent, &st);
 }
 
-static int
-on_result(struct sess *s, struct ps_rd *rd)
+static void
+print_done(struct snd *s, struct sfile *f)
 {
-	uint32_t id = ps_rd_u32(rd), code = ps_rd_u32(rd);
-	size_t len;
-	const char *msg = ps_rd_str(rd, &len, 4096);
-	struct sfile *f;
+	char *path;
 
-	if (ps_rd_done(rd) != 0 || id >= s->nf || s->f[id].finished)
-		return -1;
-	f = &s->f[id];
+	if (s->o->verbose == NULL)
+		return;
+	path = ps_escape(f->ent.path, f->ent.path_len);
+	fprintf(s->o->verbose, "%s%s%s%s\n", s->o->server ? s->o->server : "",
+	    s->o->server ? ": " : "", s->o->prefix ? s->o->prefix : "", path);
+	free(path);
+}
+
+static int
+on_result(struct snd *s, const struct buf *payload)
+{
+	struct ps_msg_result m;
+	struct sfile *f;
+	char *text, *e;
+	int rc, code;
+
+	if ((rc = ps_sess_decode(s->ss, PS_MSG_RESULT, payload, &m)) != PS_OK)
+		return rc;
+	lock(s);
+	rc = m.id >= s->nf || s->f[m.id].finished;
+	unlock(s);
+	if (rc)
+		return ps_sess_fail(s->ss, PS_EPEER, "the receiver broke the "
+		    "protocol: a result for file id %" PRIu32 " that is not "
+		    "in flight", m.id);
+	f = &s->f[m.id];
+	code = (int)m.code;
 	if (code == PS_OK) {
 		if (s->o->progress_files != NULL)
 			__atomic_fetch_add(s->o->progress_files, 1,
 			    __ATOMIC_RELAXED);
+		print_done(s, f);
 		lock(s);
 		s->st->files++;
 		s->st->literal += f->sent_literal;
 		if (f->ent.size > f->sent_literal)
 			s->st->matched += f->ent.size - f->sent_literal;
-		f->finished = 1;
-		s->inflight--;
-		pthread_cond_broadcast(&s->cv);
+		file_over(s, f);
 		unlock(s);
-		return 0;
+		return PS_OK;
 	}
+	text = ps_escape((const char *)m.text.p, m.text.len);
 	if (code == PS_EVERIFY && !f->retried) {
 		f->retried = 1;
 		f->sent_literal = 0;
-		ps_info(1, "%s: %.*s; sending it again", s->o->label,
-		    (int)len, msg);
+		ps_info(1, "%s: %s; sending it again", s->ss->peer, text);
+		free(text);
 		submit(s, job_retry, f, 0);
-		return 0;
+		return PS_OK;
 	}
 	if (code == PS_EVERIFY && console_changed(s, f)) {
 		/* Not the network's fault: say what really happened. */
-		char *e = ps_escape(f->ent.path, f->ent.path_len);
-
-		ps_err("%s: %s changed on the console while being sent; not "
-		    "replaced (push again when it is complete)", s->o->label,
-		    e);
+		e = ps_escape(f->ent.path, f->ent.path_len);
+		ps_err("%s/%s changed on the console while being sent; not "
+		    "replaced on %s (push again when it is complete)",
+		    s->o->label, e, s->ss->peer);
 		free(e);
 		code = PS_EPARTIAL;
 	} else {
-		ps_err("%s: %.*s", s->o->label, (int)len, msg);
+		ps_err("%s: %s", s->ss->peer, text);
 	}
-	lock(s);
-	f->finished = 1;
-	s->st->errors++;
-	set_worst(s, code == PS_EVERIFY ? PS_EVERIFY : PS_EPARTIAL);
-	s->inflight--;
-	pthread_cond_broadcast(&s->cv);
-	unlock(s);
-	return 0;
+	free(text);
+	file_failed(s, f, code == PS_EVERIFY ? PS_EVERIFY : PS_EPARTIAL);
+	return PS_OK;
 }
 
-/* ERROR and NOTICE frames, wherever they come. */
 static int
-peer_said(const char *label, uint8_t type, struct ps_rd *rd, int *code)
+on_doneack(struct snd *s, const struct buf *payload)
 {
-	size_t len;
-	const char *msg;
+	struct ps_msg_doneack m;
+	int rc, early;
 
-	if (type == PS_MSG_ERROR)
-		*code = (int)ps_rd_u32(rd);
-	msg = ps_rd_str(rd, &len, 4096);
-	if (ps_rd_done(rd) != 0)
-		return -1;
-	if (type == PS_MSG_ERROR) {
-		ps_err("%s: %.*s", label, (int)len, msg);
-		if (*code < PS_EUSAGE || *code > PS_EVERIFY)
-			*code = PS_EPEER;
-	} else {
-		ps_warn("%s: %.*s", label, (int)len, msg);
-	}
-	return 0;
+	lock(s);
+	early = !s->done_sent;
+	unlock(s);
+	if (early)
+		return ps_sess_unexpected(s->ss, PS_MSG_DONEACK, "before the "
+		    "component was complete");
+	if ((rc = ps_sess_decode(s->ss, PS_MSG_DONEACK, payload, &m)) != PS_OK)
+		return rc;
+	lock(s);
+	s->ack = 1;
+	s->ack_code = m.code == PS_OK ? PS_OK : m.code == PS_EVERIFY ?
+	    PS_EVERIFY : PS_EPARTIAL;
+	pthread_cond_broadcast(&s->cv);
+	unlock(s);
+	return PS_OK;
 }
 
 static void *
 reader(void *arg)
 {
-	struct sess *s = arg;
+	struct snd *s = arg;
 	struct buf msg = { 0 };
-	struct ps_rd rd;
 	uint8_t type;
-	int code = PS_EPEER, bad = 0;
+	int rc;
 
 	for (;;) {
-		if (ps_wire_recv(s->w, &type, &msg) != PS_OK) {
-			ps_err("%s: %s", s->o->label, ps_wire_error(s->w));
+		if ((rc = ps_sess_recv(s->ss, &type, &msg)) != PS_OK)
 			break;
-		}
-		ps_rd_init(&rd, msg.p, msg.len);
-		if (type == PS_MSG_SIG)
-			bad = on_sig(s, &rd);
+		if (type == PS_MSG_SUMS)
+			rc = on_sums(s, &msg);
 		else if (type == PS_MSG_RESULT)
-			bad = on_result(s, &rd);
-		else if (type == PS_MSG_NOTICE)
-			bad = peer_said(s->o->label, type, &rd, &code);
-		else if (type == PS_MSG_ERROR) {
-			if (peer_said(s->o->label, type, &rd, &code) == 0)
+			rc = on_result(s, &msg);
+		else if (type == PS_MSG_DONEACK) {
+			if ((rc = on_doneack(s, &msg)) == PS_OK)
 				break;
-			bad = 1;
-		} else if (type == PS_MSG_DONEACK) {
-			uint32_t c = ps_rd_u32(&rd);
-
-			(void)ps_rd_u64(&rd);
-			(void)ps_rd_u64(&rd);
-			(void)ps_rd_u32(&rd);
-			if (ps_rd_done(&rd) != 0) {
-				bad = 1;
-			} else {
-				lock(s);
-				s->ack = 1;
-				s->ack_code = (int)c;
-				pthread_cond_broadcast(&s->cv);
-				unlock(s);
-				buf_free(&msg);
-				return NULL;
-			}
 		} else
-			bad = 1;
-		if (bad) {
-			ps_err("%s: the server broke the protocol (message "
-			    "type %u)", s->o->label, type);
-			code = PS_EPEER;
+			rc = ps_sess_unexpected(s->ss, type, "while files "
+			    "were being sent");
+		if (rc != PS_OK)
 			break;
-		}
 	}
 	lock(s);
-	s->broken = 1;
-	s->peer_code = code;
+	s->ended = 1;
 	pthread_cond_broadcast(&s->cv);
 	unlock(s);
 	buf_free(&msg);
@@ -713,29 +834,36 @@ reader(void *arg)
 /* ---- the caller's thread ---- */
 
 static int
-send_path_frame(struct sess *s, uint8_t type, const struct ps_entry *e)
+send_path(struct snd *s, uint8_t type, const struct ps_entry *e)
 {
-	struct buf b = { 0 };
-	int rc;
+	struct ps_bytes path = { (const unsigned char *)e->path,
+	    e->path_len };
+	struct ps_msg_delete d;
+	struct ps_msg_mkdir k;
+	struct ps_msg_meta m;
+	int rc = PS_OK;
 
-	ps_buf_add_str(&b, e->path, e->path_len);
 	switch (type) {
 	case PS_MSG_DELETE:
-		buf_addc(&b, e->type);
+		d.path = path;
+		d.type = e->type;
+		rc = ps_send_delete(s->ss->w, &d);
 		break;
 	case PS_MSG_MKDIR:
-		buf_add_u32(&b, e->mode);
+		k.path = path;
+		k.mode = e->mode;
+		rc = ps_send_mkdir(s->ss->w, &k);
 		break;
 	case PS_MSG_META:
-		buf_addc(&b, e->type);
-		buf_add_u32(&b, e->mode);
-		buf_add_u64(&b, (uint64_t)e->mtime_sec);
-		buf_add_u32(&b, e->mtime_nsec);
+		m.path = path;
+		m.type = e->type;
+		m.mode = e->mode;
+		m.mtime = e->mtime_sec;
+		m.nsec = e->mtime_nsec;
+		rc = ps_send_meta(s->ss->w, &m);
 		break;
 	}
-	rc = ps_wire_send(s->w, type, b.p, b.len);
-	buf_free(&b);
-	return rc;
+	return send_failed(s, rc);
 }
 
 static void
@@ -748,81 +876,55 @@ itemize(const struct ps_send_opts *o, const struct ps_action *a)
 		return;
 	ps_itemize(a, code);
 	path = ps_escape(e->path, e->path_len);
-	fprintf(o->itemize, "%s %s%s%s\n", code, o->prefix ? o->prefix : "",
-	    path, e->type == PS_FT_DIR ? "/" : "");
+	fprintf(o->itemize, "%s%s%s %s%s%s\n", o->server ? o->server : "",
+	    o->server ? ": " : "", code, o->prefix ? o->prefix : "", path,
+	    e->type == PS_FT_DIR ? "/" : "");
 	free(path);
 }
 
-/* Wait (with the lock held) until COND or the stream broke. */
+static void
+print_deleting(const struct ps_send_opts *o, const struct ps_entry *e)
+{
+	char *path;
+
+	if (o->verbose == NULL)
+		return;
+	path = ps_escape(e->path, e->path_len);
+	fprintf(o->verbose, "%s%sdeleting %s%s%s\n", o->server ? o->server :
+	    "", o->server ? ": " : "", o->prefix ? o->prefix : "", path,
+	    e->type == PS_FT_DIR ? "/" : "");
+	free(path);
+}
+
+/* Wait (with mu held) until COND or the session is over. */
 #define WAIT_UNTIL(s, cond) \
-	while (!(cond) && !(s)->broken) \
+	while (!(cond) && !(s)->ended && ps_sess_rc((s)->ss) == PS_OK) \
 		pthread_cond_wait(&(s)->cv, &(s)->mu)
 
-/* Ask for the signatures a delta needs, or queue the file whole. */
-static int
-start_file(struct sess *s, struct sfile *f, const struct ps_entry *src,
-    unsigned ncpu)
+/* A delta where the receiver's sums allow one, else the file whole. */
+static void
+start_file(struct snd *s, struct sfile *f)
 {
-	struct buf b = { 0 };
-	size_t i;
-	int rc;
+	const struct ps_entry *d = f->dst;
 
-	if (f->use_delta) {
-		/* SRC has the block sums the plan needs. */
-		ps_delta_plan(f->dst, src, ncpu, &f->plan);
-		for (i = 0; i < f->plan.n; i++)
-			if (f->plan.ops[i].kind == PS_OP_DELTA)
-				f->nreg++;
-		if (f->plan.n == 0 || f->nreg > PS_MAX_REGIONS) {
-			ps_plan_free(&f->plan);
-			f->use_delta = 0;
-			f->nreg = 0;
-		}
-	}
-	if (!f->use_delta) {
-		submit(s, job_whole, f, 0);
-		return PS_OK;
-	}
-	if (f->nreg == 0) {
-		submit(s, job_delta, f, 0);	/* only copies and literals */
-		return PS_OK;
-	}
-	f->sig = xcalloc(f->nreg, sizeof(*f->sig));
-	f->reg_op = xcalloc(f->nreg, sizeof(*f->reg_op));
-	buf_add_u32(&b, f->id);
-	ps_buf_add_str(&b, f->ent.path, f->ent.path_len);
-	buf_add_u32(&b, f->nreg);
-	f->nreg = 0;
-	for (i = 0; i < f->plan.n; i++) {
-		const struct ps_plan_op *op = &f->plan.ops[i];
-
-		if (op->kind != PS_OP_DELTA)
-			continue;
-		f->reg_op[f->nreg++] = (uint32_t)i;
-		buf_add_u64(&b, op->basis_off);
-		buf_add_u64(&b, op->basis_len);
-		buf_add_u32(&b, op->sig_block_len);
-	}
-	rc = ps_wire_send(s->w, PS_MSG_SIGREQ, b.p, b.len);
-	buf_free(&b);
-	return rc;
+	if (f->use_delta && (d->blocks == NULL || d->weak == NULL))
+		f->use_delta = 0;	/* no sums to match against */
+	submit(s, f->use_delta ? job_match : job_whole, f, 0);
 }
 
 static void
-sess_free(struct sess *s)
+snd_free(struct snd *s)
 {
 	size_t i;
-	uint32_t r;
 
 	for (i = 0; i < s->nf; i++) {
 		struct sfile *f = &s->f[i];
 
-		for (r = 0; r < f->nreg; r++)
-			buf_free(&f->sig[r]);
-		free(f->sig);
-		free(f->reg_op);
-		ps_plan_free(&f->plan);
+		ps_mops_free(&f->ops);
+		free(f->gaps);
+		buf_free(&f->sums);
 		free(f->ent.blocks);
+		free(f->ent.weak);
 	}
 	free(s->f);
 	for (i = 0; i < (size_t)s->ncctx; i++)
@@ -832,22 +934,95 @@ sess_free(struct sess *s)
 	pthread_mutex_destroy(&s->zmu);
 }
 
-int
-ps_send(struct ps_wire *w, int srcfd, const struct ps_manifest *src,
-    const struct ps_manifest *dst, const struct ps_send_opts *o,
-    struct ps_send_stats *st)
+/* Report what the plan could not do and print what it will do. */
+static int
+plan_notes(struct snd *s, const struct ps_syncplan *plan)
 {
-	struct ps_plan_opts po = { o->checksum, o->delete };
-	struct ps_syncplan plan;
-	struct sess s;
+	const struct ps_send_opts *o = s->o;
+	int deletes = o->delete;
+	size_t i;
+
+	if (plan->nconflict > 0) {
+		ps_err("%s: %zu directories stand where the console has files; "
+		    "not replaced without --delete", s->ss->peer,
+		    plan->nconflict);
+		s->st->errors += (uint32_t)plan->nconflict;
+		set_worst(s, PS_EPARTIAL);
+	}
+	if (o->delete && o->max_delete >= 0 &&
+	    plan->ndelete_files > (size_t)o->max_delete) {
+		ps_err("%s: would delete %zu files, more than --max-delete "
+		    "%lld; deleting nothing", s->ss->peer,
+		    plan->ndelete_files, o->max_delete);
+		deletes = 0;
+		set_worst(s, PS_EPARTIAL);
+	}
+	for (i = 0; i < plan->n; i++)
+		if (deletes || plan->a[i].kind != PS_ACT_DELETE)
+			itemize(o, &plan->a[i]);
+	return deletes;
+}
+
+/* Deletes, directories and files, in plan order, WINDOW files at a time. */
+static int
+send_changes(struct snd *s, const struct ps_syncplan *plan, int deletes)
+{
+	const struct ps_send_opts *o = s->o;
+	size_t i;
+	int rc = PS_OK;
+
+	for (i = 0; i < plan->n && rc == PS_OK; i++) {
+		const struct ps_action *a = &plan->a[i];
+		struct sfile *f;
+
+		if (a->kind == PS_ACT_DELETE && deletes) {
+			rc = send_path(s, PS_MSG_DELETE, a->dst);
+			print_deleting(o, a->dst);
+			if (a->dst->type == PS_FT_FILE)
+				s->st->deleted++;
+		} else if (a->kind == PS_ACT_MKDIR) {
+			rc = send_path(s, PS_MSG_MKDIR, a->src);
+		} else if (a->kind == PS_ACT_SEND) {
+			lock(s);
+			WAIT_UNTIL(s, s->inflight < WINDOW);
+			rc = ps_sess_rc(s->ss);
+			if (rc == PS_OK && s->ended)
+				rc = PS_EPEER;
+			f = &s->f[s->nf];
+			f->id = (uint32_t)s->nf;
+			f->ent = *a->src;
+			f->ent.blocks = NULL;	/* ours only when refreshed */
+			f->ent.weak = NULL;
+			f->src = a->src;
+			f->dst = a->dst;
+			f->use_delta = !o->whole_file && a->dst != NULL &&
+			    a->dst->size > 0 && a->src->size >= DELTA_MIN;
+			if (rc == PS_OK) {
+				s->inflight++;
+				s->nf++;
+			}
+			unlock(s);
+			if (rc == PS_OK)
+				start_file(s, f);
+		}
+		if (rc == PS_OK)
+			rc = send_failed(s, ps_wire_flush(s->ss->w));
+	}
+	return rc;
+}
+
+int
+ps_send(struct ps_sess *ss, int srcfd, const struct ps_syncplan *plan,
+    const struct ps_send_opts *o, struct ps_send_stats *st)
+{
+	struct snd s;
 	pthread_t rt;
-	size_t i, k;
-	int rc = PS_OK, deletes = o->delete;
-	unsigned ncpu = (unsigned)ps_ncpu();
+	size_t k;
+	int rc = PS_OK, deletes;
 
 	memset(st, 0, sizeof(*st));
 	memset(&s, 0, sizeof(s));
-	s.w = w;
+	s.ss = ss;
 	s.srcfd = srcfd;
 	s.o = o;
 	s.st = st;
@@ -855,193 +1030,60 @@ ps_send(struct ps_wire *w, int srcfd, const struct ps_manifest *src,
 	pthread_cond_init(&s.cv, NULL);
 	pthread_mutex_init(&s.zmu, NULL);
 
-	ps_syncplan_make(src, dst, &po, &plan);
-	st->total = plan.send_bytes;
-	st->nsend = plan.nsend;
+	st->total = plan->send_bytes;
+	st->nsend = plan->nsend;
 	if (o->progress_total != NULL && !o->dry_run)
-		__atomic_fetch_add(o->progress_total, plan.send_bytes,
+		__atomic_fetch_add(o->progress_total, plan->send_bytes,
 		    __ATOMIC_RELAXED);
-	if (plan.nconflict > 0) {
-		ps_err("%s: %zu directories on the server stand where the "
-		    "console has files; not replaced without --delete",
-		    o->label, plan.nconflict);
-		st->errors += (uint32_t)plan.nconflict;
-		set_worst(&s, PS_EPARTIAL);
-	}
-	if (o->delete && o->max_delete >= 0 &&
-	    plan.ndelete_files > (size_t)o->max_delete) {
-		ps_err("%s: would delete %zu files, more than --max-delete "
-		    "%lld; deleting nothing", o->label, plan.ndelete_files,
-		    o->max_delete);
-		deletes = 0;
-		set_worst(&s, PS_EPARTIAL);
-	}
-	for (i = 0; i < plan.n; i++)
-		if (deletes || plan.a[i].kind != PS_ACT_DELETE)
-			itemize(o, &plan.a[i]);
-
-	s.f = xcalloc(plan.nsend + 1, sizeof(*s.f));
+	deletes = plan_notes(&s, plan);
+	s.f = xcalloc(plan->nsend + 1, sizeof(*s.f));
 	if (pthread_create(&rt, NULL, reader, &s) != 0) {
 		ps_err("cannot start a thread");
 		exit(PS_EPARTIAL);
 	}
-	for (i = 0; i < plan.n && !o->dry_run && rc == PS_OK; i++) {
-		const struct ps_action *a = &plan.a[i];
-
-		if (a->kind == PS_ACT_DELETE && deletes) {
-			rc = send_path_frame(&s, PS_MSG_DELETE, a->dst);
-			if (a->dst->type == PS_FT_FILE)
-				st->deleted++;
-		} else if (a->kind == PS_ACT_MKDIR) {
-			rc = send_path_frame(&s, PS_MSG_MKDIR, a->src);
-		} else if (a->kind == PS_ACT_SEND) {
-			struct sfile *f = &s.f[s.nf];
-
-			f->id = (uint32_t)s.nf;
-			f->ent = *a->src;
-			f->ent.blocks = NULL;	/* ours only when refreshed */
-			f->plan.ops = NULL;
-			f->dst = a->dst;
-			f->use_delta = !o->whole_file && a->dst != NULL &&
-			    a->dst->size > 0 && a->src->size >= DELTA_MIN;
-			lock(&s);
-			WAIT_UNTIL(&s, s.inflight < WINDOW);
-			s.inflight++;
-			s.nf++;
-			unlock(&s);
-			if (s.broken)
-				break;
-			rc = start_file(&s, f, a->src, ncpu);
-		}
-		if (rc == PS_OK)
-			rc = ps_wire_flush(w);
-	}
+	if (!o->dry_run && (rc = send_changes(&s, plan, deletes)) != PS_OK)
+		ps_trace("%s: sending files (%s)", ss->peer, ps_strresult(rc));
 	/* Every file answered; then metadata, directories last. */
 	lock(&s);
 	WAIT_UNTIL(&s, s.inflight == 0);
 	unlock(&s);
-	for (k = 0; k < plan.n && !o->dry_run && rc == PS_OK && !s.broken;
-	    k++) {
-		const struct ps_action *a = &plan.a[k];
+	for (k = 0; k < plan->n && !o->dry_run && rc == PS_OK; k++) {
+		const struct ps_action *a = &plan->a[k];
 
 		if (a->kind == PS_ACT_META || a->kind == PS_ACT_DIRMETA) {
-			rc = send_path_frame(&s, PS_MSG_META, a->src);
+			rc = send_path(&s, PS_MSG_META, a->src);
 			if (a->kind == PS_ACT_META)
 				st->meta++;
 		}
 	}
-	if (rc == PS_OK && !s.broken)
-		rc = ps_wire_send(w, PS_MSG_DONE, NULL, 0);
-	if (rc == PS_OK)
-		rc = ps_wire_flush(w);
+	lock(&s);
+	s.done_sent = rc == PS_OK && ps_sess_rc(ss) == PS_OK;
+	unlock(&s);
+	if (s.done_sent) {
+		rc = ps_send_done(ss->w, NULL);
+		if (rc == PS_OK)
+			rc = ps_wire_flush(ss->w);
+		(void)send_failed(&s, rc);
+	}
 	lock(&s);
 	WAIT_UNTIL(&s, s.ack);
 	while (s.jobs > 0)
 		pthread_cond_wait(&s.cv, &s.mu);
 	unlock(&s);
-	if (!s.ack && !s.broken) {
-		/* We failed to write; the reader ends when the peer goes. */
-		ps_err("%s: %s", o->label, ps_wire_error(w));
-	}
+	if (!s.ack && ps_sess_rc(ss) == PS_OK)
+		(void)ps_sess_fail(ss, PS_EPEER, "the receiver ended the "
+		    "component without an answer");
+	/* The reader ends on DONEACK or with the session. */
+	if (!s.ack)
+		(void)ps_wire_shutdown_write(ss->w);
 	pthread_join(rt, NULL);
 
-	if (s.broken || !s.ack)
-		rc = s.peer_code ? s.peer_code : PS_EPEER;
-	else if (s.ack_code > s.worst)
-		set_worst(&s, s.ack_code);
-	if (rc == PS_OK)
-		rc = s.worst;
+	if (ps_sess_rc(ss) != PS_OK || !s.ack)
+		rc = ps_sess_rc(ss) != PS_OK ? ps_sess_rc(ss) : PS_EPEER;
+	else
+		rc = ps_worse(s.worst, s.ack_code);
 	if (s.ack && s.ack_code != PS_OK && st->errors == 0)
 		st->errors++;
-	ps_syncplan_free(&plan);
-	sess_free(&s);
-	return rc;
-}
-
-/* MFEND: u8 codec, u64 raw length; DATA holds the compressed bytes. */
-static int
-decode_manifest(const char *label, const struct buf *end,
-    const struct buf *data, struct ps_manifest *m)
-{
-	struct ps_rd rd;
-	unsigned char *raw;
-	uint64_t rawlen;
-	size_t got;
-	uint8_t codec;
-	char err[256];
-	int rc = PS_OK;
-
-	ps_rd_init(&rd, end->p, end->len);
-	codec = ps_rd_u8(&rd);
-	rawlen = ps_rd_u64(&rd);
-	if (ps_rd_done(&rd) != 0 || codec != PS_CODEC_ZSTD ||
-	    rawlen > PS_MAX_MANIFEST) {
-		ps_err("%s: the server sent a malformed manifest trailer",
-		    label);
-		return PS_EPEER;
-	}
-	raw = xmalloc((size_t)rawlen);
-	got = ZSTD_decompress(raw, (size_t)rawlen, data->p, data->len);
-	if (ZSTD_isError(got) || got != rawlen) {
-		ps_err("%s: the server's manifest does not decompress", label);
-		rc = PS_EPEER;
-	} else if (ps_manifest_decode(raw, (size_t)rawlen, m, err,
-	    sizeof(err)) != 0) {
-		ps_err("%s: the server sent a bad manifest: %s", label, err);
-		rc = PS_EPEER;
-	}
-	free(raw);
-	return rc;
-}
-
-int
-ps_recv_manifest(struct ps_wire *w, const char *label, struct ps_manifest *m)
-{
-	struct buf msg = { 0 }, data = { 0 };
-	struct ps_rd rd;
-	uint8_t type;
-	int rc, code = PS_EPEER;
-
-	memset(m, 0, sizeof(*m));
-	for (;;) {
-		if ((rc = ps_wire_recv(w, &type, &msg)) != PS_OK) {
-			ps_err("%s: %s", label, ps_wire_error(w));
-			break;
-		}
-		ps_rd_init(&rd, msg.p, msg.len);
-		if (type == PS_MSG_NOTICE || type == PS_MSG_ERROR) {
-			if (peer_said(label, type, &rd, &code) != 0) {
-				ps_err("%s: malformed message from the server",
-				    label);
-				rc = PS_EPEER;
-				break;
-			}
-			if (type == PS_MSG_ERROR) {
-				rc = code;
-				break;
-			}
-			continue;
-		}
-		if (type == PS_MSG_MFDATA) {
-			if (data.len + msg.len > PS_MAX_MANIFEST) {
-				ps_err("%s: the server's manifest is too "
-				    "large", label);
-				rc = PS_EPEER;
-				break;
-			}
-			buf_add(&data, msg.p, msg.len);
-			continue;
-		}
-		if (type != PS_MSG_MFEND) {
-			ps_err("%s: the server broke the protocol (message "
-			    "type %u before its manifest)", label, type);
-			rc = PS_EPEER;
-			break;
-		}
-		rc = decode_manifest(label, &msg, &data, m);
-		break;
-	}
-	buf_free(&msg);
-	buf_free(&data);
+	snd_free(&s);
 	return rc;
 }

@@ -1,10 +1,10 @@
 /*
  * sender.h — the side of a session that sends files: the console for a
- * push. Given its own manifest and the receiver's, it plans the changes
- * (syncplan.h) and streams them: new files whole and zstd-compressed,
- * changed files as COPY ops for the blocks the receiver already has and
- * librsync deltas for the rest, many files in flight, the work spread
- * over a pool of threads.
+ * push, the server for a refresh. Given its own manifest and the
+ * receiver's, it plans the changes (syncplan.h) and streams them: new
+ * files whole and zstd-compressed, changed files as COPY ops for the
+ * blocks the receiver already has and librsync deltas for the rest, many
+ * files in flight, the work spread over a pool of threads.
  */
 #ifndef PS_SENDER_H
 #define PS_SENDER_H
@@ -14,18 +14,20 @@
 
 #include "manifest.h"
 #include "pool.h"
-#include "wire.h"
+#include "session.h"
+#include "syncplan.h"
 
 struct ps_send_opts {
 	int whole_file;		/* send changed files whole */
-	int checksum;		/* compare content even when size+mtime match */
 	int delete;		/* remove what the sender does not have */
 	long long max_delete;	/* refuse deleting more files; -1: no limit */
 	int dry_run;		/* plan and print only */
-	FILE *itemize;		/* one line per change, or NULL */
-	const char *label;	/* "server" or "server/component" for messages */
-	const char *prefix;	/* printed before itemized paths, or NULL */
-	struct ps_pool *pool;	/* workers (shared by sessions) */
+	FILE *itemize;		/* -i: one line per change, or NULL */
+	FILE *verbose;		/* -v: one line per file sent or deleted */
+	const char *server;	/* printed before itemized lines, or NULL */
+	const char *prefix;	/* printed before paths (the dest), or NULL */
+	const char *label;	/* the console directory, for messages */
+	struct ps_pool *pool;	/* workers of this session */
 	/* Progress: bytes of file content done, and to do, added atomically. */
 	uint64_t *progress_bytes;
 	uint64_t *progress_total;
@@ -44,22 +46,13 @@ struct ps_send_stats {
 };
 
 /*
- * Run one component after OPEN and the receiver's MANIFEST (DST): make the
- * receiver's tree equal SRC, read from the directory open at SRCFD.
- * Returns PS_OK, PS_EPARTIAL when some files failed (each named on
- * stderr), PS_EVERIFY when a file failed verification twice, PS_EPEER when
- * the stream broke (the reason is printed).
+ * Run one component after OPEN and the receiver's manifest: carry out
+ * PLAN (made from the two manifests, both read to their intact end),
+ * reading the files from the directory open at SRCFD. Returns PS_OK,
+ * PS_EPARTIAL when some files failed (each named on stderr), PS_EVERIFY
+ * when a file failed verification twice, or the session's failure.
  */
-int ps_send(struct ps_wire *w, int srcfd, const struct ps_manifest *src,
-    const struct ps_manifest *dst, const struct ps_send_opts *o,
-    struct ps_send_stats *st);
-
-/*
- * Receive an encoded manifest (MFDATA... MFEND) into M, printing NOTICE
- * messages with LABEL as they come. Returns PS_OK, or the ERROR code the
- * peer sent (its message printed), or PS_EPEER.
- */
-int ps_recv_manifest(struct ps_wire *w, const char *label,
-    struct ps_manifest *m);
+int ps_send(struct ps_sess *s, int srcfd, const struct ps_syncplan *plan,
+    const struct ps_send_opts *o, struct ps_send_stats *st);
 
 #endif

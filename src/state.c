@@ -1,28 +1,30 @@
 /*
- * state.c — the SQLite state database shared by consoles and processes.
+ * state.c — the state database shared by consoles and processes: the
+ * rules (owner console, download sources, atomic claims, reaping) over
+ * either backend of db.h, in SQL that both SQLite and PostgreSQL run.
  *
- * Schema (PRAGMA user_version 1, PRAGMA application_id 'PSYC'):
+ * Tables (the DDL is in db_sqlite.c and db_pg.c):
  *
- *   servers(name TEXT PRIMARY KEY, url, identity_file, secret_file, rsh,
- *           download_source 0|1, created INTEGER)
- *   schedules(id INTEGER PRIMARY KEY AUTOINCREMENT, owner (console name),
- *           server REFERENCES servers, components ("a,b"; "" = all),
- *           cron (as written), next_run INTEGER (NULL: never),
- *           last_run INTEGER, last_result (task state name),
- *           last_task INTEGER, created INTEGER)
- *   tasks(id INTEGER PRIMARY KEY AUTOINCREMENT, kind, schedule_id
- *           REFERENCES schedules ON DELETE SET NULL, console, server
- *           (name or URL), components, state, host, boot_id, pid,
- *           pid_start (/proc/PID/stat field 22), created REAL,
- *           started REAL, ended REAL, exit_code, stats (JSON))
- *   events(id INTEGER PRIMARY KEY AUTOINCREMENT, task_id REFERENCES
- *           tasks ON DELETE CASCADE, time REAL, level, kind, message,
- *           data (JSON))
+ *   servers(name PRIMARY KEY, url, identity_file, secret_file, rsh,
+ *           remote_path, bwlimit, timeout, download_source 0|1, created)
+ *   schedules(id, owner (console name), server REFERENCES servers,
+ *           components ("a,b"; "" = all), cron (as written), next_run
+ *           (NULL: never), last_run, last_result (task state name),
+ *           last_task, created)
+ *   tasks(id, kind, schedule_id REFERENCES schedules ON DELETE SET NULL,
+ *           console, server (name or URL), components, state, host,
+ *           boot_id, pid, pid_start (/proc/PID/stat field 22), created,
+ *           started, ended, exit_code, stats (JSON))
+ *   events(id, task_id REFERENCES tasks ON DELETE CASCADE, time, level,
+ *           kind, message, data (JSON))
+ *   outcomes(server, kind push|report, time, status, error, files_behind,
+ *           bytes_sent, bytes_sent_total, last_ok, rows_total, console)
+ *   report_rows(server, seq, component, path, state, sizes and mtimes)
  *
- * AUTOINCREMENT keeps ids from being reused after a delete: a schedule
- * id the user saw never names another schedule, and --follow, which polls
- * for events with id > last seen, never misses or repeats one (ids are
- * assigned under the single write lock, so they are in commit order).
+ * Ids are never reused after a delete (AUTOINCREMENT, sequences): a
+ * schedule id the user saw never names another schedule, and --follow,
+ * which polls for events with id > last seen, never misses or repeats one
+ * (ids are assigned under the single write lock, so in commit order).
  *
  * A task is owned by one process, identified by (host, boot id, pid,
  * start time) so a reused pid or a reboot cannot keep a dead task
@@ -30,7 +32,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,170 +43,204 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "ps.h"
 #include "cron.h"
+#include "db.h"
 #include "state.h"
 
-#define BUSY_TIMEOUT_MS 10000
+/* Rows inserted by one statement (9 parameters each). */
+#define ROWS_PER_INSERT (PS_DB_MAXARGS / 9)
 
 struct ps_state {
-	sqlite3 *db;
-	char *path;
+	struct ps_db *db;
+	pthread_mutex_t mu;	/* recursive; guards everything below */
+	int depth;		/* public calls in progress (nesting) */
+	int quiet;
+	char err[1024];		/* the failure to report on leaving */
+	char last[1024];	/* the last failure reported */
 	char host[256];
 	char boot_id[64];
-};
-
-/* Migration I takes user_version I to I + 1. */
-static const char *const migrations[PS_STATE_VERSION] = {
-	"CREATE TABLE servers ("
-	"  name TEXT PRIMARY KEY NOT NULL,"
-	"  url TEXT NOT NULL,"
-	"  identity_file TEXT,"
-	"  secret_file TEXT,"
-	"  rsh TEXT,"
-	"  download_source INTEGER NOT NULL DEFAULT 0"
-	"    CHECK (download_source IN (0, 1)),"
-	"  created INTEGER NOT NULL);"
-	"CREATE TABLE schedules ("
-	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	"  owner TEXT NOT NULL,"
-	"  server TEXT NOT NULL REFERENCES servers(name),"
-	"  components TEXT NOT NULL DEFAULT '',"
-	"  cron TEXT NOT NULL,"
-	"  next_run INTEGER,"
-	"  last_run INTEGER,"
-	"  last_result TEXT,"
-	"  last_task INTEGER,"
-	"  created INTEGER NOT NULL);"
-	"CREATE INDEX schedules_due ON schedules(owner, next_run);"
-	"CREATE INDEX schedules_server ON schedules(server);"
-	"CREATE TABLE tasks ("
-	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	"  kind TEXT NOT NULL"
-	"    CHECK (kind IN ('manual', 'run-now', 'scheduled')),"
-	"  schedule_id INTEGER REFERENCES schedules(id) ON DELETE SET NULL,"
-	"  console TEXT NOT NULL,"
-	"  server TEXT NOT NULL,"
-	"  components TEXT NOT NULL DEFAULT '',"
-	"  state TEXT NOT NULL CHECK (state IN ('queued', 'running',"
-	"    'succeeded', 'failed', 'canceled', 'interrupted')),"
-	"  host TEXT NOT NULL,"
-	"  boot_id TEXT NOT NULL DEFAULT '',"
-	"  pid INTEGER NOT NULL,"
-	"  pid_start INTEGER NOT NULL DEFAULT 0,"
-	"  created REAL NOT NULL,"
-	"  started REAL,"
-	"  ended REAL,"
-	"  exit_code INTEGER,"
-	"  stats TEXT);"
-	"CREATE INDEX tasks_active ON tasks(state)"
-	"  WHERE state IN ('queued', 'running');"
-	"CREATE INDEX tasks_schedule ON tasks(schedule_id);"
-	"CREATE INDEX tasks_server ON tasks(server);"
-	"CREATE TABLE events ("
-	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	"  task_id INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,"
-	"  time REAL NOT NULL,"
-	"  level TEXT NOT NULL CHECK (level IN ('info', 'warning', 'error')),"
-	"  kind TEXT NOT NULL,"
-	"  message TEXT NOT NULL,"
-	"  data TEXT);"
-	"CREATE INDEX events_task ON events(task_id, id);",
 };
 
 static const char *const kind_names[] = { "manual", "run-now", "scheduled" };
 static const char *const state_names[] = { "queued", "running", "succeeded",
 	"failed", "canceled", "interrupted" };
+static const char *const fleet_names[] = { "never synced", "current",
+	"behind", "failed", "unreachable" };
+static const char *const outcome_kinds[] = { "push", "report" };
+static const char *const outcome_status[] = { "ok", "failed",
+	"unreachable" };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-/* --- small helpers ------------------------------------------------- */
+/* --- the lock and error reporting ---------------------------------- */
 
-static int
-dberr(struct ps_state *st, const char *what)
+static void
+enter(struct ps_state *st)
 {
-	ps_err("%s: %s: %s", st->path, what, sqlite3_errmsg(st->db));
+	pthread_mutex_lock(&st->mu);
+	st->depth++;
+}
+
+/*
+ * Leave a public call with result R. The outermost call reports the
+ * failure, after the lock is released: printing may call back into code
+ * that uses this handle (or holds a lock of its own).
+ */
+static int
+leave(struct ps_state *st, int r)
+{
+	char msg[sizeof(st->err)];
+	int say = 0;
+
+	msg[0] = '\0';
+	if (--st->depth == 0) {
+		if (r != PS_OK && st->err[0] != '\0') {
+			memcpy(msg, st->err, sizeof(msg));
+			memcpy(st->last, st->err, sizeof(msg));
+			say = !st->quiet;
+		}
+		st->err[0] = '\0';
+	}
+	pthread_mutex_unlock(&st->mu);
+	if (say)
+		ps_err("%s", msg);
+	return r;
+}
+
+static int fail(struct ps_state *st, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Note the (first) failure of this call; returns PS_EUSAGE. */
+static int
+fail(struct ps_state *st, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (st->err[0] == '\0') {
+		va_start(ap, fmt);
+		vsnprintf(st->err, sizeof(st->err), fmt, ap);
+		va_end(ap);
+	}
 	return PS_EUSAGE;
 }
 
-static sqlite3_stmt *
-prep(struct ps_state *st, const char *sql)
+void
+ps_state_set_quiet(struct ps_state *st, int quiet)
 {
-	sqlite3_stmt *s = NULL;
-
-	if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
-		dberr(st, "cannot prepare statement");
-		return NULL;
-	}
-	return s;
+	enter(st);
+	st->quiet = quiet;
+	leave(st, PS_OK);
 }
 
-static int
-exec(struct ps_state *st, const char *sql, const char *what)
+const char *
+ps_state_error(struct ps_state *st)
 {
-	if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
-		return dberr(st, what);
-	return PS_OK;
+	return st->last;
+}
+
+int
+ps_state_is_file(const char *spec)
+{
+	return !ps_db_is_pg(spec);
+}
+
+const char *
+ps_state_network_fs(unsigned long f_type)
+{
+	return ps_db_network_fs(f_type);
+}
+
+/* --- statements ---------------------------------------------------- */
+
+/* Run SQL; R (may be NULL) gets its rows. Returns the backend's code. */
+static enum ps_db_rc
+qx(struct ps_state *st, const char *sql, const struct ps_dbargs *a,
+    struct ps_dbres *r)
+{
+	enum ps_db_rc rc = st->db->ops->query(st->db, sql, a, r);
+
+	if (rc != PS_DB_OK && rc != PS_DB_UNIQUE && rc != PS_DB_FOREIGN)
+		fail(st, "%s", st->db->err);
+	return rc;
+}
+
+/* Run SQL; a ps_result, the failure noted. */
+static int
+q(struct ps_state *st, const char *sql, const struct ps_dbargs *a,
+    struct ps_dbres *r)
+{
+	enum ps_db_rc rc = qx(st, sql, a, r);
+
+	if (rc == PS_DB_OK)
+		return PS_OK;
+	return fail(st, "%s", st->db->err);
 }
 
 static int
 begin(struct ps_state *st)
 {
-	return exec(st, "BEGIN IMMEDIATE", "cannot start a transaction");
+	if (st->db->ops->begin(st->db) != PS_DB_OK)
+		return fail(st, "%s", st->db->err);
+	return PS_OK;
 }
 
 static int
 commit(struct ps_state *st)
 {
-	if (sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		dberr(st, "cannot commit");
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
-		return PS_EUSAGE;
-	}
+	if (st->db->ops->commit(st->db) != PS_DB_OK)
+		return fail(st, "%s", st->db->err);
 	return PS_OK;
 }
 
-/* Roll back (if a transaction is open) and pass R through. */
+/* Roll back and pass R through. */
 static int
 rollback(struct ps_state *st, int r)
 {
-	if (!sqlite3_get_autocommit(st->db))
-		sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	st->db->ops->rollback(st->db);
 	return r;
 }
 
-static void
-bind_str(sqlite3_stmt *s, int i, const char *v)
-{
-	if (v == NULL)
-		sqlite3_bind_null(s, i);
-	else
-		sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
-}
-
 static char *
-col_str(sqlite3_stmt *s, int i)
+col_str(const struct ps_dbres *r, size_t row, size_t col)
 {
-	const unsigned char *v = sqlite3_column_text(s, i);
+	const struct ps_dbval *v = ps_dbres_at(r, row, col);
 
-	return v != NULL ? xstrdup((const char *)v) : NULL;
+	return v->null ? NULL : xstrdup(v->s);
 }
 
-/* Run a statement that returns no rows; finalizes it. */
-static int
-run(struct ps_state *st, sqlite3_stmt *s, const char *what)
+static int64_t
+col_int(const struct ps_dbres *r, size_t row, size_t col)
 {
-	int rc;
+	return ps_dbres_at(r, row, col)->i;
+}
 
-	if (s == NULL)
-		return PS_EUSAGE;
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		return dberr(st, what);
-	return PS_OK;
+static double
+col_real(const struct ps_dbres *r, size_t row, size_t col)
+{
+	return ps_dbres_at(r, row, col)->d;
+}
+
+static int
+col_null(const struct ps_dbres *r, size_t row, size_t col)
+{
+	return ps_dbres_at(r, row, col)->null;
+}
+
+static void
+arg_time(struct ps_dbargs *a, time_t t)
+{
+	if (t == 0)
+		ps_db_null(a);
+	else
+		ps_db_int(a, (int64_t)t);
+}
+
+/* The id a statement's RETURNING id gave. */
+static int64_t
+returned_id(const struct ps_dbres *r)
+{
+	return col_int(r, 0, 0);
 }
 
 static double
@@ -241,6 +279,12 @@ int
 ps_task_state_final(enum ps_task_state s)
 {
 	return s >= PS_TASK_SUCCEEDED;
+}
+
+const char *
+ps_fleet_state_name(enum ps_fleet_state s)
+{
+	return (size_t)s < NELEM(fleet_names) ? fleet_names[s] : "unknown";
 }
 
 /* --- process identity ---------------------------------------------- */
@@ -326,222 +370,61 @@ owner_alive(struct ps_state *st, const char *boot_id, pid_t pid,
 
 /* --- open ---------------------------------------------------------- */
 
-/* mkdir -p of the directory part of PATH, new directories mode 0755. */
 static int
-make_parents(const char *path)
+open_db(const char *spec, int flags, struct ps_state **stp, char *err,
+    size_t len)
 {
-	char *d = xstrdup(path), *p;
-
-	for (p = d + 1; (p = strchr(p, '/')) != NULL; p++) {
-		*p = '\0';
-		if (mkdir(d, 0755) == -1 && errno != EEXIST) {
-			ps_err("%s: cannot create directory: %s", d,
-			    strerror(errno));
-			free(d);
-			return PS_EUSAGE;
-		}
-		*p = '/';
-	}
-	free(d);
-	return PS_OK;
-}
-
-/*
- * Create PATH (mode 0640) if missing; if it exists, make sure it is empty
- * or starts with the SQLite header — before SQLite writes anything to it.
- */
-static int
-prepare_file(const char *path)
-{
-	static const char magic[16] = "SQLite format 3";
-	char head[16];
-	ssize_t n;
-	int fd;
-
-	if (make_parents(path) != PS_OK)
-		return PS_EUSAGE;
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-	if (fd != -1) {
-		(void)fchmod(fd, 0640);		/* whatever the umask */
-		close(fd);
-		return PS_OK;
-	}
-	if (errno != EEXIST) {
-		ps_err("%s: cannot create state database: %s", path,
-		    strerror(errno));
-		return PS_EUSAGE;
-	}
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		ps_err("%s: cannot open state database: %s", path,
-		    strerror(errno));
-		return PS_EUSAGE;
-	}
-	n = read(fd, head, sizeof(head));
-	close(fd);
-	if (n == -1) {
-		ps_err("%s: cannot read state database: %s", path,
-		    strerror(errno));
-		return PS_EUSAGE;
-	}
-	if (n != 0 && (n != (ssize_t)sizeof(head) ||
-	    memcmp(head, magic, sizeof(magic)) != 0)) {
-		ps_err("%s: not a SQLite database; refusing to use it as the "
-		    "state database", path);
-		return PS_EUSAGE;
-	}
-	return PS_OK;
-}
-
-/*
- * What the file holds: 1 ours (*VERSION set), 0 empty (never used), or
- * -1 after an error line (foreign, newer, unreadable).
- */
-static int
-identify(struct ps_state *st, long long *version)
-{
-	long long app, nobj;
-	sqlite3_stmt *s;
-	int rc;
-
-	/* One statement, so one snapshot while another process migrates. */
-	s = prep(st, "SELECT a.application_id, u.user_version, "
-	    "(SELECT count(*) FROM sqlite_master) "
-	    "FROM pragma_application_id AS a, pragma_user_version AS u");
-	if (s == NULL)
-		return -1;
-	rc = sqlite3_step(s);
-	app = sqlite3_column_int64(s, 0);
-	*version = sqlite3_column_int64(s, 1);
-	nobj = sqlite3_column_int64(s, 2);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_ROW) {
-		dberr(st, "cannot read the database header");
-		return -1;
-	}
-	if (app == PS_STATE_APP_ID) {
-		if (*version > PS_STATE_VERSION) {
-			ps_err("%s: written by a newer patchsync (schema "
-			    "version %lld; this one knows up to %d); "
-			    "refusing to use it", st->path, *version,
-			    PS_STATE_VERSION);
-			return -1;
-		}
-		return 1;
-	}
-	if (app == 0 && *version == 0 && nobj == 0)
-		return 0;
-	ps_err("%s: a SQLite database that is not a patchsync state "
-	    "database; refusing to use it", st->path);
-	return -1;
-}
-
-static int
-migrate(struct ps_state *st)
-{
-	char sql[64];
-	long long v;
-	int kind;
-
-	if (begin(st) != PS_OK)
-		return PS_EUSAGE;
-	/* Again under the lock: another process may have done it. */
-	if ((kind = identify(st, &v)) < 0)
-		return rollback(st, PS_EUSAGE);
-	if (kind == 1 && v == PS_STATE_VERSION)
-		return commit(st);
-	if (kind == 0)
-		v = 0;
-	for (; v < PS_STATE_VERSION; v++)
-		if (exec(st, migrations[v], "cannot create the schema") !=
-		    PS_OK)
-			return rollback(st, PS_EUSAGE);
-	snprintf(sql, sizeof(sql), "PRAGMA application_id = %d",
-	    PS_STATE_APP_ID);
-	if (exec(st, sql, "cannot mark the database") != PS_OK)
-		return rollback(st, PS_EUSAGE);
-	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d",
-	    PS_STATE_VERSION);
-	if (exec(st, sql, "cannot set the schema version") != PS_OK)
-		return rollback(st, PS_EUSAGE);
-	return commit(st);
-}
-
-/* The current journal mode into MODE (16 bytes); SQLite result code. */
-static int
-journal_mode(struct ps_state *st, const char *sql, char *mode)
-{
-	sqlite3_stmt *s = prep(st, sql);
-	const unsigned char *v;
-	int rc;
-
-	mode[0] = '\0';
-	if (s == NULL)
-		return SQLITE_ERROR;
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW && (v = sqlite3_column_text(s, 0)) != NULL)
-		snprintf(mode, 16, "%s", (const char *)v);
-	sqlite3_finalize(s);
-	return rc;
-}
-
-static int
-configure(struct ps_state *st)
-{
-	char mode[16];
-	int rc, tries;
-
-	/*
-	 * WAL lets readers work while one process writes. Switching needs
-	 * an exclusive lock and SQLite does not call the busy handler for
-	 * it, so retry here (a first open racing another one).
-	 */
-	rc = journal_mode(st, "PRAGMA journal_mode", mode);
-	for (tries = 0; strcmp(mode, "wal") != 0 &&
-	    tries < BUSY_TIMEOUT_MS / 10; tries++) {
-		rc = journal_mode(st, "PRAGMA journal_mode = WAL", mode);
-		if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
-			break;
-		usleep(10000);
-	}
-	if (strcmp(mode, "wal") != 0)
-		return dberr(st, "cannot switch to WAL journal mode");
-	return exec(st, "PRAGMA foreign_keys = ON; "
-	    "PRAGMA synchronous = NORMAL", "cannot configure the database");
-}
-
-int
-ps_state_open(const char *path, struct ps_state **stp)
-{
+	pthread_mutexattr_t ma;
 	struct ps_state *st;
-	long long v;
-	int kind;
+	struct ps_db *db;
+	enum ps_db_rc rc;
 
 	*stp = NULL;
-	if (prepare_file(path) != PS_OK)
+	rc = ps_db_open(spec, flags, &db, err, len);
+	if (rc == PS_DB_ABSENT)
+		return PS_OK;
+	if (rc != PS_DB_OK)
 		return PS_EUSAGE;
 	st = xcalloc(1, sizeof(*st));
-	st->path = xstrdup(path);
+	st->db = db;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&st->mu, &ma);
+	pthread_mutexattr_destroy(&ma);
 	if (gethostname(st->host, sizeof(st->host) - 1) == -1)
 		st->host[0] = '\0';
 	read_boot_id(st->boot_id, sizeof(st->boot_id));
-	if (sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE, NULL) !=
-	    SQLITE_OK) {
-		if (st->db == NULL)
-			ps_err("%s: cannot open state database", path);
-		else
-			dberr(st, "cannot open state database");
-		ps_state_close(st);
-		return PS_EUSAGE;
-	}
-	sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
-	/* Identify before anything that could write (journal_mode does). */
-	if ((kind = identify(st, &v)) < 0 || configure(st) != PS_OK ||
-	    ((kind == 0 || v < PS_STATE_VERSION) && migrate(st) != PS_OK)) {
-		ps_state_close(st);
-		return PS_EUSAGE;
-	}
 	*stp = st;
 	return PS_OK;
+}
+
+int
+ps_state_open(const char *spec, struct ps_state **stp)
+{
+	char err[1024];
+
+	if (open_db(spec, PS_DB_CREATE, stp, err, sizeof(err)) == PS_OK)
+		return PS_OK;
+	ps_err("%s", err);
+	return PS_EUSAGE;
+}
+
+int
+ps_state_open_existing(const char *spec, struct ps_state **stp)
+{
+	char err[1024];
+
+	if (open_db(spec, 0, stp, err, sizeof(err)) == PS_OK)
+		return PS_OK;
+	ps_err("%s", err);
+	return PS_EUSAGE;
+}
+
+int
+ps_state_try_open(const char *spec, struct ps_state **stp, char *err,
+    size_t len)
+{
+	return open_db(spec, 0, stp, err, len);
 }
 
 void
@@ -549,8 +432,8 @@ ps_state_close(struct ps_state *st)
 {
 	if (st == NULL)
 		return;
-	sqlite3_close(st->db);
-	free(st->path);
+	st->db->ops->close(st->db);
+	pthread_mutex_destroy(&st->mu);
 	free(st);
 }
 
@@ -572,145 +455,273 @@ ps_state_server_name_ok(const char *name)
 	return 1;
 }
 
+static void
+arg_bwlimit(struct ps_dbargs *a, uint64_t v)
+{
+	if (v == 0)
+		ps_db_null(a);
+	else
+		ps_db_int(a, (int64_t)v);
+}
+
+static void
+arg_timeout(struct ps_dbargs *a, int v)
+{
+	if (v < 0)
+		ps_db_null(a);
+	else
+		ps_db_int(a, v);
+}
+
+static int
+server_add(struct ps_state *st, const struct ps_server *sv)
+{
+	struct ps_dbargs a = { 0 };
+	enum ps_db_rc rc;
+
+	if (!ps_state_server_name_ok(sv->name))
+		return fail(st, "invalid server name '%s': use up to 64 "
+		    "letters, digits, '.', '_' and '-', not starting with '-' "
+		    "or '.'", sv->name);
+	if (sv->url == NULL || sv->url[0] == '\0')
+		return fail(st, "server %s: empty URL", sv->name);
+	if ((int64_t)sv->bwlimit < 0)
+		return fail(st, "server %s: bandwidth limit out of range",
+		    sv->name);
+	ps_db_text(&a, sv->name);
+	ps_db_text(&a, sv->url);
+	ps_db_text(&a, sv->identity_file);
+	ps_db_text(&a, sv->secret_file);
+	ps_db_text(&a, sv->rsh);
+	ps_db_text(&a, sv->remote_path);
+	arg_bwlimit(&a, sv->bwlimit);
+	arg_timeout(&a, sv->timeout);
+	ps_db_int(&a, sv->download_source != 0);
+	ps_db_int(&a, (int64_t)time(NULL));
+	rc = qx(st, "INSERT INTO servers (name, url, identity_file, "
+	    "secret_file, rsh, remote_path, bwlimit, timeout, "
+	    "download_source, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	    &a, NULL);
+	if (rc == PS_DB_UNIQUE)
+		return fail(st, "server %s already exists", sv->name);
+	return rc == PS_DB_OK ? PS_OK : PS_EUSAGE;
+}
+
 int
 ps_state_server_add(struct ps_state *st, const struct ps_server *sv)
 {
-	sqlite3_stmt *s;
-	int rc;
-
-	if (!ps_state_server_name_ok(sv->name)) {
-		ps_err("invalid server name '%s': use up to 64 letters, digits, "
-		    "'.', '_' and '-', not starting with '-' or '.'", sv->name);
-		return PS_EUSAGE;
-	}
-	if (sv->url == NULL || sv->url[0] == '\0') {
-		ps_err("server %s: empty URL", sv->name);
-		return PS_EUSAGE;
-	}
-	s = prep(st, "INSERT INTO servers (name, url, identity_file, "
-	    "secret_file, rsh, download_source, created) "
-	    "VALUES (?, ?, ?, ?, ?, ?, ?)");
-	if (s == NULL)
-		return PS_EUSAGE;
-	bind_str(s, 1, sv->name);
-	bind_str(s, 2, sv->url);
-	bind_str(s, 3, sv->identity_file);
-	bind_str(s, 4, sv->secret_file);
-	bind_str(s, 5, sv->rsh);
-	sqlite3_bind_int(s, 6, sv->download_source != 0);
-	sqlite3_bind_int64(s, 7, (sqlite3_int64)time(NULL));
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc == SQLITE_DONE)
-		return PS_OK;
-	if (sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_PRIMARYKEY) {
-		ps_err("server %s already exists", sv->name);
-		return PS_EUSAGE;
-	}
-	return dberr(st, "cannot add server");
+	enter(st);
+	return leave(st, server_add(st, sv));
 }
 
 #define SERVER_COLS "name, url, identity_file, secret_file, rsh, " \
-	"download_source, created"
+	"download_source, created, remote_path, bwlimit, timeout"
 
 static void
-server_row(sqlite3_stmt *s, struct ps_server *sv)
+server_row(const struct ps_dbres *r, size_t i, struct ps_server *sv)
 {
-	sv->name = col_str(s, 0);
-	sv->url = col_str(s, 1);
-	sv->identity_file = col_str(s, 2);
-	sv->secret_file = col_str(s, 3);
-	sv->rsh = col_str(s, 4);
-	sv->download_source = sqlite3_column_int(s, 5);
-	sv->created = (time_t)sqlite3_column_int64(s, 6);
+	sv->name = col_str(r, i, 0);
+	sv->url = col_str(r, i, 1);
+	sv->identity_file = col_str(r, i, 2);
+	sv->secret_file = col_str(r, i, 3);
+	sv->rsh = col_str(r, i, 4);
+	sv->download_source = (int)col_int(r, i, 5);
+	sv->created = (time_t)col_int(r, i, 6);
+	sv->remote_path = col_str(r, i, 7);
+	sv->bwlimit = col_null(r, i, 8) ? 0 : (uint64_t)col_int(r, i, 8);
+	sv->timeout = col_null(r, i, 9) ? -1 : (int)col_int(r, i, 9);
+}
+
+static int
+server_get(struct ps_state *st, const char *name, struct ps_server *sv)
+{
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
+	int found;
+
+	memset(sv, 0, sizeof(*sv));
+	sv->timeout = -1;
+	ps_db_text(&a, name);
+	if (q(st, "SELECT " SERVER_COLS " FROM servers WHERE name = ?", &a,
+	    &r) != PS_OK)
+		return PS_EUSAGE;
+	if ((found = r.nrows == 1))
+		server_row(&r, 0, sv);
+	ps_dbres_free(&r);
+	return found ? PS_OK : fail(st, "unknown server %s", name);
 }
 
 int
 ps_state_server_get(struct ps_state *st, const char *name,
     struct ps_server *sv)
 {
-	sqlite3_stmt *s;
-	int rc;
-
-	memset(sv, 0, sizeof(*sv));
-	s = prep(st, "SELECT " SERVER_COLS " FROM servers WHERE name = ?");
-	if (s == NULL)
-		return PS_EUSAGE;
-	bind_str(s, 1, name);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		server_row(s, sv);
-	sqlite3_finalize(s);
-	if (rc == SQLITE_ROW)
-		return PS_OK;
-	if (rc == SQLITE_DONE) {
-		ps_err("unknown server %s", name);
-		return PS_EUSAGE;
-	}
-	return dberr(st, "cannot read server");
+	enter(st);
+	return leave(st, server_get(st, name, sv));
 }
 
 int
 ps_state_server_list(struct ps_state *st, struct ps_server **v, size_t *n)
 {
-	sqlite3_stmt *s;
-	int rc;
+	struct ps_dbres r;
+	size_t i;
 
 	*v = NULL;
 	*n = 0;
-	s = prep(st, "SELECT " SERVER_COLS " FROM servers ORDER BY name");
-	if (s == NULL)
+	enter(st);
+	if (q(st, "SELECT " SERVER_COLS " FROM servers ORDER BY name", NULL,
+	    &r) != PS_OK)
+		return leave(st, PS_EUSAGE);
+	*v = xcalloc(r.nrows + 1, sizeof(**v));
+	for (i = 0; i < r.nrows; i++)
+		server_row(&r, i, &(*v)[i]);
+	*n = r.nrows;
+	ps_dbres_free(&r);
+	return leave(st, PS_OK);
+}
+
+/* Inside a transaction: the ids of schedules pushing to SERVER, or "". */
+static int
+schedule_users(struct ps_state *st, const char *server, struct buf *ids)
+{
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
+	char num[32];
+	size_t i;
+
+	ps_db_text(&a, server);
+	if (q(st, "SELECT id FROM schedules WHERE server = ? ORDER BY id", &a,
+	    &r) != PS_OK)
 		return PS_EUSAGE;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		*v = xreallocarray(*v, *n + 1, sizeof(**v));
-		server_row(s, &(*v)[(*n)++]);
+	for (i = 0; i < r.nrows; i++) {
+		snprintf(num, sizeof(num), "%s%lld", i > 0 ? ", " : "",
+		    (long long)col_int(&r, i, 0));
+		buf_addstr(ids, num);
 	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		ps_server_list_free(*v, *n);
-		*v = NULL;
-		*n = 0;
-		return dberr(st, "cannot list servers");
-	}
+	buf_addc(ids, '\0');
+	ps_dbres_free(&r);
 	return PS_OK;
+}
+
+/* Inside a transaction: set one column of server NAME. */
+static int
+set_column(struct ps_state *st, const char *name, const char *col,
+    struct ps_dbargs *a)
+{
+	char *sql = xasprintf("UPDATE servers SET %s = ? WHERE name = ?", col);
+	int r;
+
+	ps_db_text(a, name);
+	r = q(st, sql, a, NULL);
+	free(sql);
+	return r;
+}
+
+static int
+set_text(struct ps_state *st, const char *name, const char *col,
+    const char *v)
+{
+	struct ps_dbargs a = { 0 };
+
+	if (v == NULL)
+		return PS_OK;
+	ps_db_text(&a, v[0] != '\0' ? v : NULL);
+	return set_column(st, name, col, &a);
+}
+
+static int
+server_edit(struct ps_state *st, const char *name,
+    const struct ps_server_edit *e)
+{
+	struct ps_dbargs a = { 0 };
+	struct buf users = { 0 };
+	struct ps_server sv;
+	int r;
+
+	if (e->url != NULL && e->url[0] == '\0')
+		return fail(st, "server %s: empty URL", name);
+	if (begin(st) != PS_OK)
+		return PS_EUSAGE;
+	if (server_get(st, name, &sv) != PS_OK)
+		return rollback(st, PS_EUSAGE);
+	ps_server_free(&sv);
+	if (e->download_source == 1) {
+		if (schedule_users(st, name, &users) != PS_OK)
+			return rollback(st, PS_EUSAGE);
+		r = users.p[0] != '\0' ? fail(st, "server %s is used by "
+		    "schedule %s: it cannot become a download source; delete "
+		    "those first", name, (char *)users.p) : PS_OK;
+		buf_free(&users);
+		if (r != PS_OK)
+			return rollback(st, r);
+	}
+	if (set_text(st, name, "url", e->url) != PS_OK ||
+	    set_text(st, name, "identity_file", e->identity_file) != PS_OK ||
+	    set_text(st, name, "secret_file", e->secret_file) != PS_OK ||
+	    set_text(st, name, "rsh", e->rsh) != PS_OK ||
+	    set_text(st, name, "remote_path", e->remote_path) != PS_OK)
+		return rollback(st, PS_EUSAGE);
+	if (e->bwlimit >= 0) {
+		arg_bwlimit(&a, (uint64_t)e->bwlimit);
+		if (set_column(st, name, "bwlimit", &a) != PS_OK)
+			return rollback(st, PS_EUSAGE);
+	}
+	memset(&a, 0, sizeof(a));
+	if (e->timeout != PS_KEEP) {
+		arg_timeout(&a, e->timeout);
+		if (set_column(st, name, "timeout", &a) != PS_OK)
+			return rollback(st, PS_EUSAGE);
+	}
+	memset(&a, 0, sizeof(a));
+	if (e->download_source >= 0) {
+		ps_db_int(&a, e->download_source != 0);
+		if (set_column(st, name, "download_source", &a) != PS_OK)
+			return rollback(st, PS_EUSAGE);
+	}
+	return commit(st);
+}
+
+int
+ps_state_server_edit(struct ps_state *st, const char *name,
+    const struct ps_server_edit *e)
+{
+	enter(st);
+	return leave(st, server_edit(st, name, e));
+}
+
+static int
+server_remove(struct ps_state *st, const char *name)
+{
+	struct ps_dbargs a = { 0 };
+	struct buf users = { 0 };
+	struct ps_dbres r;
+	int rc;
+
+	if (begin(st) != PS_OK)
+		return PS_EUSAGE;
+	if (schedule_users(st, name, &users) != PS_OK)
+		return rollback(st, PS_EUSAGE);
+	if (users.p[0] != '\0') {
+		fail(st, "server %s is used by schedule %s; delete those "
+		    "first", name, (char *)users.p);
+		buf_free(&users);
+		return rollback(st, PS_EUSAGE);
+	}
+	buf_free(&users);
+	ps_db_text(&a, name);
+	if (q(st, "DELETE FROM servers WHERE name = ?", &a, &r) != PS_OK)
+		return rollback(st, PS_EUSAGE);
+	rc = r.changes == 0 ? fail(st, "unknown server %s", name) : PS_OK;
+	ps_dbres_free(&r);
+	if (rc != PS_OK)
+		return rollback(st, rc);
+	return commit(st);
 }
 
 int
 ps_state_server_remove(struct ps_state *st, const char *name)
 {
-	sqlite3_stmt *s;
-	char *users = NULL;
-	int rc;
-
-	if (begin(st) != PS_OK)
-		return PS_EUSAGE;
-	s = prep(st, "SELECT group_concat(id, ', ') FROM schedules "
-	    "WHERE server = ?");
-	if (s == NULL)
-		return rollback(st, PS_EUSAGE);
-	bind_str(s, 1, name);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		users = col_str(s, 0);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_ROW)
-		return rollback(st, dberr(st, "cannot read schedules"));
-	if (users != NULL) {
-		ps_err("server %s is used by schedule %s; delete those first",
-		    name, users);
-		free(users);
-		return rollback(st, PS_EUSAGE);
-	}
-	s = prep(st, "DELETE FROM servers WHERE name = ?");
-	if (s != NULL)
-		bind_str(s, 1, name);
-	if (run(st, s, "cannot remove server") != PS_OK)
-		return rollback(st, PS_EUSAGE);
-	if (sqlite3_changes(st->db) == 0) {
-		ps_err("unknown server %s", name);
-		return rollback(st, PS_EUSAGE);
-	}
-	return commit(st);
+	enter(st);
+	return leave(st, server_remove(st, name));
 }
 
 void
@@ -723,6 +734,7 @@ ps_server_free(struct ps_server *sv)
 	free(sv->identity_file);
 	free(sv->secret_file);
 	free(sv->rsh);
+	free(sv->remote_path);
 	memset(sv, 0, sizeof(*sv));
 }
 
@@ -740,7 +752,7 @@ ps_server_list_free(struct ps_server *v, size_t n)
 
 /* "" or names [a-z0-9_-]+ separated by single commas. */
 static int
-components_ok(const char *c)
+components_ok(struct ps_state *st, const char *c)
 {
 	size_t i, run = 0;
 
@@ -759,23 +771,22 @@ components_ok(const char *c)
 	}
 	if (c[i] == '\0' && (i == 0 || run > 0))
 		return 1;
-	ps_err("invalid component list '%s': names of [a-z0-9_-] separated "
-	    "by commas", c);
+	fail(st, "invalid component list '%s': names of [a-z0-9_-] "
+	    "separated by commas", c);
 	return 0;
 }
 
 /* Parse CRON and compute its next slot after NOW (0: never). */
 static int
-cron_next(const char *cron, time_t now, time_t *next)
+cron_next(struct ps_state *st, const char *cron, time_t now, time_t *next)
 {
 	struct ps_cron c;
 	char err[256];
 	time_t t;
 
-	if (ps_cron_parse(cron, &c, err, sizeof(err)) != 0) {
-		ps_err("invalid cron expression '%s': %s", cron, err);
-		return PS_EUSAGE;
-	}
+	if (ps_cron_parse(cron, &c, err, sizeof(err)) != 0)
+		return fail(st, "invalid cron expression '%s': %s", cron,
+		    err);
 	t = ps_cron_next(&c, now);
 	*next = t == -1 ? 0 : t;
 	return PS_OK;
@@ -788,25 +799,47 @@ check_target(struct ps_state *st, const char *server)
 	struct ps_server sv;
 	int src;
 
-	if (ps_state_server_get(st, server, &sv) != PS_OK)
+	if (server_get(st, server, &sv) != PS_OK)
 		return PS_EUSAGE;
 	src = sv.download_source;
 	ps_server_free(&sv);
-	if (src) {
-		ps_err("server %s is a download source: the console downloads "
-		    "from it, so it cannot be scheduled for pushes", server);
-		return PS_EUSAGE;
-	}
+	if (src)
+		return fail(st, "server %s is a download source: the console "
+		    "downloads from it, so it cannot be scheduled for pushes",
+		    server);
 	return PS_OK;
 }
 
-static void
-bind_time(sqlite3_stmt *s, int i, time_t t)
+static int
+schedule_add(struct ps_state *st, const char *owner, const char *server,
+    const char *components, const char *cron, time_t now, int64_t *id)
 {
-	if (t == 0)
-		sqlite3_bind_null(s, i);
-	else
-		sqlite3_bind_int64(s, i, (sqlite3_int64)t);
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
+	time_t next;
+
+	if (components == NULL)
+		components = "";
+	if (cron_next(st, cron, now, &next) != PS_OK ||
+	    !components_ok(st, components))
+		return PS_EUSAGE;
+	if (begin(st) != PS_OK)
+		return PS_EUSAGE;
+	if (check_target(st, server) != PS_OK)
+		return rollback(st, PS_EUSAGE);
+	ps_db_text(&a, owner);
+	ps_db_text(&a, server);
+	ps_db_text(&a, components);
+	ps_db_text(&a, cron);
+	arg_time(&a, next);
+	ps_db_int(&a, (int64_t)now);
+	if (q(st, "INSERT INTO schedules (owner, server, components, cron, "
+	    "next_run, created) VALUES (?, ?, ?, ?, ?, ?) RETURNING id", &a,
+	    &r) != PS_OK)
+		return rollback(st, PS_EUSAGE);
+	*id = returned_id(&r);
+	ps_dbres_free(&r);
+	return commit(st);
 }
 
 int
@@ -814,99 +847,74 @@ ps_state_schedule_add(struct ps_state *st, const char *owner,
     const char *server, const char *components, const char *cron,
     time_t now, int64_t *id)
 {
-	sqlite3_stmt *s;
-	time_t next;
-
-	if (components == NULL)
-		components = "";
-	if (cron_next(cron, now, &next) != PS_OK || !components_ok(components))
-		return PS_EUSAGE;
-	if (begin(st) != PS_OK)
-		return PS_EUSAGE;
-	if (check_target(st, server) != PS_OK)
-		return rollback(st, PS_EUSAGE);
-	s = prep(st, "INSERT INTO schedules (owner, server, components, cron, "
-	    "next_run, created) VALUES (?, ?, ?, ?, ?, ?)");
-	if (s != NULL) {
-		bind_str(s, 1, owner);
-		bind_str(s, 2, server);
-		bind_str(s, 3, components);
-		bind_str(s, 4, cron);
-		bind_time(s, 5, next);
-		sqlite3_bind_int64(s, 6, (sqlite3_int64)now);
-	}
-	if (run(st, s, "cannot add schedule") != PS_OK)
-		return rollback(st, PS_EUSAGE);
-	*id = sqlite3_last_insert_rowid(st->db);
-	return commit(st);
+	enter(st);
+	return leave(st, schedule_add(st, owner, server, components, cron,
+	    now, id));
 }
 
 #define SCHEDULE_COLS "id, owner, server, components, cron, next_run, " \
 	"last_run, last_result, last_task, created"
 
 static void
-schedule_row(sqlite3_stmt *s, struct ps_schedule *sc)
+schedule_row(const struct ps_dbres *r, size_t i, struct ps_schedule *sc)
 {
-	sc->id = sqlite3_column_int64(s, 0);
-	sc->owner = col_str(s, 1);
-	sc->server = col_str(s, 2);
-	sc->components = col_str(s, 3);
-	sc->cron = col_str(s, 4);
-	sc->next_run = (time_t)sqlite3_column_int64(s, 5);
-	sc->last_run = (time_t)sqlite3_column_int64(s, 6);
-	sc->last_result = col_str(s, 7);
-	sc->last_task = sqlite3_column_int64(s, 8);
-	sc->created = (time_t)sqlite3_column_int64(s, 9);
+	sc->id = col_int(r, i, 0);
+	sc->owner = col_str(r, i, 1);
+	sc->server = col_str(r, i, 2);
+	sc->components = col_str(r, i, 3);
+	sc->cron = col_str(r, i, 4);
+	sc->next_run = (time_t)col_int(r, i, 5);
+	sc->last_run = (time_t)col_int(r, i, 6);
+	sc->last_result = col_str(r, i, 7);
+	sc->last_task = col_int(r, i, 8);
+	sc->created = (time_t)col_int(r, i, 9);
+}
+
+static int
+schedule_get(struct ps_state *st, int64_t id, struct ps_schedule *sc)
+{
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
+	int found;
+
+	memset(sc, 0, sizeof(*sc));
+	ps_db_int(&a, id);
+	if (q(st, "SELECT " SCHEDULE_COLS " FROM schedules WHERE id = ?", &a,
+	    &r) != PS_OK)
+		return PS_EUSAGE;
+	if ((found = r.nrows == 1))
+		schedule_row(&r, 0, sc);
+	ps_dbres_free(&r);
+	return found ? PS_OK : fail(st, "unknown schedule %lld",
+	    (long long)id);
 }
 
 int
 ps_state_schedule_get(struct ps_state *st, int64_t id, struct ps_schedule *sc)
 {
-	sqlite3_stmt *s;
-	int rc;
-
-	memset(sc, 0, sizeof(*sc));
-	s = prep(st, "SELECT " SCHEDULE_COLS " FROM schedules WHERE id = ?");
-	if (s == NULL)
-		return PS_EUSAGE;
-	sqlite3_bind_int64(s, 1, id);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		schedule_row(s, sc);
-	sqlite3_finalize(s);
-	if (rc == SQLITE_ROW)
-		return PS_OK;
-	if (rc == SQLITE_DONE) {
-		ps_err("unknown schedule %lld", (long long)id);
-		return PS_EUSAGE;
-	}
-	return dberr(st, "cannot read schedule");
+	enter(st);
+	return leave(st, schedule_get(st, id, sc));
 }
 
 int
 ps_state_schedule_list(struct ps_state *st, struct ps_schedule **v,
     size_t *n)
 {
-	sqlite3_stmt *s;
-	int rc;
+	struct ps_dbres r;
+	size_t i;
 
 	*v = NULL;
 	*n = 0;
-	s = prep(st, "SELECT " SCHEDULE_COLS " FROM schedules ORDER BY id");
-	if (s == NULL)
-		return PS_EUSAGE;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		*v = xreallocarray(*v, *n + 1, sizeof(**v));
-		schedule_row(s, &(*v)[(*n)++]);
-	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		ps_schedule_list_free(*v, *n);
-		*v = NULL;
-		*n = 0;
-		return dberr(st, "cannot list schedules");
-	}
-	return PS_OK;
+	enter(st);
+	if (q(st, "SELECT " SCHEDULE_COLS " FROM schedules ORDER BY id", NULL,
+	    &r) != PS_OK)
+		return leave(st, PS_EUSAGE);
+	*v = xcalloc(r.nrows + 1, sizeof(**v));
+	for (i = 0; i < r.nrows; i++)
+		schedule_row(&r, i, &(*v)[i]);
+	*n = r.nrows;
+	ps_dbres_free(&r);
+	return leave(st, PS_OK);
 }
 
 /*
@@ -920,12 +928,11 @@ own_schedule(struct ps_state *st, const char *console, int64_t id,
 	struct ps_schedule tmp;
 	int r;
 
-	if (ps_state_schedule_get(st, id, &tmp) != PS_OK)
+	if (schedule_get(st, id, &tmp) != PS_OK)
 		return PS_EUSAGE;
-	r = strcmp(tmp.owner, console) == 0 ? PS_OK : PS_EUSAGE;
-	if (r != PS_OK)
-		ps_err("schedule %lld belongs to console %s; only it can edit "
-		    "or run it", (long long)id, tmp.owner);
+	r = strcmp(tmp.owner, console) == 0 ? PS_OK : fail(st, "schedule "
+	    "%lld belongs to console %s; only it can edit or run it",
+	    (long long)id, tmp.owner);
 	if (r == PS_OK && sc != NULL)
 		*sc = tmp;
 	else
@@ -934,68 +941,76 @@ own_schedule(struct ps_state *st, const char *console, int64_t id,
 }
 
 static int
-update_text(struct ps_state *st, const char *sql, const char *v, int64_t id)
+update_schedule(struct ps_state *st, const char *col, const char *v,
+    int64_t id)
 {
-	sqlite3_stmt *s = prep(st, sql);
+	struct ps_dbargs a = { 0 };
+	char *sql;
+	int r;
 
-	if (s != NULL) {
-		bind_str(s, 1, v);
-		sqlite3_bind_int64(s, 2, id);
-	}
-	return run(st, s, "cannot update schedule");
+	if (v == NULL)
+		return PS_OK;
+	sql = xasprintf("UPDATE schedules SET %s = ? WHERE id = ?", col);
+	ps_db_text(&a, v);
+	ps_db_int(&a, id);
+	r = q(st, sql, &a, NULL);
+	free(sql);
+	return r;
 }
 
-int
-ps_state_schedule_edit(struct ps_state *st, const char *console, int64_t id,
+static int
+schedule_edit(struct ps_state *st, const char *console, int64_t id,
     const struct ps_schedule_edit *e, time_t now)
 {
-	sqlite3_stmt *s;
+	struct ps_dbargs a = { 0 };
 	time_t next = 0;
 
-	if (e->cron != NULL && cron_next(e->cron, now, &next) != PS_OK)
+	if (e->cron != NULL && cron_next(st, e->cron, now, &next) != PS_OK)
 		return PS_EUSAGE;
-	if (e->components != NULL && !components_ok(e->components))
+	if (e->components != NULL && !components_ok(st, e->components))
 		return PS_EUSAGE;
 	if (begin(st) != PS_OK)
 		return PS_EUSAGE;
 	if (own_schedule(st, console, id, NULL) != PS_OK ||
 	    (e->server != NULL && check_target(st, e->server) != PS_OK))
 		return rollback(st, PS_EUSAGE);
-	if (e->server != NULL && update_text(st, "UPDATE schedules SET "
-	    "server = ? WHERE id = ?", e->server, id) != PS_OK)
-		return rollback(st, PS_EUSAGE);
-	if (e->components != NULL && update_text(st, "UPDATE schedules SET "
-	    "components = ? WHERE id = ?", e->components, id) != PS_OK)
+	if (update_schedule(st, "server", e->server, id) != PS_OK ||
+	    update_schedule(st, "components", e->components, id) != PS_OK)
 		return rollback(st, PS_EUSAGE);
 	if (e->cron != NULL) {
-		s = prep(st, "UPDATE schedules SET cron = ?, next_run = ? "
-		    "WHERE id = ?");
-		if (s != NULL) {
-			bind_str(s, 1, e->cron);
-			bind_time(s, 2, next);
-			sqlite3_bind_int64(s, 3, id);
-		}
-		if (run(st, s, "cannot update schedule") != PS_OK)
+		ps_db_text(&a, e->cron);
+		arg_time(&a, next);
+		ps_db_int(&a, id);
+		if (q(st, "UPDATE schedules SET cron = ?, next_run = ? "
+		    "WHERE id = ?", &a, NULL) != PS_OK)
 			return rollback(st, PS_EUSAGE);
 	}
 	return commit(st);
 }
 
 int
+ps_state_schedule_edit(struct ps_state *st, const char *console, int64_t id,
+    const struct ps_schedule_edit *e, time_t now)
+{
+	enter(st);
+	return leave(st, schedule_edit(st, console, id, e, now));
+}
+
+int
 ps_state_schedule_delete(struct ps_state *st, int64_t id)
 {
-	sqlite3_stmt *s;
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
+	int rc;
 
-	s = prep(st, "DELETE FROM schedules WHERE id = ?");
-	if (s != NULL)
-		sqlite3_bind_int64(s, 1, id);
-	if (run(st, s, "cannot delete schedule") != PS_OK)
-		return PS_EUSAGE;
-	if (sqlite3_changes(st->db) == 0) {
-		ps_err("unknown schedule %lld", (long long)id);
-		return PS_EUSAGE;
-	}
-	return PS_OK;
+	enter(st);
+	ps_db_int(&a, id);
+	if (q(st, "DELETE FROM schedules WHERE id = ?", &a, &r) != PS_OK)
+		return leave(st, PS_EUSAGE);
+	rc = r.changes == 0 ? fail(st, "unknown schedule %lld",
+	    (long long)id) : PS_OK;
+	ps_dbres_free(&r);
+	return leave(st, rc);
 }
 
 void
@@ -1029,55 +1044,44 @@ insert_task(struct ps_state *st, enum ps_task_kind kind, int64_t schedule_id,
     const char *console, const char *server, const char *components,
     int64_t *id)
 {
-	sqlite3_stmt *s;
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
 	char pstate;
 
-	s = prep(st, "INSERT INTO tasks (kind, schedule_id, console, server, "
+	ps_db_text(&a, ps_task_kind_name(kind));
+	if (schedule_id != 0)
+		ps_db_int(&a, schedule_id);
+	else
+		ps_db_null(&a);
+	ps_db_text(&a, console);
+	ps_db_text(&a, server);
+	ps_db_text(&a, components != NULL ? components : "");
+	ps_db_text(&a, st->host);
+	ps_db_text(&a, st->boot_id);
+	ps_db_int(&a, (int64_t)getpid());
+	ps_db_int(&a, (int64_t)proc_start(getpid(), &pstate));
+	ps_db_real(&a, now_real());
+	if (q(st, "INSERT INTO tasks (kind, schedule_id, console, server, "
 	    "components, state, host, boot_id, pid, pid_start, created) "
-	    "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?)");
-	if (s != NULL) {
-		bind_str(s, 1, ps_task_kind_name(kind));
-		if (schedule_id != 0)
-			sqlite3_bind_int64(s, 2, schedule_id);
-		bind_str(s, 3, console);
-		bind_str(s, 4, server);
-		bind_str(s, 5, components != NULL ? components : "");
-		bind_str(s, 6, st->host);
-		bind_str(s, 7, st->boot_id);
-		sqlite3_bind_int64(s, 8, (sqlite3_int64)getpid());
-		sqlite3_bind_int64(s, 9,
-		    (sqlite3_int64)proc_start(getpid(), &pstate));
-		sqlite3_bind_double(s, 10, now_real());
-	}
-	if (run(st, s, "cannot create task") != PS_OK)
+	    "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?) RETURNING id",
+	    &a, &r) != PS_OK)
 		return PS_EUSAGE;
-	*id = sqlite3_last_insert_rowid(st->db);
+	*id = returned_id(&r);
+	ps_dbres_free(&r);
 	return PS_OK;
 }
 
-/* Record TASK as the last run of schedule SCHED; SET_NEXT: next_run = NEXT. */
+/* Record TASK as the last run of schedule SCHED (next_run unchanged). */
 static int
-note_run(struct ps_state *st, int64_t sched, int64_t task, time_t now,
-    time_t next, int set_next)
+note_run(struct ps_state *st, int64_t sched, int64_t task, time_t now)
 {
-	sqlite3_stmt *s;
+	struct ps_dbargs a = { 0 };
 
-	s = prep(st, set_next ?
-	    "UPDATE schedules SET last_run = ?, last_task = ?, "
-	    "last_result = 'queued', next_run = ? WHERE id = ?" :
-	    "UPDATE schedules SET last_run = ?, last_task = ?, "
-	    "last_result = 'queued' WHERE id = ?");
-	if (s != NULL) {
-		sqlite3_bind_int64(s, 1, (sqlite3_int64)now);
-		sqlite3_bind_int64(s, 2, task);
-		if (set_next) {
-			bind_time(s, 3, next);
-			sqlite3_bind_int64(s, 4, sched);
-		} else {
-			sqlite3_bind_int64(s, 3, sched);
-		}
-	}
-	return run(st, s, "cannot update schedule");
+	ps_db_int(&a, (int64_t)now);
+	ps_db_int(&a, task);
+	ps_db_int(&a, sched);
+	return q(st, "UPDATE schedules SET last_run = ?, last_task = ?, "
+	    "last_result = 'queued' WHERE id = ?", &a, NULL);
 }
 
 int
@@ -1085,31 +1089,29 @@ ps_state_task_create(struct ps_state *st, enum ps_task_kind kind,
     int64_t schedule_id, const char *console, const char *server,
     const char *components, int64_t *id)
 {
+	enter(st);
 	if (begin(st) != PS_OK)
-		return PS_EUSAGE;
+		return leave(st, PS_EUSAGE);
 	if (insert_task(st, kind, schedule_id, console, server, components,
-	    id) != PS_OK)
-		return rollback(st, PS_EUSAGE);
-	if (schedule_id != 0 && note_run(st, schedule_id, *id, time(NULL), 0,
-	    0) != PS_OK)
-		return rollback(st, PS_EUSAGE);
-	return commit(st);
+	    id) != PS_OK || (schedule_id != 0 && note_run(st, schedule_id,
+	    *id, time(NULL)) != PS_OK))
+		return leave(st, rollback(st, PS_EUSAGE));
+	return leave(st, commit(st));
 }
 
-int
-ps_state_schedule_run_now(struct ps_state *st, const char *console,
-    int64_t id, struct ps_claim *claim)
+static int
+run_now(struct ps_state *st, const char *console, int64_t id,
+    struct ps_claim *claim)
 {
 	struct ps_schedule sc;
 
-	memset(claim, 0, sizeof(*claim));
 	if (begin(st) != PS_OK)
 		return PS_EUSAGE;
 	if (own_schedule(st, console, id, &sc) != PS_OK)
 		return rollback(st, PS_EUSAGE);
 	if (insert_task(st, PS_TASK_RUN_NOW, id, console, sc.server,
 	    sc.components, &claim->task_id) != PS_OK ||
-	    note_run(st, id, claim->task_id, time(NULL), 0, 0) != PS_OK) {
+	    note_run(st, id, claim->task_id, time(NULL)) != PS_OK) {
 		ps_schedule_free(&sc);
 		return rollback(st, PS_EUSAGE);
 	}
@@ -1125,98 +1127,103 @@ ps_state_schedule_run_now(struct ps_state *st, const char *console,
 	return PS_OK;
 }
 
-struct due {
-	int64_t id;
-	char *server, *components, *cron;
-};
-
-static void
-due_free(struct due *d, size_t n)
+int
+ps_state_schedule_run_now(struct ps_state *st, const char *console,
+    int64_t id, struct ps_claim *claim)
 {
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		free(d[i].server);
-		free(d[i].components);
-		free(d[i].cron);
-	}
-	free(d);
+	memset(claim, 0, sizeof(*claim));
+	enter(st);
+	return leave(st, run_now(st, console, id, claim));
 }
 
-/* Inside the transaction: this console's schedules due at NOW. */
+/*
+ * Claim schedule row I of R (id, server, components, cron, next_run):
+ * move its next_run past NOW only if it still holds the value read — an
+ * atomic compare-and-set, so even without the write lock two consoles
+ * could not both claim it — then make its task. *GOT: claimed.
+ */
 static int
-select_due(struct ps_state *st, const char *console, time_t now,
-    struct due **v, size_t *n)
+claim_one(struct ps_state *st, const char *console, const struct ps_dbres *r,
+    size_t i, time_t now, struct ps_claim *c, int *got)
 {
-	sqlite3_stmt *s;
-	int rc;
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres u;
+	time_t next;
+	int64_t id = col_int(r, i, 0);
 
-	s = prep(st, "SELECT id, server, components, cron FROM schedules "
-	    "WHERE owner = ? AND next_run IS NOT NULL AND next_run <= ? "
-	    "ORDER BY next_run, id");
-	if (s == NULL)
-		return PS_EUSAGE;
-	bind_str(s, 1, console);
-	sqlite3_bind_int64(s, 2, (sqlite3_int64)now);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		*v = xreallocarray(*v, *n + 1, sizeof(**v));
-		(*v)[*n].id = sqlite3_column_int64(s, 0);
-		(*v)[*n].server = col_str(s, 1);
-		(*v)[*n].components = col_str(s, 2);
-		(*v)[*n].cron = col_str(s, 3);
-		(*n)++;
+	*got = 0;
+	/* A bad stored expression stops that schedule, not the rest. */
+	if (cron_next(st, ps_dbres_at(r, i, 3)->s, now, &next) != PS_OK) {
+		st->err[0] = '\0';
+		next = 0;
 	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return dberr(st, "cannot read due schedules");
+	arg_time(&a, next);
+	ps_db_int(&a, id);
+	ps_db_int(&a, col_int(r, i, 4));
+	if (q(st, "UPDATE schedules SET next_run = ? WHERE id = ? AND "
+	    "next_run = ?", &a, &u) != PS_OK)
+		return PS_EUSAGE;
+	*got = u.changes == 1;
+	ps_dbres_free(&u);
+	if (!*got)
+		return PS_OK;
+	c->schedule_id = id;
+	c->server = col_str(r, i, 1);
+	c->components = col_str(r, i, 2);
+	if (insert_task(st, PS_TASK_SCHEDULED, id, console, c->server,
+	    c->components, &c->task_id) != PS_OK ||
+	    note_run(st, id, c->task_id, now) != PS_OK)
+		return PS_EUSAGE;
 	return PS_OK;
+}
+
+static int
+claim_due(struct ps_state *st, const char *console, time_t now,
+    struct ps_claim **v, size_t *n)
+{
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
+	size_t i;
+	int got;
+
+	if (begin(st) != PS_OK)
+		return PS_EUSAGE;
+	ps_db_text(&a, console);
+	ps_db_int(&a, (int64_t)now);
+	/* By id: concurrent claimers take their row locks in one order. */
+	if (q(st, "SELECT id, server, components, cron, next_run FROM "
+	    "schedules WHERE owner = ? AND next_run IS NOT NULL AND "
+	    "next_run <= ? ORDER BY id", &a, &r) != PS_OK)
+		return rollback(st, PS_EUSAGE);
+	*v = xcalloc(r.nrows + 1, sizeof(**v));
+	for (i = 0; i < r.nrows; i++) {
+		if (claim_one(st, console, &r, i, now, &(*v)[*n], &got) !=
+		    PS_OK) {
+			(*n)++;
+			ps_dbres_free(&r);
+			return rollback(st, PS_EUSAGE);
+		}
+		*n += got;
+	}
+	ps_dbres_free(&r);
+	return commit(st);
 }
 
 int
 ps_state_schedule_claim_due(struct ps_state *st, const char *console,
     time_t now, struct ps_claim **v, size_t *n)
 {
-	struct due *d = NULL;
-	size_t nd = 0, i;
-	time_t next;
-	int64_t task;
+	int r;
 
 	*v = NULL;
 	*n = 0;
-	if (begin(st) != PS_OK)
-		return PS_EUSAGE;
-	if (select_due(st, console, now, &d, &nd) != PS_OK)
-		goto fail;
-	for (i = 0; i < nd; i++) {
-		/* A bad stored expression stops that schedule, not the rest. */
-		if (cron_next(d[i].cron, now, &next) != PS_OK)
-			next = 0;
-		if (insert_task(st, PS_TASK_SCHEDULED, d[i].id, console,
-		    d[i].server, d[i].components, &task) != PS_OK ||
-		    note_run(st, d[i].id, task, now, next, 1) != PS_OK)
-			goto fail;
-		*v = xreallocarray(*v, *n + 1, sizeof(**v));
-		(*v)[*n].schedule_id = d[i].id;
-		(*v)[*n].task_id = task;
-		(*v)[*n].server = d[i].server;
-		(*v)[*n].components = d[i].components;
-		d[i].server = d[i].components = NULL;
-		(*n)++;
-	}
-	due_free(d, nd);
-	if (commit(st) != PS_OK) {
+	enter(st);
+	if ((r = claim_due(st, console, now, v, n)) != PS_OK) {
 		ps_claim_list_free(*v, *n);
 		*v = NULL;
 		*n = 0;
-		return PS_EUSAGE;
 	}
-	return PS_OK;
-fail:
-	due_free(d, nd);
-	ps_claim_list_free(*v, *n);
-	*v = NULL;
-	*n = 0;
-	return rollback(st, PS_EUSAGE);
+	return leave(st, r);
 }
 
 void
@@ -1241,100 +1248,93 @@ ps_claim_list_free(struct ps_claim *v, size_t n)
 
 /* --- tasks (state) ------------------------------------------------- */
 
+/* The task's state index, -1 unknown task, -2 after a failure. */
 static int
 task_state_now(struct ps_state *st, int64_t id)
 {
-	sqlite3_stmt *s;
-	int rc, r = -1;
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
+	int k = -1;
 
-	if ((s = prep(st, "SELECT state FROM tasks WHERE id = ?")) == NULL)
+	ps_db_int(&a, id);
+	if (q(st, "SELECT state FROM tasks WHERE id = ?", &a, &r) != PS_OK)
 		return -2;
-	sqlite3_bind_int64(s, 1, id);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		r = lookup(state_names, NELEM(state_names),
-		    (const char *)sqlite3_column_text(s, 0));
-	sqlite3_finalize(s);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		dberr(st, "cannot read task");
-		return -2;
-	}
-	return r;
+	if (r.nrows == 1)
+		k = lookup(state_names, NELEM(state_names),
+		    ps_dbres_at(&r, 0, 0)->s);
+	ps_dbres_free(&r);
+	return k;
 }
 
 static int
 set_active(struct ps_state *st, int64_t id, enum ps_task_state state)
 {
-	sqlite3_stmt *s;
+	struct ps_dbargs a = { 0 };
 	char pstate;
 
-	s = prep(st, "UPDATE tasks SET state = ?, host = ?, boot_id = ?, "
-	    "pid = ?, pid_start = ?, started = CASE WHEN ? THEN "
+	ps_db_text(&a, ps_task_state_name(state));
+	ps_db_text(&a, st->host);
+	ps_db_text(&a, st->boot_id);
+	ps_db_int(&a, (int64_t)getpid());
+	ps_db_int(&a, (int64_t)proc_start(getpid(), &pstate));
+	ps_db_int(&a, state == PS_TASK_RUNNING);
+	ps_db_real(&a, now_real());
+	ps_db_int(&a, id);
+	return q(st, "UPDATE tasks SET state = ?, host = ?, boot_id = ?, "
+	    "pid = ?, pid_start = ?, started = CASE WHEN ? = 1 THEN "
 	    "coalesce(started, ?) ELSE started END "
-	    "WHERE id = ? AND state IN ('queued', 'running')");
-	if (s != NULL) {
-		bind_str(s, 1, ps_task_state_name(state));
-		bind_str(s, 2, st->host);
-		bind_str(s, 3, st->boot_id);
-		sqlite3_bind_int64(s, 4, (sqlite3_int64)getpid());
-		sqlite3_bind_int64(s, 5,
-		    (sqlite3_int64)proc_start(getpid(), &pstate));
-		sqlite3_bind_int(s, 6, state == PS_TASK_RUNNING);
-		sqlite3_bind_double(s, 7, now_real());
-		sqlite3_bind_int64(s, 8, id);
-	}
-	return run(st, s, "cannot update task");
+	    "WHERE id = ? AND state IN ('queued', 'running')", &a, NULL);
 }
 
 static int
 set_final(struct ps_state *st, int64_t id, enum ps_task_state state,
     int exit_code, const char *stats)
 {
-	sqlite3_stmt *s;
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
+	int64_t changed;
 
-	s = prep(st, "UPDATE tasks SET state = ?, ended = ?, exit_code = ?, "
-	    "stats = ? WHERE id = ? AND state IN ('queued', 'running')");
-	if (s != NULL) {
-		bind_str(s, 1, ps_task_state_name(state));
-		sqlite3_bind_double(s, 2, now_real());
-		if (exit_code >= 0)
-			sqlite3_bind_int(s, 3, exit_code);
-		bind_str(s, 4, stats);
-		sqlite3_bind_int64(s, 5, id);
-	}
-	if (run(st, s, "cannot update task") != PS_OK)
+	ps_db_text(&a, ps_task_state_name(state));
+	ps_db_real(&a, now_real());
+	if (exit_code >= 0)
+		ps_db_int(&a, exit_code);
+	else
+		ps_db_null(&a);
+	ps_db_text(&a, stats);
+	ps_db_int(&a, id);
+	if (q(st, "UPDATE tasks SET state = ?, ended = ?, exit_code = ?, "
+	    "stats = ? WHERE id = ? AND state IN ('queued', 'running')", &a,
+	    &r) != PS_OK)
 		return PS_EUSAGE;
-	if (sqlite3_changes(st->db) == 0)
+	changed = r.changes;
+	ps_dbres_free(&r);
+	if (changed == 0)
 		return PS_OK;
-	s = prep(st, "UPDATE schedules SET last_result = ? WHERE last_task = ?");
-	if (s != NULL) {
-		bind_str(s, 1, ps_task_state_name(state));
-		sqlite3_bind_int64(s, 2, id);
-	}
-	return run(st, s, "cannot update schedule");
+	memset(&a, 0, sizeof(a));
+	ps_db_text(&a, ps_task_state_name(state));
+	ps_db_int(&a, id);
+	return q(st, "UPDATE schedules SET last_result = ? WHERE last_task = ?",
+	    &a, NULL);
 }
 
-int
-ps_state_task_set_state(struct ps_state *st, int64_t id,
-    enum ps_task_state state, int exit_code, const char *stats_json)
+static int
+task_set_state(struct ps_state *st, int64_t id, enum ps_task_state state,
+    int exit_code, const char *stats_json)
 {
 	int r, cur;
 
 	if ((size_t)state >= NELEM(state_names))
-		return PS_EUSAGE;
+		return fail(st, "invalid task state");
 	if (begin(st) != PS_OK)
 		return PS_EUSAGE;
 	if ((cur = task_state_now(st, id)) == -2)
 		return rollback(st, PS_EUSAGE);
-	if (cur == -1) {
-		ps_err("unknown task %lld", (long long)id);
-		return rollback(st, PS_EUSAGE);
-	}
-	if (ps_task_state_final((enum ps_task_state)cur)) {
-		ps_err("task %lld already ended (%s)", (long long)id,
-		    state_names[cur]);
-		return rollback(st, PS_EUSAGE);
-	}
+	if (cur == -1)
+		return rollback(st, fail(st, "unknown task %lld",
+		    (long long)id));
+	if (ps_task_state_final((enum ps_task_state)cur))
+		return rollback(st, fail(st, "task %lld already ended (%s)",
+		    (long long)id, state_names[cur]));
 	if (ps_task_state_final(state))
 		r = set_final(st, id, state, exit_code, stats_json);
 	else
@@ -1344,91 +1344,91 @@ ps_state_task_set_state(struct ps_state *st, int64_t id,
 	return commit(st);
 }
 
+int
+ps_state_task_set_state(struct ps_state *st, int64_t id,
+    enum ps_task_state state, int exit_code, const char *stats_json)
+{
+	enter(st);
+	return leave(st, task_set_state(st, id, state, exit_code,
+	    stats_json));
+}
+
 #define TASK_COLS "id, kind, schedule_id, console, server, components, " \
 	"state, host, pid, pid_start, created, started, ended, exit_code, stats"
 
 static void
-task_row(sqlite3_stmt *s, struct ps_task *t)
+task_row(const struct ps_dbres *r, size_t i, struct ps_task *t)
 {
 	int k;
 
-	t->id = sqlite3_column_int64(s, 0);
-	k = lookup(kind_names, NELEM(kind_names),
-	    (const char *)sqlite3_column_text(s, 1));
+	t->id = col_int(r, i, 0);
+	k = lookup(kind_names, NELEM(kind_names), ps_dbres_at(r, i, 1)->s);
 	t->kind = k < 0 ? PS_TASK_MANUAL : (enum ps_task_kind)k;
-	t->schedule_id = sqlite3_column_int64(s, 2);
-	t->console = col_str(s, 3);
-	t->server = col_str(s, 4);
-	t->components = col_str(s, 5);
-	k = lookup(state_names, NELEM(state_names),
-	    (const char *)sqlite3_column_text(s, 6));
+	t->schedule_id = col_int(r, i, 2);
+	t->console = col_str(r, i, 3);
+	t->server = col_str(r, i, 4);
+	t->components = col_str(r, i, 5);
+	k = lookup(state_names, NELEM(state_names), ps_dbres_at(r, i, 6)->s);
 	t->state = k < 0 ? PS_TASK_FAILED : (enum ps_task_state)k;
-	t->host = col_str(s, 7);
-	t->pid = (pid_t)sqlite3_column_int64(s, 8);
-	t->pid_start = (uint64_t)sqlite3_column_int64(s, 9);
-	t->created = sqlite3_column_double(s, 10);
-	t->started = sqlite3_column_double(s, 11);
-	t->ended = sqlite3_column_double(s, 12);
-	t->exit_code = sqlite3_column_type(s, 13) == SQLITE_NULL ? -1 :
-	    sqlite3_column_int(s, 13);
-	t->stats = col_str(s, 14);
+	t->host = col_str(r, i, 7);
+	t->pid = (pid_t)col_int(r, i, 8);
+	t->pid_start = (uint64_t)col_int(r, i, 9);
+	t->created = col_real(r, i, 10);
+	t->started = col_real(r, i, 11);
+	t->ended = col_real(r, i, 12);
+	t->exit_code = col_null(r, i, 13) ? -1 : (int)col_int(r, i, 13);
+	t->stats = col_str(r, i, 14);
 }
+
+static int task_reap(struct ps_state *st, size_t *reaped);
 
 int
 ps_state_task_get(struct ps_state *st, int64_t id, struct ps_task *t)
 {
-	sqlite3_stmt *s;
-	int rc;
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
+	int found;
 
 	memset(t, 0, sizeof(*t));
-	if (ps_state_task_reap(st, NULL) != PS_OK)
-		return PS_EUSAGE;
-	if ((s = prep(st, "SELECT " TASK_COLS " FROM tasks WHERE id = ?")) ==
-	    NULL)
-		return PS_EUSAGE;
-	sqlite3_bind_int64(s, 1, id);
-	rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
-		task_row(s, t);
-	sqlite3_finalize(s);
-	if (rc == SQLITE_ROW)
-		return PS_OK;
-	if (rc == SQLITE_DONE) {
-		ps_err("unknown task %lld", (long long)id);
-		return PS_EUSAGE;
-	}
-	return dberr(st, "cannot read task");
+	enter(st);
+	if (task_reap(st, NULL) != PS_OK)
+		return leave(st, PS_EUSAGE);
+	ps_db_int(&a, id);
+	if (q(st, "SELECT " TASK_COLS " FROM tasks WHERE id = ?", &a, &r) !=
+	    PS_OK)
+		return leave(st, PS_EUSAGE);
+	if ((found = r.nrows == 1))
+		task_row(&r, 0, t);
+	ps_dbres_free(&r);
+	return leave(st, found ? PS_OK : fail(st, "unknown task %lld",
+	    (long long)id));
 }
 
 int
 ps_state_task_list(struct ps_state *st, size_t limit, struct ps_task **v,
     size_t *n)
 {
-	sqlite3_stmt *s;
-	int rc;
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
+	size_t i;
 
 	*v = NULL;
 	*n = 0;
-	if (ps_state_task_reap(st, NULL) != PS_OK)
-		return PS_EUSAGE;
-	s = prep(st, "SELECT * FROM (SELECT " TASK_COLS " FROM tasks "
-	    "ORDER BY id DESC LIMIT ?) ORDER BY id");
-	if (s == NULL)
-		return PS_EUSAGE;
-	sqlite3_bind_int64(s, 1, limit == 0 || limit > INT64_MAX ? -1 :
-	    (sqlite3_int64)limit);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		*v = xreallocarray(*v, *n + 1, sizeof(**v));
-		task_row(s, &(*v)[(*n)++]);
-	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE) {
-		ps_task_list_free(*v, *n);
-		*v = NULL;
-		*n = 0;
-		return dberr(st, "cannot list tasks");
-	}
-	return PS_OK;
+	enter(st);
+	if (task_reap(st, NULL) != PS_OK)
+		return leave(st, PS_EUSAGE);
+	ps_db_int(&a, limit == 0 || limit > INT64_MAX ? INT64_MAX :
+	    (int64_t)limit);
+	if (q(st, "SELECT * FROM (SELECT " TASK_COLS " FROM tasks "
+	    "ORDER BY id DESC LIMIT ?) AS newest ORDER BY id", &a, &r) !=
+	    PS_OK)
+		return leave(st, PS_EUSAGE);
+	*v = xcalloc(r.nrows + 1, sizeof(**v));
+	for (i = 0; i < r.nrows; i++)
+		task_row(&r, i, &(*v)[i]);
+	*n = r.nrows;
+	ps_dbres_free(&r);
+	return leave(st, PS_OK);
 }
 
 void
@@ -1457,25 +1457,25 @@ ps_task_list_free(struct ps_task *v, size_t n)
 int
 ps_state_task_set_owner(struct ps_state *st, int64_t id, pid_t pid)
 {
-	sqlite3_stmt *s;
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
 	char pstate;
+	int rc;
 
-	s = prep(st, "UPDATE tasks SET pid = ?, pid_start = ?, host = ?, "
-	    "boot_id = ? WHERE id = ? AND state IN ('queued', 'running')");
-	if (s != NULL) {
-		sqlite3_bind_int64(s, 1, (sqlite3_int64)pid);
-		sqlite3_bind_int64(s, 2, (sqlite3_int64)proc_start(pid, &pstate));
-		bind_str(s, 3, st->host);
-		bind_str(s, 4, st->boot_id);
-		sqlite3_bind_int64(s, 5, id);
-	}
-	if (run(st, s, "cannot update task") != PS_OK)
-		return PS_EUSAGE;
-	if (sqlite3_changes(st->db) == 0) {
-		ps_err("task %lld is unknown or already ended", (long long)id);
-		return PS_EUSAGE;
-	}
-	return PS_OK;
+	enter(st);
+	ps_db_int(&a, (int64_t)pid);
+	ps_db_int(&a, (int64_t)proc_start(pid, &pstate));
+	ps_db_text(&a, st->host);
+	ps_db_text(&a, st->boot_id);
+	ps_db_int(&a, id);
+	if (q(st, "UPDATE tasks SET pid = ?, pid_start = ?, host = ?, "
+	    "boot_id = ? WHERE id = ? AND state IN ('queued', 'running')",
+	    &a, &r) != PS_OK)
+		return leave(st, PS_EUSAGE);
+	rc = r.changes == 0 ? fail(st, "task %lld is unknown or already "
+	    "ended", (long long)id) : PS_OK;
+	ps_dbres_free(&r);
+	return leave(st, rc);
 }
 
 /* --- reaping ------------------------------------------------------- */
@@ -1490,31 +1490,31 @@ struct owner {
 static int
 find_dead(struct ps_state *st, struct owner **v, size_t *n)
 {
-	sqlite3_stmt *s;
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
 	struct owner o;
-	const char *boot;
-	int rc;
+	size_t i;
 
-	s = prep(st, "SELECT id, pid, pid_start, boot_id FROM tasks "
-	    "WHERE state IN ('queued', 'running') AND host = ?");
-	if (s == NULL)
+	ps_db_text(&a, st->host);
+	if (q(st, "SELECT id, pid, pid_start, boot_id FROM tasks "
+	    "WHERE state IN ('queued', 'running') AND host = ?", &a, &r) !=
+	    PS_OK)
 		return PS_EUSAGE;
-	bind_str(s, 1, st->host);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		o.id = sqlite3_column_int64(s, 0);
-		o.pid = (pid_t)sqlite3_column_int64(s, 1);
-		o.start = (uint64_t)sqlite3_column_int64(s, 2);
-		boot = (const char *)sqlite3_column_text(s, 3);
-		if (owner_alive(st, boot != NULL ? boot : "", o.pid, o.start))
+	for (i = 0; i < r.nrows; i++) {
+		o.id = col_int(&r, i, 0);
+		o.pid = (pid_t)col_int(&r, i, 1);
+		o.start = (uint64_t)col_int(&r, i, 2);
+		if (owner_alive(st, ps_dbres_at(&r, i, 3)->s, o.pid, o.start))
 			continue;
 		*v = xreallocarray(*v, *n + 1, sizeof(**v));
 		(*v)[(*n)++] = o;
 	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return dberr(st, "cannot read tasks");
+	ps_dbres_free(&r);
 	return PS_OK;
 }
+
+static int event_add(struct ps_state *st, int64_t task_id, const char *kind,
+    const char *level, const char *message, const char *data_json);
 
 /*
  * Mark one task interrupted, unless its owner changed since it was read
@@ -1523,45 +1523,45 @@ find_dead(struct ps_state *st, struct owner **v, size_t *n)
 static int
 interrupt_one(struct ps_state *st, const struct owner *o, int *done)
 {
-	sqlite3_stmt *s;
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
+	int64_t changed;
 	char *msg;
-	int r;
+	int rc;
 
 	*done = 0;
 	if (begin(st) != PS_OK)
 		return PS_EUSAGE;
-	s = prep(st, "UPDATE tasks SET state = 'interrupted', ended = ? "
+	ps_db_real(&a, now_real());
+	ps_db_int(&a, o->id);
+	ps_db_int(&a, (int64_t)o->pid);
+	ps_db_int(&a, (int64_t)o->start);
+	ps_db_text(&a, st->host);
+	if (q(st, "UPDATE tasks SET state = 'interrupted', ended = ? "
 	    "WHERE id = ? AND pid = ? AND pid_start = ? AND host = ? "
-	    "AND state IN ('queued', 'running')");
-	if (s != NULL) {
-		sqlite3_bind_double(s, 1, now_real());
-		sqlite3_bind_int64(s, 2, o->id);
-		sqlite3_bind_int64(s, 3, (sqlite3_int64)o->pid);
-		sqlite3_bind_int64(s, 4, (sqlite3_int64)o->start);
-		bind_str(s, 5, st->host);
-	}
-	if (run(st, s, "cannot update task") != PS_OK)
+	    "AND state IN ('queued', 'running')", &a, &r) != PS_OK)
 		return rollback(st, PS_EUSAGE);
-	if (sqlite3_changes(st->db) == 0)
+	changed = r.changes;
+	ps_dbres_free(&r);
+	if (changed == 0)
 		return rollback(st, PS_OK);
-	s = prep(st, "UPDATE schedules SET last_result = 'interrupted' "
-	    "WHERE last_task = ?");
-	if (s != NULL)
-		sqlite3_bind_int64(s, 1, o->id);
-	if (run(st, s, "cannot update schedule") != PS_OK)
+	memset(&a, 0, sizeof(a));
+	ps_db_int(&a, o->id);
+	if (q(st, "UPDATE schedules SET last_result = 'interrupted' "
+	    "WHERE last_task = ?", &a, NULL) != PS_OK)
 		return rollback(st, PS_EUSAGE);
 	msg = xasprintf("task %lld interrupted: its process %ld on %s is gone",
 	    (long long)o->id, (long)o->pid, st->host);
-	r = ps_state_event_add(st, o->id, "end", "error", msg, NULL);
+	rc = event_add(st, o->id, "end", "error", msg, NULL);
 	free(msg);
-	if (r != PS_OK)
-		return rollback(st, r);
+	if (rc != PS_OK)
+		return rollback(st, rc);
 	*done = 1;
 	return commit(st);
 }
 
-int
-ps_state_task_reap(struct ps_state *st, size_t *reaped)
+static int
+task_reap(struct ps_state *st, size_t *reaped)
 {
 	struct owner *v = NULL;
 	size_t n = 0, i, count = 0;
@@ -1580,43 +1580,55 @@ ps_state_task_reap(struct ps_state *st, size_t *reaped)
 	return r;
 }
 
+int
+ps_state_task_reap(struct ps_state *st, size_t *reaped)
+{
+	enter(st);
+	return leave(st, task_reap(st, reaped));
+}
+
 /* --- events -------------------------------------------------------- */
+
+static int
+event_add(struct ps_state *st, int64_t task_id, const char *kind,
+    const char *level, const char *message, const char *data_json)
+{
+	struct ps_dbargs a = { 0 };
+	enum ps_db_rc rc;
+
+	if (level == NULL || (strcmp(level, "info") != 0 &&
+	    strcmp(level, "warning") != 0 && strcmp(level, "error") != 0))
+		return fail(st, "invalid event level '%s'",
+		    level != NULL ? level : "");
+	if (kind == NULL || kind[0] == '\0')
+		return fail(st, "event without a kind");
+	ps_db_int(&a, task_id);
+	ps_db_real(&a, now_real());
+	ps_db_text(&a, level);
+	ps_db_text(&a, kind);
+	ps_db_text(&a, message != NULL ? message : "");
+	ps_db_text(&a, data_json);
+	rc = qx(st, "INSERT INTO events (task_id, time, level, kind, "
+	    "message, data) VALUES (?, ?, ?, ?, ?, ?)", &a, NULL);
+	if (rc == PS_DB_FOREIGN)
+		return fail(st, "unknown task %lld", (long long)task_id);
+	return rc == PS_DB_OK ? PS_OK : PS_EUSAGE;
+}
 
 int
 ps_state_event_add(struct ps_state *st, int64_t task_id, const char *kind,
     const char *level, const char *message, const char *data_json)
 {
-	sqlite3_stmt *s;
-	int rc;
+	int r;
 
-	if (level == NULL || (strcmp(level, "info") != 0 &&
-	    strcmp(level, "warning") != 0 && strcmp(level, "error") != 0)) {
-		ps_err("invalid event level '%s'", level != NULL ? level : "");
-		return PS_EUSAGE;
-	}
-	if (kind == NULL || kind[0] == '\0') {
-		ps_err("event without a kind");
-		return PS_EUSAGE;
-	}
-	s = prep(st, "INSERT INTO events (task_id, time, level, kind, "
-	    "message, data) VALUES (?, ?, ?, ?, ?, ?)");
-	if (s == NULL)
-		return PS_EUSAGE;
-	sqlite3_bind_int64(s, 1, task_id);
-	sqlite3_bind_double(s, 2, now_real());
-	bind_str(s, 3, level);
-	bind_str(s, 4, kind);
-	bind_str(s, 5, message != NULL ? message : "");
-	bind_str(s, 6, data_json);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc == SQLITE_DONE)
-		return PS_OK;
-	if (sqlite3_extended_errcode(st->db) == SQLITE_CONSTRAINT_FOREIGNKEY) {
-		ps_err("unknown task %lld", (long long)task_id);
-		return PS_EUSAGE;
-	}
-	return dberr(st, "cannot add event");
+	enter(st);
+	/* Under the write lock, so ids are in commit order (--follow). */
+	if (begin(st) != PS_OK)
+		return leave(st, PS_EUSAGE);
+	if ((r = event_add(st, task_id, kind, level, message, data_json)) !=
+	    PS_OK)
+		return leave(st, rollback(st, r));
+	return leave(st, commit(st));
 }
 
 struct evrow {
@@ -1644,47 +1656,47 @@ static int
 select_events(struct ps_state *st, const struct ps_event_filter *f,
     struct evrow **v, size_t *n)
 {
-	struct buf q = { 0 };
-	sqlite3_stmt *s;
-	struct evrow *r;
+	struct ps_dbargs a = { 0 };
+	struct buf sql = { 0 };
+	struct ps_dbres r;
+	struct evrow *e;
+	size_t i;
 	int rc;
 
-	buf_addstr(&q, "SELECT e.id, e.task_id, e.time, e.level, e.kind, "
+	buf_addstr(&sql, "SELECT e.id, e.task_id, e.time, e.level, e.kind, "
 	    "e.message, e.data, t.server FROM events e JOIN tasks t "
-	    "ON t.id = e.task_id WHERE e.id > ?1");
-	if (f->task != 0)
-		buf_addstr(&q, " AND e.task_id = ?2");
-	if (f->server != NULL)
-		buf_addstr(&q, " AND t.server = ?3");
-	buf_addstr(&q, " ORDER BY e.id DESC LIMIT ?4");
-	buf_addc(&q, '\0');
-	s = prep(st, (const char *)q.p);
-	buf_free(&q);
-	if (s == NULL)
-		return PS_EUSAGE;
-	sqlite3_bind_int64(s, 1, f->after_id);
-	if (f->task != 0)
-		sqlite3_bind_int64(s, 2, f->task);
-	if (f->server != NULL)
-		bind_str(s, 3, f->server);
-	sqlite3_bind_int64(s, 4, f->limit == 0 || f->limit > INT64_MAX ? -1 :
-	    (sqlite3_int64)f->limit);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		*v = xreallocarray(*v, *n + 1, sizeof(**v));
-		r = &(*v)[(*n)++];
-		memset(r, 0, sizeof(*r));
-		r->ev.id = sqlite3_column_int64(s, 0);
-		r->ev.task_id = sqlite3_column_int64(s, 1);
-		r->ev.time = sqlite3_column_double(s, 2);
-		r->ev.level = r->level = col_str(s, 3);
-		r->ev.kind = r->kind = col_str(s, 4);
-		r->ev.message = r->message = col_str(s, 5);
-		r->ev.data = r->data = col_str(s, 6);
-		r->ev.server = r->server = col_str(s, 7);
+	    "ON t.id = e.task_id WHERE e.id > ?");
+	ps_db_int(&a, f->after_id);
+	if (f->task != 0) {
+		buf_addstr(&sql, " AND e.task_id = ?");
+		ps_db_int(&a, f->task);
 	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return dberr(st, "cannot read events");
+	if (f->server != NULL) {
+		buf_addstr(&sql, " AND t.server = ?");
+		ps_db_text(&a, f->server);
+	}
+	buf_addstr(&sql, " ORDER BY e.id DESC LIMIT ?");
+	ps_db_int(&a, f->limit == 0 || f->limit > INT64_MAX ? INT64_MAX :
+	    (int64_t)f->limit);
+	buf_addc(&sql, '\0');
+	rc = q(st, (const char *)sql.p, &a, &r);
+	buf_free(&sql);
+	if (rc != PS_OK)
+		return PS_EUSAGE;
+	*v = xcalloc(r.nrows + 1, sizeof(**v));
+	for (i = 0; i < r.nrows; i++) {
+		e = &(*v)[i];
+		e->ev.id = col_int(&r, i, 0);
+		e->ev.task_id = col_int(&r, i, 1);
+		e->ev.time = col_real(&r, i, 2);
+		e->ev.level = e->level = xstrdup(ps_dbres_at(&r, i, 3)->s);
+		e->ev.kind = e->kind = xstrdup(ps_dbres_at(&r, i, 4)->s);
+		e->ev.message = e->message = xstrdup(ps_dbres_at(&r, i, 5)->s);
+		e->ev.data = e->data = col_str(&r, i, 6);
+		e->ev.server = e->server = xstrdup(ps_dbres_at(&r, i, 7)->s);
+	}
+	*n = r.nrows;
+	ps_dbres_free(&r);
 	return PS_OK;
 }
 
@@ -1696,12 +1708,349 @@ ps_state_events(struct ps_state *st, const struct ps_event_filter *f,
 	size_t n = 0, i;
 	int r;
 
-	if (ps_state_task_reap(st, NULL) != PS_OK)
-		return PS_EUSAGE;
-	r = select_events(st, f, &v, &n);
-	/* Rows are collected first so FN runs with no statement open. */
+	enter(st);
+	if ((r = task_reap(st, NULL)) == PS_OK)
+		r = select_events(st, f, &v, &n);
+	/* FN runs with the lock released: it prints, it may use ST. */
+	if ((r = leave(st, r)) != PS_OK) {
+		evrows_free(v, n);
+		return r;
+	}
 	for (i = n; r == PS_OK && i > 0; i--)
 		r = fn(&v[i - 1].ev, arg);
 	evrows_free(v, n);
 	return r;
+}
+
+static int
+prune(struct ps_state *st, double before, int64_t **ids, size_t *n)
+{
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
+	size_t i;
+
+	if (begin(st) != PS_OK)
+		return PS_EUSAGE;
+	ps_db_real(&a, before);
+	/* Events go with their tasks (ON DELETE CASCADE). */
+	if (q(st, "DELETE FROM tasks WHERE ended IS NOT NULL AND ended < ? "
+	    "AND state NOT IN ('queued', 'running') RETURNING id", &a, &r) !=
+	    PS_OK)
+		return rollback(st, PS_EUSAGE);
+	*ids = xcalloc(r.nrows + 1, sizeof(**ids));
+	for (i = 0; i < r.nrows; i++)
+		(*ids)[i] = col_int(&r, i, 0);
+	*n = r.nrows;
+	ps_dbres_free(&r);
+	if (commit(st) != PS_OK) {
+		free(*ids);
+		*ids = NULL;
+		*n = 0;
+		return PS_EUSAGE;
+	}
+	return PS_OK;
+}
+
+int
+ps_state_prune(struct ps_state *st, double before, int64_t **ids, size_t *n)
+{
+	*ids = NULL;
+	*n = 0;
+	enter(st);
+	return leave(st, prune(st, before, ids, n));
+}
+
+/* --- outcomes and status ------------------------------------------- */
+
+static void
+arg_opt(struct ps_dbargs *a, int64_t v)
+{
+	if (v < 0)
+		ps_db_null(a);
+	else
+		ps_db_int(a, v);
+}
+
+/* Inside the transaction: replace SERVER's kept report rows. */
+static int
+store_rows(struct ps_state *st, const char *server,
+    const struct ps_outcome *o)
+{
+	struct ps_dbargs a = { 0 };
+	struct buf sql = { 0 };
+	const struct ps_report_row *x;
+	size_t i, k, n = o->nrows < PS_STATE_MAX_ROWS ? o->nrows :
+	    PS_STATE_MAX_ROWS;
+	int r = PS_OK;
+
+	ps_db_text(&a, server);
+	if (q(st, "DELETE FROM report_rows WHERE server = ?", &a, NULL) !=
+	    PS_OK)
+		return PS_EUSAGE;
+	for (i = 0; r == PS_OK && i < n; i += ROWS_PER_INSERT) {
+		memset(&a, 0, sizeof(a));
+		buf_free(&sql);
+		buf_addstr(&sql, "INSERT INTO report_rows (server, seq, "
+		    "component, path, state, console_size, console_mtime, "
+		    "server_size, server_mtime) VALUES ");
+		for (k = i; k < n && k < i + ROWS_PER_INSERT; k++) {
+			x = &o->rows[k];
+			if (k > i)
+				buf_addstr(&sql, ", ");
+			buf_addstr(&sql, "(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+			if (a.n + 9 > PS_DB_MAXARGS)
+				abort();
+			ps_db_text(&a, server);
+			ps_db_int(&a, (int64_t)k);
+			ps_db_text(&a, x->component);
+			ps_db_text(&a, x->path);
+			ps_db_text(&a, x->state);
+			arg_opt(&a, x->console_size);
+			arg_opt(&a, x->console_mtime);
+			arg_opt(&a, x->server_size);
+			arg_opt(&a, x->server_mtime);
+		}
+		buf_addc(&sql, '\0');
+		r = q(st, (const char *)sql.p, &a, NULL);
+	}
+	buf_free(&sql);
+	return r;
+}
+
+static int
+record_outcome(struct ps_state *st, const char *console,
+    const struct ps_outcome *o)
+{
+	struct ps_dbargs a = { 0 };
+	struct ps_dbres r;
+	double now = now_real();
+	int known;
+
+	if ((size_t)o->kind >= NELEM(outcome_kinds) ||
+	    (size_t)o->status >= NELEM(outcome_status))
+		return fail(st, "invalid outcome");
+	if (begin(st) != PS_OK)
+		return PS_EUSAGE;
+	ps_db_text(&a, o->server);
+	if (q(st, "SELECT 1 FROM servers WHERE name = ?", &a, &r) != PS_OK)
+		return rollback(st, PS_EUSAGE);
+	known = r.nrows > 0;
+	ps_dbres_free(&r);
+	if (!known)			/* a URL: nothing to keep */
+		return rollback(st, PS_OK);
+	memset(&a, 0, sizeof(a));
+	ps_db_text(&a, o->server);
+	ps_db_text(&a, outcome_kinds[o->kind]);
+	ps_db_real(&a, now);
+	ps_db_text(&a, outcome_status[o->status]);
+	ps_db_text(&a, o->status == PS_OUTCOME_OK ? NULL : o->error);
+	arg_opt(&a, o->files_behind);
+	ps_db_int(&a, (int64_t)o->bytes_sent);
+	ps_db_int(&a, (int64_t)o->bytes_sent);
+	if (o->status == PS_OUTCOME_OK)
+		ps_db_real(&a, now);
+	else
+		ps_db_null(&a);
+	ps_db_int(&a, (int64_t)o->rows_total);
+	ps_db_text(&a, console);
+	if (q(st, "INSERT INTO outcomes (server, kind, time, status, error, "
+	    "files_behind, bytes_sent, bytes_sent_total, last_ok, rows_total, "
+	    "console) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+	    "ON CONFLICT (server, kind) DO UPDATE SET time = excluded.time, "
+	    "status = excluded.status, error = excluded.error, "
+	    "files_behind = excluded.files_behind, "
+	    "bytes_sent = excluded.bytes_sent, "
+	    "bytes_sent_total = outcomes.bytes_sent_total + "
+	    "excluded.bytes_sent, "
+	    "last_ok = coalesce(excluded.last_ok, outcomes.last_ok), "
+	    "rows_total = excluded.rows_total, console = excluded.console",
+	    &a, NULL) != PS_OK)
+		return rollback(st, PS_EUSAGE);
+	if (o->kind == PS_OUTCOME_REPORT && o->status == PS_OUTCOME_OK &&
+	    store_rows(st, o->server, o) != PS_OK)
+		return rollback(st, PS_EUSAGE);
+	return commit(st);
+}
+
+int
+ps_state_record_outcome(struct ps_state *st, const char *console,
+    const struct ps_outcome *o)
+{
+	enter(st);
+	return leave(st, record_outcome(st, console, o));
+}
+
+enum ps_fleet_state
+ps_fleet_state_of(int has_push, double push_time,
+    enum ps_outcome_status push_status, int has_report, double report_time,
+    enum ps_outcome_status report_status, int64_t report_behind)
+{
+	int report_newer;
+
+	if (!has_push && !has_report)
+		return PS_FLEET_NEVER;
+	report_newer = has_report && (!has_push || report_time >= push_time);
+	switch (report_newer ? report_status : push_status) {
+	case PS_OUTCOME_UNREACHABLE:
+		return PS_FLEET_UNREACHABLE;
+	case PS_OUTCOME_FAILED:
+		return PS_FLEET_FAILED;
+	default:
+		break;
+	}
+	if (report_newer && report_behind > 0)
+		return PS_FLEET_BEHIND;
+	return PS_FLEET_CURRENT;
+}
+
+/* One outcome row as read for status. */
+struct orow {
+	int has;
+	double time, last_ok;
+	enum ps_outcome_status status;
+	char *error;
+	int64_t behind;
+	uint64_t sent, sent_total;
+	size_t rows_total;
+};
+
+static void
+orow_read(const struct ps_dbres *r, size_t i, size_t c, struct orow *o)
+{
+	int k;
+
+	o->has = !col_null(r, i, c);
+	if (!o->has)
+		return;
+	o->time = col_real(r, i, c);
+	k = lookup(outcome_status, NELEM(outcome_status),
+	    ps_dbres_at(r, i, c + 1)->s);
+	o->status = k < 0 ? PS_OUTCOME_FAILED : (enum ps_outcome_status)k;
+	o->error = col_str(r, i, c + 2);
+	o->behind = col_null(r, i, c + 3) ? -1 : col_int(r, i, c + 3);
+	o->sent = (uint64_t)col_int(r, i, c + 4);
+	o->sent_total = (uint64_t)col_int(r, i, c + 5);
+	o->last_ok = col_real(r, i, c + 6);
+	o->rows_total = (size_t)col_int(r, i, c + 7);
+}
+
+static void
+status_row(const struct ps_dbres *r, size_t i, struct ps_server_status *s)
+{
+	struct orow p = { 0 }, rep = { 0 };
+	int report_newer;
+
+	s->server = col_str(r, i, 0);
+	s->url = col_str(r, i, 1);
+	s->download_source = (int)col_int(r, i, 2);
+	orow_read(r, i, 3, &p);
+	orow_read(r, i, 11, &rep);
+	s->state = ps_fleet_state_of(p.has, p.time, p.status, rep.has,
+	    rep.time, rep.status, rep.behind);
+	report_newer = rep.has && (!p.has || rep.time >= p.time);
+	s->last_ok = p.has ? p.last_ok : 0;
+	s->last_time = report_newer ? rep.time : p.time;
+	s->last_error = report_newer ? rep.error : p.error;
+	if (report_newer)
+		free(p.error);
+	else
+		free(rep.error);
+	if (report_newer)
+		s->files_behind = rep.status == PS_OUTCOME_OK ? rep.behind :
+		    -1;
+	else if (p.has && p.status == PS_OUTCOME_OK)
+		s->files_behind = 0;
+	else
+		s->files_behind = rep.has && rep.status == PS_OUTCOME_OK ?
+		    rep.behind : -1;
+	s->bytes_sent = p.sent_total;
+	s->bytes_sent_last = p.sent;
+	s->report_time = rep.has ? rep.time : 0;
+	s->rows_total = rep.rows_total;
+}
+
+#define OUTCOME_COLS(x) x ".time, " x ".status, " x ".error, " \
+	x ".files_behind, " x ".bytes_sent, " x ".bytes_sent_total, " \
+	x ".last_ok, " x ".rows_total"
+
+int
+ps_state_status(struct ps_state *st, struct ps_server_status **v, size_t *n)
+{
+	struct ps_dbres r;
+	size_t i;
+
+	*v = NULL;
+	*n = 0;
+	enter(st);
+	if (q(st, "SELECT s.name, s.url, s.download_source, "
+	    OUTCOME_COLS("p") ", " OUTCOME_COLS("r") " FROM servers s "
+	    "LEFT JOIN outcomes p ON p.server = s.name AND p.kind = 'push' "
+	    "LEFT JOIN outcomes r ON r.server = s.name AND r.kind = 'report' "
+	    "ORDER BY s.name", NULL, &r) != PS_OK)
+		return leave(st, PS_EUSAGE);
+	*v = xcalloc(r.nrows + 1, sizeof(**v));
+	for (i = 0; i < r.nrows; i++)
+		status_row(&r, i, &(*v)[i]);
+	*n = r.nrows;
+	ps_dbres_free(&r);
+	return leave(st, PS_OK);
+}
+
+void
+ps_server_status_list_free(struct ps_server_status *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(v[i].server);
+		free(v[i].url);
+		free(v[i].last_error);
+	}
+	free(v);
+}
+
+int
+ps_state_report_rows(struct ps_state *st, const char *server,
+    struct ps_report_row **v, size_t *n)
+{
+	struct ps_dbargs a = { 0 };
+	struct ps_report_row *x;
+	struct ps_dbres r;
+	size_t i;
+
+	*v = NULL;
+	*n = 0;
+	enter(st);
+	ps_db_text(&a, server);
+	if (q(st, "SELECT component, path, state, console_size, "
+	    "console_mtime, server_size, server_mtime FROM report_rows "
+	    "WHERE server = ? ORDER BY seq", &a, &r) != PS_OK)
+		return leave(st, PS_EUSAGE);
+	*v = xcalloc(r.nrows + 1, sizeof(**v));
+	for (i = 0; i < r.nrows; i++) {
+		x = &(*v)[i];
+		x->component = col_str(&r, i, 0);
+		x->path = xstrdup(ps_dbres_at(&r, i, 1)->s);
+		x->state = xstrdup(ps_dbres_at(&r, i, 2)->s);
+		x->console_size = col_null(&r, i, 3) ? -1 : col_int(&r, i, 3);
+		x->console_mtime = col_null(&r, i, 4) ? -1 : col_int(&r, i, 4);
+		x->server_size = col_null(&r, i, 5) ? -1 : col_int(&r, i, 5);
+		x->server_mtime = col_null(&r, i, 6) ? -1 : col_int(&r, i, 6);
+	}
+	*n = r.nrows;
+	ps_dbres_free(&r);
+	return leave(st, PS_OK);
+}
+
+void
+ps_report_rows_free(struct ps_report_row *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(v[i].component);
+		free(v[i].path);
+		free(v[i].state);
+	}
+	free(v);
 }

@@ -1,17 +1,25 @@
 /*
- * state.h — the console state database (SPEC section 6): distribution
- * servers, schedules, tasks and the event history, in one SQLite file
- * that several processes and several consoles share.
+ * state.h — the console state database (SPEC sections 6 and 15):
+ * distribution servers, schedules, tasks, the event history and the last
+ * outcome of each server, shared by several processes and consoles.
  *
- * Every function prints at most one error line ("patchsync: ...") and
- * returns a ps_result: PS_OK, or PS_EUSAGE for a rule the caller broke
- * (unknown server, another console's schedule, ...) and for a database
- * that cannot be used (not ours, too new, I/O error, busy for 10 s).
+ * One interface over two backends (db.h): a SQLite file (the default), or
+ * PostgreSQL (`database = postgresql://...`) for consoles on several
+ * machines. Callers never see SQL nor which backend they use.
  *
- * Concurrency: every write is one statement or one short BEGIN IMMEDIATE
- * transaction; nothing holds the write lock across I/O or callbacks.
+ * Errors: every function returns a ps_result: PS_OK, or PS_EUSAGE for a
+ * rule the caller broke (unknown server, another console's schedule, ...)
+ * and for a database that cannot be used (not ours, too new, I/O error,
+ * busy for 10 s, connection lost). It then prints one line
+ * ("patchsync: ...") after releasing its lock, unless the handle was made
+ * quiet (ps_state_set_quiet); ps_state_error() gives the line either way.
+ *
+ * Concurrency: a handle may be used by several threads (each call holds
+ * the handle's lock, never across a callback or a message). Every write
+ * is one short transaction that other writers wait for (SQLite's BEGIN
+ * IMMEDIATE, a PostgreSQL advisory lock); nothing holds it across I/O.
  * Times are seconds since the epoch: time_t for schedules (minutes
- * matter), double for tasks and events (fractions matter).
+ * matter), double for tasks, events and outcomes (fractions matter).
  */
 #ifndef PS_STATE_H
 #define PS_STATE_H
@@ -21,21 +29,51 @@
 #include <sys/types.h>
 #include <time.h>
 
-/* PRAGMA application_id of a patchsync state database: 'PSYC'. */
+/* PRAGMA application_id of a SQLite state database: 'PSYC'. */
 #define PS_STATE_APP_ID 0x50535943
-/* PRAGMA user_version this binary writes and understands. */
-#define PS_STATE_VERSION 1
+/* The schema version this binary writes and understands (both backends). */
+#define PS_STATE_VERSION 2
 
 struct ps_state;
 
 /*
- * Open (creating the file, mode 0640, and its directories, mode 0755, on
- * first use) the state database PATH. A file that is not SQLite, a SQLite
- * database that is not patchsync's, or one written by a newer patchsync
- * is refused and left untouched. Older schemas are migrated.
+ * Open the state database SPEC: a SQLite file path, or a postgresql:// or
+ * postgres:// URI. Creates what is missing (a SQLite file, mode 0640,
+ * and its directories, mode 0755; the tables in a PostgreSQL database).
+ * A database that is not patchsync's, or one written by a newer
+ * patchsync, is refused and left untouched; older schemas are migrated.
+ * A SQLite file on NFS or CIFS/SMB is refused (use PostgreSQL there).
  */
-int ps_state_open(const char *path, struct ps_state **st);
+int ps_state_open(const char *spec, struct ps_state **st);
+
+/*
+ * The same for commands that store nothing (SPEC 10.8): nothing is
+ * created. When there is no database yet (no such file, an empty file,
+ * or a PostgreSQL database without patchsync's tables) returns PS_OK
+ * with *ST NULL: the caller treats it as an empty database.
+ */
+int ps_state_open_existing(const char *spec, struct ps_state **st);
+/*
+ * ps_state_open_existing that prints nothing: on failure (PS_EUSAGE) the
+ * line is in ERR (LEN bytes) for the caller to report as it sees fit.
+ */
+int ps_state_try_open(const char *spec, struct ps_state **st, char *err,
+    size_t len);
 void ps_state_close(struct ps_state *st);
+
+/* Is SPEC a file (SQLite), rather than a PostgreSQL URI? */
+int ps_state_is_file(const char *spec);
+
+/* Quiet: failures are not printed, only kept for ps_state_error(). */
+void ps_state_set_quiet(struct ps_state *st, int quiet);
+/* The line of the last failure ("" when none). */
+const char *ps_state_error(struct ps_state *st);
+
+/*
+ * Test only: the kind of network filesystem a statfs f_type names
+ * ("NFS", "CIFS/SMB"), or NULL for a filesystem SQLite may use.
+ */
+const char *ps_state_network_fs(unsigned long f_type);
 
 /* --- servers ------------------------------------------------------- */
 
@@ -45,6 +83,9 @@ struct ps_server {
 	char *identity_file;	/* or NULL */
 	char *secret_file;	/* or NULL */
 	char *rsh;		/* or NULL */
+	char *remote_path;	/* patchsync on the server, or NULL */
+	uint64_t bwlimit;	/* bytes per second, 0: none */
+	int timeout;		/* seconds (0: never), -1: unset */
 	int download_source;	/* pushes and schedules to it are refused */
 	time_t created;		/* set by ps_state_server_add */
 };
@@ -54,6 +95,30 @@ int ps_state_server_name_ok(const char *name);
 
 /* Duplicate name: PS_EUSAGE "server NAME already exists". */
 int ps_state_server_add(struct ps_state *st, const struct ps_server *s);
+
+/*
+ * What ps_state_server_edit changes. Strings: NULL keeps the value, ""
+ * clears it (url cannot be cleared). bwlimit: -1 keeps, 0 clears.
+ * timeout: PS_KEEP keeps, -1 clears. download_source: -1 keeps.
+ */
+#define PS_KEEP (-2)
+struct ps_server_edit {
+	const char *url;
+	const char *identity_file;
+	const char *secret_file;
+	const char *rsh;
+	const char *remote_path;
+	int64_t bwlimit;
+	int timeout;
+	int download_source;
+};
+
+/*
+ * Unknown name: PS_EUSAGE. Making a server a download source is refused
+ * while schedules push to it.
+ */
+int ps_state_server_edit(struct ps_state *st, const char *name,
+    const struct ps_server_edit *e);
 /* Unknown name: PS_EUSAGE "unknown server NAME". Free with ps_server_free. */
 int ps_state_server_get(struct ps_state *st, const char *name,
     struct ps_server *s);
@@ -257,5 +322,99 @@ struct ps_event_filter {
 typedef int (*ps_event_fn)(const struct ps_event *ev, void *arg);
 int ps_state_events(struct ps_state *st, const struct ps_event_filter *f,
     ps_event_fn fn, void *arg);
+
+/*
+ * Delete the tasks that ended before BEFORE (and their events). *IDS
+ * (malloc'd, may be NULL when *N is 0) gets the ids deleted, so the
+ * caller can remove their logs.
+ */
+int ps_state_prune(struct ps_state *st, double before, int64_t **ids,
+    size_t *n);
+
+/* --- outcomes and status (SPEC section 15) ------------------------- */
+
+enum ps_outcome_kind { PS_OUTCOME_PUSH, PS_OUTCOME_REPORT };
+enum ps_outcome_status {
+	PS_OUTCOME_OK,
+	PS_OUTCOME_FAILED,
+	PS_OUTCOME_UNREACHABLE
+};
+
+/* A report's row, kept for the status page. Sizes, mtimes: -1 none. */
+struct ps_report_row {
+	char *component;	/* or NULL */
+	char *path;		/* as ps_escape() gives it */
+	char *state;		/* "missing", "out-of-date", "extra" */
+	int64_t console_size, console_mtime;
+	int64_t server_size, server_mtime;
+};
+
+/* At most this many rows of a report are kept per server. */
+#define PS_STATE_MAX_ROWS 10000
+
+struct ps_outcome {
+	const char *server;	/* only configured servers are recorded */
+	enum ps_outcome_kind kind;
+	enum ps_outcome_status status;
+	const char *error;	/* or NULL */
+	int64_t files_behind;	/* missing + out-of-date; -1 unknown */
+	uint64_t bytes_sent;
+	const struct ps_report_row *rows;	/* report: its rows */
+	size_t nrows;		/* kept: at most PS_STATE_MAX_ROWS */
+	size_t rows_total;	/* how many the report had */
+};
+
+/*
+ * Record O as SERVER's latest push or report, made by console CONSOLE.
+ * A server that is not in the database (a URL) is left out: PS_OK.
+ */
+int ps_state_record_outcome(struct ps_state *st, const char *console,
+    const struct ps_outcome *o);
+
+enum ps_fleet_state {
+	PS_FLEET_NEVER,		/* never synced: no push or report yet */
+	PS_FLEET_CURRENT,
+	PS_FLEET_BEHIND,
+	PS_FLEET_FAILED,
+	PS_FLEET_UNREACHABLE
+};
+
+/* "never synced", "current", "behind", "failed", "unreachable". */
+const char *ps_fleet_state_name(enum ps_fleet_state s);
+
+struct ps_server_status {
+	char *server;
+	char *url;
+	enum ps_fleet_state state;
+	double last_ok;		/* end of the last good push; 0: none */
+	double last_time;	/* time of the latest outcome; 0: none */
+	char *last_error;	/* the latest outcome's error, or NULL */
+	int64_t files_behind;	/* -1: unknown */
+	uint64_t bytes_sent;	/* by every push recorded */
+	uint64_t bytes_sent_last;	/* by the latest push */
+	double report_time;	/* of the rows kept; 0: no report */
+	size_t rows_total;	/* rows that report had (kept: <= MAX) */
+	int download_source;
+};
+
+/*
+ * The state from a server's latest push and report: the newer one
+ * decides (unreachable, failed; a good push is current; a good report is
+ * behind when it found files missing or out of date). HAS_*: whether
+ * there is one. Pure; exported for the tests.
+ */
+enum ps_fleet_state ps_fleet_state_of(int has_push, double push_time,
+    enum ps_outcome_status push_status, int has_report, double report_time,
+    enum ps_outcome_status report_status, int64_t report_behind);
+
+/* One row per configured server, by name. */
+int ps_state_status(struct ps_state *st, struct ps_server_status **v,
+    size_t *n);
+void ps_server_status_list_free(struct ps_server_status *v, size_t n);
+
+/* The rows kept from SERVER's last report, in the report's order. */
+int ps_state_report_rows(struct ps_state *st, const char *server,
+    struct ps_report_row **v, size_t *n);
+void ps_report_rows_free(struct ps_report_row *v, size_t n);
 
 #endif

@@ -7,28 +7,48 @@
 
 #include "syncplan.h"
 
-static void
-add(struct ps_syncplan *p, size_t *cap, uint8_t kind, uint8_t ch,
-    const struct ps_entry *src, const struct ps_entry *dst)
+/* A copy of E that the plan keeps until it is freed. */
+static const struct ps_entry *
+keep(struct ps_syncplan *p, const struct ps_entry *e)
 {
-	if (p->n == *cap) {
-		*cap = *cap ? *cap * 2 : 64;
-		p->a = xreallocarray(p->a, *cap, sizeof(*p->a));
+	struct ps_entry *c;
+
+	if (e == NULL)
+		return NULL;
+	if (p->nown == p->capown) {
+		p->capown = p->capown ? p->capown * 2 : 64;
+		p->own = xreallocarray(p->own, p->capown, sizeof(*p->own));
 	}
-	p->a[p->n].kind = kind;
-	p->a[p->n].changes = ch;
-	p->a[p->n].src = src;
-	p->a[p->n].dst = dst;
-	p->n++;
+	c = xmalloc(sizeof(*c));
+	ps_entry_copy(c, e);
+	p->own[p->nown++] = c;
+	return c;
 }
 
-/* Is A below directory D (D a proper prefix followed by '/')? */
-static int
-below(const struct ps_entry *a, const struct ps_entry *d)
+/* Add an action on copies of SRC and DST. */
+static const struct ps_action *
+add(struct ps_syncplan *p, uint8_t kind, uint8_t ch,
+    const struct ps_entry *src, const struct ps_entry *dst)
 {
-	return a->path_len > d->path_len &&
-	    memcmp(a->path, d->path, d->path_len) == 0 &&
-	    a->path[d->path_len] == '/';
+	struct ps_action *a;
+
+	if (p->n == p->cap) {
+		p->cap = p->cap ? p->cap * 2 : 64;
+		p->a = xreallocarray(p->a, p->cap, sizeof(*p->a));
+	}
+	a = &p->a[p->n++];
+	a->kind = kind;
+	a->changes = ch;
+	a->src = keep(p, src);
+	a->dst = keep(p, dst);
+	return a;
+}
+
+/* Is path A below directory path D? */
+static int
+below(const char *a, size_t alen, const char *d, size_t dlen)
+{
+	return alen > dlen && memcmp(a, d, dlen) == 0 && a[dlen] == '/';
 }
 
 static int
@@ -54,35 +74,79 @@ act_cmp(const void *x, const void *y)
 	return ps_path_cmp(ea->path, ea->path_len, eb->path, eb->path_len);
 }
 
-/* Mark the directory of PATH (if any) in SRC as touched. */
+/*
+ * The sender's directories around the merge's position: those whose
+ * subtree it is in, outermost first, each with whether its mode and time
+ * must be set at the end (a DIRMETA).
+ */
+struct dirs {
+	struct ps_entry *e;
+	unsigned char *touched;
+	size_t n, cap;
+};
+
+/* Leave every directory PATH is not inside of. */
 static void
-touch_parent(const struct ps_manifest *src, const struct ps_entry *e,
-    unsigned char *touched)
+dirs_leave(struct ps_syncplan *p, struct dirs *d, const char *path,
+    size_t len)
+{
+	while (d->n > 0) {
+		struct ps_entry *top = &d->e[d->n - 1];
+
+		if (path != NULL && below(path, len, top->path, top->path_len))
+			break;
+		if (d->touched[d->n - 1])
+			add(p, PS_ACT_DIRMETA, 0, top, NULL);
+		ps_entry_free(top);
+		d->n--;
+	}
+}
+
+static void
+dirs_enter(struct dirs *d, const struct ps_entry *e, int touched)
+{
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 16;
+		d->e = xreallocarray(d->e, d->cap, sizeof(*d->e));
+		d->touched = xreallocarray(d->touched, d->cap, 1);
+	}
+	ps_entry_copy(&d->e[d->n], e);
+	d->touched[d->n] = (unsigned char)touched;
+	d->n++;
+}
+
+/* The parent of E, when the sender has it, changes: reset its time. */
+static void
+touch_parent(struct dirs *d, const struct ps_entry *e)
 {
 	const char *slash = memrchr(e->path, '/', e->path_len);
-	const struct ps_entry *d;
+	size_t plen = slash != NULL ? (size_t)(slash - e->path) : 0;
 
-	if (slash == NULL)
-		return;
-	d = ps_manifest_find(src, e->path, (size_t)(slash - e->path));
-	if (d != NULL && d->type == PS_FT_DIR)
-		touched[d - src->e] = 1;
+	if (slash != NULL && d->n > 0 && d->e[d->n - 1].path_len == plen)
+		d->touched[d->n - 1] = 1;
+}
+
+static int
+unknown_path(const struct ps_manifest *u, const struct ps_entry *e)
+{
+	return u != NULL && ps_manifest_unknown(u, e->path, e->path_len);
 }
 
 void
-ps_syncplan_make(const struct ps_manifest *src,
-    const struct ps_manifest *dst, const struct ps_plan_opts *o,
+ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
+    struct ps_eiter *dst, const struct ps_plan_opts *o,
     struct ps_syncplan *p)
 {
-	unsigned char *touched = xcalloc(src->n + 1, 1);
-	const struct ps_entry *s, *d, *gone = NULL;
-	size_t i = 0, j = 0, cap = 0;
+	const struct ps_entry *s, *d;
+	struct dirs dirs = { 0 };
+	char *gone = NULL;	/* a receiver directory being deleted */
+	size_t gone_len = 0;
 	int c;
 
 	memset(p, 0, sizeof(*p));
-	while (i < src->n || j < dst->n) {
-		s = i < src->n ? &src->e[i] : NULL;
-		d = j < dst->n ? &dst->e[j] : NULL;
+	s = src->next(src->arg);
+	d = dst->next(dst->arg);
+	while (s != NULL || d != NULL) {
 		if (s == NULL)
 			c = 1;
 		else if (d == NULL)
@@ -90,93 +154,143 @@ ps_syncplan_make(const struct ps_manifest *src,
 		else
 			c = ps_path_cmp(s->path, s->path_len, d->path,
 			    d->path_len);
-		if (d != NULL && gone != NULL && below(d, gone) && c > 0) {
+		if (c <= 0)
+			dirs_leave(p, &dirs, s->path, s->path_len);
+		else
+			dirs_leave(p, &dirs, d->path, d->path_len);
+		if (c > 0 && gone != NULL &&
+		    below(d->path, d->path_len, gone, gone_len) &&
+		    !unknown_path(unknown, d)) {
 			/* Inside a receiver directory that goes: goes too. */
-			add(p, &cap, PS_ACT_DELETE, 0, NULL, d);
+			add(p, PS_ACT_DELETE, 0, NULL, d);
 			if (d->type == PS_FT_FILE)
 				p->ndelete_files++;
-			j++;
+			d = dst->next(dst->arg);
+			continue;
+		}
+		if (c > 0 && unknown_path(unknown, d)) {
+			/* The sender could not read it: leave it alone. */
+			d = dst->next(dst->arg);
 			continue;
 		}
 		if (c > 0) {		/* only the receiver has it */
 			if (o->delete) {
-				add(p, &cap, PS_ACT_DELETE, 0, NULL, d);
+				add(p, PS_ACT_DELETE, 0, NULL, d);
 				if (d->type == PS_FT_FILE)
 					p->ndelete_files++;
-				if (d->type == PS_FT_DIR)
-					gone = d;
+				if (d->type == PS_FT_DIR) {
+					free(gone);
+					gone = xstrndup(d->path, d->path_len);
+					gone_len = d->path_len;
+				}
 				/* Its parent's time changes: reset it. */
-				touch_parent(src, d, touched);
+				touch_parent(&dirs, d);
 			}
-			j++;
+			d = dst->next(dst->arg);
 			continue;
 		}
-		if (c < 0)
-			d = NULL;	/* only the sender has it */
-		if (d != NULL && d->type != s->type) {
-			if (!o->delete) {
-				p->nconflict++;
-				i++;
-				j++;
-				continue;
-			}
-			add(p, &cap, PS_ACT_DELETE, 0, NULL, d);
-			if (d->type == PS_FT_FILE)
-				p->ndelete_files++;
-			else
-				gone = d;
-			d = NULL;
-		}
-		if (s->type == PS_FT_DIR) {
-			if (d == NULL) {
-				add(p, &cap, PS_ACT_MKDIR, PS_CH_NEW, s, NULL);
-				touched[i] = 1;
-				touch_parent(src, s, touched);
-			} else if (s->mode != d->mode || !same_time(s, d)) {
-				touched[i] = 1;
-			}
-		} else if (d == NULL) {
-			add(p, &cap, PS_ACT_SEND, PS_CH_NEW, s, NULL);
-			p->nsend++;
-			p->send_bytes += s->size;
-			touch_parent(src, s, touched);
-		} else {
-			uint8_t ch = 0;
+		{
+			const struct ps_entry *dd = c == 0 ? d : NULL;
 
-			if (s->size != d->size)
-				ch |= PS_CH_SIZE;
-			if (!same_time(s, d))
-				ch |= PS_CH_TIME;
-			if (s->mode != d->mode)
-				ch |= PS_CH_PERMS;
-			if ((ch & (PS_CH_SIZE | PS_CH_TIME)) || o->checksum) {
-				if (!ps_entry_same_content(s, d))
-					ch |= PS_CH_CONTENT;
+			if (dd != NULL && dd->type != s->type) {
+				if (!o->delete) {
+					p->nconflict++;
+					s = src->next(src->arg);
+					d = dst->next(dst->arg);
+					continue;
+				}
+				add(p, PS_ACT_DELETE, 0, NULL, dd);
+				if (dd->type == PS_FT_FILE) {
+					p->ndelete_files++;
+				} else {
+					free(gone);
+					gone = xstrndup(dd->path,
+					    dd->path_len);
+					gone_len = dd->path_len;
+				}
+				dd = NULL;
 			}
-			if (ch & PS_CH_CONTENT) {
-				add(p, &cap, PS_ACT_SEND, ch, s, d);
+			if (s->type == PS_FT_DIR) {
+				int touched = 0;
+
+				if (dd == NULL) {
+					add(p, PS_ACT_MKDIR, PS_CH_NEW, s,
+					    NULL);
+					touched = 1;
+					touch_parent(&dirs, s);
+				} else if (s->mode != dd->mode ||
+				    !same_time(s, dd)) {
+					touched = 1;
+				}
+				dirs_enter(&dirs, s, touched);
+			} else if (dd == NULL) {
+				add(p, PS_ACT_SEND, PS_CH_NEW, s, NULL);
 				p->nsend++;
 				p->send_bytes += s->size;
-				touch_parent(src, s, touched);
-			} else if (ch & (PS_CH_TIME | PS_CH_PERMS)) {
-				add(p, &cap, PS_ACT_META, ch, s, d);
+				touch_parent(&dirs, s);
+			} else {
+				uint8_t ch = 0;
+
+				if (s->size != dd->size)
+					ch |= PS_CH_SIZE;
+				if (!same_time(s, dd))
+					ch |= PS_CH_TIME;
+				if (s->mode != dd->mode)
+					ch |= PS_CH_PERMS;
+				/*
+				 * Both manifests hold content hashes
+				 * (cached only while a file's identity is
+				 * unchanged): a file changed behind our
+				 * back with its size and time kept is
+				 * still found.
+				 */
+				if (!ps_entry_same_content(s, dd))
+					ch |= PS_CH_CONTENT;
+				if (ch & PS_CH_CONTENT) {
+					add(p, PS_ACT_SEND, ch, s, dd);
+					p->nsend++;
+					p->send_bytes += s->size;
+					touch_parent(&dirs, s);
+				} else if (ch & (PS_CH_TIME | PS_CH_PERMS)) {
+					add(p, PS_ACT_META, ch, s, dd);
+				}
 			}
 		}
-		i++;
+		s = src->next(src->arg);
 		if (c == 0)
-			j++;
+			d = dst->next(dst->arg);
 	}
-	for (i = 0; i < src->n; i++)
-		if (touched[i] && src->e[i].type == PS_FT_DIR)
-			add(p, &cap, PS_ACT_DIRMETA, 0, &src->e[i], NULL);
-	free(touched);
+	dirs_leave(p, &dirs, NULL, 0);
+	free(dirs.e);
+	free(dirs.touched);
+	free(gone);
 	if (p->n > 1)
 		qsort(p->a, p->n, sizeof(*p->a), act_cmp);
 }
 
 void
+ps_syncplan_make(const struct ps_manifest *src,
+    const struct ps_manifest *dst, const struct ps_plan_opts *o,
+    struct ps_syncplan *p)
+{
+	struct ps_arr_pos ps, pd;
+	struct ps_eiter s, d;
+
+	ps_eiter_array(&s, &ps, src);
+	ps_eiter_array(&d, &pd, dst);
+	ps_syncplan_stream(&s, src, &d, o, p);
+}
+
+void
 ps_syncplan_free(struct ps_syncplan *p)
 {
+	size_t i;
+
+	for (i = 0; i < p->nown; i++) {
+		ps_entry_free(p->own[i]);
+		free(p->own[i]);
+	}
+	free(p->own);
 	free(p->a);
 	memset(p, 0, sizeof(*p));
 }
@@ -187,22 +301,23 @@ ps_itemize(const struct ps_action *a, char out[12])
 	const struct ps_entry *e = a->src != NULL ? a->src : a->dst;
 	char t = e->type == PS_FT_DIR ? 'd' : 'f';
 
+	/* rsync 3.x: YXcstpoguax. */
 	switch (a->kind) {
 	case PS_ACT_DELETE:
-		memcpy(out, "*deleting", 10);
+		memcpy(out, "*deleting  ", 12);
 		return;
 	case PS_ACT_MKDIR:
-		memcpy(out, "cd+++++++", 10);
+		memcpy(out, "cd+++++++++", 12);
 		return;
 	case PS_ACT_SEND:
 		if (a->changes & PS_CH_NEW) {
-			memcpy(out, ">f+++++++", 10);
+			memcpy(out, ">f+++++++++", 12);
 			return;
 		}
-		memcpy(out, ">f.......", 10);
+		memcpy(out, ">f.........", 12);
 		break;
 	default:
-		memcpy(out, ".f.......", 10);
+		memcpy(out, "...........", 12);
 		out[1] = t;
 		break;
 	}

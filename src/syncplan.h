@@ -36,6 +36,9 @@ struct ps_syncplan {
 	struct ps_action *a;	/* deletes (deepest first), mkdirs,
 				   sends, metas, dirmetas */
 	size_t n;
+	size_t cap;
+	struct ps_entry **own;	/* the copies the actions point to */
+	size_t nown, capown;
 	size_t ndelete_files;	/* regular files among the deletes */
 	size_t nsend;
 	uint64_t send_bytes;	/* sizes of the files to send */
@@ -44,14 +47,14 @@ struct ps_syncplan {
 };
 
 struct ps_plan_opts {
-	int checksum;		/* compare content even when size+mtime match */
 	int delete;		/* remove what src does not have */
 };
 
 /*
  * Compare SRC (what should be) with DST (what the receiver has). A file
- * whose size and mtime match is current (unless CHECKSUM); one whose
- * content hash matches needs only META. Directories whose mode or time
+ * is current when its size and content hash match (both manifests carry
+ * hashes); when only its mode or mtime differ it needs only META. Paths
+ * SRC could not read (ps_manifest_unknown) are neither sent nor deleted. Directories whose mode or time
  * differ, or whose contents change, get a DIRMETA at the end. A
  * directory on the receiver where SRC has a file (or the reverse) is
  * deleted first when DELETE is set; otherwise it is counted in
@@ -60,13 +63,25 @@ struct ps_plan_opts {
 void ps_syncplan_make(const struct ps_manifest *src,
     const struct ps_manifest *dst, const struct ps_plan_opts *o,
     struct ps_syncplan *p);
+
+/*
+ * The same from two streams, holding neither whole: the plan keeps
+ * copies of the entries its actions name (and of the directories being
+ * walked), nothing else. UNKNOWN holds SRC's unreadable paths (or is
+ * NULL). Whether both streams ended cleanly is the caller's to check
+ * before acting on the plan.
+ */
+void ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
+    struct ps_eiter *dst, const struct ps_plan_opts *o,
+    struct ps_syncplan *p);
 void ps_syncplan_free(struct ps_syncplan *p);
 
 /*
- * The itemize string of an action, rsync -i style, in OUT (12 bytes):
- * ">f+++++++" new file, ">fcst...." changed (c content, s size, t time,
- * p perms), ".f...tp.." metadata only, "cd+++++++" new directory,
- * "*deleting" removal.
+ * The itemize string of an action in rsync 3.x's 11-column form
+ * (YXcstpoguax), in OUT (12 bytes): ">f+++++++++" new file,
+ * ">fcst......" changed (c content, s size, t time, p perms),
+ * ".f..tp....." metadata only, "cd+++++++++" new directory,
+ * "*deleting  " removal.
  */
 void ps_itemize(const struct ps_action *a, char out[12]);
 

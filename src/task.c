@@ -26,27 +26,36 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "console.h"
+#include "output.h"
 #include "ps.h"
 #include "task.h"
 #include "transport.h"
 #include "url.h"
 
+/*
+ * MU guards the fields marked so, and only them: it is never held while
+ * the database is used or anything is printed (an error line may come
+ * back here as an event). ST serialises its own use by several threads.
+ */
 struct ps_task_ctx {
 	pthread_mutex_t mu;
-	struct ps_state *st;
+	struct ps_state *st;	/* quiet once the task has begun */
 	int64_t id;
 	enum ps_task_kind kind;
 	char *server;
 	int *locks;		/* download lock descriptors held */
 	size_t nlocks;
-	int queued_said;	/* a 'queued' event was written */
+	int syslog;		/* scheduled: events go to syslog too */
+	/* Guarded by MU: */
+	int broken;		/* the database failed: record no more */
 	double last_progress;	/* monotonic time of the last event */
 	int progress_pending;	/* figures newer than the last event */
 	uint64_t p_done, p_total, p_files;
-	int syslog;		/* scheduled: events go to syslog too */
 };
 
-static volatile sig_atomic_t cancel_requested;
+/* This thread is inside a task's bookkeeping: drop nested events. */
+static _Thread_local int in_bookkeeping;
 
 static double
 mono(void)
@@ -57,7 +66,10 @@ mono(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* The directory holding the state database (malloc'd). */
+/*
+ * The state directory (malloc'd): the one holding a SQLite database, or
+ * PS_STATE_DIR_DEFAULT for a PostgreSQL one.
+ */
 static char *
 state_dir(const struct ps_conf *conf)
 {
@@ -65,6 +77,11 @@ state_dir(const struct ps_conf *conf)
 	    PS_DB_DEFAULT;
 	const char *slash = strrchr(db, '/');
 
+	const char *env = getenv("PATCHSYNC_STATE_DIR");
+
+	if (!ps_state_is_file(db))
+		return xstrdup(env != NULL && *env == '/' ? env :
+		    PS_STATE_DIR_DEFAULT);
 	if (slash == NULL)
 		return xstrdup(".");
 	if (slash == db)
@@ -159,15 +176,22 @@ server_rsh(const struct ps_server *sv, char **rsh)
 
 int
 ps_task_resolve_server(const struct ps_conf *conf, const char *name,
-    char **url, char **rsh, int for_push)
+    int for_push, struct ps_server_conn *out)
 {
 	struct ps_state *st;
 	struct ps_server sv;
 	int r;
 
-	*url = *rsh = NULL;
-	if ((r = ps_state_open(conf->database, &st)) != PS_OK)
+	memset(out, 0, sizeof(*out));
+	out->timeout = -1;
+	if ((r = ps_state_open_existing(conf->database, &st)) != PS_OK)
 		return r;
+	if (st == NULL) {
+		ps_err("unknown server '%s' (no state database at %s; give a "
+		    "URL such as host:/path, or add it with patchsync server "
+		    "add)", name, conf->database);
+		return PS_EUSAGE;
+	}
 	r = ps_state_server_get(st, name, &sv);
 	ps_state_close(st);
 	if (r != PS_OK)
@@ -178,12 +202,26 @@ ps_task_resolve_server(const struct ps_conf *conf, const char *name,
 		ps_server_free(&sv);
 		return PS_EUSAGE;
 	}
-	if ((r = server_rsh(&sv, rsh)) == PS_OK) {
-		*url = sv.url;
-		sv.url = NULL;
+	if ((r = server_rsh(&sv, &out->rsh)) == PS_OK) {
+		out->url = sv.url;
+		out->remote_path = sv.remote_path;
+		out->bwlimit = sv.bwlimit;
+		out->timeout = sv.timeout;
+		sv.url = sv.remote_path = NULL;
 	}
 	ps_server_free(&sv);
 	return r;
+}
+
+void
+ps_server_conn_free(struct ps_server_conn *c)
+{
+	if (c == NULL)
+		return;
+	free(c->url);
+	free(c->rsh);
+	free(c->remote_path);
+	memset(c, 0, sizeof(*c));
 }
 
 int
@@ -196,7 +234,8 @@ ps_task_all_servers(const struct ps_conf *conf, char ***names, size_t *n)
 
 	*names = NULL;
 	*n = 0;
-	if ((r = ps_state_open(conf->database, &st)) != PS_OK)
+	if ((r = ps_state_open_existing(conf->database, &st)) != PS_OK ||
+	    st == NULL)
 		return r;
 	r = ps_state_server_list(st, &v, &nv);
 	ps_state_close(st);
@@ -210,6 +249,39 @@ ps_task_all_servers(const struct ps_conf *conf, char ***names, size_t *n)
 	}
 	ps_server_list_free(v, nv);
 	return PS_OK;
+}
+
+int
+ps_parse_rate(const char *s, uint64_t *out)
+{
+	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0 || end == s || *s == '-' || *s == '+')
+		return -1;
+	switch (*end) {
+	case 'k': case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm': case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g': case 'G':
+		shift = 30;
+		end++;
+		break;
+	}
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (*end != '\0' || v == 0 || v > (UINT64_MAX >> 1) >> shift)
+		return -1;
+	*out = (uint64_t)v << shift;
+	return 0;
 }
 
 void
@@ -292,7 +364,7 @@ lock_take(const struct ps_conf *conf, const char *component, int op,
 			waiting = NULL;
 		}
 		/* Polled, so a cancel request ends the wait at once. */
-		if (cancel_requested) {
+		if (ps_intr_signal() != 0) {
 			close(fd);
 			return PS_EINTR;
 		}
@@ -319,29 +391,17 @@ ps_download_lock_exclusive(const struct ps_conf *conf,
 
 /* --- cancellation -------------------------------------------------- */
 
-static void
-on_cancel(int sig)
-{
-	(void)sig;
-	cancel_requested = 1;
-}
-
+/* A cancel is a SIGTERM: the push unwinds as from Ctrl-C (ps_intr_*). */
 void
 ps_task_install_cancel_handler(void)
 {
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_cancel;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
+	ps_intr_init();
 }
 
 int
 ps_task_canceled(void)
 {
-	return cancel_requested != 0;
+	return ps_intr_signal() != 0;
 }
 
 /* --- events -------------------------------------------------------- */
@@ -356,13 +416,55 @@ syslog_prio(const char *level)
 	return LOG_INFO;
 }
 
-/* With CTX->mu held. */
+/*
+ * The database failed under the task: say so once, record no more. Never
+ * called with CTX->mu held.
+ */
 static void
-event_locked(struct ps_task_ctx *ctx, const char *kind, const char *level,
-    const char *msg, const char *data)
+book_failed(struct ps_task_ctx *ctx)
 {
-	(void)ps_state_event_add(ctx->st, ctx->id, kind, level, msg, data);
-	if (ctx->syslog)
+	int first;
+
+	pthread_mutex_lock(&ctx->mu);
+	first = !ctx->broken;
+	ctx->broken = 1;
+	pthread_mutex_unlock(&ctx->mu);
+	if (first)
+		ps_err("task %lld: cannot record it in the state database "
+		    "(%s); the push goes on without it", (long long)ctx->id,
+		    ps_state_error(ctx->st));
+}
+
+static int
+is_broken(struct ps_task_ctx *ctx)
+{
+	int b;
+
+	pthread_mutex_lock(&ctx->mu);
+	b = ctx->broken;
+	pthread_mutex_unlock(&ctx->mu);
+	return b;
+}
+
+/* Add an event (no lock held). FORCE: even after a failure, silently. */
+static void
+record(struct ps_task_ctx *ctx, const char *kind, const char *level,
+    const char *msg, const char *data, int force)
+{
+	int r, broken;
+
+	if (in_bookkeeping)
+		return;
+	broken = is_broken(ctx);
+	if (broken && !force)
+		return;
+	in_bookkeeping = 1;
+	r = ps_state_event_add(ctx->st, ctx->id, kind, level, msg, data);
+	in_bookkeeping = 0;
+	if (r != PS_OK && !broken)
+		book_failed(ctx);
+	/* Progress is too chatty for syslog. */
+	if (ctx->syslog && strcmp(kind, "progress") != 0)
 		syslog(syslog_prio(level), "task %lld (%s): %s: %s",
 		    (long long)ctx->id, ctx->server, kind, msg);
 }
@@ -374,7 +476,7 @@ ps_task_event(struct ps_task_ctx *ctx, const char *kind, const char *level,
 	va_list ap;
 	char *msg;
 
-	if (ctx == NULL)
+	if (ctx == NULL || in_bookkeeping)
 		return;
 	va_start(ap, fmt);
 	if (vasprintf(&msg, fmt, ap) == -1)
@@ -382,9 +484,7 @@ ps_task_event(struct ps_task_ctx *ctx, const char *kind, const char *level,
 	va_end(ap);
 	if (msg == NULL)
 		return;
-	pthread_mutex_lock(&ctx->mu);
-	event_locked(ctx, kind, level, msg, NULL);
-	pthread_mutex_unlock(&ctx->mu);
+	record(ctx, kind, level, msg, NULL, 0);
 	free(msg);
 }
 
@@ -402,43 +502,48 @@ human(uint64_t n, char *out, size_t len)
 	snprintf(out, len, u == 0 ? "%.0f %s" : "%.1f %s", v, unit[u]);
 }
 
-/* With CTX->mu held: a 'progress' event of the latest figures. */
+/* A 'progress' event of these figures (no lock held). */
 static void
-progress_locked(struct ps_task_ctx *ctx)
+progress_event(struct ps_task_ctx *ctx, uint64_t done_b, uint64_t total_b,
+    uint64_t files, int force)
 {
 	char done[32], total[32], *msg, *data;
 
-	human(ctx->p_done, done, sizeof(done));
-	human(ctx->p_total, total, sizeof(total));
+	human(done_b, done, sizeof(done));
+	human(total_b, total, sizeof(total));
 	msg = xasprintf("%s of %s sent, %llu files done", done, total,
-	    (unsigned long long)ctx->p_files);
+	    (unsigned long long)files);
 	data = xasprintf("{\"bytes_done\":%llu,\"bytes_total\":%llu,"
-	    "\"files_done\":%llu}", (unsigned long long)ctx->p_done,
-	    (unsigned long long)ctx->p_total,
-	    (unsigned long long)ctx->p_files);
-	/* Progress is too chatty for syslog. */
-	(void)ps_state_event_add(ctx->st, ctx->id, "progress", "info", msg,
-	    data);
+	    "\"files_done\":%llu}", (unsigned long long)done_b,
+	    (unsigned long long)total_b, (unsigned long long)files);
+	record(ctx, "progress", "info", msg, data, force);
 	free(msg);
 	free(data);
-	ctx->last_progress = mono();
-	ctx->progress_pending = 0;
 }
 
 void
 ps_task_progress(struct ps_task_ctx *ctx, uint64_t bytes_done,
     uint64_t bytes_total, uint64_t files_done)
 {
-	if (ctx == NULL)
+	int due;
+
+	if (ctx == NULL || in_bookkeeping)
 		return;
+	/* Decide under the lock, write after releasing it. */
 	pthread_mutex_lock(&ctx->mu);
 	ctx->p_done = bytes_done;
 	ctx->p_total = bytes_total;
 	ctx->p_files = files_done;
 	ctx->progress_pending = 1;
-	if (mono() - ctx->last_progress >= PS_TASK_PROGRESS_SECS)
-		progress_locked(ctx);
+	due = !ctx->broken &&
+	    mono() - ctx->last_progress >= PS_TASK_PROGRESS_SECS;
+	if (due) {
+		ctx->last_progress = mono();
+		ctx->progress_pending = 0;
+	}
 	pthread_mutex_unlock(&ctx->mu);
+	if (due)
+		progress_event(ctx, bytes_done, bytes_total, files_done, 0);
 }
 
 /* --- begin and end ------------------------------------------------- */
@@ -465,11 +570,10 @@ queued_cb(const char *why, void *arg)
 {
 	struct ps_task_ctx *ctx = arg;
 
-	ps_info(1, "task %lld: %s", (long long)ctx->id, why);
-	pthread_mutex_lock(&ctx->mu);
-	event_locked(ctx, "queued", "info", why, NULL);
-	ctx->queued_said = 1;
-	pthread_mutex_unlock(&ctx->mu);
+	/* On a terminal somebody waits for us: say why (SPEC 6, push). */
+	ps_info(isatty(STDERR_FILENO) ? 0 : 1, "task %lld: %s",
+	    (long long)ctx->id, why);
+	record(ctx, "queued", "info", why, NULL, 0);
 }
 
 /* Take the shared download lock of every component of task T. */
@@ -541,11 +645,9 @@ ps_task_begin(const struct ps_conf *conf, int64_t id,
 	}
 	r = take_locks(ctx, conf, &t);
 	if (r != PS_OK) {
-		pthread_mutex_lock(&ctx->mu);
-		event_locked(ctx, "end", r == PS_EINTR ? "warning" : "error",
+		record(ctx, "end", r == PS_EINTR ? "warning" : "error",
 		    r == PS_EINTR ? "canceled while queued" :
-		    "failed: cannot take the download locks", NULL);
-		pthread_mutex_unlock(&ctx->mu);
+		    "failed: cannot take the download locks", NULL, 0);
 		(void)ps_state_task_set_state(ctx->st, id, r == PS_EINTR ?
 		    PS_TASK_CANCELED : PS_TASK_FAILED, r, NULL);
 		ps_task_free(&t);
@@ -563,6 +665,8 @@ ps_task_begin(const struct ps_conf *conf, int64_t id,
 	    t.components[0] != '\0' ? t.components : "all components",
 	    t.console, (long)getpid());
 	ps_task_free(&t);
+	/* From now on a failure is reported by book_failed, once. */
+	ps_state_set_quiet(ctx->st, 1);
 	*ctxp = ctx;
 	return PS_OK;
 }
@@ -572,15 +676,20 @@ ps_task_manual(const struct ps_conf *conf, const char *server,
     const char *components, struct ps_task_ctx **ctx)
 {
 	struct ps_state *st;
+	char err[1024];
 	int64_t id;
 	int r;
 
 	*ctx = NULL;
-	if (conf->database == NULL || (conf->file == NULL &&
-	    access(conf->database, F_OK) != 0))
+	if (conf->database == NULL)
 		return PS_OK;
-	if ((r = ps_state_open(conf->database, &st)) != PS_OK)
-		return r;
+	if (ps_state_try_open(conf->database, &st, err, sizeof(err)) !=
+	    PS_OK) {
+		ps_warn("this push is not recorded: %s", err);
+		return PS_OK;
+	}
+	if (st == NULL)			/* no database: none is made */
+		return PS_OK;
 	r = ps_state_task_create(st, PS_TASK_MANUAL, 0, conf->console_name,
 	    server, components != NULL ? components : "", &id);
 	ps_state_close(st);
@@ -599,12 +708,14 @@ void
 ps_task_end(struct ps_task_ctx *ctx, int exit_code, const char *stats_json)
 {
 	enum ps_task_state state;
+	uint64_t done, total, files;
 	const char *level;
+	int pending, broken, r;
 	char *msg;
 
 	if (ctx == NULL)
 		return;
-	if (cancel_requested || exit_code == PS_EINTR) {
+	if (ps_intr_signal() != 0 || exit_code == PS_EINTR) {
 		state = PS_TASK_CANCELED;
 		level = "warning";
 		msg = xstrdup("canceled");
@@ -619,13 +730,27 @@ ps_task_end(struct ps_task_ctx *ctx, int exit_code, const char *stats_json)
 		    ps_strresult(exit_code));
 	}
 	pthread_mutex_lock(&ctx->mu);
-	if (ctx->progress_pending)
-		progress_locked(ctx);
-	/* The event first: --follow stops when it sees the final state. */
-	event_locked(ctx, "end", level, msg, stats_json);
-	(void)ps_state_task_set_state(ctx->st, ctx->id, state, exit_code,
-	    stats_json);
+	pending = ctx->progress_pending;
+	done = ctx->p_done;
+	total = ctx->p_total;
+	files = ctx->p_files;
+	ctx->progress_pending = 0;
 	pthread_mutex_unlock(&ctx->mu);
+	/*
+	 * The end is tried even after a failure (a restarted server may be
+	 * back), silently then: its line was said already.
+	 */
+	if (pending)
+		progress_event(ctx, done, total, files, 1);
+	/* The event first: --follow stops when it sees the final state. */
+	record(ctx, "end", level, msg, stats_json, 1);
+	broken = is_broken(ctx);
+	in_bookkeeping = 1;
+	r = ps_state_task_set_state(ctx->st, ctx->id, state, exit_code,
+	    stats_json);
+	in_bookkeeping = 0;
+	if (r != PS_OK && !broken)
+		book_failed(ctx);
 	free(msg);
 	ctx_free(ctx);
 }
@@ -787,4 +912,135 @@ ps_task_wait(struct ps_state *st, int64_t task_id, pid_t pid)
 	/* A worker that died without ending its task: interrupted now. */
 	(void)ps_state_task_reap(st, NULL);
 	return code;
+}
+
+/* --- pruning ------------------------------------------------------- */
+
+int
+ps_task_prune(struct ps_state *st, const struct ps_conf *conf,
+    double before, size_t *pruned)
+{
+	char *dir, *path;
+	int64_t *ids;
+	size_t n, i;
+	int r;
+
+	if (pruned != NULL)
+		*pruned = 0;
+	if ((r = ps_state_prune(st, before, &ids, &n)) != PS_OK)
+		return r;
+	dir = state_dir(conf);
+	for (i = 0; i < n; i++) {
+		path = xasprintf("%s/log/task-%lld.log", dir,
+		    (long long)ids[i]);
+		if (unlink(path) == -1 && errno != ENOENT)
+			ps_warn("%s: cannot remove: %s", path,
+			    strerror(errno));
+		free(path);
+	}
+	free(dir);
+	free(ids);
+	if (pruned != NULL)
+		*pruned = n;
+	return PS_OK;
+}
+
+/* --- outcomes for `status` ----------------------------------------- */
+
+static void
+entry_figures(const struct ps_entry *e, int64_t *size, int64_t *mtime)
+{
+	*size = e != NULL ? (int64_t)e->size : -1;
+	*mtime = e != NULL ? e->mtime_sec : -1;
+}
+
+/* The report rows of T as the state keeps them (paths escaped). */
+static struct ps_report_row *
+report_rows(const struct ps_target *t, size_t *n, int64_t *behind)
+{
+	struct ps_report_row *v;
+	const struct ps_entry *e;
+	size_t i;
+
+	*n = t->nrows < PS_STATE_MAX_ROWS ? t->nrows : PS_STATE_MAX_ROWS;
+	*behind = 0;
+	for (i = 0; i < t->nrows; i++)
+		*behind += t->rows[i].state != PS_D_EXTRA;
+	v = xcalloc(*n + 1, sizeof(*v));
+	for (i = 0; i < *n; i++) {
+		e = t->rows[i].console != NULL ? t->rows[i].console :
+		    t->rows[i].server;
+		v[i].component = (char *)t->rows[i].component;
+		v[i].path = ps_escape(e->path, e->path_len);
+		v[i].state = (char *)ps_diff_state_name(
+		    (enum ps_diff_state)t->rows[i].state);
+		entry_figures(t->rows[i].console, &v[i].console_size,
+		    &v[i].console_mtime);
+		entry_figures(t->rows[i].server, &v[i].server_size,
+		    &v[i].server_mtime);
+	}
+	return v;
+}
+
+static int
+record_one(struct ps_state *st, const struct ps_conf *conf,
+    const struct ps_target *t, int report)
+{
+	struct ps_report_row *rows = NULL;
+	struct ps_outcome o;
+	size_t i;
+	int r;
+
+	memset(&o, 0, sizeof(o));
+	o.server = t->name;
+	o.kind = report ? PS_OUTCOME_REPORT : PS_OUTCOME_PUSH;
+	o.error = t->error;
+	o.files_behind = -1;
+	if (t->rc == PS_EPEER || (report && t->rc == PS_EUSAGE))
+		o.status = PS_OUTCOME_UNREACHABLE;
+	else if (!report && t->rc != PS_OK)
+		o.status = PS_OUTCOME_FAILED;
+	else
+		o.status = PS_OUTCOME_OK;
+	if (!report) {
+		o.bytes_sent = t->bytes_sent;
+		if (o.status == PS_OUTCOME_OK)
+			o.files_behind = 0;
+	} else if (o.status == PS_OUTCOME_OK) {
+		rows = report_rows(t, &o.nrows, &o.files_behind);
+		o.rows = rows;
+		o.rows_total = t->nrows;
+	}
+	r = ps_state_record_outcome(st, conf->console_name, &o);
+	for (i = 0; i < o.nrows; i++)
+		free(rows[i].path);
+	free(rows);
+	return r;
+}
+
+void
+ps_task_record_outcomes(const struct ps_conf *conf,
+    const struct ps_target *t, size_t nt, int report)
+{
+	struct ps_state *st;
+	char err[1024];
+	size_t i;
+
+	if (conf->database == NULL || nt == 0)
+		return;
+	if (ps_state_try_open(conf->database, &st, err, sizeof(err)) !=
+	    PS_OK) {
+		ps_warn("outcome not recorded for status: %s", err);
+		return;
+	}
+	if (st == NULL)			/* no database: none is made */
+		return;
+	ps_state_set_quiet(st, 1);
+	for (i = 0; i < nt; i++)
+		if (record_one(st, conf, &t[i], report) != PS_OK) {
+			ps_warn("outcome not recorded for status: %s",
+			    ps_state_error(st));
+			break;
+		}
+	ps_state_close(st);
 }

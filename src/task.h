@@ -40,24 +40,74 @@ struct ps_task_ctx;
 /* Seconds between two 'progress' events of one task, at least. */
 #define PS_TASK_PROGRESS_SECS 2.0
 
+/*
+ * Locks and task logs when the database is not a local file
+ * ($PATCHSYNC_STATE_DIR, an absolute path, replaces it).
+ */
+#define PS_STATE_DIR_DEFAULT "/var/lib/patchsync"
+
 /* --- servers from the state database ------------------------------ */
 
+/* How to reach a server from the state database. */
+struct ps_server_conn {
+	char *url;
+	char *rsh;		/* remote shell command line, or NULL */
+	char *remote_path;	/* patchsync on the server, or NULL: default */
+	uint64_t bwlimit;	/* bytes per second, 0: none */
+	int timeout;		/* seconds (0: never), -1: unset */
+};
+
 /*
- * Look up server NAME in the database at CONF->database. *URL gets its
- * URL, *RSH its remote shell command line: the server's rsh or "ssh",
- * plus " -i 'IDENTITY'" when it has an identity file (whose mode is
- * checked again now: 0600 or stricter, else PS_EUSAGE). *RSH is NULL for
- * a local URL without rsh. FOR_PUSH: a download-source server is refused
- * (PS_EUSAGE, "server NAME is a download source: pushing to it is
- * refused"). Both strings are malloc'd. One error line on failure.
+ * Look up server NAME in the database at CONF->database (never creating
+ * it: without a database every name is unknown, "no state database at
+ * PATH"). Fills *OUT: its URL; its remote shell command line: the
+ * server's rsh or "ssh", plus " -i 'IDENTITY'" when it has an identity
+ * file (whose mode is checked again now: 0600 or stricter, else
+ * PS_EUSAGE), NULL for a local URL without rsh; its remote path,
+ * bandwidth limit and timeout. FOR_PUSH: a download-source server is
+ * refused (PS_EUSAGE, "server NAME is a download source: pushing to it
+ * is refused"). Strings are malloc'd: free with ps_server_conn_free. One
+ * error line on failure.
  */
 int ps_task_resolve_server(const struct ps_conf *conf, const char *name,
-    char **url, char **rsh, int for_push);
+    int for_push, struct ps_server_conn *out);
+void ps_server_conn_free(struct ps_server_conn *c);
 
-/* The names of every server that is not a download source (for --all). */
+/*
+ * The names of every server that is not a download source (for --all);
+ * none when there is no database.
+ */
 int ps_task_all_servers(const struct ps_conf *conf, char ***names,
     size_t *n);
 void ps_task_names_free(char **names, size_t n);
+
+/*
+ * A rate: a number of bytes per second with an optional K, M or G suffix
+ * (powers of 1024) and an optional B ("512K", "10M", "1GB"). Returns 0
+ * with *OUT set, or -1 (zero, negative, overflow, garbage).
+ */
+int ps_parse_rate(const char *s, uint64_t *out);
+
+/*
+ * Record how each of the NT targets of a push (REPORT 0) or report
+ * (REPORT 1) ended, for `patchsync status`: state, error, bytes sent,
+ * files behind, and a report's rows (at most PS_STATE_MAX_ROWS per
+ * server). Only servers configured in the database are kept, and only
+ * when the database already exists: nothing is ever created (SPEC
+ * 10.8). A database that cannot be written costs one warning line, never
+ * the command's exit status.
+ */
+struct ps_target;
+void ps_task_record_outcomes(const struct ps_conf *conf,
+    const struct ps_target *t, size_t nt, int report);
+
+/*
+ * `history prune` and `keep =`: delete the tasks that ended before
+ * BEFORE, their events and their log files. *PRUNED (may be NULL) gets
+ * how many.
+ */
+int ps_task_prune(struct ps_state *st, const struct ps_conf *conf,
+    double before, size_t *pruned);
 
 /*
  * Is FILE usable as a credential: a regular file readable only by its
@@ -84,10 +134,12 @@ int ps_task_begin(const struct ps_conf *conf, int64_t id,
 
 /*
  * A manual push: create a 'manual' task for SERVER (name or URL) and
- * COMPONENTS ("a,b"; "" or NULL: all) and begin it. When there is no
- * configuration file and no database file yet, nothing is recorded:
- * PS_OK with *CTX NULL. On an error (one line printed) *CTX is NULL and
- * the caller may go on without a task.
+ * COMPONENTS ("a,b"; "" or NULL: all) and begin it. Only when the state
+ * database already exists: a push never creates one (SPEC 10.8), and
+ * then nothing is recorded: PS_OK with *CTX NULL. A database that exists
+ * but cannot be used (another account's, say) costs one warning line and
+ * the push goes on unrecorded (PS_OK, *CTX NULL). Other errors (one
+ * line) return their ps_result.
  */
 int ps_task_manual(const struct ps_conf *conf, const char *server,
     const char *components, struct ps_task_ctx **ctx);
@@ -98,6 +150,14 @@ int64_t ps_task_id(const struct ps_task_ctx *ctx);
 /*
  * Add an event. KIND: "progress", "file-error", "notice", ...; LEVEL:
  * "info", "warning" or "error". Scheduled tasks also log it to syslog.
+ *
+ * Bookkeeping never stops a push: when the database fails (a restarted
+ * PostgreSQL server, a removed file), one line says so ("task ID: cannot
+ * record its progress ...; the push goes on") and the task records
+ * nothing more; a worker that ends unrecorded is later shown
+ * 'interrupted' by the reaper. No lock is held while the database is
+ * written or anything is printed, and a call made from inside the task's
+ * own bookkeeping (an error line handed back as an event) is dropped.
  */
 void ps_task_event(struct ps_task_ctx *ctx, const char *kind,
     const char *level, const char *fmt, ...)
@@ -151,8 +211,10 @@ int ps_task_wait(struct ps_state *st, int64_t task_id, pid_t pid);
 /* --- download locks ------------------------------------------------ */
 
 /*
- * The lock file of COMPONENT: DIR(CONF->database)/locks/COMPONENT.lock
- * (malloc'd).
+ * The lock file of COMPONENT: STATEDIR/locks/COMPONENT.lock (malloc'd),
+ * where STATEDIR is the directory of a SQLite database, or
+ * $PATCHSYNC_STATE_DIR or PS_STATE_DIR_DEFAULT when the database is a
+ * PostgreSQL URI (locks and task logs belong to this machine).
  */
 char *ps_download_lock_path(const struct ps_conf *conf,
     const char *component);

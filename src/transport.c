@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <popt.h>
@@ -316,11 +317,39 @@ ps_conn_open(const struct ps_url *u, const struct ps_conn_opts *o,
 	return PS_OK;
 }
 
-int
-ps_conn_close(struct ps_conn *c)
+/*
+ * waitpid with a deadline: 0 when PID ended (STATUS set), -1 if not. A
+ * child that is about to exit (it read our BYE) is usually gone within a
+ * millisecond: the first waits are short.
+ */
+static int
+wait_for(pid_t pid, int *status, unsigned ms)
 {
-	int status;
+	struct timespec ts;
+	unsigned waited_us = 0, step_us = 100;
 	pid_t r;
+
+	for (;;) {
+		r = waitpid(pid, status, WNOHANG);
+		if (r == pid)
+			return 0;
+		if (r < 0 && errno != EINTR)
+			return 0;	/* not ours any more */
+		if (waited_us >= ms * 1000u)
+			return -1;
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)step_us * 1000;
+		nanosleep(&ts, NULL);
+		waited_us += step_us;
+		if (step_us < 20000)
+			step_us *= 2;
+	}
+}
+
+int
+ps_conn_close(struct ps_conn *c, unsigned secs)
+{
+	int status = 0;
 
 	if (c->rfd >= 0)
 		close(c->rfd);
@@ -329,12 +358,15 @@ ps_conn_close(struct ps_conn *c)
 	c->rfd = c->wfd = -1;
 	if (c->pid <= 0)
 		return -1;
-	do
-		r = waitpid(c->pid, &status, 0);
-	while (r < 0 && errno == EINTR);
+	/* Give it time to finish (and clean up), then insist. */
+	if (wait_for(c->pid, &status, secs * 1000) != 0) {
+		(void)kill(c->pid, SIGTERM);
+		if (wait_for(c->pid, &status, 5000) != 0) {
+			(void)kill(c->pid, SIGKILL);
+			(void)wait_for(c->pid, &status, 5000);
+		}
+	}
 	c->pid = -1;
-	if (r < 0)
-		return -1;
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
 	if (WIFSIGNALED(status))

@@ -35,10 +35,11 @@ int ps_conn_open(const struct ps_url *u, const struct ps_conn_opts *o,
     struct ps_conn *c);
 
 /*
- * Close the descriptors and wait for the child. Returns its exit status,
- * 128 + signal number when a signal ended it, or -1.
+ * Close the descriptors and wait for the child, at most SECS seconds
+ * before it is sent SIGTERM (and SIGKILL 5 s later). Returns its exit
+ * status, 128 + signal number when a signal ended it, or -1.
  */
-int ps_conn_close(struct ps_conn *c);
+int ps_conn_close(struct ps_conn *c, unsigned secs);
 
 /* Ask the child to stop (SIGTERM), e.g. when a task is cancelled. */
 int ps_conn_kill(struct ps_conn *c);

@@ -1,17 +1,22 @@
 /*
- * util.c — diagnostics, allocation, byte buffers, path rules and escaping.
+ * util.c — diagnostics, interruption, allocation, byte buffers, path
+ * rules and escaping.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "ps.h"
 
 int ps_verbose;
-void (*ps_err_hook)(const char *line);
-int ps_err_hook_only;
 int ps_quiet;
 
 const char *
@@ -29,16 +34,76 @@ ps_strresult(int r)
 	}
 }
 
-static void
-vsay(const char *prefix, const char *fmt, va_list ap)
+int
+ps_exit_code(int rc)
 {
-	char line[2048];
-	int n;
+	switch (rc) {
+	case PS_OK:
+	case PS_DIFFER:
+	case PS_EUSAGE:
+	case PS_EPARTIAL:
+	case PS_EPEER:
+	case PS_EVERIFY:
+	case PS_EINTR:
+		return rc;
+	default:
+		return PS_EPEER;
+	}
+}
 
-	n = vsnprintf(line, sizeof(line), fmt, ap);
-	if (n < 0)
+int
+ps_worse(int a, int b)
+{
+	a = ps_exit_code(a);
+	b = ps_exit_code(b);
+	return a > b ? a : b;
+}
+
+/* ---- diagnostics ---- */
+
+#define LINE_MAX_BYTES 2048
+#define KEEP_MAX 1000		/* lines kept for ps_diag_drain */
+
+static _Thread_local char last_error[LINE_MAX_BYTES];
+static atomic_int print_off;
+
+static pthread_mutex_t keep_mu = PTHREAD_MUTEX_INITIALIZER;
+static int keep_on;		/* keep_mu guards keep_on, kept, nkept */
+static char *kept[KEEP_MAX];
+static size_t nkept, kept_first;
+
+static void
+keep(const char *prefix, const char *line)
+{
+	pthread_mutex_lock(&keep_mu);
+	if (keep_on) {
+		size_t slot = (kept_first + nkept) % KEEP_MAX;
+
+		if (nkept == KEEP_MAX) {	/* full: drop the oldest */
+			free(kept[slot]);
+			kept_first = (kept_first + 1) % KEEP_MAX;
+			nkept--;
+		}
+		kept[slot] = xasprintf("%s%s", prefix, line);
+		nkept++;
+	}
+	pthread_mutex_unlock(&keep_mu);
+}
+
+static void
+vsay(const char *prefix, int is_err, const char *fmt, va_list ap)
+{
+	char line[LINE_MAX_BYTES];
+
+	if (vsnprintf(line, sizeof(line), fmt, ap) < 0)
 		return;
-	/* One write per line so lines from threads do not interleave. */
+	if (is_err)
+		memcpy(last_error, line, sizeof(line));
+	if (is_err || *prefix != '\0')
+		keep(prefix, line);
+	if (atomic_load(&print_off))
+		return;
+	/* One call per line so lines from threads do not interleave. */
 	fprintf(stderr, "patchsync: %s%s\n", prefix, line);
 }
 
@@ -48,20 +113,7 @@ ps_err(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	if (ps_err_hook != NULL) {
-		char line[2048];
-		va_list ap2;
-
-		va_copy(ap2, ap);
-		vsnprintf(line, sizeof(line), fmt, ap2);
-		va_end(ap2);
-		ps_err_hook(line);
-		if (ps_err_hook_only) {
-			va_end(ap);
-			return;
-		}
-	}
-	vsay("", fmt, ap);
+	vsay("", 1, fmt, ap);
 	va_end(ap);
 }
 
@@ -73,7 +125,7 @@ ps_warn(const char *fmt, ...)
 	if (ps_quiet)
 		return;
 	va_start(ap, fmt);
-	vsay("warning: ", fmt, ap);
+	vsay("warning: ", 0, fmt, ap);
 	va_end(ap);
 }
 
@@ -85,8 +137,148 @@ ps_info(int level, const char *fmt, ...)
 	if (ps_quiet || ps_verbose < level)
 		return;
 	va_start(ap, fmt);
-	vsay("", fmt, ap);
+	vsay("", 0, fmt, ap);
 	va_end(ap);
+}
+
+void
+ps_trace(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ps_quiet || ps_verbose < 2)
+		return;
+	va_start(ap, fmt);
+	vsay("  from: ", 0, fmt, ap);
+	va_end(ap);
+}
+
+const char *
+ps_last_error(void)
+{
+	return last_error;
+}
+
+void
+ps_clear_error(void)
+{
+	last_error[0] = '\0';
+}
+
+void
+ps_diag_print(int on)
+{
+	atomic_store(&print_off, !on);
+}
+
+void
+ps_diag_collect(int on)
+{
+	pthread_mutex_lock(&keep_mu);
+	keep_on = on;
+	pthread_mutex_unlock(&keep_mu);
+}
+
+char **
+ps_diag_drain(size_t *n)
+{
+	char **v;
+	size_t i;
+
+	pthread_mutex_lock(&keep_mu);
+	v = xcalloc(nkept + 1, sizeof(*v));
+	for (i = 0; i < nkept; i++)
+		v[i] = kept[(kept_first + i) % KEEP_MAX];
+	*n = nkept;
+	nkept = kept_first = 0;
+	pthread_mutex_unlock(&keep_mu);
+	return v;
+}
+
+void
+ps_strv_free(char **v)
+{
+	size_t i;
+
+	if (v == NULL)
+		return;
+	for (i = 0; v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
+}
+
+int
+ps_mkdir_p(const char *dir)
+{
+	char *p = xstrdup(dir), *s;
+	int rc = 0;
+
+	for (s = p + 1; *s != '\0' && rc == 0; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) != 0 && errno != EEXIST)
+			rc = -1;
+		*s = '/';
+	}
+	if (rc == 0 && mkdir(p, 0700) != 0 && errno != EEXIST)
+		rc = -1;
+	free(p);
+	return rc;
+}
+
+/* ---- interruption ---- */
+
+static int intr_pipe[2] = { -1, -1 };
+static volatile sig_atomic_t intr_sig;
+
+static void
+on_intr(int sig)
+{
+	int saved = errno;
+
+	if (intr_sig == 0)
+		intr_sig = sig;
+	/* Never drained: readable for every waiter from now on. */
+	if (intr_pipe[1] >= 0)
+		(void)!write(intr_pipe[1], "x", 1);
+	errno = saved;
+}
+
+void
+ps_intr_init(void)
+{
+	struct sigaction sa;
+
+	if (intr_pipe[0] < 0 && pipe2(intr_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+		ps_err("cannot create a pipe: %s", strerror(errno));
+		exit(PS_EPARTIAL);
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_intr;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+int
+ps_intr_fd(void)
+{
+	return intr_pipe[0];
+}
+
+int
+ps_intr_signal(void)
+{
+	return intr_sig;
+}
+
+void
+ps_intr_raise(int sig)
+{
+	on_intr(sig);
 }
 
 static void

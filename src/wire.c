@@ -11,6 +11,11 @@
  * The bandwidth limit is applied where bytes really leave: before each
  * write of at most one "slice" the writer waits until the bytes sent so
  * far are due at the configured rate.
+ *
+ * Nothing waits without a deadline: the descriptors are non-blocking and
+ * every wait is a poll() on the descriptor and on the interruption pipe
+ * (ps_intr_fd), bounded by the session's timeout and, for the greeting,
+ * by an overall deadline.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +36,6 @@
 
 #define OBUF_SIZE (256 * 1024)
 #define IBUF_SIZE (256 * 1024)
-#define HELLO_LEN (PS_MAGIC_LEN + 4 + 4 + 1)
 #define TEXT_MAX 60		/* bytes of peer text quoted in a reason */
 #define TEXT_WAIT_MS 300	/* wait for the rest of a text line */
 #define BW_CREDIT_NS 50000000	/* idle time spendable later: 50 ms */
@@ -40,6 +44,9 @@
 struct ps_wire {
 	int rfd;
 	int wfd;
+	int timeout_ms;		/* longest wait for the peer; -1: none */
+	_Atomic uint64_t deadline;	/* CLOCK_MONOTONIC ns cap, 0: none */
+	_Atomic uint64_t last_out;	/* when bytes last left, ns */
 
 	pthread_mutex_t wlock;	/* everything on the sending side */
 	unsigned char *obuf;
@@ -79,6 +86,17 @@ set_err(struct ps_wire *w, const char *fmt, ...)
 	pthread_mutex_unlock(&w->elock);
 }
 
+static uint64_t now_ns(void);
+
+static void
+set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl != -1 && !(fl & O_NONBLOCK))
+		(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
 struct ps_wire *
 ps_wire_new(int rfd, int wfd)
 {
@@ -86,6 +104,10 @@ ps_wire_new(int rfd, int wfd)
 
 	w->rfd = rfd;
 	w->wfd = wfd;
+	w->timeout_ms = -1;
+	set_nonblock(rfd);
+	set_nonblock(wfd);
+	atomic_store(&w->last_out, now_ns());
 	w->obuf = xmalloc(OBUF_SIZE);
 	w->ibuf = xmalloc(IBUF_SIZE);
 	pthread_mutex_init(&w->wlock, NULL);
@@ -129,8 +151,6 @@ ps_wire_bytes_in(const struct ps_wire *w)
 	return atomic_load(&w->bytes_in);
 }
 
-/* ---- writing ---- */
-
 static uint64_t
 now_ns(void)
 {
@@ -139,6 +159,85 @@ now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * NS + (uint64_t)ts.tv_nsec;
 }
+
+/* ---- deadlines ---- */
+
+void
+ps_wire_set_timeout(struct ps_wire *w, unsigned seconds)
+{
+	w->timeout_ms = seconds == 0 ? -1 : (int)(seconds > 86400 ? 86400 :
+	    seconds) * 1000;
+}
+
+void
+ps_wire_set_deadline(struct ps_wire *w, unsigned seconds)
+{
+	atomic_store(&w->deadline, seconds == 0 ? 0 : now_ns() +
+	    (uint64_t)seconds * NS);
+}
+
+uint64_t
+ps_wire_idle_ms(const struct ps_wire *w)
+{
+	uint64_t now = now_ns(), last = atomic_load(&w->last_out);
+
+	return now > last ? (now - last) / 1000000 : 0;
+}
+
+/*
+ * Wait until FD is ready for EVENTS, an interruption, or the time runs
+ * out. Returns PS_OK, PS_EINTR, or PS_EPEER (timed out, reason set).
+ */
+static int
+wait_fd(struct ps_wire *w, int fd, short events)
+{
+	struct pollfd pfd[2];
+	uint64_t deadline = atomic_load(&w->deadline), now;
+	int ms, r, n = 1;
+
+	pfd[0].fd = fd;
+	pfd[0].events = events;
+	if (ps_intr_fd() >= 0) {
+		pfd[1].fd = ps_intr_fd();
+		pfd[1].events = POLLIN;
+		n = 2;
+	}
+	for (;;) {
+		ms = w->timeout_ms;
+		if (deadline != 0) {
+			now = now_ns();
+			if (now >= deadline)
+				ms = 0;
+			else if (ms < 0 || (deadline - now) / 1000000 <
+			    (uint64_t)ms)
+				ms = (int)((deadline - now) / 1000000) + 1;
+		}
+		pfd[0].revents = pfd[1].revents = 0;
+		r = poll(pfd, (nfds_t)n, ms);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			set_err(w, "poll: %s", strerror(errno));
+			return PS_EPEER;
+		}
+		if (n == 2 && pfd[1].revents != 0) {
+			set_err(w, "interrupted");
+			return PS_EINTR;
+		}
+		if (r > 0)
+			return PS_OK;
+		if (deadline != 0 && now_ns() >= deadline)
+			set_err(w, "timed out: the peer did not greet us "
+			    "within the time allowed");
+		else
+			set_err(w, "timed out: nothing from the peer for %d "
+			    "s%s", w->timeout_ms / 1000, events == POLLOUT ?
+			    " (it does not read what we send)" : "");
+		return PS_EPEER;
+	}
+}
+
+/* ---- writing ---- */
 
 void
 ps_wire_set_bwlimit(struct ps_wire *w, uint64_t bytes_per_sec)
@@ -163,11 +262,11 @@ bw_slice(uint64_t rate)
 }
 
 /* Wait until N more bytes may go out at the configured rate. */
-static void
+static int
 bw_wait(struct ps_wire *w, size_t n)
 {
+	struct pollfd pfd = { .fd = ps_intr_fd(), .events = POLLIN };
 	uint64_t now = now_ns(), cost;
-	struct timespec ts;
 
 	/* An idle writer may catch up a little, not a whole idle hour. */
 	if (w->bw_due + BW_CREDIT_NS < now)
@@ -175,17 +274,22 @@ bw_wait(struct ps_wire *w, size_t n)
 	cost = (uint64_t)((double)n * (double)NS / (double)w->bwlimit);
 	w->bw_due += cost;
 	while (w->bw_due > now) {
-		ts.tv_sec = (time_t)((w->bw_due - now) / NS);
-		ts.tv_nsec = (long)((w->bw_due - now) % NS);
-		nanosleep(&ts, NULL);	/* EINTR: sleep again */
+		/* poll(-1 fd) just sleeps; a readable intr fd ends it. */
+		if (poll(&pfd, 1, (int)((w->bw_due - now) / 1000000) + 1) > 0) {
+			set_err(w, "interrupted");
+			return PS_EINTR;
+		}
 		now = now_ns();
 	}
+	return PS_OK;
 }
 
 static int
 write_failed(struct ps_wire *w, int err)
 {
 	w->wdead = 1;
+	if (err == EINTR)
+		return PS_EINTR;
 	if (err == EPIPE || err == ECONNRESET)
 		set_err(w, "peer closed the connection");
 	else
@@ -200,6 +304,7 @@ write_iov(struct ps_wire *w, struct iovec *iov, int n)
 	struct iovec one;
 	ssize_t r;
 	size_t left;
+	int rc;
 
 	while (n > 0) {
 		if (iov->iov_len == 0) {
@@ -213,18 +318,27 @@ write_iov(struct ps_wire *w, struct iovec *iov, int n)
 			one.iov_len = iov->iov_len;
 			if (one.iov_len > bw_slice(w->bwlimit))
 				one.iov_len = bw_slice(w->bwlimit);
-			bw_wait(w, one.iov_len);
+			if ((rc = bw_wait(w, one.iov_len)) != PS_OK)
+				return write_failed(w, EINTR);
 			r = writev(w->wfd, &one, 1);
 		} else
 			r = writev(w->wfd, iov, n);	/* n <= 3 */
+		if (r < 0 && errno == EAGAIN) {
+			if ((rc = wait_fd(w, w->wfd, POLLOUT)) != PS_OK) {
+				w->wdead = 1;
+				return rc;
+			}
+			continue;
+		}
 		if (r < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR)
 				continue;
 			return write_failed(w, errno);
 		}
 		if (r == 0)
 			return write_failed(w, EPIPE);
 		atomic_fetch_add(&w->bytes_out, (uint64_t)r);
+		atomic_store(&w->last_out, now_ns());
 		left = (size_t)r;
 		while (n > 0 && left >= iov->iov_len) {
 			left -= iov->iov_len;
@@ -352,27 +466,48 @@ out:
 
 /* ---- reading ---- */
 
+static int
+recv_dead(struct ps_wire *w, int rc)
+{
+	w->rdead = 1;
+	return rc;
+}
+
 /*
- * read(2), retried on EINTR. A peer that exits with our bytes unread
- * makes a socket read fail with ECONNRESET once its own bytes are
+ * Read at most N bytes, waiting (bounded) for some. Returns the count,
+ * 0 at end of stream, -1 with *RC set. A peer that exits with our bytes
+ * unread makes a socket read fail with ECONNRESET once its own bytes are
  * consumed: for us that is the end of the stream like any other.
  */
 static ssize_t
-read_some(int fd, void *p, size_t n)
+read_some(struct ps_wire *w, void *p, size_t n, int *rc)
 {
 	ssize_t r;
 
-	do
-		r = read(fd, p, n);
-	while (r < 0 && errno == EINTR);
-	if (r < 0 && errno == ECONNRESET)
-		r = 0;
-	return r;
+	for (;;) {
+		r = read(w->rfd, p, n);
+		if (r > 0) {
+			atomic_fetch_add(&w->bytes_in, (uint64_t)r);
+			return r;
+		}
+		if (r == 0 || errno == ECONNRESET)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN) {
+			if ((*rc = wait_fd(w, w->rfd, POLLIN)) != PS_OK)
+				return -1;
+			continue;
+		}
+		set_err(w, "read from peer failed: %s", strerror(errno));
+		*rc = PS_EPEER;
+		return -1;
+	}
 }
 
 /* Read once into the input buffer. Returns bytes read, 0 at EOF, -1. */
 static ssize_t
-fill_once(struct ps_wire *w)
+fill_once(struct ps_wire *w, int *rc)
 {
 	ssize_t r;
 
@@ -381,38 +516,27 @@ fill_once(struct ps_wire *w)
 		w->ilen -= w->ioff;
 		w->ioff = 0;
 	}
-	r = read_some(w->rfd, w->ibuf + w->ilen, IBUF_SIZE - w->ilen);
-	if (r < 0) {
-		set_err(w, "read from peer failed: %s", strerror(errno));
-		return -1;
-	}
-	w->ilen += (size_t)r;
-	atomic_fetch_add(&w->bytes_in, (uint64_t)r);
+	r = read_some(w, w->ibuf + w->ilen, IBUF_SIZE - w->ilen, rc);
+	if (r > 0)
+		w->ilen += (size_t)r;
 	return r;
 }
 
 /*
  * Make N (<= IBUF_SIZE) bytes available in the input buffer. Returns 1,
- * 0 at EOF (fewer available), -1 on error.
+ * 0 at EOF (fewer available), -1 with *RC set.
  */
 static int
-fill(struct ps_wire *w, size_t n)
+fill(struct ps_wire *w, size_t n, int *rc)
 {
 	ssize_t r;
 
 	while (w->ilen - w->ioff < n) {
-		r = fill_once(w);
+		r = fill_once(w, rc);
 		if (r <= 0)
 			return (int)r;
 	}
 	return 1;
-}
-
-static int
-recv_dead(struct ps_wire *w)
-{
-	w->rdead = 1;
-	return PS_EPEER;
 }
 
 /* Read the rest of a payload that is bigger than the input buffer holds. */
@@ -420,22 +544,19 @@ static int
 read_direct(struct ps_wire *w, struct buf *payload, size_t len)
 {
 	ssize_t r;
+	int rc = PS_EPEER;
 
 	while (payload->len < len) {
-		r = read_some(w->rfd, payload->p + payload->len,
-		    len - payload->len);
-		if (r < 0) {
-			set_err(w, "read from peer failed: %s",
-			    strerror(errno));
-			return recv_dead(w);
-		}
+		r = read_some(w, payload->p + payload->len, len - payload->len,
+		    &rc);
+		if (r < 0)
+			return recv_dead(w, rc);
 		if (r == 0) {
 			set_err(w, "peer closed the connection in the middle "
 			    "of a frame (%zu of %zu payload bytes)",
 			    payload->len, len);
-			return recv_dead(w);
+			return recv_dead(w, PS_EPEER);
 		}
-		atomic_fetch_add(&w->bytes_in, (uint64_t)r);
 		payload->len += (size_t)r;
 	}
 	return PS_OK;
@@ -445,14 +566,14 @@ int
 ps_wire_recv(struct ps_wire *w, uint8_t *type, struct buf *payload)
 {
 	size_t len, have;
-	int r;
+	int r, rc = PS_EPEER;
 
 	payload->len = 0;
 	if (w->rdead)
 		return PS_EPEER;
-	r = fill(w, PS_FRAME_HDR);
+	r = fill(w, PS_FRAME_HDR, &rc);
 	if (r < 0)
-		return recv_dead(w);
+		return recv_dead(w, rc);
 	if (r == 0) {
 		have = w->ilen - w->ioff;
 		if (have == 0) {
@@ -462,13 +583,13 @@ ps_wire_recv(struct ps_wire *w, uint8_t *type, struct buf *payload)
 			set_err(w, "peer closed the connection in the middle "
 			    "of a frame header (%zu of %d bytes)", have,
 			    PS_FRAME_HDR);
-		return recv_dead(w);
+		return recv_dead(w, PS_EPEER);
 	}
 	len = get_u32le(w->ibuf + w->ioff);
 	if (len > PS_FRAME_MAX) {
 		set_err(w, "frame of %zu bytes exceeds the %u-byte limit",
 		    len, PS_FRAME_MAX);
-		return recv_dead(w);
+		return recv_dead(w, PS_EPEER);
 	}
 	*type = w->ibuf[w->ioff + 4];
 	w->ioff += PS_FRAME_HDR;
@@ -483,9 +604,9 @@ ps_wire_recv(struct ps_wire *w, uint8_t *type, struct buf *payload)
 	payload->len = have;
 	/* Small frames: keep reading in big gulps through the buffer. */
 	while (payload->len < len && len - payload->len < IBUF_SIZE / 2) {
-		r = fill(w, 1);
+		r = fill(w, 1, &rc);
 		if (r < 0)
-			return recv_dead(w);
+			return recv_dead(w, rc);
 		if (r == 0)
 			break;		/* read_direct reports the EOF */
 		have = w->ilen - w->ioff;
@@ -515,23 +636,25 @@ is_text(unsigned char c)
 static int
 bad_greeting(struct ps_wire *w)
 {
-	struct pollfd pfd = { .fd = w->rfd, .events = POLLIN };
 	unsigned char *s = w->ibuf + w->ioff;
 	char quote[TEXT_MAX + 1];
 	size_t have = w->ilen - w->ioff, i, q;
+	int saved = w->timeout_ms, rc;
 
 	for (i = 0; i < have && i < PS_FRAME_HDR; i++)
 		if (!is_text(s[i]))
 			break;
 	if (i < have && i < PS_FRAME_HDR) {
 		set_err(w, "peer is not patchsync (bad greeting)");
-		return recv_dead(w);
+		return recv_dead(w, PS_EPEER);
 	}
+	w->timeout_ms = TEXT_WAIT_MS;
 	while (have < TEXT_MAX && memchr(s, '\n', have) == NULL &&
-	    poll(&pfd, 1, TEXT_WAIT_MS) > 0 && fill_once(w) > 0) {
+	    fill_once(w, &rc) > 0) {
 		s = w->ibuf + w->ioff;
 		have = w->ilen - w->ioff;
 	}
+	w->timeout_ms = saved;
 	/* Skip leading blank lines, quote up to the end of the first line. */
 	for (i = 0; i < have && (s[i] == '\n' || s[i] == '\r'); i++)
 		;
@@ -539,86 +662,42 @@ bad_greeting(struct ps_wire *w)
 	    i++)
 		quote[q++] = is_text(s[i]) && s[i] != '\t' ? (char)s[i] : '?';
 	quote[q] = '\0';
+	/* The first reason (a timeout while quoting) must not win. */
+	pthread_mutex_lock(&w->elock);
+	w->err[0] = '\0';
+	pthread_mutex_unlock(&w->elock);
 	set_err(w, "peer is not patchsync; it said: \"%s\"", quote);
-	return recv_dead(w);
-}
-
-static int
-read_hello(struct ps_wire *w, uint32_t *peer_features, uint8_t *peer_role)
-{
-	struct buf p = { 0 };
-	struct ps_rd rd;
-	const unsigned char *magic;
-	uint32_t version, features;
-	uint8_t type, role;
-	int r;
-
-	r = fill(w, PS_FRAME_HDR);
-	if (r < 0)
-		return recv_dead(w);
-	if (r == 0 && w->ilen == w->ioff) {
-		set_err(w, "peer closed the connection before greeting "
-		    "(is patchsync installed and runnable there?)");
-		return recv_dead(w);
-	}
-	if (r == 0 || get_u32le(w->ibuf + w->ioff) < HELLO_LEN ||
-	    get_u32le(w->ibuf + w->ioff) > 4096 ||
-	    w->ibuf[w->ioff + 4] != PS_MSG_HELLO)
-		return bad_greeting(w);
-
-	if ((r = ps_wire_recv(w, &type, &p)) != PS_OK)
-		return r;
-	ps_rd_init(&rd, p.p, p.len);
-	magic = ps_rd_bytes(&rd, PS_MAGIC_LEN);
-	version = ps_rd_u32(&rd);
-	features = ps_rd_u32(&rd);
-	role = ps_rd_u8(&rd);
-	/* Later versions may append fields to HELLO: extra bytes are fine. */
-	if (rd.bad || memcmp(magic, PS_MAGIC, PS_MAGIC_LEN) != 0) {
-		set_err(w, "peer is not patchsync (bad greeting)");
-		r = recv_dead(w);
-	} else if (version != PS_PROTO_VERSION) {
-		set_err(w, "peer speaks protocol version %u, this patchsync "
-		    "speaks %u", version, PS_PROTO_VERSION);
-		r = recv_dead(w);
-	} else {
-		if (peer_features != NULL)
-			*peer_features = features;
-		if (peer_role != NULL)
-			*peer_role = role;
-	}
-	buf_free(&p);
-	return r;
+	return recv_dead(w, PS_EPEER);
 }
 
 int
-ps_wire_hello(struct ps_wire *w, uint8_t role, uint32_t features,
-    uint32_t *peer_features, uint8_t *peer_role)
+ps_wire_recv_greeting(struct ps_wire *w, uint8_t type, size_t minlen,
+    size_t maxlen, struct buf *payload)
 {
-	unsigned char h[HELLO_LEN];
-	char sent_err[sizeof(w->err)];
-	int r, rr;
+	uint32_t len;
+	int r, rc = PS_EPEER;
 
-	memcpy(h, PS_MAGIC, PS_MAGIC_LEN);
-	put_u32le(h + PS_MAGIC_LEN, PS_PROTO_VERSION);
-	put_u32le(h + PS_MAGIC_LEN + 4, features);
-	h[PS_MAGIC_LEN + 8] = role;
-	r = ps_wire_send(w, PS_MSG_HELLO, h, sizeof(h));
-	if (r == PS_OK)
-		r = ps_wire_flush(w);
-	if (r == PS_OK)
-		return read_hello(w, peer_features, peer_role);
-	/*
-	 * The peer is gone before our greeting got out, but what it wrote
-	 * before going (a shell error, say) explains more than EPIPE does.
-	 * No other thread uses the wire yet, so the reason may be replaced.
-	 */
-	memcpy(sent_err, w->err, sizeof(sent_err));
+	r = fill(w, PS_FRAME_HDR, &rc);
+	if (r < 0)
+		return recv_dead(w, rc);
+	if (r == 0 && w->ilen == w->ioff) {
+		set_err(w, "peer closed the connection before greeting "
+		    "(is patchsync installed and runnable there?)");
+		return recv_dead(w, PS_EPEER);
+	}
+	len = r == 0 ? 0 : get_u32le(w->ibuf + w->ioff);
+	if (r == 0 || len < minlen || len > maxlen ||
+	    w->ibuf[w->ioff + 4] != type)
+		return bad_greeting(w);
+	return ps_wire_recv(w, &(uint8_t){ 0 }, payload);
+}
+
+void
+ps_wire_clear_error(struct ps_wire *w)
+{
+	pthread_mutex_lock(&w->elock);
 	w->err[0] = '\0';
-	rr = read_hello(w, peer_features, peer_role);
-	if (rr == PS_OK || w->err[0] == '\0')
-		memcpy(w->err, sent_err, sizeof(w->err));
-	return r;
+	pthread_mutex_unlock(&w->elock);
 }
 
 /* ---- payload decoding ---- */

@@ -5,8 +5,10 @@
  * A frame is: u32 little-endian payload length | u8 type | payload.
  * A payload is at most PS_FRAME_MAX bytes. Anything that breaks the
  * framing (a length over the maximum, end of stream in the middle of a
- * frame, a read or write error) ends the session: the call returns
- * PS_EPEER and ps_wire_error() says why in one line.
+ * frame, a read or write error, a peer silent for longer than the
+ * timeout) ends the session: the call returns PS_EPEER and
+ * ps_wire_error() says why in one line. An interruption (ps_intr_fd)
+ * ends any wait with PS_EINTR.
  */
 #ifndef PS_WIRE_H
 #define PS_WIRE_H
@@ -18,20 +20,6 @@
 
 #define PS_FRAME_MAX (4u * 1024 * 1024)	/* largest payload, bytes */
 #define PS_FRAME_HDR 5			/* u32 length + u8 type */
-
-/*
- * The protocol version sent in HELLO. Peers must speak the same one;
- * optional additions are negotiated with the feature bits instead.
- */
-#define PS_PROTO_VERSION 1
-#define PS_MAGIC "PSYNC\0\0\0"
-#define PS_MAGIC_LEN 8
-
-/* HELLO payload: magic, u32 version, u32 features, u8 role. */
-#define PS_MSG_HELLO 1
-
-#define PS_ROLE_CONSOLE 'c'
-#define PS_ROLE_SERVER 's'
 
 struct ps_wire;
 
@@ -71,7 +59,7 @@ int ps_wire_shutdown_write(struct ps_wire *w);
 /*
  * Read the next frame: its type into *TYPE and its payload into PAYLOAD
  * (replacing what PAYLOAD held). Only one thread may receive. Returns
- * PS_OK or PS_EPEER. When the stream ended cleanly between two frames,
+ * PS_OK, PS_EPEER or PS_EINTR. When the stream ended cleanly between two frames,
  * ps_wire_eof() is 1 as well ("peer finished or died between frames");
  * a stream that ends inside a frame is a broken frame, and ps_wire_eof()
  * stays 0.
@@ -90,15 +78,29 @@ uint64_t ps_wire_bytes_in(const struct ps_wire *w);
 void ps_wire_set_bwlimit(struct ps_wire *w, uint64_t bytes_per_sec);
 
 /*
- * The greeting. Sends HELLO with ROLE and FEATURES, flushes, and reads
- * the peer's HELLO, storing its features and role (either pointer may be
- * NULL). A peer that says anything else fails with PS_EPEER and a reason
+ * The longest wait for the peer, in seconds, for any one read or write
+ * (0: none). Set before other threads use the wire.
+ */
+void ps_wire_set_timeout(struct ps_wire *w, unsigned seconds);
+
+/* An overall deadline from now for every wait (the greeting); 0 clears. */
+void ps_wire_set_deadline(struct ps_wire *w, unsigned seconds);
+
+/* Milliseconds since bytes last left (for keepalives). */
+uint64_t ps_wire_idle_ms(const struct ps_wire *w);
+
+/*
+ * Read the first frame of a session: it must be of TYPE with a payload of
+ * MINLEN..MAXLEN bytes. Anything else fails with PS_EPEER and a reason
  * meant for an administrator: when the peer wrote text (a shell error, a
  * login banner), the reason quotes up to 60 printable bytes of it.
- * Call before any other thread uses the wire.
  */
-int ps_wire_hello(struct ps_wire *w, uint8_t role, uint32_t features,
-    uint32_t *peer_features, uint8_t *peer_role);
+int ps_wire_recv_greeting(struct ps_wire *w, uint8_t type, size_t minlen,
+    size_t maxlen, struct buf *payload);
+
+/* Forget the recorded reason (before reading the greeting after a
+ * failed write: what the peer said explains more than EPIPE). */
+void ps_wire_clear_error(struct ps_wire *w);
 
 /*
  * Bounds-checked payload decoding. Reading past the end sets bad and

@@ -1,24 +1,30 @@
 #!/usr/bin/env python3
 """evilpeer.py -- a hostile peer for the functional tests.
 
+A second, independent implementation of the patchsync protocol (version
+3, man/patchsync-protocol.5), as rsync's test suite keeps one: it sends
+normal messages with one thing wrong. All frame layouts are in the
+MESSAGES table below.
+
   evilpeer.py server MODE [ignored...]
       A hostile server on stdin/stdout (give it as --remote-path through
       tests/rsh-local: the rest of the command line, "serve --stdio PATH",
       is ignored). MODE: garbage, eof, badmagic, badversion, bigframe,
-      unknowntype, truncated, badmanifest, hugestr.
+      unknowntype, truncated, badmanifest, hugestr, silent, trickle,
+      stall, earlyack, bomb, pulldelete, deletesource (the last two are
+      refresh sources; $EVIL_MANIFEST names the manifest they offer).
 
   evilpeer.py console PATCHSYNC ROOT CASE HASHHEX
       A hostile console: runs "PATCHSYNC serve --stdio ROOT" over pipes,
       greets, then does CASE. HASHHEX is the XXH3-128 (as `manifest show`
       prints it) of the 5 bytes b"evil\\n", the content of every file sent.
       CASE is open:DEST, file:PATH, mkdir:PATH, delete:PATH, meta:PATH,
-      bigdata: or ok; PATH may hold backslash escapes (\\x00).
+      copypast:PATH, bigdata:, bigclaim:, silent:, pullpush:DIR or ok;
+      PATH may hold
+      backslash escapes (\\x00).
       Exit 0 when the server refused (ERROR frame, a failed RESULT, or it
-      ended the session) -- or, for the case "ok", when it accepted; 1
-      otherwise. Prints one line saying what happened.
-
-Frame: u32le length | u8 type | payload. HELLO (type 1) payload:
-b"PSYNC\\0\\0\\0" + u32le version + u32le features + u8 role.
+      ended the session) -- or, for the cases "ok" and "pullpush", when it
+      accepted; 1 otherwise. Prints one line saying what happened.
 """
 import codecs
 import os
@@ -29,23 +35,75 @@ import sys
 import time
 
 MAGIC = b"PSYNC\0\0\0"
-HELLO, ERROR, NOTICE, OPEN, MFDATA, MFEND = 1, 2, 3, 10, 11, 12
-MKDIR, FILE, DATA, END, RESULT, DELETE, META, DONE, DONEACK, BYE = \
-    20, 21, 22, 27, 28, 29, 30, 31, 32, 33
+VERSION = 3
+
+# message type -> (name, struct layout of the fixed fields; "s" marks a
+# u32-length string, "*" the rest of the payload)
+MESSAGES = {
+    1: ("HELLO", "8s I I B I"),
+    2: ("ERROR", "I s"),
+    3: ("NOTICE", "B s"),
+    4: ("KEEPALIVE", ""),
+    10: ("OPEN", "B I s"),
+    11: ("MFDATA", "*"),
+    12: ("MFEND", "B Q"),
+    20: ("MKDIR", "s I"),
+    21: ("FILE", "I s Q q I I 16s"),
+    22: ("DATA", "I Q I B *"),
+    25: ("COPY", "I Q Q Q"),
+    27: ("END", "I"),
+    28: ("RESULT", "I I s"),
+    29: ("DELETE", "s B"),
+    30: ("META", "s B I q I"),
+    31: ("DONE", ""),
+    32: ("DONEACK", "I Q Q I"),
+    33: ("BYE", ""),
+}
+T = {v[0]: k for k, v in MESSAGES.items()}
+OF_NOWAIT, OF_CHECKSUM, OF_DRYRUN, OF_DELETE = 1, 2, 4, 8
 
 
 def frame(t, payload=b""):
     return struct.pack("<IB", len(payload), t) + payload
 
 
-def s(b):
-    if isinstance(b, str):
-        b = b.encode()
-    return struct.pack("<I", len(b)) + b
+def msg(name, *values):
+    """One frame of message NAME with VALUES for its fields, in order."""
+    t = T[name]
+    out = b""
+    vals = list(values)
+    for f in MESSAGES[t][1].split():
+        v = vals.pop(0)
+        if f == "s":
+            v = v.encode() if isinstance(v, str) else v
+            out += struct.pack("<I", len(v)) + v
+        elif f == "*":
+            out += v
+        else:
+            out += struct.pack("<" + f, v)
+    assert not vals, name
+    return frame(t, out)
 
 
-def hello(role):
-    return frame(HELLO, MAGIC + struct.pack("<II", 1, 0) + role)
+def fields(t, payload):
+    """Decode the fixed fields of a frame (strings as bytes)."""
+    vals, off = [], 0
+    for f in MESSAGES[t][1].split():
+        if f == "s":
+            n = struct.unpack_from("<I", payload, off)[0]
+            vals.append(payload[off + 4:off + 4 + n])
+            off += 4 + n
+        elif f == "*":
+            vals.append(payload[off:])
+            off = len(payload)
+        else:
+            vals.append(struct.unpack_from("<" + f, payload, off)[0])
+            off += struct.calcsize("<" + f)
+    return vals
+
+
+def hello(role, version=VERSION, magic=MAGIC):
+    return msg("HELLO", magic, version, 0, role[0], 120)
 
 
 class Reader:
@@ -81,8 +139,35 @@ class Reader:
         self.buf = self.buf[5 + n:]
         return t, p
 
+    def skip_until(self, t, timeout=10):
+        while True:
+            f = self.frame(timeout)
+            if f is None or f[0] == t:
+                return f
+
+
+def zstd_frame(data):
+    """data compressed by the zstd command (a real compressor)."""
+    p = subprocess.run(["zstd", "-q", "-c", "-19"], input=data,
+                       stdout=subprocess.PIPE, check=True)
+    return p.stdout
+
 
 # ---- the hostile server ----
+
+def empty_manifest():
+    """A valid encoded manifest with no entries (trailer: XXH3-128)."""
+    body = b"PSYNCMF\n" + struct.pack("<IIBQ", 2, 0, 0, 0)
+    h = subprocess.run(["xxhsum", "-H2", "-"], input=body,
+                       stdout=subprocess.PIPE, check=True).stdout
+    return body + bytes.fromhex(h.split()[0].decode()[-32:])
+
+
+def send_manifest(out, raw):
+    z = zstd_frame(raw)
+    out.write(msg("MFDATA", z))
+    out.write(msg("MFEND", 1, len(raw)))
+
 
 def server(mode):
     out = sys.stdout.buffer
@@ -93,33 +178,73 @@ def server(mode):
         sys.exit(127)
     if mode == "eof":
         sys.exit(0)
+    if mode == "silent":
+        time.sleep(60)          # says nothing at all
+        sys.exit(0)
+    if mode == "trickle":       # the greeting, one byte a second
+        for b in hello(b"s"):
+            out.write(bytes([b]))
+            out.flush()
+            time.sleep(1)
+        time.sleep(60)
+        sys.exit(0)
     if mode == "badmagic":
-        out.write(frame(HELLO, b"RSYNC\0\0\0" + struct.pack("<II", 1, 0) +
-                        b"s"))
-        out.flush()
+        out.write(hello(b"s", magic=b"RSYNC\0\0\0"))
     elif mode == "badversion":
-        out.write(frame(HELLO, MAGIC + struct.pack("<II", 99, 0) + b"s"))
-        out.flush()
+        out.write(hello(b"s", version=99))
     else:
         out.write(hello(b"s"))
-        out.flush()
+    out.flush()
     try:
         rd.frame()              # the console's HELLO
-        if mode in ("badmanifest", "hugestr"):
-            rd.frame()          # its OPEN
+        if mode in ("badmanifest", "hugestr", "stall", "earlyack", "bomb",
+                    "pulldelete", "deletesource"):
+            rd.skip_until(T["OPEN"])
         if mode == "bigframe":
-            out.write(struct.pack("<IB", 0xFFFFFFF0, MFDATA) + b"x" * 100)
+            out.write(struct.pack("<IB", 0xFFFFFFF0, T["MFDATA"]) +
+                      b"x" * 100)
         elif mode == "unknowntype":
             out.write(frame(200, b"hello?"))
         elif mode == "truncated":
-            out.write(struct.pack("<IB", 100, MFDATA) + b"0123456789")
+            out.write(struct.pack("<IB", 100, T["MFDATA"]) + b"0123456789")
             out.flush()
             sys.exit(0)
         elif mode == "badmanifest":
-            out.write(frame(MFDATA, b"PSMF this is not a manifest" * 10))
-            out.write(frame(MFEND))
+            out.write(msg("MFDATA", b"PSMF this is not a manifest" * 10))
+            out.write(msg("MFEND", 1, 270))
         elif mode == "hugestr":
-            out.write(frame(ERROR, struct.pack("<II", 4, 0xFFFFFFFF) + b"x"))
+            out.write(frame(T["ERROR"], struct.pack("<II", 4, 0xFFFFFFFF) +
+                            b"x"))
+        elif mode == "stall":   # a manifest, then nothing, ever
+            send_manifest(out, empty_manifest())
+            out.flush()
+            time.sleep(60)
+        elif mode == "earlyack":  # DONEACK before DONE, then goes away
+            send_manifest(out, empty_manifest())
+            out.write(msg("DONEACK", 0, 0, 0, 0))
+            out.flush()
+            sys.exit(0)
+        elif mode == "bomb":    # 4 GiB of zeros in a few compressed bytes
+            z = subprocess.run(
+                "head -c 1073741824 /dev/zero | zstd -q -c -1",
+                shell=True, stdout=subprocess.PIPE, check=True).stdout
+            for i in range(4):
+                out.write(msg("MFDATA", z))
+            out.write(msg("MFEND", 1, 4 << 30))
+        elif mode in ("pulldelete", "deletesource"):
+            # A refresh source: its manifest (a file, so not empty), the
+            # console's, then a DELETE of the console's file "keep" --
+            # or, deletesource, of "a.msu", which the source itself has.
+            mf = os.environ.get("EVIL_MANIFEST")
+            if mf:
+                send_manifest(out, open(mf, "rb").read())
+            else:
+                send_manifest(out, empty_manifest())
+            out.flush()
+            rd.skip_until(T["MFEND"])
+            victim = b"keep" if mode == "pulldelete" else b"a.msu"
+            out.write(msg("DELETE", victim, ord("f")))
+            out.write(msg("DONE"))
         out.flush()
         # Wait (at most 10 s) for the console to hang up.
         while rd.frame() is not None:
@@ -134,7 +259,7 @@ def server(mode):
 def console(ps, root, case, hashhex):
     h = bytes.fromhex(hashhex)
     data = b"evil\n"
-    p = subprocess.Popen([ps, "serve", "--stdio", root],
+    p = subprocess.Popen([ps, "serve", "--stdio", "--timeout", "3", root],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     rd = Reader(p.stdout.fileno())
 
@@ -156,80 +281,134 @@ def console(ps, root, case, hashhex):
             p.kill()
             print("serve hung after: " + why)
             sys.exit(1)
-        want_refusal = case != "ok"
+        want_refusal = case not in ("ok",) and not case.startswith(
+            "pullpush")
         print("%s (%s; serve exit %d)" %
               ("refused" if refused else "accepted", why, rc))
         sys.exit(0 if refused == want_refusal else 1)
 
-    def wait_for(types):
+    def wait_for(types, timeout=10):
         """Next frame of one of TYPES; ERROR or EOF ends with a verdict."""
         while True:
             try:
-                f = rd.frame()
+                f = rd.frame(timeout)
             except TimeoutError:
-                print("no answer from serve in 10 s")
+                print("no answer from serve in %d s" % timeout)
                 p.kill()
                 sys.exit(1)
             if f is None:
                 verdict(True, "serve ended the session")
             t, pl = f
-            if t == ERROR:
+            if t == T["ERROR"]:
                 verdict(True, "ERROR frame: " +
                         pl[8:].decode(errors="replace"))
             if t in types:
                 return t, pl
 
     send(hello(b"c"))
-    wait_for({HELLO})
+    wait_for({T["HELLO"]})
 
-    def open_(dest, mode=b"p"):
-        send(frame(OPEN, mode + struct.pack("<I", 0) + s(dest)))
+    def open_(dest, mode=b"p", flags=0):
+        send(msg("OPEN", mode[0], flags, dest))
 
+    if case == "silent:":
+        # Greets, then says nothing: serve --timeout 3 must give up.
+        start = time.time()
+        f = rd.skip_until(T["ERROR"], timeout=20)
+        took = time.time() - start
+        p.wait(10)
+        print("serve gave up after %.1f s" % took)
+        sys.exit(0 if f is not None and took < 15 else 1)
+    if case.startswith("pullpush:"):
+        # Read first (shared lock), then push in the same session: the
+        # push must hold the lock exclusively. Markers let the test look.
+        sync = case[9:]
+        open_("patches", b"g")
+        wait_for({T["MFEND"]})
+        send(msg("MFDATA", zstd_frame(empty_manifest())))
+        send(msg("MFEND", 1, len(empty_manifest())))
+        wait_for({T["DONE"]})
+        send(msg("DONEACK", 0, 0, 0, 0))
+        open_("patches", b"p")
+        wait_for({T["MFEND"]})
+        open(os.path.join(sync, "pushing"), "w").close()
+        deadline = time.time() + 20
+        while not os.path.exists(os.path.join(sync, "probed")):
+            if time.time() > deadline:
+                print("the test did not probe the lock")
+                sys.exit(1)
+            send(msg("KEEPALIVE"))
+            time.sleep(0.1)
+        send(msg("DONE"))
+        wait_for({T["DONEACK"]})
+        send(msg("BYE"))
+        verdict(False, "pushed after pulling")
     if case.startswith("open:"):
         open_(case[5:])
-        wait_for({MFEND})
+        wait_for({T["MFEND"]})
         verdict(False, "serve sent its manifest")
-    open_("")
-    wait_for({MFEND})
     kind, _, path = case.partition(":")
+    open_("", flags=OF_DELETE if kind == "delete" else 0)
+    wait_for({T["MFEND"]})
     # Backslash escapes (\x00, \n) give bytes argv cannot carry.
     path = codecs.escape_decode(path.encode())[0]
     if kind in ("file", "ok"):
         if kind == "ok":
             path = b"ok.txt"
-        send(frame(FILE, struct.pack("<I", 7) + s(path) +
-                   struct.pack("<QqII", len(data), 1600000000, 0, 0o644) + h))
-        send(frame(DATA, struct.pack("<IQIB", 7, 0, len(data), 0) + data))
-        send(frame(END, struct.pack("<I", 7)))
-        t, pl = wait_for({RESULT})
-        rid, code = struct.unpack("<II", pl[:8])
+        send(msg("FILE", 7, path, len(data), 1600000000, 0, 0o644, h))
+        send(msg("DATA", 7, 0, len(data), 0, data))
+        send(msg("END", 7))
+        t, pl = wait_for({T["RESULT"]})
+        rid, code, text = fields(t, pl)
         if code != 0:
-            verdict(True, "RESULT code %d: %s" % (
-                code, pl[12:].decode(errors="replace")))
+            verdict(True, "RESULT code %d: %s" %
+                    (code, text.decode(errors="replace")))
     elif kind == "bigdata":
-        send(frame(FILE, struct.pack("<I", 7) + s("big.txt") +
-                   struct.pack("<QqII", len(data), 1600000000, 0, 0o644) + h))
-        send(frame(DATA, struct.pack("<IQIB", 7, 3, 100, 0) + b"x" * 100))
-        send(frame(END, struct.pack("<I", 7)))
-        t, pl = wait_for({RESULT})
-        rid, code = struct.unpack("<II", pl[:8])
+        send(msg("FILE", 7, b"big.txt", len(data), 1600000000, 0, 0o644,
+                 h))
+        send(msg("DATA", 7, 3, 100, 0, b"x" * 100))
+        send(msg("END", 7))
+        t, pl = wait_for({T["RESULT"]})
+        rid, code, text = fields(t, pl)
         if code != 0:
             verdict(True, "RESULT code %d" % code)
+    elif kind == "copypast":
+        # A COPY from past the end of the server's old version.
+        send(msg("FILE", 7, path, len(data), 1600000000, 0, 0o644, h))
+        send(msg("COPY", 7, 0, len(data), 200))
+        send(msg("END", 7))
+        t, pl = wait_for({T["RESULT"]})
+        rid, code, text = fields(t, pl)
+        if code != 0:
+            verdict(True, "RESULT code %d: %s" %
+                    (code, text.decode(errors="replace")))
+    elif kind == "bigclaim":
+        # A 1 TiB file announced, 5 bytes sent: must cost nothing.
+        start = time.time()
+        send(msg("FILE", 7, b"huge.bin", 1 << 40, 1600000000, 0, 0o644, h))
+        send(msg("DATA", 7, 0, len(data), 0, data))
+        send(msg("END", 7))
+        t, pl = wait_for({T["RESULT"]})
+        rid, code, text = fields(t, pl)
+        if code != 0 and time.time() - start < 5:
+            verdict(True, "RESULT code %d in %.1f s: %s" % (
+                code, time.time() - start, text.decode(errors="replace")))
+        verdict(False, "a claimed size cost %.1f s" % (time.time() - start))
     elif kind == "mkdir":
-        send(frame(MKDIR, s(path) + struct.pack("<I", 0o755)))
+        send(msg("MKDIR", path, 0o755))
     elif kind == "delete":
-        send(frame(DELETE, s(path) + b"f"))
+        send(msg("DELETE", path, ord("f")))
     elif kind == "meta":
-        send(frame(META, s(path) + b"f" + struct.pack("<IqI", 0o777, 0, 0)))
+        send(msg("META", path, ord("f"), 0o777, 0, 0))
     else:
         print("unknown case " + case)
         sys.exit(2)
-    send(frame(DONE))
-    t, pl = wait_for({DONEACK})
-    worst, files, deleted, errors = struct.unpack("<IQQI", pl[:24])
+    send(msg("DONE"))
+    t, pl = wait_for({T["DONEACK"]})
+    worst, files, deleted, errors = fields(t, pl)
     if worst != 0 or errors != 0:
         verdict(True, "DONEACK worst %d errors %d" % (worst, errors))
-    send(frame(BYE))
+    send(msg("BYE"))
     verdict(False, "DONEACK worst 0, %d files, %d deleted" % (files, deleted))
 
 

@@ -9,12 +9,20 @@ set -eu
 PS=$PATCHSYNC
 [ -x "$PS" ] || { echo "patchsync binary not found: $PS" >&2; exit 99; }
 
+# This script, with an absolute path (state_backends runs it again).
+PS_SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+
 T=$(mktemp -d "${TMPDIR:-/tmp}/patchsync-test.XXXXXX")
+PG_DIR=
 cleanup() {
+    if [ -n "$PG_DIR" ]; then
+        sh "$TOP_SRCDIR/tests/pg-cluster" stop "$PG_DIR" || true
+    fi
     chmod -R u+rwx "$T" 2>/dev/null || true
     rm -rf "$T"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 cd "$T"
 
 # Never pick up the machine's own configuration, nor its caches.
@@ -104,14 +112,66 @@ as_nobody() {
     esac
 }
 
+# ---- the state database: SQLite or PostgreSQL ----
+
+# $PS_DB: the state database of this run: $T/state.db, or with
+# state_backends the URI of a private PostgreSQL server.
+PS_BACKEND=${PS_BACKEND:-}
+PS_DB=$T/state.db
+
+# state_backends: run this test twice, once against SQLite and once
+# against PostgreSQL (a private server from tests/pg-cluster, stopped on
+# exit), each in its own $T; fail if either fails. A server that cannot
+# be started is a failure, not a skip. Call it right after lib.sh.
+state_backends() {
+    case $PS_BACKEND in
+    '')
+        for sb in sqlite pg; do
+            echo "=== state database: $sb"
+            set +e
+            PS_BACKEND=$sb sh "$PS_SELF"
+            sb_rc=$?
+            set -e
+            [ "$sb_rc" = 0 ] || fail "with the $sb backend (exit $sb_rc)"
+        done
+        exit 0
+        ;;
+    sqlite)
+        ;;
+    pg)
+        PG_DIR=$T.pg
+        PS_DB=$(sh "$TOP_SRCDIR/tests/pg-cluster" start "$PG_DIR") ||
+            fail "cannot start a PostgreSQL server for the test"
+        # Locks and task logs: this machine's, not the database's.
+        PATCHSYNC_STATE_DIR=$T/statedir
+        export PATCHSYNC_STATE_DIR
+        ;;
+    *)
+        fail "unknown PS_BACKEND '$PS_BACKEND'"
+        ;;
+    esac
+}
+
+# db_sql SQL: run SQL on $PS_DB as another program would; print rows.
+db_sql() {
+    case $PS_DB in
+    postgres*)
+        psql -X -q -At -v ON_ERROR_STOP=1 "$PS_DB" -c "$1"
+        ;;
+    *)
+        sqlite3 -cmd ".timeout 10000" "$PS_DB" "$1"
+        ;;
+    esac
+}
+
 # console_conf NAME COMPONENT:DIR...: write $T/NAME.conf for console
-# "console-NAME" with the shared database $T/state.db and each component
-# at $T/DIR.
+# "console-NAME" with the shared database $PS_DB and each component at
+# $T/DIR.
 console_conf() {
     cc_name=$1
     shift
     {
-        printf '[console]\nname = console-%s\ndatabase = %s/state.db\n' "$cc_name" "$T"
+        printf '[console]\nname = console-%s\ndatabase = %s\n' "$cc_name" "$PS_DB"
         for cc in "$@"; do
             printf '[component %s]\npath = %s/%s\n' "${cc%%:*}" "$T" "${cc#*:}"
         done

@@ -6,7 +6,7 @@ TMPDIR=$T
 export TMPDIR
 expect_exit 0 env PATCHSYNC="$PS" sh "$TOP_SRCDIR/contrib/demo.sh"
 out_has "files transferred"
-out_has ">f+++++++ patches/windows11/KB5034441.msu"
+out_has ">f+++++++++ patches/windows11/KB5034441.msu"
 out_has "definitions/scan-definitions.bin"
 grep -q 'missing     patches/windows10/KB5030000.msu' "$T/out" \
     || { cat "$T/out"; fail "report lacks the removed file"; }

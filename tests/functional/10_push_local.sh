@@ -21,7 +21,9 @@ expect_exit 0 "$PS" push src "$T/dst" --json
 treemeta src >want
 treemeta dst >got
 diff want got >&2 || fail "first push: trees differ (names, modes or mtimes)"
-[ -d dst/.patchsync ] || fail "no ROOT/.patchsync"
+# The destination is an exact copy: nothing of patchsync's inside it.
+[ ! -e dst/.patchsync ] || fail "ROOT/.patchsync inside a directory push's destination"
+diff -r src dst >/dev/null || fail "diff -r: the destination is not an exact copy"
 no_litter "$T/dst"
 python3 - "$T/out" <<'PY' || fail "push --json is not the document of SPEC 8"
 import json, sys
@@ -52,19 +54,29 @@ out_has "0 files transferred"
 treemeta dst >got
 diff want got >&2 || fail "second push changed the server tree"
 
-# Same size, same mtime, other content: only --checksum sees it.
+# Same size, same mtime, other content, on the console: its cache sees
+# the file's identity change, hashes it again, and it is sent.
 f=src/sub/deep/x.xml
 cp -p "$f" ref
 mkfile "$f" 100000 44
 touch -r ref "$f"
 expect_exit 0 "$PS" push src "$T/dst" --json
-[ "$(json_get "$T/out" 'd["servers"][0]["files_transferred"]')" = 0 ] ||
-    fail "a same-size same-mtime file was sent without --checksum"
-cmp -s ref dst/sub/deep/x.xml || fail "server file changed without --checksum"
-expect_exit 0 "$PS" push src "$T/dst" --checksum --json
 [ "$(json_get "$T/out" 'd["servers"][0]["files_transferred"]')" = 1 ] ||
-    fail "--checksum did not send the changed file"
-cmp -s "$f" dst/sub/deep/x.xml || fail "--checksum: server file not updated"
+    fail "a same-size same-mtime file with other content was not sent"
+cmp -s "$f" dst/sub/deep/x.xml || fail "server file not updated"
+# The same on the server, behind our back: its manifest holds the other
+# hash, so a plain push sends the file again (report says out-of-date).
+mkfile dst/sub/deep/x.xml 100000 45
+touch -r "$f" dst/sub/deep/x.xml
+expect_exit 1 "$PS" report src "$T/dst"
+out_has "out-of-date"
+expect_exit 0 "$PS" push src "$T/dst" --json
+[ "$(json_get "$T/out" 'd["servers"][0]["files_transferred"]')" = 1 ] ||
+    fail "a server file changed behind our back (same size and mtime) was not sent"
+cmp -s "$f" dst/sub/deep/x.xml || fail "the server file changed behind our back was left"
+expect_exit 0 "$PS" push src "$T/dst" --checksum --json
+[ "$(json_get "$T/out" 'd["servers"][0]["files_transferred"]')" = 0 ] ||
+    fail "--checksum sent a current file"
 
 # -n: the itemized list, and nothing changes.
 mkfile "src/with space.msu" 70000 7

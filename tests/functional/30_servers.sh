@@ -2,14 +2,17 @@
 # unknown servers and download sources are refused with one line (exit 2);
 # server check proves read and write access and names the missing right.
 . "$TOP_SRCDIR/tests/lib.sh"
+state_backends
 RSH=$TOP_SRCDIR/tests/rsh-local
 
 mkdir pat dst
 echo x >pat/a
+# SQLite: a file whose directory does not exist yet.
+[ "$PS_BACKEND" = pg ] || PS_DB=$T/state/state.db
 cat >a.conf <<CONF
 [console]
 name = console-a
-database = $T/state/state.db
+database = $PS_DB
 [component patches]
 path = $T/pat
 CONF
@@ -17,7 +20,8 @@ A="$PS -c a.conf"
 
 # The database and its directory are created on first use.
 expect_exit 0 $A server add dist "$T/dst"
-[ -f state/state.db ] || fail "state database not created"
+[ "$PS_BACKEND" = pg ] || [ -f state/state.db ] ||
+    fail "state database not created"
 expect_exit 0 $A server add mirror "$T/mirror" --download-source
 expect_exit 2 $A server add dist "$T/other"
 one_error_line
@@ -39,7 +43,8 @@ expect_exit 2 $A server add k "ssh://h/srv" --identity nonexistent
 one_error_line
 chmod 600 key
 expect_exit 0 $A server add k "ssh://h/srv" --identity key --rsh "$RSH"
-if grep -a -q secret-key-material state/state.db state/state.db-wal 2>/dev/null; then
+if grep -a -q secret-key-material state/state.db state/state.db-wal 2>/dev/null ||
+    db_sql "SELECT * FROM servers" | grep -q secret-key-material; then
     fail "a secret was copied into the database"
 fi
 expect_exit 0 $A server show k
@@ -112,7 +117,7 @@ if is_root && command -v setpriv >/dev/null 2>&1; then
     chmod 755 ro
     cp a.conf b.conf
     chmod 755 "$T"
-    chmod -R a+rwX state
+    [ "$PS_BACKEND" = pg ] || chmod -R a+rwX state
     $A server add ro "$T/ro"
     nobody() { as_nobody "$@"; }
     expect_exit 4 nobody $PS -c "$T/a.conf" server check ro

@@ -3,6 +3,7 @@
 # console deletes. Bad cron expressions and unknown servers: exit 2, one
 # line.
 . "$TOP_SRCDIR/tests/lib.sh"
+state_backends
 
 mkdir pat dst
 echo x >pat/a

@@ -2,7 +2,7 @@
 # schedule whose slots passed while nothing ran runs once; another
 # console's schedules are not run; next run moves past now.
 . "$TOP_SRCDIR/tests/lib.sh"
-command -v sqlite3 >/dev/null || skip "sqlite3 command not installed"
+state_backends
 
 mkdir pat dst
 mkfile pat/a.msu 5000 1
@@ -20,7 +20,7 @@ expect_exit 0 $A schedule run-due --wait
 
 # Pretend both schedules were due three hours ago (36 missed slots).
 past=$(( $(date +%s) - 3 * 3600 ))
-sqlite3 state.db "UPDATE schedules SET next_run = $past"
+db_sql "UPDATE schedules SET next_run = $past"
 
 # Two run-due of console-a at the same moment.
 $A schedule run-due --wait >rd1 2>rde1 &
@@ -44,7 +44,7 @@ cmp pat/a.msu dst/patches/a.msu || fail "scheduled push did not send"
 # The missed slots ran once: the next run is in the future, and a
 # second run-due now starts nothing.
 now=$(date +%s)
-next=$(sqlite3 state.db "SELECT next_run FROM schedules WHERE id = $ida")
+next=$(db_sql "SELECT next_run FROM schedules WHERE id = $ida")
 [ "$next" -gt "$now" ] || fail "next_run not moved past now"
 expect_exit 0 $A schedule run-due --wait
 [ ! -s "$T/out" ] || fail "missed slots ran more than once"

@@ -2,6 +2,7 @@
 # task runs in a detached process; --wait returns its exit status;
 # history --follow streams its events until it ends.
 . "$TOP_SRCDIR/tests/lib.sh"
+state_backends
 
 mkdir pat dst
 mkfile pat/a.msu 300000 1

@@ -1,6 +1,7 @@
 # A task whose process died is shown as interrupted, never running
 # forever; a queued task (waiting for a download) can be canceled.
 . "$TOP_SRCDIR/tests/lib.sh"
+state_backends
 
 mkdir pat dst
 mkfile pat/a.msu 1000 1

@@ -2,6 +2,7 @@
 # COMMAND runs and returns its exit status; a push of NAME meanwhile
 # waits (queued, with an event) and then sends the complete file.
 . "$TOP_SRCDIR/tests/lib.sh"
+state_backends
 
 mkdir pat eng dst
 mkfile pat/old.msu 1000 1
@@ -39,6 +40,21 @@ wait "$dl" || fail "download failed"
 cmp full dst/patches/new.msu || fail "push sent a half-downloaded file"
 expect_exit 0 $A history
 out_has "waiting for the download of patches"
+
+# On a terminal, a waiting push says what it waits for (SPEC 6).
+if command -v script >/dev/null; then
+    $A download -C patches -- sh -c "touch dl.started; sleep 2" &
+    dl=$!
+    i=0
+    while [ ! -e dl.started ]; do
+        i=$((i + 1)); [ $i -lt 100 ] || fail "downloader did not start"; sleep 0.1
+    done
+    script -qec "$A push dist -C patches --no-progress" /dev/null >tty.out 2>&1 ||
+        { cat tty.out >&2; fail "push on a terminal failed"; }
+    wait "$dl"
+    grep -q "waiting for the download of patches" tty.out ||
+        { cat tty.out >&2; fail "a push waiting on a terminal said nothing"; }
+fi
 
 # Another component is not held up by the download.
 $A download -C patches -- sleep 5 &

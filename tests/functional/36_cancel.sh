@@ -2,6 +2,7 @@
 # files, and is recorded 'canceled'. A download waits for a push that is
 # reading the component.
 . "$TOP_SRCDIR/tests/lib.sh"
+state_backends
 
 mkdir pat dst
 head -c 16777216 /dev/urandom >pat/big.msu
@@ -49,6 +50,11 @@ n=$(find dst -name '.psync*' -not -path 'dst/.patchsync*' | wc -l)
 $A task list --json >tl
 [ "$(json_get tl '[t["state"] for t in d["tasks"] if t["id"]=='"$task"'][0]')" = canceled ] ||
     fail "task not recorded canceled"
+# A cancel is a cancel, not a network failure, here and in the history.
+grep -qi 'peer closed' push.err && { cat push.err >&2; fail "cancel shown as a closed connection"; }
+$A history --task "$task" >hist
+grep -qi 'peer closed' hist && { cat hist >&2; fail "history shows the cancel as a closed connection"; }
+grep -q 'canceled' hist || { cat hist >&2; fail "history does not say canceled"; }
 [ "$(json_get tl '[t["kind"] for t in d["tasks"] if t["id"]=='"$task"'][0]')" = manual ] ||
     fail "a manual push is not a manual task"
 echo ok

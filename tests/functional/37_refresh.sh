@@ -1,6 +1,7 @@
 # refresh: pull a component from its source (a URL or a download-source
 # server) into the console, with the same engine and atomic writes.
 . "$TOP_SRCDIR/tests/lib.sh"
+state_backends
 RSH=$TOP_SRCDIR/tests/rsh-local
 
 mkdir -p srv/patches/win10 console
@@ -11,7 +12,7 @@ touch -d '2024-03-04 05:06:07.5' srv/patches/KB2.cab
 cat >c.conf <<EOF
 [console]
 name = con-a
-database = $T/state/state.db
+database = $PS_DB
 
 [component patches]
 path = $T/console/patches

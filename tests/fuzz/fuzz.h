@@ -22,6 +22,13 @@ void fuzz_init(void);
 /* A memfd holding N bytes of P, offset 0; aborts when one cannot be made. */
 int fuzz_memfd(const void *p, size_t n, const char *name);
 
+/*
+ * The read end of a pipe holding the N bytes at P (as many as the pipe
+ * takes, up to 1 MiB), its write end closed: a peer that said that much
+ * and hung up.
+ */
+int fuzz_pipe(const void *p, size_t n);
+
 /* The I-th byte of a fixed pseudo-random sequence (also in gen-corpus). */
 uint8_t fuzz_pattern(uint32_t i);
 

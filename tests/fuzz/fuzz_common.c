@@ -1,4 +1,5 @@
 /* fuzz_common.c — helpers of the fuzz targets (see fuzz.h). */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -6,12 +7,6 @@
 
 #include "ps.h"
 #include "fuzz.h"
-
-static void
-drop_line(const char *line)
-{
-	(void)line;
-}
 
 void
 fuzz_init(void)
@@ -22,8 +17,7 @@ fuzz_init(void)
 		return;
 	done = 1;
 	ps_quiet = 1;
-	ps_err_hook = drop_line;
-	ps_err_hook_only = 1;
+	ps_diag_print(0);
 }
 
 int
@@ -44,6 +38,25 @@ fuzz_memfd(const void *p, size_t n, const char *name)
 	if (lseek(fd, 0, SEEK_SET) != 0)
 		fuzz_fail("lseek memfd");
 	return fd;
+}
+
+int
+fuzz_pipe(const void *p, size_t n)
+{
+	int pfd[2], cap;
+
+	if (pipe2(pfd, O_CLOEXEC) == -1)
+		fuzz_fail("pipe2");
+	/* The whole input must fit: the writer is this thread. */
+	cap = fcntl(pfd[1], F_SETPIPE_SZ, 1 << 20);
+	if (cap < 0)
+		cap = 65536;
+	if (n > (size_t)cap)
+		n = (size_t)cap;
+	if (n > 0 && write(pfd[1], p, n) != (ssize_t)n)
+		fuzz_fail("write to pipe");
+	close(pfd[1]);
+	return pfd[0];
 }
 
 uint8_t

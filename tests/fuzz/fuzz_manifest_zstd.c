@@ -1,57 +1,45 @@
 /*
- * fuzz_manifest_zstd.c — a compressed manifest as a server sends it: the
- * trailer (u8 codec, u64 decoded length, as in src/sender.c's
- * decode_manifest, which is static) then the zstd data. The decoded
- * length is bounded the way the console bounds it, then the bytes go
- * through ZSTD_decompress and ps_manifest_decode.
+ * fuzz_manifest_zstd.c — a server's manifest as the console receives it:
+ * after the greeting, MFDATA frames of zstd-compressed manifest and an
+ * MFEND, read by ps_sess_recv_manifest (bounded decompression, then the
+ * entries one by one, checked as they come).
  *
- * Input: codec (1 byte) | length (8 bytes, little-endian) | zstd frame.
- * When the manifest message gets its own decoder, call that instead.
+ * Input: the bytes the server role sends (HELLO, MFDATA..., MFEND, and
+ * whatever follows); tests/fuzz/gen-corpus records real sessions.
  */
-#include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
-#include <zstd.h>
+#include <unistd.h>
 
 #include "manifest.h"
-#include "proto.h"
-#include "wire.h"
+#include "session.h"
 #include "fuzz.h"
-
-/*
- * The console accepts up to PS_MAX_MANIFEST (4 GiB) and allocates what
- * the server announces before decompressing: a fuzzer cannot allocate
- * that much, so here the announced length is capped lower.
- */
-#define FUZZ_MAX_RAW (64u << 20)
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct ps_manifest m;
-	struct ps_rd rd;
-	unsigned char *raw;
-	uint64_t rawlen;
-	size_t got;
-	uint8_t codec;
-	char err[256];
+	struct ps_manifest mf;
+	struct ps_sess s;
+	size_t i;
+	int rfd, wfd, r;
 
 	fuzz_init();
-	ps_rd_init(&rd, data, size);
-	codec = ps_rd_u8(&rd);
-	rawlen = ps_rd_u64(&rd);
-	if (rd.bad || codec != PS_CODEC_ZSTD || rawlen > PS_MAX_MANIFEST ||
-	    rawlen > FUZZ_MAX_RAW)
-		return 0;
-	raw = malloc(rawlen ? (size_t)rawlen : 1);
-	if (raw == NULL)
-		return 0;
-	got = ZSTD_decompress(raw, (size_t)rawlen, data + rd.off,
-	    size - rd.off);
-	memset(&m, 0, sizeof(m));
-	if (!ZSTD_isError(got) && got == rawlen &&
-	    ps_manifest_decode(raw, (size_t)rawlen, &m, err,
-	    sizeof(err)) == 0)
-		ps_manifest_free(&m);
-	free(raw);
+	rfd = fuzz_pipe(data, size);
+	if ((wfd = open("/dev/null", O_WRONLY | O_CLOEXEC)) == -1)
+		fuzz_fail("open /dev/null");
+	memset(&mf, 0, sizeof(mf));
+	r = ps_sess_start(&s, PS_ROLE_CONSOLE, rfd, wfd, 0, "fuzz");
+	if (r == PS_OK) {
+		r = ps_sess_recv_manifest(&s, &mf);
+		/* What it accepts is a manifest: sorted, unique paths. */
+		for (i = 1; r == PS_OK && i < mf.n; i++)
+			if (ps_path_cmp(mf.e[i - 1].path, mf.e[i - 1].path_len,
+			    mf.e[i].path, mf.e[i].path_len) >= 0)
+				fuzz_fail("accepted a manifest out of order");
+		ps_manifest_free(&mf);
+	}
+	(void)ps_sess_close(&s, NULL);
+	close(rfd);
+	close(wfd);
 	return 0;
 }

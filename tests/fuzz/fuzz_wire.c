@@ -1,93 +1,74 @@
 /*
- * fuzz_wire.c — what a peer writes, read through the wire layer: the
- * input goes into a pipe, which ps_wire_recv reads frame by frame (after
- * ps_wire_hello when the first byte is odd), until the stream fails or
- * ends. The payloads then go through the bounded decoding helpers.
+ * fuzz_wire.c — what a peer writes, read the way every role reads it:
+ * the input goes into a pipe; ps_sess_start greets over it (HELLO both
+ * ways, as the console), then ps_sess_recv takes frame after frame (the
+ * session itself handles KEEPALIVE, NOTICE and ERROR) and each payload
+ * is decoded by ps_msg_decode as the message its type names, until the
+ * session fails or the stream ends.
  *
- * Input: mode (1 byte) | the bytes the peer sends.
+ * Input: the bytes the server role sends (tests/fuzz/gen-corpus records
+ * real sessions for the seeds).
  */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "wire.h"
+#include "msg.h"
+#include "session.h"
 #include "fuzz.h"
 
-#define MAX_FRAMES 256
+#define MAX_FRAMES 512
 
-static int devnull = -1;
-
-/* Read a payload the way the roles do, with the same helpers. */
-static void
-decode_payload(const struct buf *p)
-{
-	struct ps_rd rd;
-	size_t len;
-
-	ps_rd_init(&rd, p->p, p->len);
-	while (!rd.bad && rd.off < rd.len) {
-		switch (ps_rd_u8(&rd) % 5) {
-		case 0:
-			(void)ps_rd_u32(&rd);
-			break;
-		case 1:
-			(void)ps_rd_u64(&rd);
-			break;
-		case 2:
-			(void)ps_rd_i64(&rd);
-			break;
-		case 3:
-			(void)ps_rd_str(&rd, &len, 4096);
-			break;
-		default:
-			(void)ps_rd_bytes(&rd, rd.len - rd.off);
-			break;
-		}
-	}
-	(void)ps_rd_done(&rd);
-}
+/* Room for any message struct. */
+union any_msg {
+	struct ps_msg_hello hello;
+	struct ps_msg_error error;
+	struct ps_msg_notice notice;
+	struct ps_msg_open open;
+	struct ps_msg_mfdata mfdata;
+	struct ps_msg_mfend mfend;
+	struct ps_msg_mkdir mkdir;
+	struct ps_msg_file file;
+	struct ps_msg_data data;
+	struct ps_msg_sumreq sumreq;
+	struct ps_msg_sums sums;
+	struct ps_msg_copy copy;
+	struct ps_msg_end end;
+	struct ps_msg_result result;
+	struct ps_msg_delete delete;
+	struct ps_msg_meta meta;
+	struct ps_msg_doneack doneack;
+	struct ps_msg_empty empty;
+};
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct buf payload = { 0 };
-	struct ps_wire *w;
-	uint32_t features;
-	uint8_t type, role;
-	int pfd[2], cap, i, r = PS_OK;
-	size_t n;
+	struct ps_sess s;
+	union any_msg m;
+	char why[256];
+	uint8_t type;
+	int rfd, wfd, i, r;
 
 	fuzz_init();
-	if (size < 1)
-		return 0;
-	if (devnull == -1 &&
-	    (devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)) == -1)
+	rfd = fuzz_pipe(data, size);
+	if ((wfd = open("/dev/null", O_WRONLY | O_CLOEXEC)) == -1)
 		fuzz_fail("open /dev/null");
-	if (pipe2(pfd, O_CLOEXEC) == -1)
-		fuzz_fail("pipe2");
-	/* The whole input must fit: the writer is this thread. */
-	cap = fcntl(pfd[1], F_SETPIPE_SZ, 1 << 20);
-	if (cap < 0)
-		cap = 65536;
-	n = size - 1 < (size_t)cap ? size - 1 : (size_t)cap;
-	if (n > 0 && write(pfd[1], data + 1, n) != (ssize_t)n)
-		fuzz_fail("write to pipe");
-	close(pfd[1]);
-
-	w = ps_wire_new(pfd[0], devnull);
-	if (data[0] & 1)
-		r = ps_wire_hello(w, PS_ROLE_CONSOLE, 0, &features, &role);
+	r = ps_sess_start(&s, PS_ROLE_CONSOLE, rfd, wfd, 0, "fuzz");
 	for (i = 0; r == PS_OK && i < MAX_FRAMES; i++) {
-		r = ps_wire_recv(w, &type, &payload);
-		if (r == PS_OK)
-			decode_payload(&payload);
+		r = ps_sess_recv(&s, &type, &payload);
+		why[0] = '\0';
+		if (r == PS_OK && ps_msg_decode(type, payload.p, payload.len,
+		    &m, why, sizeof(why)) != 0 && why[0] == '\0')
+			fuzz_fail("a message refused without a reason");
 	}
-	if (r != PS_OK && !ps_wire_eof(w) && ps_wire_error(w)[0] == '\0')
-		fuzz_fail("the wire failed without a reason");
-	(void)ps_wire_bytes_in(w);
-	ps_wire_free(w);
+	if (r != PS_OK && ps_sess_rc(&s) == PS_OK)
+		fuzz_fail("the session failed without recording it");
+	(void)ps_sess_close(&s, NULL);
 	buf_free(&payload);
-	close(pfd[0]);
+	close(rfd);
+	close(wfd);
 	return 0;
 }

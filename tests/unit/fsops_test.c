@@ -309,7 +309,6 @@ test_symlink_parent(void **state)
 	struct fx *f = *state;
 	struct ps_tmp t;
 	struct stat st;
-	unsigned n = 99;
 	int fd, rc, saved;
 	char *msg;
 
@@ -352,10 +351,18 @@ test_symlink_parent(void **state)
 	/* A symlink as the directory itself. */
 	assert_int_equal(ps_mkdir(&f->r, "link", 0755), PS_EPARTIAL);
 	assert_int_equal(ps_rmdir(&f->r, "link"), PS_EPARTIAL);
-	/* The walk of leftovers does not follow links either. */
-	assert_int_equal(ps_remove_temps(&f->r, NULL, &n), PS_OK);
-	assert_int_equal(n, 0);
-	assert_int_equal(ps_remove_temps(&f->r, "link", &n), PS_EPARTIAL);
+	/* Opening for reading below a directory never follows a link. */
+	{
+		errno = 0;
+		assert_int_equal(ps_open_beneath(f->r.fd, "link/victim", &fd,
+		    &st), -1);
+		assert_int_equal(errno, ELOOP);
+		assert_int_equal(fd, -1);
+		assert_int_equal(ps_dest_open(&f->r, "link", 0, &fd),
+		    PS_EPARTIAL);
+		assert_int_equal(ps_dest_open(&f->r, "link/sub", 1, &fd),
+		    PS_EPARTIAL);
+	}
 
 	/* Nothing changed outside. */
 	assert_int_equal(count_entries(f->out), 3);
@@ -433,7 +440,10 @@ test_meta_symlink(void **state)
 	assert_int_equal(unlink(at(f->root, PS_META_DIR "/lock")), 0);
 	assert_int_equal(ps_root_lock(&f->r, 0, NULL, NULL), PS_OK);
 	assert_true(f->r.lockfd >= 0);
-	assert_int_equal(ps_root_lock(&f->r, 0, NULL, NULL), PS_EPARTIAL);
+	/* Held already: enough; shared on top of exclusive too. */
+	assert_int_equal(ps_root_lock(&f->r, 0, NULL, NULL), PS_OK);
+	assert_int_equal(ps_root_lock_shared(&f->r, 0, NULL, NULL), PS_OK);
+	assert_true(f->r.lock_excl);
 	ps_root_unlock(&f->r);
 	assert_int_equal(f->r.lockfd, -1);
 	assert_int_equal(ps_root_open(f->root, 0, &r2), PS_OK);
@@ -449,7 +459,7 @@ test_unsafe_paths(void **state)
 	    "a//b", ".", "./a", "", NULL };
 	struct fx *f = *state;
 	struct ps_tmp t;
-	unsigned n;
+	struct stat st;
 	size_t i;
 	int fd;
 
@@ -469,7 +479,7 @@ test_unsafe_paths(void **state)
 		assert_int_equal(ps_dir_open(&f->r, p, 1, &fd), PS_EUSAGE);
 		assert_int_equal(fd, -1);
 		assert_int_equal(ps_set_times(&f->r, p, 1, 0), PS_EUSAGE);
-		assert_int_equal(ps_remove_temps(&f->r, p, &n), PS_EUSAGE);
+		assert_int_equal(ps_open_beneath(f->r.fd, p, &fd, &st), -1);
 	}
 	assert_int_equal(count_entries(f->root), 2);
 	assert_file_is(at(f->root, "b"), "keep");
@@ -611,16 +621,30 @@ test_root_open(void **state)
 	struct ps_root r2;
 
 	assert_int_equal(ps_root_open(at(f->root, "no/such"), 0, &r2),
-	    PS_EUSAGE);
+	    PS_EPEER);
 	ps_root_close(&r2);
-	assert_int_equal(ps_root_open(at(f->root, "no/such"), 1, &r2), PS_OK);
+	/* Only the last component is made: never a copy on the wrong disk. */
+	assert_int_equal(ps_root_open(at(f->root, "no/such"), PS_ROOT_CREATE,
+	    &r2), PS_EPEER);
+	assert_int_equal(access(at(f->root, "no"), F_OK), -1);
+	ps_root_close(&r2);
+	assert_int_equal(ps_root_open(at(f->root, "new"), PS_ROOT_CREATE,
+	    &r2), PS_OK);
 	assert_true(r2.fd >= 0);
+	ps_root_close(&r2);
+	assert_int_equal(ps_root_open(at(f->root, "later"), PS_ROOT_PROBE,
+	    &r2), PS_OK);
+	assert_int_equal(r2.fd, -1);
+	assert_int_equal(access(at(f->root, "later"), F_OK), -1);
+	ps_root_close(&r2);
+	assert_int_equal(ps_root_open(at(f->root, "no/such"), PS_ROOT_PROBE,
+	    &r2), PS_EPEER);
 	ps_root_close(&r2);
 	write_file(at(f->root, "plain"), "x");
 	assert_int_equal(ps_root_open(at(f->root, "plain"), 0, &r2),
-	    PS_EUSAGE);
+	    PS_EPEER);
 	assert_int_equal(ps_root_open(at(f->root, "plain"), 1, &r2),
-	    PS_EUSAGE);
+	    PS_EPEER);
 	assert_int_equal(ps_root_open("", 0, &r2), PS_EUSAGE);
 	/* A symlink in ROOT's own path is the admin's choice: followed. */
 	assert_int_equal(symlink(f->out, at(f->root, "alias")), 0);
@@ -628,48 +652,36 @@ test_root_open(void **state)
 	ps_root_close(&r2);
 }
 
+/* The destination's last component is made; its parent must exist. */
 static void
-test_remove_temps(void **state)
+test_dest_open(void **state)
 {
 	struct fx *f = *state;
-	unsigned n = 0;
+	int fd;
 
-	assert_int_equal(mkdir(at(f->root, "a"), 0755), 0);
-	assert_int_equal(mkdir(at(f->root, "a/b"), 0755), 0);
-	assert_int_equal(mkdir(at(f->root, PS_META_DIR), 0755), 0);
-	assert_int_equal(mkdir(at(f->root, "a/" PS_TMP_PREFIX "dir"), 0755),
-	    0);
-	write_file(at(f->root, PS_TMP_PREFIX "top.Ab12Cd"), "t");
-	write_file(at(f->root, "a/" PS_TMP_PREFIX "x.zzzzzz"), "t");
-	write_file(at(f->root, "a/b/" PS_TMP_PREFIX "y.qqqqqq"), "t");
-	write_file(at(f->root, "a/" PS_TMP_PREFIX "dir/" PS_TMP_PREFIX "z.1"),
-	    "t");
-	write_file(at(f->root, PS_META_DIR "/" PS_TMP_PREFIX "cache.1"), "m");
-	write_file(at(f->root, "a/keep"), "k");
-	write_file(at(f->root, "a/b/.psync-tm"), "k");
-	write_file(at(f->root, "a/b/x" PS_TMP_PREFIX), "k");
-	write_file(at(f->out, PS_TMP_PREFIX "outside"), "o");
-	assert_int_equal(symlink(at(f->out, PS_TMP_PREFIX "outside"),
-	    at(f->root, "a/" PS_TMP_PREFIX "link")), 0);
-	assert_int_equal(symlink(f->out, at(f->root, "a/b/dirlink")), 0);
+	assert_int_equal(ps_dest_open(&f->r, "patches", 0, &fd), PS_EPARTIAL);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(ps_dest_open(&f->r, "patches", 1, &fd), PS_OK);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(ps_dest_open(&f->r, "a/b", 1, &fd), PS_EPEER);
+	assert_int_equal(access(at(f->root, "a"), F_OK), -1);
+	assert_int_equal(ps_dest_open(&f->r, "", 0, &fd), PS_OK);
+	close(fd);
+	/* A directory lock is held on the destination itself. */
+	assert_int_equal(ps_dest_open(&f->r, "patches", 0, &fd), PS_OK);
+	assert_int_equal(ps_dir_lock(fd, 0, 0, "patches", NULL, NULL), PS_OK);
+	{
+		int fd2;
 
-	assert_int_equal(ps_remove_temps(&f->r, NULL, &n), PS_OK);
-	assert_int_equal(n, 4);
-	assert_null(find_entry(f->root, PS_TMP_PREFIX));
-	assert_null(find_entry(at(f->root, "a/b"), PS_TMP_PREFIX));
-	assert_non_null(find_entry(at(f->root, "a"), PS_TMP_PREFIX "dir"));
-	assert_non_null(find_entry(at(f->root, "a"), PS_TMP_PREFIX "link"));
-	assert_int_equal(count_entries(at(f->root, "a/" PS_TMP_PREFIX "dir")),
-	    0);
-	assert_int_equal(count_entries(at(f->root, PS_META_DIR)), 1);
-	assert_int_equal(count_entries(at(f->root, "a/b")), 3);
-	assert_int_equal(count_entries(f->out), 1);
-	assert_int_equal(access(at(f->root, "a/keep"), F_OK), 0);
-
-	/* Started from a subdirectory, .patchsync is fair game. */
-	assert_int_equal(ps_remove_temps(&f->r, PS_META_DIR, &n), PS_OK);
-	assert_int_equal(n, 1);
-	assert_int_equal(ps_remove_temps(&f->r, "a", NULL), PS_OK);
+		assert_int_equal(ps_dest_open(&f->r, "patches", 0, &fd2),
+		    PS_OK);
+		/* flock locks are per open file: a second one is refused. */
+		assert_int_equal(ps_dir_lock(fd2, 1, 0, "patches", NULL,
+		    NULL), PS_EPEER);
+		close(fd2);
+	}
+	close(fd);
 }
 
 /* ---- locks, with a forked child as the other process ---- */
@@ -869,7 +881,7 @@ main(void)
 		T(test_quiet_open),
 		T(test_commit_onto_dir),
 		T(test_root_open),
-		T(test_remove_temps),
+		T(test_dest_open),
 		T(test_lock_nowait),
 		T(test_lock_shared),
 		T(test_lock_wait),

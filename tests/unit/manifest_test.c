@@ -21,8 +21,29 @@
 #include <xxhash.h>
 
 #include "manifest.h"
+#include "mfcache.h"
 
 /* ---- helpers ---- */
+
+/* A memory reader for ps_mfin_new, in small pieces. */
+struct mem {
+	const unsigned char *p;
+	size_t len, off;
+};
+
+static ssize_t
+mem_read(void *arg, void *buf, size_t n)
+{
+	struct mem *m = arg;
+
+	if (n > 5)
+		n = 5;
+	if (n > m->len - m->off)
+		n = m->len - m->off;
+	memcpy(buf, m->p + m->off, n);
+	m->off += n;
+	return (ssize_t)n;
+}
 
 static struct ps_entry *
 add(struct ps_manifest *m, int type, const char *path, size_t plen,
@@ -202,7 +223,8 @@ test_empty(void **state)
 
 	(void)state;
 	ps_manifest_encode(&m, 0, &b);
-	assert_int_equal(b.len, 24 + 16);
+	/* header, the end marker, the count and the trailer */
+	assert_int_equal(b.len, 16 + 1 + 8 + 16);
 	assert_int_equal(decode_ok(&b, &d), 0);
 	assert_int_equal(d.n, 0);
 	ps_manifest_free(&d);
@@ -270,7 +292,7 @@ test_trailing(void **state)
 	/* With a valid trailer over the garbage, the parser still says no. */
 	buf_add(&b, "0123456789abcdef", 16);
 	refinish(&b);
-	assert_non_null(strstr(refused(b.p, b.len), "trailing"));
+	assert_non_null(strstr(refused(b.p, b.len), "after the end"));
 	ps_manifest_free(&m);
 	buf_free(&b);
 }
@@ -293,14 +315,15 @@ refused_edit(struct ps_manifest *m, int local, size_t off, const void *edit,
 	buf_free(&b);
 }
 
-/* Offset of entry 0's fields: header 24, type 1, path_len 4, path. */
-#define E0_PATH	(24 + 1 + 4)
+/* Offset of entry 0's fields: header 16, type 1, path_len 4, path. */
+#define E0_PATH	(16 + 1 + 4)
 
 static void
 test_parser_checks(void **state)
 {
 	struct ps_manifest m;
 	unsigned char v[8];
+	size_t file;
 
 	(void)state;
 	memset(&m, 0, sizeof(m));
@@ -311,43 +334,48 @@ test_parser_checks(void **state)
 	refused_edit(&m, 0, E0_PATH, "/b", 2, "unsafe path");
 	refused_edit(&m, 0, E0_PATH, "a\0", 2, "unsafe path");
 	refused_edit(&m, 0, E0_PATH, "a/", 2, "unsafe path");
-	refused_edit(&m, 0, 24, "x", 1, "unknown type");
+	refused_edit(&m, 0, 16, "x", 1, "unknown type");
 	put_u32le(v, 0);
-	refused_edit(&m, 0, 25, v, 4, "path length");
+	refused_edit(&m, 0, 17, v, 4, "path length");
 	put_u32le(v, PS_PATH_MAX + 1);
-	refused_edit(&m, 0, 25, v, 4, "path length");
+	refused_edit(&m, 0, 17, v, 4, "path length");
 	put_u32le(v, 2);
 	refused_edit(&m, 0, 12, v, 4, "unknown flags");
-	put_u32le(v, 2);
+	put_u32le(v, 3);
 	refused_edit(&m, 0, 8, v, 4, "unsupported version");
-	put_u64le(v, UINT64_C(1) << 60);
-	refused_edit(&m, 0, 16, v, 8, "entry count");
-	put_u64le(v, 0);
-	refused_edit(&m, 0, 16, v, 8, "trailing");
 	put_u32le(v, 0100644);
 	refused_edit(&m, 0, E0_PATH + 2, v, 4, "bad mode");
 	put_u32le(v, 1000000000);
-	refused_edit(&m, 0, E0_PATH + 2 + 4 + 8 + 8, v, 4, "bad mtime");
-	/* block shift byte, after mode, size, mtime and the hash */
-	refused_edit(&m, 0, E0_PATH + 2 + 4 + 8 + 8 + 4 + 16, "\x0d", 1,
-	    "block shift");
+	refused_edit(&m, 0, E0_PATH + 2 + 4 + 8, v, 4, "bad mtime");
+	/* size, hash, block shift and sums follow mode and mtime */
+	file = E0_PATH + 2 + 4 + 8 + 4;
+	refused_edit(&m, 0, file + 8 + 16, "\x0d", 1, "block shift");
+	refused_edit(&m, 0, file + 8 + 16 + 1, "\x07", 1, "unknown sums");
 	put_u64le(v, 1 << 30);	/* 1 GiB claimed, no blocks present */
-	refused_edit(&m, 0, E0_PATH + 2 + 4, v, 8, "block shift");
+	refused_edit(&m, 0, file, v, 8, "block shift");
 	ps_manifest_free(&m);
 
-	/* A directory with a size. */
-	memset(&m, 0, sizeof(m));
-	ADD(&m, PS_FT_DIR, "d", 0);
-	put_u64le(v, 1);
-	refused_edit(&m, 0, E0_PATH + 1 + 4, v, 8, "directory");
-	ps_manifest_free(&m);
-
-	/* A huge size whose blocks cannot be there: no huge allocation. */
+	/* A huge size with sums claimed: no huge allocation. */
 	memset(&m, 0, sizeof(m));
 	ADD(&m, PS_FT_FILE, "f", 0);
 	m.e[0].size = UINT64_C(1) << 62;
 	m.e[0].block_shift = 20;
-	refused_edit(&m, 0, 0, "P", 1, "truncated");
+	refused_edit(&m, 0, E0_PATH + 1 + 4 + 8 + 4 + 8 + 16 + 1, "\x01", 1,
+	    "sums for");
+	ps_manifest_free(&m);
+
+	/* The count in the trailer must be the entries'. */
+	memset(&m, 0, sizeof(m));
+	ADD(&m, PS_FT_DIR, "d", 0);
+	{
+		struct buf b = { 0 };
+
+		ps_manifest_encode(&m, 0, &b);
+		put_u64le(b.p + b.len - 16 - 8, 2);
+		refinish(&b);
+		assert_non_null(strstr(refused(b.p, b.len), "trailer says"));
+		buf_free(&b);
+	}
 	ps_manifest_free(&m);
 
 	/* Local fields: a bad ctime. */
@@ -355,9 +383,97 @@ test_parser_checks(void **state)
 	m.flags = PS_MF_LOCAL;
 	ADD(&m, PS_FT_DIR, "d", 0);
 	put_u32le(v, 1000000000);
-	refused_edit(&m, 1, E0_PATH + 1 + 4 + 8 + 8 + 4 + 8 + 8 + 8, v, 4,
+	refused_edit(&m, 1, E0_PATH + 1 + 4 + 8 + 4 + 8 + 8 + 8, v, 4,
 	    "bad ctime");
 	ps_manifest_free(&m);
+}
+
+static int
+count_entry(struct ps_entry *e, void *arg)
+{
+	struct ps_manifest *m = arg;
+
+	m->e = realloc(m->e, (m->n + 1) * sizeof(*m->e));
+	assert_non_null(m->e);
+	m->e[m->n++] = *e;
+	m->cap = m->n;
+	return 0;
+}
+
+/* The streaming reader, fed a byte at a time, gives the same entries. */
+static void
+test_stream(void **state)
+{
+	struct ps_manifest m, d = { 0 };
+	struct ps_mfr *r;
+	struct buf b = { 0 };
+	size_t i;
+
+	(void)state;
+	sample(&m);
+	ps_manifest_encode(&m, PS_ENC_LOCAL, &b);
+	r = ps_mfr_new();
+	for (i = 0; i < b.len; i++)
+		assert_int_equal(ps_mfr_feed(r, b.p + i, 1, count_entry, &d),
+		    0);
+	assert_int_equal(ps_mfr_done(r), 0);
+	assert_int_equal(ps_mfr_flags(r), PS_MF_LOCAL);
+	assert_int_equal(d.n, m.n);
+	for (i = 0; i < m.n; i++)
+		assert_same_entry(&m.e[i], &d.e[i], 1);
+	ps_mfr_free(r);
+	ps_manifest_free(&d);
+	/* Cut short, it is not done. */
+	r = ps_mfr_new();
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(ps_mfr_feed(r, b.p, b.len - 1, count_entry, &d), 0);
+	assert_int_equal(ps_mfr_done(r), -1);
+	ps_mfr_free(r);
+	ps_manifest_free(&d);
+	ps_manifest_free(&m);
+	buf_free(&b);
+}
+
+/* Version 1 manifests (bytewise order) are read, in today's order. */
+static void
+test_version1(void **state)
+{
+	static const char *paths[] = { "a", "a-b", "a/c" };
+	struct ps_manifest d;
+	struct buf b = { 0 };
+	XXH128_canonical_t c;
+	size_t i;
+
+	(void)state;
+	buf_add(&b, "PSYNCMF\n", 8);
+	buf_add_u32(&b, 1);
+	buf_add_u32(&b, 0);
+	buf_add_u64(&b, 3);
+	for (i = 0; i < 3; i++) {
+		buf_addc(&b, i == 0 ? PS_FT_DIR : PS_FT_FILE);
+		buf_add_u32(&b, (uint32_t)strlen(paths[i]));
+		buf_addstr(&b, paths[i]);
+		buf_add_u32(&b, 0644);
+		buf_add_u64(&b, i == 0 ? 0 : 5);
+		buf_add_u64(&b, 1700000000);
+		buf_add_u32(&b, 0);
+		if (i > 0) {
+			buf_add(&b, "0123456789abcdef", 16);
+			buf_addc(&b, 12);
+			buf_add_u64(&b, 42);	/* one block */
+		}
+	}
+	XXH128_canonicalFromHash(&c, XXH3_128bits(b.p, b.len));
+	buf_add(&b, c.digest, 16);
+	assert_int_equal(decode_ok(&b, &d), 0);
+	assert_int_equal(d.n, 3);
+	assert_string_equal(d.e[0].path, "a");
+	assert_string_equal(d.e[1].path, "a/c");	/* now before a-b */
+	assert_string_equal(d.e[2].path, "a-b");
+	assert_int_equal(d.e[1].blocks[0], 42);
+	assert_null(d.e[1].weak);
+	ps_manifest_free(&d);
+	buf_free(&b);
 }
 
 static void
@@ -401,7 +517,10 @@ test_path_cmp(void **state)
 	(void)state;
 	assert_true(ps_path_cmp("a", 1, "a/b", 3) < 0);
 	assert_true(ps_path_cmp("a/b", 3, "a0", 2) < 0);
-	assert_true(ps_path_cmp("a-", 2, "a/b", 3) < 0);
+	/* '/' sorts below every other byte: a subtree right after its dir */
+	assert_true(ps_path_cmp("a/b", 3, "a-", 2) < 0);
+	assert_true(ps_path_cmp("a/zzz", 5, "a.txt", 5) < 0);
+	assert_true(ps_path_cmp("a\x01", 2, "a/", 2) > 0);
 	assert_true(ps_path_cmp("\xff", 1, "a", 1) > 0);
 	assert_int_equal(ps_path_cmp("ab", 2, "ab", 2), 0);
 }
@@ -647,6 +766,23 @@ test_build(void **state)
 		buf_free(&b);
 		ps_manifest_free(&m);
 	}
+	/*
+	 * Twice over one descriptor: the second walk sees the whole tree
+	 * again (it once read on from where the first stopped, at the end,
+	 * and found the tree empty).
+	 */
+	{
+		int fd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+
+		assert_true(fd >= 0);
+		assert_int_equal(ps_manifest_buildat(fd, &o, &m), PS_OK);
+		check_tree(&m);
+		ps_manifest_free(&m);
+		assert_int_equal(ps_manifest_buildat(fd, &o, &m), PS_OK);
+		check_tree(&m);
+		ps_manifest_free(&m);
+		close(fd);
+	}
 }
 
 static void
@@ -686,6 +822,82 @@ test_build_cache(void **state)
 	assert_memory_equal(e->hash, ce->hash, 16);
 	assert_int_equal(e->blocks[0], ce->blocks[0]);
 	ps_manifest_free(&m);
+
+	/* The same cache read as a stream (as push reads it) is used too. */
+	{
+		struct buf b = { 0 };
+		struct mem mm;
+		struct ps_mfin *in;
+
+		ps_manifest_encode(&c, PS_ENC_LOCAL, &b);
+		mm.p = b.p;
+		mm.len = b.len;
+		mm.off = 0;
+		in = ps_mfin_new(mem_read, &mm);
+		o.cache = NULL;
+		o.cache_in = in;
+		assert_int_equal(ps_manifest_build(tmpdir, &o, &m), PS_OK);
+		e = ps_manifest_find(&m, "cached", 6);
+		assert_memory_equal(e->hash, ce->hash, 16);
+		ps_manifest_free(&m);
+		ps_mfin_free(in);
+		buf_free(&b);
+	}
+	/*
+	 * A cache of manifest version 1 (patchsync before engine v2), with
+	 * the file's identity and a wrong hash: not trusted, the file is
+	 * hashed again (and the cache rewritten in today's format).
+	 */
+	{
+		struct buf b = { 0 };
+		struct mem mm;
+		struct ps_mfin *in;
+		XXH128_canonical_t h;
+
+		buf_add(&b, "PSYNCMF\n", 8);
+		buf_add_u32(&b, 1);
+		buf_add_u32(&b, PS_MF_LOCAL);
+		buf_add_u64(&b, 1);
+		buf_addc(&b, PS_FT_FILE);
+		buf_add_u32(&b, 6);
+		buf_addstr(&b, "cached");
+		buf_add_u32(&b, ce->mode);
+		buf_add_u64(&b, ce->size);
+		buf_add_u64(&b, (uint64_t)ce->mtime_sec);
+		buf_add_u32(&b, ce->mtime_nsec);
+		buf_add(&b, ce->hash, 16);
+		buf_addc(&b, ce->block_shift);
+		buf_add_u64(&b, ce->blocks[0]);
+		buf_add_u64(&b, ce->dev);
+		buf_add_u64(&b, ce->ino);
+		buf_add_u64(&b, (uint64_t)ce->ctime_sec);
+		buf_add_u32(&b, ce->ctime_nsec);
+		XXH128_canonicalFromHash(&h, XXH3_128bits(b.p, b.len));
+		buf_add(&b, h.digest, 16);
+		/* It is a good version 1 manifest... */
+		{
+			struct ps_manifest v1;
+
+			assert_int_equal(decode_ok(&b, &v1), 0);
+			assert_memory_equal(v1.e[0].hash, ce->hash, 16);
+			assert_int_equal(v1.e[0].ino, ce->ino);
+			ps_manifest_free(&v1);
+		}
+		/* ...that a streamed build does not trust. */
+		mm.p = b.p;
+		mm.len = b.len;
+		mm.off = 0;
+		in = ps_mfin_new(mem_read, &mm);
+		o.cache_in = in;
+		assert_int_equal(ps_manifest_build(tmpdir, &o, &m), PS_OK);
+		assert_content(&m, "cached", (const unsigned char *)
+		    "0123456789", 10);
+		ps_manifest_free(&m);
+		ps_mfin_free(in);
+		o.cache_in = NULL;
+		o.cache = &c;
+		buf_free(&b);
+	}
 
 	/* --checksum reads it anyway. */
 	o.checksum = 1;
@@ -734,6 +946,114 @@ test_build_errors(void **state)
 	assert_non_null(ps_manifest_find(&m, "sub/deeper/with space", 21));
 	ps_manifest_free(&m);
 	assert_int_equal(chmod(path, 0644), 0);
+}
+
+/* Write M through a cache writer over OLDFD into tmpdir/NAME. */
+static int
+cachew_write(const struct ps_manifest *m, int oldfd, const char *name)
+{
+	int dfd = open(tmpdir, O_RDONLY | O_DIRECTORY), fd;
+	struct ps_cachew *c;
+	size_t i;
+
+	assert_true(dfd >= 0);
+	c = ps_cachew_open(name != NULL ? dfd : -1, name, oldfd, PS_MF_LOCAL,
+	    PS_ENC_LOCAL);
+	for (i = 0; i < m->n; i++)
+		ps_cachew_add(c, &m->e[i]);
+	fd = ps_cachew_commit(c, "test");
+	close(dfd);
+	return fd;
+}
+
+/* The manifest in FD, read back as a stream, equals M. */
+static void
+assert_reads_back(int fd, const struct ps_manifest *m)
+{
+	struct ps_mfin *in = ps_mfin_pread(fd);
+	const struct ps_entry *e;
+	size_t i = 0;
+
+	while ((e = ps_mfin_next(in)) != NULL) {
+		assert_true(i < m->n);
+		assert_string_equal(e->path, m->e[i].path);
+		assert_memory_equal(e->hash, m->e[i].hash, 16);
+		assert_int_equal(e->ino, m->e[i].ino);
+		i++;
+	}
+	assert_false(ps_mfin_failed(in));
+	assert_int_equal(i, m->n);
+	ps_mfin_free(in);
+}
+
+static void
+test_cache_writer(void **state)
+{
+	struct ps_manifest m = { 0 };
+	struct stat a, b;
+	char path[128], name[32];
+	int fd, fd2, i;
+
+	(void)state;
+	m.flags = PS_MF_LOCAL;
+	/* Enough entries for several of the writer's batches. */
+	for (i = 0; i < 40000; i++) {
+		snprintf(name, sizeof(name), "d%02d/f%05d", i / 1000, i);
+		add(&m, PS_FT_FILE, name, strlen(name), 100000 + (uint64_t)i);
+	}
+	snprintf(path, sizeof(path), "%s/c.psm", tmpdir);
+	unlink(path);
+	/* No old file: written. */
+	fd = cachew_write(&m, -1, "c.psm");
+	assert_true(fd >= 0);
+	assert_reads_back(fd, &m);
+	close(fd);
+	assert_int_equal(stat(path, &a), 0);
+	/* The same again: the old file stays, untouched. */
+	fd = cachew_write(&m, open(path, O_RDONLY), "c.psm");
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &b), 0);
+	assert_int_equal(a.st_ino, b.st_ino);
+	assert_reads_back(fd, &m);
+	close(fd);
+	/* One entry changed near the end: a new file with the new entry. */
+	m.e[m.n - 3].hash[0] ^= 1;
+	fd = cachew_write(&m, open(path, O_RDONLY), "c.psm");
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &b), 0);
+	assert_true(a.st_ino != b.st_ino);
+	assert_reads_back(fd, &m);
+	fd2 = open(path, O_RDONLY);
+	assert_reads_back(fd2, &m);
+	close(fd2);
+	close(fd);
+	/* Shorter: the old prefix is not enough. */
+	ps_entry_free(&m.e[--m.n]);
+	fd = cachew_write(&m, open(path, O_RDONLY), "c.psm");
+	assert_reads_back(fd, &m);
+	close(fd);
+	/* No cache directory: an unlinked temporary. */
+	fd = cachew_write(&m, -1, NULL);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &b), 0);
+	assert_int_equal(b.st_nlink, 0);
+	assert_reads_back(fd, &m);
+	close(fd);
+	/* Aborted: nothing changes, no temporary is left. */
+	{
+		int dfd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+		struct ps_cachew *c = ps_cachew_open(dfd, "c.psm",
+		    open(path, O_RDONLY), PS_MF_LOCAL, PS_ENC_LOCAL);
+
+		ps_cachew_add(c, &m.e[1]);
+		ps_cachew_abort(c);
+		close(dfd);
+		fd = open(path, O_RDONLY);
+		assert_reads_back(fd, &m);
+		close(fd);
+	}
+	unlink(path);
+	ps_manifest_free(&m);
 }
 
 static void
@@ -828,6 +1148,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_block_shift),
 		cmocka_unit_test(test_path_cmp),
+		cmocka_unit_test(test_stream),
+		cmocka_unit_test(test_version1),
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_every_byte_flip),
@@ -840,6 +1162,7 @@ main(void)
 		cmocka_unit_test(test_build_cache),
 		cmocka_unit_test(test_build_errors),
 		cmocka_unit_test(test_load_save),
+		cmocka_unit_test(test_cache_writer),
 		cmocka_unit_test(test_build_huge_sparse),
 	};
 

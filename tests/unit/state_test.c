@@ -15,26 +15,81 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <signal.h>
+
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
+#include "conf.h"
 #include "ps.h"
 #include "state.h"
+#include "task.h"
+
+/*
+ * Every test runs on the backend given by PS_TEST_PG: unset, SQLite
+ * files; set (tests/unit/state_test_pg.sh, through tests/pg-cluster), a
+ * fresh database per test on that PostgreSQL server.
+ */
+static const char *pg_base;	/* PS_TEST_PG: the server's URI */
+static int pg_serial;
 
 struct fix {
 	char dir[64];
-	char *db;		/* DIR/a/b/state.db: directories not made yet */
+	char *db;		/* SQLite: DIR/a/b/state.db (dirs not made yet);
+				   PostgreSQL: the URI of a new database */
 	struct ps_state *st;
 };
+
+/* The URI of database NAME on the server of PG_BASE. */
+static char *
+pg_uri(const char *name)
+{
+	const char *q = strchr(pg_base, '?'), *slash;
+
+	assert_non_null(q);
+	for (slash = q; slash > pg_base && *slash != '/'; slash--)
+		;
+	assert_true(*slash == '/');
+	return xasprintf("%.*s/%s%s", (int)(slash - pg_base), pg_base, name,
+	    q);
+}
+
+static void
+pg_exec(const char *uri, const char *sql)
+{
+	PGconn *c = PQconnectdb(uri);
+	PGresult *r;
+
+	if (PQstatus(c) != CONNECTION_OK)
+		fail_msg("%s: %s", uri, PQerrorMessage(c));
+	r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+	    PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+}
 
 static int
 setup(void **state)
 {
 	struct fix *f = xcalloc(1, sizeof(*f));
+	char *sql, name[32];
 
 	snprintf(f->dir, sizeof(f->dir), "/tmp/ps-state-test.XXXXXX");
 	if (mkdtemp(f->dir) == NULL)
 		return -1;
-	f->db = xasprintf("%s/a/b/state.db", f->dir);
+	if (pg_base != NULL) {
+		snprintf(name, sizeof(name), "t%d_%d", (int)getpid(),
+		    ++pg_serial);
+		sql = xasprintf("CREATE DATABASE %s", name);
+		pg_exec(pg_base, sql);
+		free(sql);
+		f->db = pg_uri(name);
+	} else {
+		f->db = xasprintf("%s/a/b/state.db", f->dir);
+	}
 	*state = f;
 	return 0;
 }
@@ -80,11 +135,16 @@ slurp(const char *path, size_t *len)
 	return (char *)b.p;
 }
 
-/* Run SQL on PATH with plain SQLite, as another program would. */
+/* Run SQL on PATH with plain SQLite or libpq, as another program would. */
 static void
 raw_sql(const char *path, const char *sql)
 {
 	sqlite3 *db;
+
+	if (pg_base != NULL) {
+		pg_exec(path, sql);
+		return;
+	}
 	char *err = NULL;
 
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
@@ -101,6 +161,18 @@ raw_int(const char *path, const char *sql)
 	sqlite3_stmt *s;
 	long long v = -1;
 
+	if (pg_base != NULL) {
+		PGconn *c = PQconnectdb(path);
+		PGresult *r = PQexec(c, sql);
+
+		if (PQresultStatus(r) != PGRES_TUPLES_OK)
+			fail_msg("%s: %s", sql, PQerrorMessage(c));
+		if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+			v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		PQclear(r);
+		PQfinish(c);
+		return v;
+	}
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
 	sqlite3_busy_timeout(db, 10000);
 	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
@@ -544,7 +616,7 @@ test_claim_due_race(void **state)
 	    "kind = 'scheduled' AND state IN ('queued', 'interrupted')"),
 	    DUE * ROUNDS);
 	assert_int_equal(raw_int(f->db, "SELECT max(c) FROM (SELECT count(*) "
-	    "AS c FROM tasks GROUP BY schedule_id)"), 1);
+	    "AS c FROM tasks GROUP BY schedule_id) AS x"), 1);
 	assert_int_equal(ps_state_schedule_list(st, &v, &n), PS_OK);
 	for (i = 0; i < (int)n; i++) {
 		if (strcmp(v[i].owner, "console-a") == 0 &&
@@ -771,18 +843,533 @@ test_events(void **state)
 	assert_int_equal(s.n, 4);
 }
 
+/* --- PostgreSQL's own checks of what it opens ------------------------- */
+
+static void
+test_pg_open_create(void **state)
+{
+	struct fix *f = *state;
+
+	open_ok(f);
+	add_server(f->st, "one", 0);
+	ps_state_close(f->st);
+	f->st = NULL;
+	assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"),
+	    PS_STATE_VERSION);
+	open_ok(f);
+	add_server(f->st, "two", 0);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM servers"), 2);
+}
+
+static void
+test_pg_refuse(void **state)
+{
+	struct fix *f = *state;
+	struct ps_state *st = NULL;
+
+	/* Another program's tables, no schema_version: left alone. */
+	raw_sql(f->db, "CREATE TABLE servers (x INTEGER)");
+	assert_int_equal(ps_state_open(f->db, &st), PS_EUSAGE);
+	assert_null(st);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM "
+	    "information_schema.tables WHERE table_name = 'tasks'"), 0);
+	raw_sql(f->db, "DROP TABLE servers");
+	/* A newer patchsync's. */
+	open_ok(f);
+	ps_state_close(f->st);
+	f->st = NULL;
+	raw_sql(f->db, "UPDATE schema_version SET version = 99");
+	assert_int_equal(ps_state_open(f->db, &st), PS_EUSAGE);
+	assert_null(st);
+	assert_int_equal(raw_int(f->db, "SELECT version FROM schema_version"),
+	    99);
+	/* Not reachable: one error, no handle. */
+	assert_int_equal(ps_state_open("postgresql:///nosuchdb?"
+	    "host=/nonexistent", &st), PS_EUSAGE);
+	assert_null(st);
+}
+
+/* --- both backends ----------------------------------------------------- */
+
+/* Commands that store nothing create nothing (SPEC 10.8). */
+static void
+test_open_existing(void **state)
+{
+	struct fix *f = *state;
+	struct ps_state *st = (struct ps_state *)1;
+	struct stat sb;
+	char *dir = xasprintf("%s/a", f->dir);
+
+	assert_int_equal(ps_state_open_existing(f->db, &st), PS_OK);
+	assert_null(st);
+	if (pg_base == NULL) {
+		assert_int_equal(stat(dir, &sb), -1);	/* not even the dir */
+	} else {
+		assert_int_equal(raw_int(f->db, "SELECT count(*) FROM "
+		    "information_schema.tables WHERE table_schema = "
+		    "'public'"), 0);
+	}
+	free(dir);
+	open_ok(f);
+	add_server(f->st, "s", 0);
+	assert_int_equal(ps_state_open_existing(f->db, &st), PS_OK);
+	assert_non_null(st);
+	ps_state_close(st);
+}
+
+/* A version 1 database (before servers had limits) migrates in place. */
+static void
+test_migrate_v1(void **state)
+{
+	struct fix *f = *state;
+	struct ps_server sv;
+
+	open_ok(f);
+	add_server(f->st, "old", 0);
+	ps_state_close(f->st);
+	f->st = NULL;
+	/* What version 1 was: v2's additions taken away again. */
+	raw_sql(f->db, "DROP TABLE report_rows; DROP TABLE outcomes; "
+	    "DROP INDEX tasks_ended; ALTER TABLE servers DROP COLUMN timeout; "
+	    "ALTER TABLE servers DROP COLUMN bwlimit; "
+	    "ALTER TABLE servers DROP COLUMN remote_path");
+	raw_sql(f->db, pg_base != NULL ? "UPDATE schema_version SET "
+	    "version = 1" : "PRAGMA user_version = 1");
+	open_ok(f);
+	assert_int_equal(raw_int(f->db, pg_base != NULL ? "SELECT version "
+	    "FROM schema_version" : "PRAGMA user_version"), 2);
+	assert_int_equal(ps_state_server_get(f->st, "old", &sv), PS_OK);
+	assert_null(sv.remote_path);
+	assert_int_equal(sv.bwlimit, 0);
+	assert_int_equal(sv.timeout, -1);
+	ps_server_free(&sv);
+}
+
+static void
+conf_for(struct fix *f, struct ps_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->database = f->db;
+	c->console_name = (char *)"console-a";
+}
+
+static void
+test_server_edit(void **state)
+{
+	struct fix *f = *state;
+	struct ps_state *st = open_ok(f);
+	struct ps_server_edit e = { NULL, NULL, NULL, NULL, NULL, -1, PS_KEEP,
+	    -1 };
+	struct ps_server sv = { 0 };
+	struct ps_server_conn c;
+	struct ps_conf conf;
+	int64_t id;
+
+	sv.name = (char *)"s1";
+	sv.url = (char *)"host.example:/srv/dist";
+	sv.rsh = (char *)"ssh -p 2222";
+	sv.remote_path = (char *)"/opt/patchsync/bin/patchsync";
+	sv.bwlimit = 10 << 20;
+	sv.timeout = 45;
+	assert_int_equal(ps_state_server_add(st, &sv), PS_OK);
+	conf_for(f, &conf);
+	assert_int_equal(ps_task_resolve_server(&conf, "s1", 1, &c), PS_OK);
+	assert_string_equal(c.url, "host.example:/srv/dist");
+	assert_string_equal(c.rsh, "ssh -p 2222");
+	assert_string_equal(c.remote_path, "/opt/patchsync/bin/patchsync");
+	assert_int_equal(c.bwlimit, 10 << 20);
+	assert_int_equal(c.timeout, 45);
+	ps_server_conn_free(&c);
+
+	/* Change some, clear others; the rest stays. */
+	e.url = "other.example:/srv/d2";
+	e.remote_path = "";
+	e.bwlimit = 512 << 10;
+	e.timeout = 0;
+	assert_int_equal(ps_state_server_edit(st, "s1", &e), PS_OK);
+	assert_int_equal(ps_task_resolve_server(&conf, "s1", 1, &c), PS_OK);
+	assert_string_equal(c.url, "other.example:/srv/d2");
+	assert_string_equal(c.rsh, "ssh -p 2222");
+	assert_null(c.remote_path);
+	assert_int_equal(c.bwlimit, 512 << 10);
+	assert_int_equal(c.timeout, 0);
+	ps_server_conn_free(&c);
+	memset(&e, 0, sizeof(e));
+	e.bwlimit = 0;
+	e.timeout = -1;
+	e.rsh = "";
+	e.download_source = -1;
+	assert_int_equal(ps_state_server_edit(st, "s1", &e), PS_OK);
+	assert_int_equal(ps_task_resolve_server(&conf, "s1", 0, &c), PS_OK);
+	assert_int_equal(c.bwlimit, 0);
+	assert_int_equal(c.timeout, -1);
+	assert_string_equal(c.rsh, "ssh");	/* remote URL: ssh */
+	ps_server_conn_free(&c);
+	assert_int_equal(ps_state_server_edit(st, "nosuch", &e), PS_EUSAGE);
+	e.rsh = NULL;
+	e.url = "";
+	assert_int_equal(ps_state_server_edit(st, "s1", &e), PS_EUSAGE);
+	/* Becoming a download source: refused while scheduled. */
+	e.url = NULL;
+	e.download_source = 1;
+	assert_int_equal(ps_state_schedule_add(st, "c", "s1", "", "@daily",
+	    time(NULL), &id), PS_OK);
+	assert_int_equal(ps_state_server_edit(st, "s1", &e), PS_EUSAGE);
+	assert_int_equal(ps_state_schedule_delete(st, id), PS_OK);
+	assert_int_equal(ps_state_server_edit(st, "s1", &e), PS_OK);
+	assert_int_equal(ps_task_resolve_server(&conf, "s1", 1, &c),
+	    PS_EUSAGE);
+	/* No database: every name is unknown, and none is made. */
+	conf.database = xasprintf("%s/none/state.db", f->dir);
+	assert_int_equal(ps_task_resolve_server(&conf, "s1", 1, &c),
+	    PS_EUSAGE);
+	assert_int_equal(access(conf.database, F_OK), -1);
+	free(conf.database);
+}
+
+static void
+test_parse_rate(void **state)
+{
+	uint64_t v;
+
+	(void)state;
+	assert_int_equal(ps_parse_rate("512K", &v), 0);
+	assert_int_equal(v, 512 << 10);
+	assert_int_equal(ps_parse_rate("10M", &v), 0);
+	assert_int_equal(v, 10 << 20);
+	assert_int_equal(ps_parse_rate("2gb", &v), 0);
+	assert_int_equal(v, 2ULL << 30);
+	assert_int_equal(ps_parse_rate("1000", &v), 0);
+	assert_int_equal(v, 1000);
+	assert_int_equal(ps_parse_rate("0", &v), -1);
+	assert_int_equal(ps_parse_rate("-5K", &v), -1);
+	assert_int_equal(ps_parse_rate("5X", &v), -1);
+	assert_int_equal(ps_parse_rate("", &v), -1);
+	assert_int_equal(ps_parse_rate("99999999999999999999", &v), -1);
+	assert_int_equal(ps_parse_rate("9000000000000G", &v), -1);
+}
+
+static void
+test_network_fs(void **state)
+{
+	struct fix *f = *state;
+	struct ps_state *st = NULL;
+	char *dir = xasprintf("%s/a", f->dir);
+	struct stat sb;
+
+	assert_string_equal(ps_state_network_fs(0x6969), "NFS");
+	assert_string_equal(ps_state_network_fs(0xff534d42UL), "CIFS/SMB");
+	assert_string_equal(ps_state_network_fs(0xfe534d42UL), "CIFS/SMB");
+	assert_string_equal(ps_state_network_fs(0x517b), "CIFS/SMB");
+	assert_null(ps_state_network_fs(0xef53));	/* ext4 */
+	assert_null(ps_state_network_fs(0x58465342));	/* xfs */
+	assert_null(ps_state_network_fs(0x01021994));	/* tmpfs */
+	if (pg_base == NULL) {
+		/* The same open path, with statfs's answer replaced. */
+		setenv("PATCHSYNC_TEST_FSTYPE", "6969", 1);
+		assert_int_equal(ps_state_open(f->db, &st), PS_EUSAGE);
+		unsetenv("PATCHSYNC_TEST_FSTYPE");
+		assert_null(st);
+		assert_int_equal(stat(dir, &sb), -1);
+	}
+	free(dir);
+}
+
+static void
+test_fleet_state(void **state)
+{
+	(void)state;
+	assert_int_equal(ps_fleet_state_of(0, 0, 0, 0, 0, 0, 0),
+	    PS_FLEET_NEVER);
+	assert_int_equal(ps_fleet_state_of(1, 10, PS_OUTCOME_OK, 0, 0, 0, 0),
+	    PS_FLEET_CURRENT);
+	assert_int_equal(ps_fleet_state_of(1, 10, PS_OUTCOME_OK, 1, 20,
+	    PS_OUTCOME_OK, 3), PS_FLEET_BEHIND);
+	assert_int_equal(ps_fleet_state_of(1, 30, PS_OUTCOME_OK, 1, 20,
+	    PS_OUTCOME_OK, 3), PS_FLEET_CURRENT);
+	assert_int_equal(ps_fleet_state_of(1, 30, PS_OUTCOME_FAILED, 1, 20,
+	    PS_OUTCOME_OK, 0), PS_FLEET_FAILED);
+	assert_int_equal(ps_fleet_state_of(1, 10, PS_OUTCOME_OK, 1, 20,
+	    PS_OUTCOME_UNREACHABLE, 0), PS_FLEET_UNREACHABLE);
+	assert_int_equal(ps_fleet_state_of(0, 0, 0, 1, 20, PS_OUTCOME_OK, 0),
+	    PS_FLEET_CURRENT);
+	assert_string_equal(ps_fleet_state_name(PS_FLEET_NEVER),
+	    "never synced");
+}
+
+static struct ps_server_status *
+find_status(struct ps_server_status *v, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i].server, name) == 0)
+			return &v[i];
+	fail_msg("no status row for %s", name);
+	return NULL;
+}
+
+static void
+test_outcomes(void **state)
+{
+	enum { MANY = PS_STATE_MAX_ROWS + 5 };
+	struct fix *f = *state;
+	struct ps_state *st = open_ok(f);
+	struct ps_outcome o;
+	struct ps_server_status *v, *x;
+	struct ps_report_row *rows, *got;
+	size_t n, i;
+
+	add_server(st, "a", 0);
+	add_server(st, "b", 0);
+	add_server(st, "c", 0);
+	add_server(st, "d", 0);
+	memset(&o, 0, sizeof(o));
+	o.server = "a";
+	o.kind = PS_OUTCOME_PUSH;
+	o.bytes_sent = 1000;
+	o.files_behind = 0;
+	assert_int_equal(ps_state_record_outcome(st, "con", &o), PS_OK);
+	o.bytes_sent = 500;
+	assert_int_equal(ps_state_record_outcome(st, "con", &o), PS_OK);
+	o.server = "b";
+	o.status = PS_OUTCOME_FAILED;
+	o.error = "b: disk full";
+	o.bytes_sent = 10;
+	assert_int_equal(ps_state_record_outcome(st, "con", &o), PS_OK);
+	o.server = "c";
+	o.kind = PS_OUTCOME_REPORT;
+	o.status = PS_OUTCOME_OK;
+	o.error = NULL;
+	o.bytes_sent = 0;
+	rows = xcalloc(MANY, sizeof(*rows));
+	for (i = 0; i < MANY; i++) {
+		rows[i].component = (char *)"patches";
+		rows[i].path = xasprintf("dir/KB%05zu.msu", i);
+		rows[i].state = (char *)(i % 2 ? "out-of-date" : "missing");
+		rows[i].console_size = (int64_t)i;
+		rows[i].console_mtime = 1700000000;
+		rows[i].server_size = i % 2 ? 7 : -1;
+		rows[i].server_mtime = -1;
+	}
+	o.rows = rows;
+	o.nrows = MANY;
+	o.rows_total = MANY;
+	o.files_behind = MANY;
+	assert_int_equal(ps_state_record_outcome(st, "con", &o), PS_OK);
+	o.server = "http-url-not-a-server:/x";	/* ignored */
+	assert_int_equal(ps_state_record_outcome(st, "con", &o), PS_OK);
+	o.server = "d";
+	o.status = PS_OUTCOME_UNREACHABLE;
+	o.error = "d: connection refused";
+	o.rows = NULL;
+	o.nrows = o.rows_total = 0;
+	o.files_behind = -1;
+	assert_int_equal(ps_state_record_outcome(st, "con", &o), PS_OK);
+
+	assert_int_equal(ps_state_status(st, &v, &n), PS_OK);
+	assert_int_equal(n, 4);
+	x = find_status(v, n, "a");
+	assert_int_equal(x->state, PS_FLEET_CURRENT);
+	assert_int_equal(x->bytes_sent, 1500);
+	assert_int_equal(x->bytes_sent_last, 500);
+	assert_true(x->last_ok > 0);
+	assert_int_equal(x->files_behind, 0);
+	assert_null(x->last_error);
+	x = find_status(v, n, "b");
+	assert_int_equal(x->state, PS_FLEET_FAILED);
+	assert_string_equal(x->last_error, "b: disk full");
+	assert_true(x->last_ok == 0);
+	x = find_status(v, n, "c");
+	assert_int_equal(x->state, PS_FLEET_BEHIND);
+	assert_int_equal(x->files_behind, MANY);
+	assert_int_equal(x->rows_total, MANY);
+	x = find_status(v, n, "d");
+	assert_int_equal(x->state, PS_FLEET_UNREACHABLE);
+	ps_server_status_list_free(v, n);
+
+	/* At most PS_STATE_MAX_ROWS rows kept, in order. */
+	assert_int_equal(ps_state_report_rows(st, "c", &got, &n), PS_OK);
+	assert_int_equal(n, PS_STATE_MAX_ROWS);
+	assert_string_equal(got[0].path, "dir/KB00000.msu");
+	assert_int_equal(got[0].server_size, -1);
+	assert_string_equal(got[1].state, "out-of-date");
+	assert_int_equal(got[1].server_size, 7);
+	assert_string_equal(got[n - 1].path, "dir/KB09999.msu");
+	ps_report_rows_free(got, n);
+	/* A later push makes c current; removing a server drops its rows. */
+	o.server = "c";
+	o.kind = PS_OUTCOME_PUSH;
+	o.status = PS_OUTCOME_OK;
+	o.files_behind = 0;
+	assert_int_equal(ps_state_record_outcome(st, "con", &o), PS_OK);
+	assert_int_equal(ps_state_status(st, &v, &n), PS_OK);
+	assert_int_equal(find_status(v, n, "c")->state, PS_FLEET_CURRENT);
+	ps_server_status_list_free(v, n);
+	assert_int_equal(ps_state_server_remove(st, "c"), PS_OK);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM report_rows"),
+	    0);
+	for (i = 0; i < MANY; i++)
+		free(rows[i].path);
+	free(rows);
+}
+
+static void
+test_prune(void **state)
+{
+	struct fix *f = *state;
+	struct ps_state *st = open_ok(f);
+	struct ps_conf conf;
+	int64_t old, recent, active;
+	char *sql, *logdir = NULL, *log = NULL;
+	size_t n;
+	int fd;
+
+	assert_int_equal(ps_state_task_create(st, PS_TASK_MANUAL, 0, "c", "s",
+	    "", &old), PS_OK);
+	assert_int_equal(ps_state_task_create(st, PS_TASK_MANUAL, 0, "c", "s",
+	    "", &recent), PS_OK);
+	assert_int_equal(ps_state_task_create(st, PS_TASK_MANUAL, 0, "c", "s",
+	    "", &active), PS_OK);
+	assert_int_equal(ps_state_event_add(st, old, "end", "info", "x",
+	    NULL), PS_OK);
+	assert_int_equal(ps_state_task_set_state(st, old, PS_TASK_SUCCEEDED,
+	    0, NULL), PS_OK);
+	assert_int_equal(ps_state_task_set_state(st, recent, PS_TASK_FAILED,
+	    3, NULL), PS_OK);
+	sql = xasprintf("UPDATE tasks SET ended = ended - 100 * 86400, "
+	    "created = created - 100 * 86400 WHERE id = %lld",
+	    (long long)old);
+	raw_sql(f->db, sql);
+	free(sql);
+	conf_for(f, &conf);
+	if (pg_base == NULL) {
+		/* Its log goes with it (SQLite: beside the database). */
+		logdir = xasprintf("%s/a/b/log", f->dir);
+		log = xasprintf("%s/task-%lld.log", logdir, (long long)old);
+		assert_int_equal(mkdir(logdir, 0755), 0);
+		fd = open(log, O_WRONLY | O_CREAT, 0644);
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	assert_int_equal(ps_task_prune(st, &conf, (double)time(NULL) -
+	    90 * 86400.0, &n), PS_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM tasks"), 2);
+	sql = xasprintf("SELECT count(*) FROM events WHERE task_id = %lld",
+	    (long long)old);
+	assert_int_equal(raw_int(f->db, sql), 0);
+	free(sql);
+	if (log != NULL)
+		assert_int_equal(access(log, F_OK), -1);
+	/* A running task is never pruned, however old. */
+	assert_int_equal(ps_task_prune(st, &conf, (double)time(NULL) + 10,
+	    &n), PS_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM tasks"), 1);
+	free(logdir);
+	free(log);
+}
+
+/* --- the task-event deadlock ----------------------------------------- */
+
+struct hammer {
+	struct ps_task_ctx *ctx;
+	int n;
+};
+
+static void *
+hammer(void *arg)
+{
+	struct hammer *h = arg;
+	int i;
+
+	for (i = 0; i < h->n; i++) {
+		ps_task_progress(h->ctx, (uint64_t)i, 1000, (uint64_t)i);
+		ps_task_event(h->ctx, "file-error", "warning", "event %d", i);
+	}
+	return NULL;
+}
+
+/*
+ * Child: a task whose database fails under ps_task_progress (its events
+ * table dropped by another program). Everything must return, with one
+ * line on stderr, from several threads at once.
+ */
+static void
+broken_child(struct fix *f, int errfd)
+{
+	struct timespec ts = { 2, 200 * 1000 * 1000 };
+	struct ps_task_ctx *ctx;
+	struct hammer h;
+	struct ps_conf conf;
+	pthread_t th[3];
+	int k;
+
+	alarm(60);			/* a deadlock ends as SIGALRM */
+	dup2(errfd, 2);
+	conf_for(f, &conf);
+	if (ps_task_manual(&conf, "s1", "", &ctx) != PS_OK || ctx == NULL)
+		_exit(10);
+	raw_sql(f->db, "DROP TABLE events");
+	nanosleep(&ts, NULL);		/* past PS_TASK_PROGRESS_SECS */
+	ps_task_progress(ctx, 1, 2, 1);	/* writes now, and fails */
+	h.ctx = ctx;
+	h.n = 2000;
+	for (k = 0; k < 3; k++)
+		if (pthread_create(&th[k], NULL, hammer, &h) != 0)
+			_exit(11);
+	for (k = 0; k < 3; k++)
+		pthread_join(th[k], NULL);
+	ps_task_end(ctx, 0, NULL);
+	_exit(0);
+}
+
+static void
+test_progress_db_fails(void **state)
+{
+	struct fix *f = *state;
+	struct ps_state *st = open_ok(f);
+	char *errpath = xasprintf("%s/stderr", f->dir), line[2048];
+	struct ps_task *v;
+	int errfd, status, lines = 0;
+	size_t n;
+	FILE *fp;
+	pid_t pid;
+
+	add_server(st, "s1", 0);
+	errfd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	assert_true(errfd >= 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		broken_child(f, errfd);
+	close(errfd);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));		/* not killed by SIGALRM */
+	assert_int_equal(WEXITSTATUS(status), 0);
+	fp = fopen(errpath, "r");
+	assert_non_null(fp);
+	while (fgets(line, sizeof(line), fp) != NULL) {
+		lines++;
+		assert_non_null(strstr(line, "cannot record it in the state "
+		    "database"));
+	}
+	fclose(fp);
+	assert_int_equal(lines, 1);
+	/* The end still reached the tasks table. */
+	assert_int_equal(ps_state_task_list(st, 0, &v, &n), PS_OK);
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].state, PS_TASK_SUCCEEDED);
+	ps_task_list_free(v, n);
+	free(errpath);
+}
+
 int
 main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_open_create, setup, teardown),
+	const struct CMUnitTest both[] = {
 		cmocka_unit_test_setup_teardown(test_open_concurrent, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_open_empty_file, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_refuse_foreign, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_refuse_newer, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_servers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schedules, setup, teardown),
@@ -792,8 +1379,49 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_reap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_events, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_existing, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_v1, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_server_edit, setup,
+		    teardown),
+		cmocka_unit_test(test_parse_rate),
+		cmocka_unit_test_setup_teardown(test_network_fs, setup,
+		    teardown),
+		cmocka_unit_test(test_fleet_state),
+		cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_progress_db_fails, setup,
+		    teardown),
 	};
+	const struct CMUnitTest sqlite_only[] = {
+		cmocka_unit_test_setup_teardown(test_open_create, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_empty_file, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_refuse_foreign, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_refuse_newer, setup,
+		    teardown),
+	};
+	const struct CMUnitTest pg_only[] = {
+		cmocka_unit_test_setup_teardown(test_pg_open_create, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_pg_refuse, setup,
+		    teardown),
+	};
+	int r;
 
 	umask(022);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	pg_base = getenv("PS_TEST_PG");
+	if (pg_base != NULL && *pg_base == '\0')
+		pg_base = NULL;
+	r = cmocka_run_group_tests_name(pg_base != NULL ? "postgresql" :
+	    "sqlite", both, NULL, NULL);
+	if (pg_base != NULL)
+		r += cmocka_run_group_tests_name("postgresql only", pg_only,
+		    NULL, NULL);
+	else
+		r += cmocka_run_group_tests_name("sqlite only", sqlite_only,
+		    NULL, NULL);
+	return r;
 }

@@ -50,7 +50,7 @@ static void
 test_basic(void **state)
 {
 	struct ps_manifest src = { 0 }, dst = { 0 };
-	struct ps_plan_opts o = { 0, 1 };
+	struct ps_plan_opts o = { 1 };
 	struct ps_syncplan p;
 	char code[12];
 
@@ -93,13 +93,13 @@ test_basic(void **state)
 	assert_int_equal(p.a[p.n - 1].kind, PS_ACT_DIRMETA);
 
 	ps_itemize(find(&p, PS_ACT_SEND, "new"), code);
-	assert_string_equal(code, ">f+++++++");
+	assert_string_equal(code, ">f+++++++++");
 	ps_itemize(find(&p, PS_ACT_SEND, "a/changed"), code);
-	assert_string_equal(code, ">fc.t....");
+	assert_string_equal(code, ">fc.t......");
 	ps_itemize(find(&p, PS_ACT_META, "a/perm"), code);
-	assert_string_equal(code, ".f...p...");
+	assert_string_equal(code, ".f...p.....");
 	ps_itemize(find(&p, PS_ACT_DELETE, "old"), code);
-	assert_string_equal(code, "*deleting");
+	assert_string_equal(code, "*deleting  ");
 	ps_syncplan_free(&p);
 
 	/* Without --delete nothing goes. */
@@ -116,11 +116,14 @@ static void
 test_checksum_and_conflicts(void **state)
 {
 	struct ps_manifest src = { 0 }, dst = { 0 };
-	struct ps_plan_opts o = { 0, 0 };
+	struct ps_plan_opts o = { 0 };
 	struct ps_syncplan p;
 
 	(void)state;
-	/* Same size and time, other content: found only with --checksum. */
+	/*
+	 * Same size and time, other content (changed behind our back on
+	 * the server): sent, with or without --checksum.
+	 */
 	put(&src, "f", 'f', 10, 1, 100, 0644);
 	put(&dst, "f", 'f', 10, 2, 100, 0644);
 	/* A directory where the console has a file, and the reverse. */
@@ -131,12 +134,11 @@ test_checksum_and_conflicts(void **state)
 	put(&dst, "y", 'f', 3, 3, 100, 0644);
 
 	ps_syncplan_make(&src, &dst, &o, &p);
-	assert_null(find(&p, PS_ACT_SEND, "f"));
+	assert_non_null(find(&p, PS_ACT_SEND, "f"));
 	assert_int_equal(p.nconflict, 2);
 	assert_null(find(&p, PS_ACT_SEND, "x"));
 	ps_syncplan_free(&p);
 
-	o.checksum = 1;
 	o.delete = 1;
 	ps_syncplan_make(&src, &dst, &o, &p);
 	assert_non_null(find(&p, PS_ACT_SEND, "f"));
@@ -151,16 +153,163 @@ test_checksum_and_conflicts(void **state)
 	ps_manifest_free(&dst);
 }
 
+/* What the console could not read is neither sent nor deleted. */
+static void
+test_unreadable(void **state)
+{
+	struct ps_manifest src = { 0 }, dst = { 0 };
+	struct ps_plan_opts o = { 1 };
+	struct ps_syncplan p;
+
+	(void)state;
+	put(&src, "d", 'd', 0, 0, 100, 0755);
+	put(&src, "ok", 'f', 1, 1, 100, 0644);
+	put(&dst, "d", 'd', 0, 0, 100, 0755);
+	put(&dst, "d/in", 'f', 1, 2, 100, 0644);
+	put(&dst, "gone", 'f', 1, 3, 100, 0644);
+	put(&dst, "secret", 'f', 1, 4, 100, 0644);
+	put(&dst, "x", 'd', 0, 0, 100, 0755);
+	put(&dst, "x/y", 'f', 1, 5, 100, 0644);
+	src.unreadable = xcalloc(2, sizeof(char *));
+	src.unreadable[0] = xstrdup("d");	/* sorted */
+	src.unreadable[1] = xstrdup("secret");
+	src.nunreadable = 2;
+	assert_true(ps_manifest_unknown(&src, "d/in", 4));
+	assert_true(ps_manifest_unknown(&src, "secret", 6));
+	assert_false(ps_manifest_unknown(&src, "secretx", 7));
+	assert_false(ps_manifest_unknown(&src, "dd", 2));
+
+	ps_syncplan_make(&src, &dst, &o, &p);
+	assert_null(find(&p, PS_ACT_DELETE, "d/in"));
+	assert_null(find(&p, PS_ACT_DELETE, "secret"));
+	assert_non_null(find(&p, PS_ACT_DELETE, "gone"));
+	assert_non_null(find(&p, PS_ACT_DELETE, "x/y"));
+	assert_non_null(find(&p, PS_ACT_SEND, "ok"));
+	assert_int_equal(p.ndelete_files, 2);
+	ps_syncplan_free(&p);
+	ps_manifest_free(&src);
+	ps_manifest_free(&dst);
+}
+
 static void
 test_empty(void **state)
 {
 	struct ps_manifest src = { 0 }, dst = { 0 };
-	struct ps_plan_opts o = { 0, 1 };
+	struct ps_plan_opts o = { 1 };
 	struct ps_syncplan p;
 
 	(void)state;
 	ps_syncplan_make(&src, &dst, &o, &p);
 	assert_int_equal(p.n, 0);
+	ps_syncplan_free(&p);
+}
+
+/* A memory reader for ps_mfin_new. */
+struct mem {
+	const unsigned char *p;
+	size_t len, off;
+};
+
+static ssize_t
+mem_read(void *arg, void *buf, size_t n)
+{
+	struct mem *m = arg;
+
+	if (n > 7)
+		n = 7;		/* small pieces: entries straddle reads */
+	if (n > m->len - m->off)
+		n = m->len - m->off;
+	memcpy(buf, m->p + m->off, n);
+	m->off += n;
+	return (ssize_t)n;
+}
+
+static int
+count_kind(const struct ps_syncplan *p, int kind, const char *path)
+{
+	size_t i;
+	int n = 0;
+
+	for (i = 0; i < p->n; i++) {
+		const struct ps_entry *e = p->a[i].src ? p->a[i].src :
+		    p->a[i].dst;
+
+		n += p->a[i].kind == kind && strcmp(e->path, path) == 0;
+	}
+	return n;
+}
+
+/*
+ * From two streams, in small reads: the plan holds its own copies (the
+ * manifests are gone before it is looked at), and each directory gets
+ * its DIRMETA once, when what is inside it changed.
+ */
+static void
+test_stream(void **state)
+{
+	struct ps_manifest src = { 0 }, dst = { 0 };
+	struct ps_plan_opts o = { 1 };
+	struct ps_syncplan p;
+	struct buf bs = { 0 }, bd = { 0 };
+	struct mem ms, md;
+	struct ps_mfin *is, *id;
+	struct ps_eiter a, b;
+
+	(void)state;
+	put(&src, "a", 'd', 0, 0, 100, 0755);
+	put(&src, "a/b", 'd', 0, 0, 100, 0755);
+	put(&src, "a/b/c", 'f', 4, 1, 100, 0644);	/* new */
+	put(&src, "a/b/d", 'd', 0, 0, 100, 0755);
+	put(&src, "a/b/d/e", 'f', 4, 2, 100, 0644);
+	put(&src, "a/z", 'f', 4, 3, 100, 0644);
+	put(&src, "q", 'd', 0, 0, 100, 0755);
+	put(&src, "q/r", 'f', 4, 4, 100, 0644);
+	put(&dst, "a", 'd', 0, 0, 100, 0755);
+	put(&dst, "a/b", 'd', 0, 0, 100, 0755);
+	put(&dst, "a/b/d", 'd', 0, 0, 100, 0755);
+	put(&dst, "a/b/d/e", 'f', 4, 2, 100, 0644);
+	put(&dst, "a/b/d/old", 'f', 4, 9, 100, 0644);	/* goes */
+	put(&dst, "a/b!", 'd', 0, 0, 100, 0755);	/* goes, with its file */
+	put(&dst, "a/b!/x", 'f', 4, 9, 100, 0644);
+	put(&dst, "a/z", 'f', 4, 3, 100, 0644);
+	put(&dst, "q", 'd', 0, 0, 100, 0755);
+	put(&dst, "q/r", 'f', 4, 4, 100, 0644);
+	ps_manifest_encode(&src, PS_ENC_WIRE, &bs);
+	ps_manifest_encode(&dst, PS_ENC_WIRE, &bd);
+	ps_manifest_free(&src);
+	ps_manifest_free(&dst);
+	ms.p = bs.p;
+	ms.len = bs.len;
+	ms.off = 0;
+	md.p = bd.p;
+	md.len = bd.len;
+	md.off = 0;
+	is = ps_mfin_new(mem_read, &ms);
+	id = ps_mfin_new(mem_read, &md);
+	ps_eiter_mfin(&a, is);
+	ps_eiter_mfin(&b, id);
+	ps_syncplan_stream(&a, NULL, &b, &o, &p);
+	assert_false(ps_mfin_failed(is));
+	assert_false(ps_mfin_failed(id));
+	ps_mfin_free(is);
+	ps_mfin_free(id);
+	buf_free(&bs);
+	buf_free(&bd);
+
+	assert_int_equal(count_kind(&p, PS_ACT_SEND, "a/b/c"), 1);
+	assert_int_equal(count_kind(&p, PS_ACT_DELETE, "a/b/d/old"), 1);
+	assert_int_equal(count_kind(&p, PS_ACT_DELETE, "a/b!/x"), 1);
+	assert_int_equal(count_kind(&p, PS_ACT_DELETE, "a/b!"), 1);
+	assert_int_equal(p.ndelete_files, 2);
+	/* Changed inside: a/b (c), a/b/d (old), a (b! went). */
+	assert_int_equal(count_kind(&p, PS_ACT_DIRMETA, "a/b"), 1);
+	assert_int_equal(count_kind(&p, PS_ACT_DIRMETA, "a/b/d"), 1);
+	assert_int_equal(count_kind(&p, PS_ACT_DIRMETA, "a"), 1);
+	assert_int_equal(count_kind(&p, PS_ACT_DIRMETA, "q"), 0);
+	assert_int_equal(p.n, 7);
+	/* Directories last, deepest first. */
+	assert_string_equal(p.a[p.n - 1].src->path, "a");
+	assert_string_equal(p.a[p.n - 3].src->path, "a/b/d");
 	ps_syncplan_free(&p);
 }
 
@@ -170,7 +319,9 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_basic),
 		cmocka_unit_test(test_checksum_and_conflicts),
+		cmocka_unit_test(test_unreadable),
 		cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_stream),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

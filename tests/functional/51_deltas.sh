@@ -1,0 +1,66 @@
+# Engine v2 deltas: the console finds unchanged, moved and shifted blocks
+# from the server's block sums alone, and asks for finer sums where edits
+# smaller than a block sit; what it sends is close to what changed.
+# Every result is checked byte for byte.
+. "$TOP_SRCDIR/tests/lib.sh"
+RSH=$TOP_SRCDIR/tests/rsh-local
+
+lit() { json_get "$T/out" 'd["servers"][0]["literal_bytes"]'; }
+push() {
+    expect_exit 0 "$PS" push src "localhost:$T/dst" --rsh "$RSH" \
+        --remote-path "$PS" --no-whole-file --json
+    cmp -s src/f dst/f || fail "$1: the server's copy differs"
+}
+
+mkdir src
+mkfile src/f 4194304 1
+push "first copy"
+
+# 200 scattered 40-byte edits in place: about 8 KB changed.
+python3 - src/f <<'PY'
+import random, sys
+d = bytearray(open(sys.argv[1], "rb").read())
+r = random.Random(7)
+for _ in range(200):
+    o = r.randrange(len(d) - 40)
+    d[o:o + 40] = bytes(r.randrange(256) for _ in range(40))
+open(sys.argv[1], "wb").write(d)
+PY
+push "scattered edits"
+[ "$(lit)" -lt 80000 ] || fail "scattered 40-byte edits sent $(lit) literal bytes (want < 80000)"
+
+# One byte inserted at the front: everything after it shifted.
+{ printf 'X'; cat src/f; } >src/g && mv src/g src/f
+push "an insertion at the first byte"
+[ "$(lit)" -lt 20000 ] || fail "a one-byte insertion sent $(lit) literal bytes"
+
+# The last byte removed; then blocks moved around.
+head -c -1 src/f >src/g && mv src/g src/f
+push "a deletion at the last byte"
+[ "$(lit)" -lt 20000 ] || fail "a one-byte deletion sent $(lit) literal bytes"
+python3 - src/f <<'PY'
+import sys
+d = open(sys.argv[1], "rb").read()
+h = len(d) // 2
+open(sys.argv[1], "wb").write(d[h:] + d[:h])
+PY
+push "halves swapped"
+[ "$(lit)" -lt 20000 ] || fail "moved blocks sent $(lit) literal bytes"
+
+# A file of zeros against itself grown, and against random data.
+head -c 8388608 /dev/zero >src/f
+push "zeros"
+head -c 8392704 /dev/zero >src/f
+push "zeros grown by a block"
+[ "$(lit)" -lt 8192 ] || fail "zeros grown sent $(lit) literal bytes"
+mkfile src/f 8388608 9
+push "random over zeros"
+
+# Shrinking and growing by less than a block.
+head -c 8388000 src/f >src/g && mv src/g src/f
+push "shrunk"
+{ cat src/f; printf 'tail'; } >src/g && mv src/g src/f
+push "grown"
+[ "$(lit)" -lt 8192 ] || fail "a 4-byte append sent $(lit) literal bytes"
+no_litter "$T/dst"
+exit 0
