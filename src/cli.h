@@ -58,6 +58,7 @@ const char **ps_cli_args(poptContext ctx, int *n);
 int ps_cli_conf(struct ps_conf *conf, int required);
 
 int cmd_manifest(int argc, const char **argv);
+int cmd_bundle(int argc, const char **argv);
 int cmd_config(int argc, const char **argv);
 int cmd_push(int argc, const char **argv);
 int cmd_report(int argc, const char **argv);

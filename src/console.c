@@ -130,6 +130,37 @@ out:
 	return rc;
 }
 
+int
+ps_source_manifest(const struct ps_source *src, struct ps_manifest *m)
+{
+	struct ps_mfin *in = ps_mfin_pread(src->mf_fd);
+	const struct ps_entry *e;
+	struct ps_entry c;
+	size_t i;
+	int rc = PS_OK;
+
+	memset(m, 0, sizeof(*m));
+	m->flags = PS_MF_LOCAL;
+	while ((e = ps_mfin_next(in)) != NULL) {
+		ps_entry_copy(&c, e);
+		ps_manifest_put(m, &c);
+	}
+	if (ps_mfin_failed(in)) {
+		ps_err("console directory %s: its manifest cannot be read "
+		    "back: %s", src->path, ps_mfin_error(in));
+		ps_manifest_free(m);
+		rc = PS_EPARTIAL;
+	}
+	ps_mfin_free(in);
+	for (i = 0; rc == PS_OK && i < src->by.nunreadable; i++) {
+		m->unreadable = xreallocarray(m->unreadable, i + 1,
+		    sizeof(*m->unreadable));
+		m->unreadable[i] = xstrdup(src->by.unreadable[i]);
+		m->nunreadable = i + 1;
+	}
+	return rc;
+}
+
 void
 ps_source_free(struct ps_source *src)
 {

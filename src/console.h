@@ -90,6 +90,12 @@ int ps_source_open(struct ps_source *src);
  */
 int ps_source_scan(struct ps_source *src, const char *cache_dir,
     int checksum);
+/*
+ * The scanned SRC's whole manifest as an array in M (for offline bundles,
+ * which keep it). Returns PS_OK, or PS_EPARTIAL when the manifest file
+ * cannot be read back (said).
+ */
+int ps_source_manifest(const struct ps_source *src, struct ps_manifest *m);
 void ps_source_free(struct ps_source *src);
 
 /*

@@ -34,6 +34,8 @@ static const struct command commands[] = {
 	  "the server role, run by ssh (serve --stdio ROOT)" },
 	{ "manifest", cmd_manifest,
 	  "build, show and compare block-checksum manifests" },
+	{ "bundle", cmd_bundle,
+	  "offline bundles: create, verify, apply, show" },
 	{ "config", cmd_config,
 	  "check the configuration file, or show what was understood" },
 	{ "server", cmd_server,

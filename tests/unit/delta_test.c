@@ -1,8 +1,9 @@
 /*
- * delta_test.c — plan + signature + delta + patch must rebuild the new
- * file byte for byte from the old one in every shape of change, send
- * little when little changed, and refuse (never crash on) a corrupt
- * signature or delta.
+ * delta_test.c — the matcher's ops written as a librsync delta and
+ * applied with librsync's patch must rebuild the new file byte for byte
+ * from the old one in every shape of change; the encoding is the exact
+ * byte layout of librsync's format; the patcher refuses (never crashes
+ * on) a corrupt or hostile delta.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,7 +22,7 @@
 #include <unistd.h>
 
 #include "delta.h"
-#include "manifest.h"
+#include "match.h"
 
 /* ---- helpers ---- */
 
@@ -107,55 +108,6 @@ write_file(const char *path, const void *p, size_t n)
 	assert_int_equal(close(fd), 0);
 }
 
-/* Every op in order, no gap, no overlap, regions inside the basis. */
-static void
-check_cover(const struct ps_plan *pl, uint64_t tsize, uint64_t bsize)
-{
-	uint64_t at = 0, c = 0, d = 0, l = 0;
-	size_t i;
-
-	for (i = 0; i < pl->n; i++) {
-		const struct ps_plan_op *o = &pl->ops[i];
-
-		assert_int_equal(o->target_off, at);
-		assert_true(o->len > 0);
-		at += o->len;
-		switch (o->kind) {
-		case PS_OP_COPY:
-			assert_true(o->basis_off + o->len <= bsize);
-			c += o->len;
-			break;
-		case PS_OP_DELTA:
-			assert_true(o->basis_len > 0);
-			assert_true(o->basis_off + o->basis_len <= bsize);
-			assert_true(o->sig_block_len >= 512 &&
-			    o->sig_block_len <= 16384);
-			assert_int_equal(o->sig_block_len &
-			    (o->sig_block_len - 1), 0);
-			assert_true(o->len <= PS_PIECE_MAX);
-			d += o->len;
-			break;
-		case PS_OP_LITERAL:
-			l += o->len;
-			break;
-		default:
-			fail_msg("bad op kind %d", o->kind);
-		}
-	}
-	assert_int_equal(at, tsize);
-	assert_int_equal(c, pl->copy_bytes);
-	assert_int_equal(d, pl->delta_bytes);
-	assert_int_equal(l, pl->literal_bytes);
-}
-
-static int
-collect(const void *p, size_t n, void *arg)
-{
-	assert_true(n <= (1u << 20));
-	buf_add(arg, p, n);
-	return 0;
-}
-
 /* Feed D to a patcher in uneven pieces (as the network would). */
 static int
 patch_pieces(struct ps_patch *p, const struct buf *d)
@@ -178,98 +130,97 @@ patch_pieces(struct ps_patch *p, const struct buf *d)
 	return ps_patch_end(p);
 }
 
-struct stats {
-	struct ps_plan plan;
-	uint64_t sig_bytes;
-	uint64_t delta_bytes;	/* wire: delta streams + literals */
-};
+
+static int
+emit_buf(const void *p, size_t n, void *arg)
+{
+	assert_true(n > 0 && n <= (1u << 20));
+	buf_add(arg, p, n);
+	return 0;
+}
+
+static ssize_t
+mem_read(void *arg, void *buf, size_t n, uint64_t off)
+{
+	const struct buf *t = arg;
+
+	if (off >= t->len)
+		return 0;
+	if (n > t->len - off)
+		n = (size_t)(t->len - off);
+	memcpy(buf, t->p + off, n);
+	return (ssize_t)n;
+}
+
+/* The matcher's ops making NEW from OLD, in blocks of BL. */
+static void
+match_ops(const unsigned char *old, size_t olen, const unsigned char *new,
+    size_t nlen, uint32_t bl, struct ps_mops *ops)
+{
+	struct ps_blocksums s, h;
+	struct ps_matcher *m;
+	struct buf t = { (unsigned char *)(uintptr_t)new, nlen, nlen };
+
+	memset(ops, 0, sizeof(*ops));
+	assert_int_equal(ps_blocksums_mem(old, olen, 0, bl, &s), PS_OK);
+	assert_int_equal(ps_blocksums_mem(new, nlen, 0, bl, &h), PS_OK);
+	assert_int_equal(ps_matcher_new(&s, &m), PS_OK);
+	assert_int_equal(ps_match(m, mem_read, &t, 0, nlen, &h, 2, ops),
+	    PS_OK);
+	ps_matcher_free(m);
+	ps_blocksums_free(&s);
+	ps_blocksums_free(&h);
+}
+
+/* The delta of OPS, the literal bytes read from the file at PATH. */
+static void
+encode(const char *path, const struct ps_mops *ops, struct buf *d)
+{
+	int fd = open(path, O_RDONLY);
+
+	assert_true(fd >= 0);
+	memset(d, 0, sizeof(*d));
+	assert_int_equal(ps_rsdelta_write(ops, fd, emit_buf, d), PS_OK);
+	assert_int_equal(d->len, ps_rsdelta_size(ops));
+	close(fd);
+}
 
 /*
- * Write OLD and NEW, build their manifest, plan with PIECES, run every op
- * the way console and server would, and check the output is NEW.
+ * Write OLD and NEW, match, encode, patch OLD with the delta (fed in
+ * uneven pieces) and check the output is NEW. Returns the delta's size.
  */
-static void
+static uint64_t
 roundtrip(struct fixture *f, const unsigned char *old, size_t olen,
-    const unsigned char *new, size_t nlen, unsigned pieces, struct stats *st)
+    const unsigned char *new, size_t nlen, uint32_t bl)
 {
-	struct ps_manifest m;
-	struct ps_build_opts bo;
-	const struct ps_entry *eo, *en;
-	struct buf sig, delta;
+	struct ps_mops ops;
 	struct ps_patch *p;
+	struct buf d;
 	unsigned char *got;
-	int ofd, nfd, wfd;
-	size_t i;
+	uint64_t size;
+	int ofd, wfd;
 
-	memset(st, 0, sizeof(*st));
-	memset(&m, 0, sizeof(m));
-	memset(&bo, 0, sizeof(bo));
-	bo.threads = 1;
 	write_file(f->old_path, old, olen);
 	write_file(f->new_path, new, nlen);
-	assert_int_equal(ps_manifest_build(f->dir, &bo, &m), PS_OK);
-	eo = ps_manifest_find(&m, "old", 3);
-	en = ps_manifest_find(&m, "new", 3);
-	assert_non_null(eo);
-	assert_non_null(en);
-	assert_int_equal(ps_delta_plan(eo, en, pieces, &st->plan), PS_OK);
-	check_cover(&st->plan, nlen, olen);
-
+	match_ops(old, olen, new, nlen, bl, &ops);
+	encode(f->new_path, &ops, &d);
 	ofd = open(f->old_path, O_RDONLY);
-	nfd = open(f->new_path, O_RDONLY);
 	wfd = open(f->out_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	assert_true(ofd >= 0 && nfd >= 0 && wfd >= 0);
-	for (i = 0; i < st->plan.n; i++) {
-		const struct ps_plan_op *o = &st->plan.ops[i];
-
-		switch (o->kind) {
-		case PS_OP_COPY:
-			assert_int_equal(ps_copy_range(ofd, o->basis_off, wfd,
-			    o->target_off, o->len), PS_OK);
-			break;
-		case PS_OP_LITERAL:
-			assert_int_equal(pwrite(wfd, new + o->target_off,
-			    o->len, (off_t)o->target_off), (ssize_t)o->len);
-			st->delta_bytes += o->len;
-			break;
-		case PS_OP_DELTA:
-			memset(&sig, 0, sizeof(sig));
-			memset(&delta, 0, sizeof(delta));
-			assert_int_equal(ps_sig_region(ofd, o->basis_off,
-			    o->basis_len, o->sig_block_len, &sig), PS_OK);
-			assert_int_equal(sig.len,
-			    ps_sig_size(o->basis_len, o->sig_block_len));
-			assert_int_equal(ps_delta_region(sig.p, sig.len, nfd,
-			    o->target_off, o->len, collect, &delta), PS_OK);
-			p = ps_patch_begin(ofd, o->basis_off, o->basis_len,
-			    wfd, o->target_off, o->len);
-			assert_int_equal(patch_pieces(p, &delta), PS_OK);
-			st->sig_bytes += sig.len;
-			st->delta_bytes += delta.len;
-			buf_free(&sig);
-			buf_free(&delta);
-			break;
-		}
-	}
+	assert_true(ofd >= 0 && wfd >= 0);
+	p = ps_patch_begin(ofd, 0, olen, wfd, 0, nlen);
+	assert_int_equal(patch_pieces(p, &d), PS_OK);
 	got = malloc(nlen + 1);
 	assert_non_null(got);
 	assert_int_equal(pread(wfd, got, nlen + 1, 0), (ssize_t)nlen);
 	assert_memory_equal(got, new, nlen);
+	assert_true(d.len >= ops.literal_bytes + 5);
+	size = d.len;
 	free(got);
 	close(ofd);
-	close(nfd);
 	close(wfd);
-	ps_manifest_free(&m);
-}
-
-static size_t
-count_kind(const struct ps_plan *pl, int kind)
-{
-	size_t i, n = 0;
-
-	for (i = 0; i < pl->n; i++)
-		n += pl->ops[i].kind == kind;
-	return n;
+	buf_free(&d);
+	ps_mops_free(&ops);
+	return size;
 }
 
 /* ---- tests ---- */
@@ -279,46 +230,36 @@ test_identical(void **state)
 {
 	size_t n = (3u << 20) + 777;
 	unsigned char *a;
-	struct stats st;
 
 	rng_state = 1;
 	a = random_bytes(n);
-	roundtrip(*state, a, n, a, n, 2, &st);
-	assert_int_equal(st.plan.n, 1);
-	assert_int_equal(st.plan.ops[0].kind, PS_OP_COPY);
-	assert_int_equal(st.plan.copy_bytes, n);
-	assert_int_equal(st.plan.delta_bytes, 0);
-	assert_int_equal(st.delta_bytes, 0);
-	ps_plan_free(&st.plan);
+	/* one COPY: magic, COPY_N1_N4, END */
+	assert_int_equal(roundtrip(*state, a, n, a, n, 4096), 4 + 1 + 1 + 4 +
+	    1);
 	free(a);
 }
 
 static void
 test_scattered(void **state)
 {
-	size_t n = 16u << 20, i, at, changed = 0;
+	size_t n = 8u << 20, i, at, changed = 0;
 	unsigned char *a, *b;
-	struct stats st;
+	uint64_t d;
 
 	rng_state = 2;
 	a = random_bytes(n);
 	b = malloc(n);
 	assert_non_null(b);
 	memcpy(b, a, n);
-	/* 1 %: 40 edits of 4 KiB, anywhere */
 	for (i = 0; i < 40; i++) {
-		at = (size_t)(rng() % (n - 4096));
-		fill_random(b + at, 4096);
-		changed += 4096;
+		at = (size_t)(rng() % (n - 100));
+		fill_random(b + at, 100);
+		changed += 100;
 	}
-	roundtrip(*state, a, n, b, n, 2, &st);
-	assert_true(st.plan.copy_bytes > n * 9 / 10);
-	print_message("scattered: %zu changed, delta %llu, sig %llu, "
-	    "%zu ops\n", changed, (unsigned long long)st.delta_bytes,
-	    (unsigned long long)st.sig_bytes, st.plan.n);
-	assert_true(st.delta_bytes + st.sig_bytes < n / 20);
-	assert_true(st.delta_bytes < 2 * changed);
-	ps_plan_free(&st.plan);
+	d = roundtrip(*state, a, n, b, n, 2048);
+	print_message("scattered: %zu changed, delta %llu\n", changed,
+	    (unsigned long long)d);
+	assert_true(d < 40 * 2 * 2048 + 4096);
 	free(a);
 	free(b);
 }
@@ -328,7 +269,6 @@ test_insert_delete(void **state)
 {
 	size_t n = 4u << 20, ins = 1000, del = 5000, at1, at2, m;
 	unsigned char *a, *b;
-	struct stats st;
 
 	rng_state = 3;
 	a = random_bytes(n);
@@ -336,18 +276,12 @@ test_insert_delete(void **state)
 	assert_non_null(b);
 	at1 = 1300000;
 	at2 = 2700000;
-	/* a[0..at1) + ins new + a[at1..at2) + a[at2+del..n) */
 	memcpy(b, a, at1);
 	fill_random(b + at1, ins);
 	memcpy(b + at1 + ins, a + at1, at2 - at1);
 	memcpy(b + at1 + ins + at2 - at1, a + at2 + del, n - at2 - del);
 	m = n + ins - del;
-	roundtrip(*state, a, n, b, m, 2, &st);
-	assert_true(st.delta_bytes + st.sig_bytes < m / 20);
-	ps_plan_free(&st.plan);
-	/* the same as pure insertion and pure deletion */
-	roundtrip(*state, a, n, b, at1 + ins + (n - at1), 2, &st);
-	ps_plan_free(&st.plan);
+	assert_true(roundtrip(*state, a, n, b, m, 4096) < ins + 3 * 4096);
 	free(a);
 	free(b);
 }
@@ -357,246 +291,160 @@ test_append_truncate(void **state)
 {
 	size_t n = (3u << 20) + 5000, extra = 12345;
 	unsigned char *a;
-	struct stats st;
 
 	rng_state = 4;
 	a = random_bytes(n + extra);
-	/* appended tail: only the tail (and the old last block) travels */
-	roundtrip(*state, a, n, a, n + extra, 2, &st);
-	assert_true(st.plan.copy_bytes >= n - 65536);
-	assert_true(st.delta_bytes < extra + 8192);
-	ps_plan_free(&st.plan);
-	/* truncated */
-	roundtrip(*state, a, n, a, n - 1000000 - 3, 2, &st);
-	assert_true(st.delta_bytes < 8192);
-	ps_plan_free(&st.plan);
-	/* truncated at a block boundary: all copy */
-	roundtrip(*state, a, n, a, 1u << 20, 2, &st);
-	assert_int_equal(st.delta_bytes, 0);
-	ps_plan_free(&st.plan);
+	assert_true(roundtrip(*state, a, n, a, n + extra, 4096) <
+	    extra + 8192);
+	assert_true(roundtrip(*state, a, n, a, n - 1000000 - 3, 4096) <
+	    8192);
+	assert_true(roundtrip(*state, a, n, a, 1u << 20, 4096) < 32);
 	free(a);
 }
 
+/* All literal, empty target, empty basis. */
 static void
-test_different(void **state)
+test_different_empty(void **state)
 {
 	size_t n = 2u << 20;
 	unsigned char *a, *b;
-	struct stats st;
 
 	rng_state = 5;
 	a = random_bytes(n);
 	b = random_bytes(n + 333);
-	roundtrip(*state, a, n, b, n + 333, 2, &st);
-	assert_int_equal(st.plan.copy_bytes, 0);
-	ps_plan_free(&st.plan);
+	/* magic, LITERAL_N4, its length, the bytes, END */
+	assert_int_equal(roundtrip(*state, a, n, b, n + 333, 4096),
+	    4 + 1 + 4 + n + 333 + 1);
+	assert_int_equal(roundtrip(*state, a, n, b, 0, 4096), 5);
+	assert_int_equal(roundtrip(*state, a, 0, b, 100, 4096),
+	    4 + 2 + 100 + 1);
+	assert_int_equal(roundtrip(*state, a, 0, b, 64, 4096), 4 + 1 + 64 + 1);
+	assert_int_equal(roundtrip(*state, a, 0, b, 65, 4096),
+	    4 + 2 + 65 + 1);
 	free(a);
 	free(b);
 }
 
-/* Sizes far enough apart that the manifests' block sizes differ. */
+/* Random pairs: pieces of the basis, moved and repeated, and new bytes. */
 static void
-test_shift_change_pieces(void **state)
+test_random_pairs(void **state)
 {
-	size_t n = 16u << 20, ins = 70000, at = 5000000;
 	unsigned char *a, *b;
-	struct stats st;
+	size_t round, olen, nlen, at, len, n;
 
-	rng_state = 6;
-	a = random_bytes(n);
-	b = malloc(n + ins);
-	assert_non_null(b);
-	memcpy(b, a, at);
-	fill_random(b + at, ins);
-	memcpy(b + at + ins, a + at, n - at);
-	assert_true(ps_block_shift_for(n) != ps_block_shift_for(n + ins));
-	roundtrip(*state, a, n, b, n + ins, 4, &st);
-	assert_int_equal(st.plan.copy_bytes, 0);
-	assert_int_equal(count_kind(&st.plan, PS_OP_DELTA), 4);
-	assert_true(st.delta_bytes < ins + 200000);
-	ps_plan_free(&st.plan);
-	free(a);
-	free(b);
-}
-
-static void
-test_empty(void **state)
-{
-	unsigned char *a;
-	struct stats st;
-	struct ps_entry t;
-	struct ps_plan pl;
-
-	rng_state = 7;
-	a = random_bytes(100000);
-	/* empty basis: the whole file as one literal */
-	roundtrip(*state, a, 0, a, 100000, 2, &st);
-	assert_int_equal(st.plan.n, 1);
-	assert_int_equal(st.plan.ops[0].kind, PS_OP_LITERAL);
-	ps_plan_free(&st.plan);
-	/* empty target: nothing to do */
-	roundtrip(*state, a, 100000, a, 0, 2, &st);
-	assert_int_equal(st.plan.n, 0);
-	ps_plan_free(&st.plan);
-	/* no basis at all */
-	memset(&t, 0, sizeof(t));
-	t.size = 5;
-	t.block_shift = 12;
-	t.nblocks = 1;
-	t.blocks = (uint64_t[]){ 42 };
-	assert_int_equal(ps_delta_plan(NULL, &t, 2, &pl), PS_OK);
-	assert_int_equal(pl.n, 1);
-	assert_int_equal(pl.ops[0].kind, PS_OP_LITERAL);
-	ps_plan_free(&pl);
-	free(a);
-}
-
-/* Plans from made-up checksum arrays: reordered, repeated, broken. */
-static void
-test_plan_synthetic(void **state)
-{
-	struct ps_entry b, t;
-	struct ps_plan pl;
-	uint64_t bb[64], tb[64], i;
-
-	(void)state;
-	memset(&b, 0, sizeof(b));
-	memset(&t, 0, sizeof(t));
-	for (i = 0; i < 64; i++)
-		bb[i] = 1000 + i;
-	b.block_shift = t.block_shift = 12;
-	b.size = 64 * 4096 - 100;
-	b.nblocks = 64;
-	b.blocks = bb;
-	/* target: second half first, then first half, then junk */
-	for (i = 0; i < 32; i++) {
-		tb[i] = bb[32 + i];
-		tb[32 + i] = bb[i];
+	rng_state = 11;
+	for (round = 0; round < 40; round++) {
+		olen = (size_t)(rng() % (600000 + 1));
+		a = random_bytes(olen);
+		nlen = 0;
+		b = malloc(2000000);
+		assert_non_null(b);
+		while (nlen < 1200000 && rng() % 16 != 0) {
+			len = 1 + (size_t)(rng() % 80000);
+			if (olen > 0 && rng() % 3 != 0) {
+				at = (size_t)(rng() % olen);
+				if (len > olen - at)
+					len = olen - at;
+				memcpy(b + nlen, a + at, len);
+			} else {
+				fill_random(b + nlen, len);
+			}
+			nlen += len;
+		}
+		n = (size_t)(PS_MATCH_BLOCK_MIN << (rng() % 7));
+		(void)roundtrip(*state, a, olen, b, nlen, (uint32_t)n);
+		free(a);
+		free(b);
 	}
-	tb[63] = 7;	/* the old short tail is not a full block */
-	tb[10] = 5;
-	t.size = 64 * 4096 - 50;
-	t.nblocks = 64;
-	t.blocks = tb;
-	assert_int_equal(ps_delta_plan(&b, &t, 2, &pl), PS_OK);
-	check_cover(&pl, t.size, b.size);
-	assert_int_equal(pl.copy_bytes, 61 * 4096);
-	ps_plan_free(&pl);
-	/* a checksum array that does not match the size: no copies */
-	t.nblocks = 3;
-	assert_int_equal(ps_delta_plan(&b, &t, 2, &pl), PS_OK);
-	check_cover(&pl, t.size, b.size);
-	assert_int_equal(pl.copy_bytes, 0);
-	ps_plan_free(&pl);
-	/* same short tail matches */
-	t.nblocks = 64;
-	t.size = b.size;
-	memcpy(tb, bb, sizeof(bb));
-	tb[5] = 1;
-	assert_int_equal(ps_delta_plan(&b, &t, 2, &pl), PS_OK);
-	check_cover(&pl, t.size, b.size);
-	assert_int_equal(pl.copy_bytes, b.size - 4096);
-	assert_int_equal(pl.n, 3);
-	assert_int_equal(pl.ops[1].kind, PS_OP_DELTA);
-	ps_plan_free(&pl);
 }
 
+/* Operand widths: the byte layout, from made-up ops. */
 static void
-make_sig(struct fixture *f, struct buf *sig, size_t n)
+test_encoding(void **state)
 {
-	unsigned char *a;
-	int fd;
+	static const unsigned char want[] = {
+		0x72, 0x73, 0x02, 0x36,
+		0x03, 'a', 'b', 'c',			/* LITERAL_3 */
+		0x45, 0x07, 0x10,			/* COPY_N1_N1 */
+		0x4a, 0x01, 0x00, 0x01, 0x00,		/* COPY_N2_N2 */
+		0x4f, 0x00, 0x01, 0x00, 0x00,
+		0x00, 0x01, 0x00, 0x01,			/* COPY_N4_N4 */
+		0x51, 0, 0, 0, 0x01, 0, 0, 0, 0,
+		0x02,					/* COPY_N8_N1 */
+		0x52, 0, 0, 0, 0x01, 0, 0, 0, 0,
+		0x12, 0x34,				/* COPY_N8_N2 */
+		0x00					/* END */
+	};
+	struct fixture *f = *state;
+	struct ps_mops ops;
+	struct buf d;
+	uint64_t t = 0;
 
-	rng_state = 8;
-	a = random_bytes(n);
-	write_file(f->old_path, a, n);
-	write_file(f->new_path, a, n);
-	fd = open(f->old_path, O_RDONLY);
-	assert_true(fd >= 0);
-	memset(sig, 0, sizeof(*sig));
-	assert_int_equal(ps_sig_region(fd, 0, n, 1024, sig), PS_OK);
-	close(fd);
-	free(a);
+	memset(&ops, 0, sizeof(ops));
+	write_file(f->new_path, "abc", 3);
+	ps_mops_add(&ops, PS_MOP_LITERAL, t, 3, 0);
+	t += 3;
+	ps_mops_add(&ops, PS_MOP_COPY, t, 0x10, 7);
+	t += 0x10;
+	ps_mops_add(&ops, PS_MOP_COPY, t, 0x100, 0x100);
+	t += 0x100;
+	ps_mops_add(&ops, PS_MOP_COPY, t, 0x10001, 0x10000);
+	t += 0x10001;
+	ps_mops_add(&ops, PS_MOP_COPY, t, 2, UINT64_C(1) << 32);
+	t += 2;
+	ps_mops_add(&ops, PS_MOP_COPY, t, 0x1234, UINT64_C(1) << 32);
+	encode(f->new_path, &ops, &d);
+	assert_int_equal(d.len, sizeof(want));
+	assert_memory_equal(d.p, want, sizeof(want));
+	buf_free(&d);
+	ps_mops_free(&ops);
 }
 
 static int
-delta_of(struct fixture *f, const void *sig, size_t len)
+emit_stop(const void *p, size_t n, void *arg)
 {
-	struct buf d;
-	int fd, r;
-
-	memset(&d, 0, sizeof(d));
-	fd = open(f->new_path, O_RDONLY);
-	assert_true(fd >= 0);
-	r = ps_delta_region(sig, len, fd, 0, 100000, collect, &d);
-	close(fd);
-	buf_free(&d);
-	return r;
+	(void)p;
+	(void)n;
+	return ++*(int *)arg == 2 ? 42 : 0;
 }
 
+/* A short target file, and an emitter that stops the work. */
 static void
-test_bad_signature(void **state)
+test_encode_errors(void **state)
 {
 	struct fixture *f = *state;
-	struct buf sig;
-	unsigned char *c;
-	size_t i, k;
+	struct ps_mops ops;
+	unsigned char *a;
+	struct buf d;
+	int fd, calls = 0;
 
-	make_sig(f, &sig, 100000);
-	assert_int_equal(delta_of(f, sig.p, sig.len), PS_OK);
-	c = malloc(sig.len);
-	assert_non_null(c);
-	/*
-	 * Header bytes changed (bytes 6 and 7 would only make another
-	 * valid block length), and every short length.
-	 */
-	for (i = 0; i < 12; i++) {
-		if (i == 6 || i == 7)
-			continue;
-		memcpy(c, sig.p, sig.len);
-		c[i] ^= 0x80;
-		assert_int_equal(delta_of(f, c, sig.len), PS_EPEER);
-	}
-	memcpy(c, sig.p, sig.len);
-	c[6] = 0;
-	c[7] = 255;	/* block length 255: below the minimum */
-	assert_int_equal(delta_of(f, c, sig.len), PS_EPEER);
-	c[5] = 1;
-	c[6] = 0;
-	c[7] = 1;	/* 65537: above the maximum */
-	assert_int_equal(delta_of(f, c, sig.len), PS_EPEER);
-	for (i = 0; i < 12; i++)
-		assert_int_equal(delta_of(f, sig.p, i), PS_EPEER);
-	assert_int_equal(delta_of(f, sig.p, sig.len - 1), PS_EPEER);
-	assert_int_equal(delta_of(f, NULL, 0), PS_EPEER);
-	/* strong length 0 (librsync would read "maximum") and 33 */
-	memcpy(c, sig.p, sig.len);
-	c[11] = 0;
-	assert_int_equal(delta_of(f, c, sig.len), PS_EPEER);
-	c[11] = 33;
-	assert_int_equal(delta_of(f, c, sig.len), PS_EPEER);
-	/* random headers: refused or harmless, never a crash */
-	for (k = 0; k < 2000; k++) {
-		memcpy(c, sig.p, sig.len);
-		fill_random(c + 4, 8);
-		c[4] = c[5] = 0;
-		(void)delta_of(f, c, sig.len);
-	}
-	/* a body of garbage is well-formed: the delta still runs */
-	memcpy(c, sig.p, sig.len);
-	fill_random(c + 12, sig.len - 12);
-	assert_int_equal(delta_of(f, c, sig.len), PS_OK);
-	free(c);
-	buf_free(&sig);
+	rng_state = 12;
+	a = random_bytes(1u << 20);
+	write_file(f->new_path, a, 1000);
+	memset(&ops, 0, sizeof(ops));
+	memset(&d, 0, sizeof(d));
+	ps_mops_add(&ops, PS_MOP_LITERAL, 0, 2000, 0);
+	fd = open(f->new_path, O_RDONLY);
+	assert_int_equal(ps_rsdelta_write(&ops, fd, emit_buf, &d),
+	    PS_EPARTIAL);
+	buf_free(&d);
+	close(fd);
+	write_file(f->new_path, a, 1u << 20);
+	ps_mops_free(&ops);
+	ps_mops_add(&ops, PS_MOP_LITERAL, 0, 1u << 20, 0);
+	fd = open(f->new_path, O_RDONLY);
+	assert_int_equal(ps_rsdelta_write(&ops, fd, emit_stop, &calls), 42);
+	close(fd);
+	ps_mops_free(&ops);
+	free(a);
 }
 
-/* A valid delta of NEW (100000 bytes) against OLD region [0, 100000). */
+/* A valid delta of NEW (100000 bytes) against OLD (100000 bytes). */
 static void
 make_delta(struct fixture *f, struct buf *d)
 {
 	unsigned char *a, *b;
-	struct buf sig;
-	int ofd, nfd;
+	struct ps_mops ops;
 
 	rng_state = 9;
 	a = random_bytes(100000);
@@ -606,16 +454,10 @@ make_delta(struct fixture *f, struct buf *d)
 	fill_random(b + 50000, 3000);
 	write_file(f->old_path, a, 100000);
 	write_file(f->new_path, b, 100000);
-	ofd = open(f->old_path, O_RDONLY);
-	nfd = open(f->new_path, O_RDONLY);
-	memset(&sig, 0, sizeof(sig));
-	memset(d, 0, sizeof(*d));
-	assert_int_equal(ps_sig_region(ofd, 0, 100000, 0, &sig), PS_OK);
-	assert_int_equal(ps_delta_region(sig.p, sig.len, nfd, 0, 100000,
-	    collect, d), PS_OK);
-	close(ofd);
-	close(nfd);
-	buf_free(&sig);
+	match_ops(a, 100000, b, 100000, 1024, &ops);
+	assert_true(ops.copy_bytes > 90000);
+	encode(f->new_path, &ops, d);
+	ps_mops_free(&ops);
 	free(a);
 	free(b);
 }
@@ -721,20 +563,6 @@ test_copy_range(void **state)
 	free(a);
 }
 
-static void
-test_block_len(void **state)
-{
-	(void)state;
-	assert_int_equal(ps_sig_block_len(0), 512);
-	assert_int_equal(ps_sig_block_len(65536), 512);
-	assert_int_equal(ps_sig_block_len(50000000), 512);
-	assert_int_equal(ps_sig_block_len(UINT64_C(256) << 20), 1024);
-	assert_int_equal(ps_sig_block_len(UINT64_C(4) << 30), 4096);
-	assert_int_equal(ps_sig_block_len(UINT64_MAX), 16384);
-	assert_int_equal(ps_sig_size(0, 1024), 12);
-	assert_int_equal(ps_sig_size(1, 100), 0);
-}
-
 int
 main(void)
 {
@@ -747,19 +575,18 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_append_truncate, setup,
 		    teardown),
-		cmocka_unit_test_setup_teardown(test_different, setup,
+		cmocka_unit_test_setup_teardown(test_different_empty, setup,
 		    teardown),
-		cmocka_unit_test_setup_teardown(test_shift_change_pieces,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
-		cmocka_unit_test(test_plan_synthetic),
-		cmocka_unit_test_setup_teardown(test_bad_signature, setup,
+		cmocka_unit_test_setup_teardown(test_random_pairs, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_encoding, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_encode_errors, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_bad_delta, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_copy_range, setup,
 		    teardown),
-		cmocka_unit_test(test_block_len),
 	};
 
 	ps_delta_init();
