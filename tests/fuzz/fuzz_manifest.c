@@ -16,6 +16,15 @@
 #include "manifest.h"
 #include "fuzz.h"
 
+/* Same optional array: both absent, or both there with equal contents. */
+static int
+same_array(const void *x, const void *y, size_t n, size_t size)
+{
+	if (x == NULL || y == NULL)
+		return x == y;
+	return n == 0 || memcmp(x, y, n * size) == 0;
+}
+
 static void
 same_entries(const struct ps_manifest *a, const struct ps_manifest *b)
 {
@@ -33,8 +42,10 @@ same_entries(const struct ps_manifest *a, const struct ps_manifest *b)
 		    x->mtime_nsec != y->mtime_nsec ||
 		    memcmp(x->hash, y->hash, sizeof(x->hash)) != 0 ||
 		    x->nblocks != y->nblocks ||
-		    (x->nblocks > 0 && memcmp(x->blocks, y->blocks,
-		    x->nblocks * sizeof(*x->blocks)) != 0))
+		    !same_array(x->blocks, y->blocks, x->nblocks,
+		    sizeof(*x->blocks)) ||
+		    !same_array(x->weak, y->weak, x->nblocks,
+		    sizeof(*x->weak)))
 			fuzz_fail("manifest changed through encode + decode");
 	}
 }
