@@ -509,7 +509,7 @@ main(int argc, char **argv)
 			len = (size_t)strtoul(optarg, NULL, 10) * MiB;
 			break;
 		case 'r':
-			runs = atoi(optarg);
+			runs = (int)strtol(optarg, NULL, 10);
 			break;
 		default:
 			fprintf(stderr, "usage: matchbench [-s MiB] "

@@ -6,6 +6,7 @@
  * header: that lets errors name file, line and key, and lets an empty or
  * unknown section be caught too.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -73,8 +74,15 @@ reader(char *str, int num, void *stream)
 	len = strlen(str);
 	if (len > 0 && str[len - 1] != '\n' && !feof(p->fp) && !p->too_long)
 		p->too_long = (int)p->line;
-	/* Note section headers, empty ones included. */
-	for (s = str; *s == ' ' || *s == '\t'; s++)
+	/*
+	 * Note section headers, empty ones included, skipping what inih
+	 * skips before one: a UTF-8 byte order mark on the first line, and
+	 * any isspace() byte ('\v' and '\f' too).
+	 */
+	s = str;
+	if (p->line == 1 && strncmp(s, "\xef\xbb\xbf", 3) == 0)
+		s += 3;
+	for (; isspace((unsigned char)*s); s++)
 		;
 	if (*s == '[' && (end = strchr(s, ']')) != NULL) {
 		p->sec = xreallocarray(p->sec, p->nsec + 1, sizeof(*p->sec));

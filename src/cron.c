@@ -18,7 +18,10 @@
 
 #include "cron.h"
 
-/* How far ps_cron_next looks. Feb 29 on a given weekday can be 40 years apart. */
+/*
+ * How far ps_cron_next looks. Feb 29 on a given weekday can be 40 years
+ * apart.
+ */
 #define SEARCH_YEARS 50
 
 struct field {
@@ -81,7 +84,10 @@ alnum_run(const char *s, size_t n)
 	return i;
 }
 
-/* Value of N decimal digits, saturating at 1000000 so overflow cannot happen. */
+/*
+ * Value of N decimal digits, saturating at 1000000 so overflow cannot
+ * happen.
+ */
 static long
 digits_value(const char *s, size_t n)
 {
@@ -222,7 +228,9 @@ is_leap(int y)
 static int
 days_in_month(int y, int m)
 {
-	static const int d[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	static const int d[] = {
+		31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
+	};
 
 	return m == 2 && is_leap(y) ? 29 : d[m - 1];
 }
@@ -255,12 +263,14 @@ check_fires(const struct ps_cron *c, char *err, size_t errlen)
 		if (!(c->month & (1u << m)))
 			continue;
 		/* Days 1..N where N is the longest the month gets (Feb: 29). */
-		mask = (uint32_t)(((uint64_t)1 << (days_in_month(2000, m) + 1)) - 2);
+		mask = (uint32_t)(((uint64_t)1 <<
+		    (days_in_month(2000, m) + 1)) - 2);
 		if (c->dom & mask)
 			return 0;
 	}
-	return fail(err, errlen, "day-of-month field: none of the selected days "
-	    "occurs in the selected months, so the schedule would never run");
+	return fail(err, errlen, "day-of-month field: none of the selected "
+	    "days occurs in the selected months, so the schedule would never "
+	    "run");
 }
 
 static int
@@ -296,7 +306,8 @@ parse_fields(const char *expr, struct ps_cron *c, char *err, size_t errlen)
 	c->hour = (uint32_t)bits[1];
 	c->dom = (uint32_t)bits[2];
 	c->month = (uint16_t)bits[3];
-	c->dow = (uint8_t)((bits[4] | bits[4] >> 7) & 0x7f);	/* 7 is Sunday */
+	/* 7 is Sunday */
+	c->dow = (uint8_t)((bits[4] | bits[4] >> 7) & 0x7f);
 	c->dom_star = tok[2][0] == '*';
 	c->dow_star = tok[4][0] == '*';
 	return check_fires(c, err, errlen);

@@ -376,7 +376,7 @@ send_literal(struct snd *s, struct sfile *f, int fd, uint64_t off,
 					z = xmalloc(zcap);
 				}
 				zn = ZSTD_compress2(c, z, zcap, raw, n);
-				/* Already compressed (cab, msu): stop trying. */
+				/* Already compressed (cab, msu): stop. */
 				if (ZSTD_isError(zn) || zn > n - n / 32) {
 					compress = 0;
 				} else {

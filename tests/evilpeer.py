@@ -37,8 +37,8 @@ import time
 MAGIC = b"PSYNC\0\0\0"
 VERSION = 3
 
-# type: (name, struct layout of the fixed fields; "s" marks a u32-length
-# string, "*" the rest of the payload)
+# message type -> (name, struct layout of the fixed fields; "s" marks a
+# u32-length string, "*" the rest of the payload)
 MESSAGES = {
     1: ("HELLO", "8s I I B I"),
     2: ("ERROR", "I s"),

@@ -14,8 +14,9 @@ mkdir src
 mkfile src/a.msu 1000 1
 bad=0
 # Address space for the console: enough for it, far too little for 4 GiB
-# (not under AddressSanitizer, which reserves terabytes of it).
-if grep -q __asan_init "$PS"; then
+# (not under AddressSanitizer or ThreadSanitizer, which reserve terabytes
+# of it).
+if grep -q -e __asan_init -e __tsan_init "$PS"; then
     printf '#!/bin/sh\nexec "$@"\n' >limited
 else
     printf '#!/bin/sh\nulimit -v 1000000\nexec "$@"\n' >limited

@@ -1,0 +1,160 @@
+"""From measured runs to the table's rows and the JSON document."""
+from .util import MiB, human, median
+
+TARGETS = {
+    "initial": "wall <= 1.0",
+    "patch-tuesday": "wall <= 0.8",
+    "definitions": "wire <= 1.0, wall <= 1.0",
+    "scattered": "wire <= 0.1, wall <= 1.0",
+    "definitions-text": "wire <= 0.5, wall <= 1.0",
+    "noop": "wall <= 0.5",
+    "noop-1m": "RSS < 128 MiB each side, wall < 1.0",
+    "fan-out": "wall <= 0.35 (vs 8 rsyncs)",
+    "fan-out-64": "console CPU <= 3 x one server's",
+    "report": "<= 1 s, wall <= 0.5",
+}
+
+COLS = ["scenario",
+        "rsync wall", "patchsync wall", "wall ratio",
+        "rsync wire", "patchsync wire", "wire ratio",
+        "rsync CPU", "patchsync CPU", "CPU ratio",
+        "rsync RSS", "patchsync RSS", "RSS ratio",
+        "target", "met?"]
+LEFT = ("scenario", "target")
+LEGEND = ("wall: median wall seconds; wire: bytes both ways; CPU: user+sys "
+          "seconds, console+server (every process of each side; median); "
+          "RSS: peak resident memory of the largest process, "
+          "console/server MiB (max over runs); ratio: patchsync / rsync "
+          "(CPU: both sides together; RSS: the larger side)")
+
+
+def aggregate(runs):
+    """One tool's measured runs of a scenario as one set of numbers, or
+    None when a run failed."""
+    if not runs or not all(r.ok for r in runs):
+        return None
+    wires = [r.wire for r in runs]
+    return dict(wall=median([r.wall for r in runs]),
+                wire=None if None in wires else median(wires),
+                con_cpu=median([r.con.cpu for r in runs]),
+                srv_cpu=median([r.srv.cpu for r in runs]),
+                con_rss=max(r.con.rss for r in runs),
+                srv_rss=max(r.srv.rss for r in runs),
+                servers=runs[0].srv.n)
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def met(scen, r, p, x, extra):
+    """Is the scenario's target met? None when it cannot be told."""
+    w, y = x["wall"], x["wire"]
+    if scen == "fan-out-64":
+        k = (extra or {}).get("patchsync") or {}
+        return None if k.get("console_cpu_ratio") is None else \
+            k["console_cpu_ratio"] <= 3.0
+    if w is None:
+        return None
+    if scen == "initial":
+        return w <= 1.0
+    if scen == "patch-tuesday":
+        return w <= 0.8
+    if scen == "definitions":
+        return w <= 1.0 and y is not None and y <= 1.0
+    if scen == "scattered":
+        return w <= 1.0 and y is not None and y <= 0.1
+    if scen == "definitions-text":
+        return w <= 1.0 and y is not None and y <= 0.5
+    if scen == "noop":
+        return w <= 0.5
+    if scen == "noop-1m":
+        return w < 1.0 and p["con_rss"] < 128 * MiB and \
+            p["srv_rss"] < 128 * MiB
+    if scen == "fan-out":
+        return w <= 0.35
+    if scen == "report":
+        return w <= 0.5 and p["wall"] <= 1.0
+    return None
+
+
+def summarize(scen, res, one=None):
+    """The row of scenario SCEN and its JSON object. RES: {tool: runs};
+    ONE (fan-out-64): {tool: runs} of the one-server push."""
+    agg = {t: aggregate(res[t]) for t in ("rsync", "patchsync")}
+    r, p = agg["rsync"], agg["patchsync"]
+    x = dict(wall=None, wire=None, cpu=None, rss=None)
+    if r and p:
+        x["wall"] = ratio(p["wall"], r["wall"])
+        x["wire"] = ratio(p["wire"], r["wire"])
+        x["cpu"] = ratio(p["con_cpu"] + p["srv_cpu"],
+                         r["con_cpu"] + r["srv_cpu"])
+        x["rss"] = ratio(max(p["con_rss"], p["srv_rss"]),
+                         max(r["con_rss"], r["srv_rss"]))
+    extra = None
+    if one is not None:
+        extra = {}
+        for t in ("rsync", "patchsync"):
+            a, o = agg[t], aggregate(one[t])
+            extra[t] = None if a is None or o is None else dict(
+                servers=a["servers"],
+                console_cpu=a["con_cpu"],
+                console_cpu_per_server=a["con_cpu"] / max(1, a["servers"]),
+                one_server_console_cpu=o["con_cpu"],
+                console_cpu_ratio=ratio(a["con_cpu"], o["con_cpu"]))
+    ok = met(scen, r, p, x, extra)
+    row = {"scenario": scen, "target": TARGETS[scen],
+           "met?": "-" if ok is None else ("yes" if ok else "no")}
+    for t, a in agg.items():
+        row[t + " wall"] = "FAILED" if a is None else "%.3f s" % a["wall"]
+        row[t + " wire"] = "FAILED" if a is None else human(a["wire"])
+        row[t + " CPU"] = "FAILED" if a is None else "%.2f+%.2f s" % (
+            a["con_cpu"], a["srv_cpu"])
+        row[t + " RSS"] = "FAILED" if a is None else "%.1f/%.1f MiB" % (
+            a["con_rss"] / MiB, a["srv_rss"] / MiB)
+    for k in ("wall", "wire", "CPU", "RSS"):
+        v = x[k.lower()]
+        row[k + " ratio"] = "-" if v is None else "%.2f" % v
+    doc = {"scenario": scen, "target": TARGETS[scen], "met": ok,
+           "ratios": x, "extra": extra, "tools": {}}
+    for t in ("rsync", "patchsync"):
+        a = agg[t]
+        doc["tools"][t] = {
+            "ok": a is not None,
+            "error": None if a is not None else next(
+                (q.err for q in res[t] if q.err), "no run"),
+            "wall_s": a and a["wall"],
+            "wire_bytes": a and a["wire"],
+            "console": a and {"cpu_s": a["con_cpu"],
+                              "peak_rss_bytes": a["con_rss"]},
+            "server": a and {"cpu_s": a["srv_cpu"],
+                             "peak_rss_bytes": a["srv_rss"],
+                             "processes": a["servers"]},
+            "runs": [{"ok": q.ok, "wall_s": q.wall, "wire_bytes": q.wire,
+                      "console": {"cpu_s": q.con.cpu,
+                                  "peak_rss_bytes": q.con.rss},
+                      "server": {"cpu_s": q.srv.cpu,
+                                 "peak_rss_bytes": q.srv.rss,
+                                 "processes": q.srv.n}}
+                     for q in res[t]],
+        }
+    return row, doc, agg
+
+
+def print_table(rows, markdown):
+    if markdown:
+        print("| " + " | ".join(COLS) + " |")
+        print("|" + "|".join("---" if c in LEFT else "--:"
+                             for c in COLS) + "|")
+        for r in rows:
+            print("| " + " | ".join(r[c] for c in COLS) + " |")
+        return
+    w = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in COLS}
+
+    def line(vals):
+        return "  ".join(v.ljust(w[c]) if c in LEFT else v.rjust(w[c])
+                         for c, v in zip(COLS, vals)).rstrip()
+    print(line(COLS))
+    print(line(["-" * w[c] for c in COLS]))
+    for r in rows:
+        print(line([r[c] for c in COLS]))

@@ -1,0 +1,78 @@
+/* fuzz_common.c — helpers of the fuzz targets (see fuzz.h). */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ps.h"
+#include "fuzz.h"
+
+void
+fuzz_init(void)
+{
+	static int done;
+
+	if (done)
+		return;
+	done = 1;
+	ps_quiet = 1;
+	ps_diag_print(0);
+}
+
+int
+fuzz_memfd(const void *p, size_t n, const char *name)
+{
+	const char *c = p;
+	ssize_t w;
+	int fd;
+
+	if ((fd = memfd_create(name, MFD_CLOEXEC)) == -1)
+		fuzz_fail("memfd_create");
+	while (n > 0) {
+		if ((w = write(fd, c, n)) <= 0)
+			fuzz_fail("write to memfd");
+		c += w;
+		n -= (size_t)w;
+	}
+	if (lseek(fd, 0, SEEK_SET) != 0)
+		fuzz_fail("lseek memfd");
+	return fd;
+}
+
+int
+fuzz_pipe(const void *p, size_t n)
+{
+	int pfd[2], cap;
+
+	if (pipe2(pfd, O_CLOEXEC) == -1)
+		fuzz_fail("pipe2");
+	/* The whole input must fit: the writer is this thread. */
+	cap = fcntl(pfd[1], F_SETPIPE_SZ, 1 << 20);
+	if (cap < 0)
+		cap = 65536;
+	if (n > (size_t)cap)
+		n = (size_t)cap;
+	if (n > 0 && write(pfd[1], p, n) != (ssize_t)n)
+		fuzz_fail("write to pipe");
+	close(pfd[1]);
+	return pfd[0];
+}
+
+uint8_t
+fuzz_pattern(uint32_t i)
+{
+	uint32_t x = i * 2654435761u + 0x9e3779b9u;
+
+	x ^= x >> 15;
+	x *= 0x2c1b3c6du;
+	x ^= x >> 12;
+	return (uint8_t)x;
+}
+
+void
+fuzz_fail(const char *what)
+{
+	fprintf(stderr, "fuzz: %s\n", what);
+	abort();
+}
