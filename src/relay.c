@@ -301,30 +301,6 @@ results(const struct ps_console_opts *o, struct ps_source *src,
 	return rc;
 }
 
-int
-ps_relay_forward(const struct ps_console_opts *o, struct ps_source *src,
-    size_t nsrc, struct ps_target *all, size_t nall, struct ps_target *t,
-    struct ps_sess *ss)
-{
-	struct ps_target **v;
-	size_t n;
-	int rc = PS_OK;
-
-	v = behind(all, nall, t, &n);
-	/* Only an intact copy of the console's is passed on. */
-	if (n > 0 && ps_sess_rc(ss) == PS_OK && t->rc == PS_OK) {
-		rc = send_request(o, src, nsrc, v, n, ss);
-		if (rc == PS_OK)
-			rc = results(o, src, nsrc, v, n, ss);
-		if (ss->w != NULL) {
-			t->bytes_sent = ps_wire_bytes_out(ss->w);
-			t->bytes_received = ps_wire_bytes_in(ss->w);
-		}
-	}
-	free(v);
-	return rc;
-}
-
 /* Server names for one line: the first few, then how many more. */
 struct names {
 	struct buf b;
@@ -354,6 +330,75 @@ names_str(struct names *l)
 	}
 	buf_addc(&l->b, '\0');
 	return (const char *)l->b.p;
+}
+
+/* Could a console file not be read? */
+static int
+incomplete(const struct ps_source *src, size_t nsrc)
+{
+	size_t i;
+
+	for (i = 0; i < nsrc; i++)
+		if (src[i].rc != PS_OK)
+			return 1;
+	return 0;
+}
+
+/*
+ * A console file could not be read: the relay's copy lacks it, and a
+ * --delete from there could remove the copies behind it (the console
+ * itself never deletes a file it could not read). Nothing is passed on.
+ */
+static void
+not_deleting(const struct ps_console_opts *o, struct ps_target **v,
+    size_t n, const struct ps_target *t)
+{
+	struct names l = { { 0 }, 0 };
+	size_t k;
+
+	for (k = 0; k < n; k++) {
+		v[k]->rc = PS_EPARTIAL;
+		free(v[k]->error);
+		v[k]->error = xasprintf("not updated: console files could not "
+		    "be read, so --delete is not passed on through %s",
+		    t->name);
+		v[k]->relayed = 1;
+		names_add(&l, v[k]->name);
+		if (o->done != NULL)
+			o->done(v[k], o->done_arg);
+	}
+	ps_err("%s: not updated: console files could not be read, so "
+	    "--delete is not passed on through %s", names_str(&l), t->name);
+	buf_free(&l.b);
+}
+
+int
+ps_relay_forward(const struct ps_console_opts *o, struct ps_source *src,
+    size_t nsrc, struct ps_target *all, size_t nall, struct ps_target *t,
+    struct ps_sess *ss)
+{
+	struct ps_target **v;
+	size_t n;
+	int rc = PS_OK;
+
+	v = behind(all, nall, t, &n);
+	if (n > 0 && o->mode == PS_OPEN_PUSH && o->send.delete &&
+	    incomplete(src, nsrc)) {
+		not_deleting(o, v, n, t);
+		n = 0;
+	}
+	/* Only an intact copy of the console's is passed on. */
+	if (n > 0 && ps_sess_rc(ss) == PS_OK && t->rc == PS_OK) {
+		rc = send_request(o, src, nsrc, v, n, ss);
+		if (rc == PS_OK)
+			rc = results(o, src, nsrc, v, n, ss);
+		if (ss->w != NULL) {
+			t->bytes_sent = ps_wire_bytes_out(ss->w);
+			t->bytes_received = ps_wire_bytes_in(ss->w);
+		}
+	}
+	free(v);
+	return rc;
 }
 
 void

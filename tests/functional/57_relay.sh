@@ -227,6 +227,40 @@ printf '#!/bin/sh\nexec "%s" "$@"\n' "$PS" >down
 expect_exit 0 $A push d1 d2 d3
 for n in d1 d2 d3; do same_tree pat "$n/patches"; done
 
+# ---- a console file that cannot be read: no --delete through a relay ----
+# (The relay's copy lacks it; the console never deletes what it could
+# not read, so it passes no --delete on either.) Root reads anything:
+# this part runs as nobody, with its own console.
+if is_root; then
+    mkdir -p n/pat n/relay n/d1
+    mkfile n/pat/a.msu 1000 1
+    mkfile n/pat/secret.cab 1000 2
+    printf '[console]\nname = n\ndatabase = %s/n/state.db\n[component patches]\npath = %s/n/pat\n' \
+        "$T" "$T" >n/n.conf
+    chown -R nobody n
+    N="env XDG_CACHE_HOME=$T/n/cache $PS -c $T/n/n.conf"
+    expect_exit 0 as_nobody $N server add relay "localhost:$T/n/relay" \
+        --rsh "$RSH" --remote-path "$PS"
+    expect_exit 0 as_nobody $N server add d1 "$T/n/d1" --via relay
+    expect_exit 0 as_nobody $N push d1
+    # The relay lost its copy; d1 still has one.
+    rm n/relay/patches/secret.cab
+    chmod 000 n/pat/secret.cab
+    mkfile n/pat/new.msu 500 3
+    chown nobody n/pat/new.msu
+    set +e
+    as_nobody $N push d1 --delete --json >"$T/out" 2>"$T/err"
+    rc=$?
+    set -e
+    [ $rc = 3 ] || { cat "$T/err" >&2; fail "push --delete with an unreadable file through a relay: exit $rc (want 3)"; }
+    err_has "pat/secret.cab"
+    err_has "--delete is not passed on through relay"
+    [ "$(json_get "$T/out" '[s["status"] for s in d["servers"] if s["server"]=="d1"][0]')" = failed ] ||
+        fail "d1 is not reported failed"
+    [ -f n/d1/patches/secret.cab ] ||
+        fail "the copy of the unreadable file behind the relay was deleted"
+fi
+
 # ---- hostile relays: the console believes nothing out of bounds ----
 mkdir evilroot
 for mode in relayrange relaytwice relaynone relaybadrow; do
