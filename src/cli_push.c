@@ -856,6 +856,7 @@ refresh_one(const struct ps_conf *conf, const struct ps_component *x,
 	po.flags = co->flags | (f->del ? PS_OF_DELETE : 0);
 	po.timeout = co->timeout;
 	po.itemize = co->send.itemize;
+	po.progress = co->progress;
 	rc = ps_console_pull(&po, &res);
 	if (f->stats)
 		printf("%s: %" PRIu64 " files received, %" PRIu64 " deleted "
@@ -920,6 +921,10 @@ cmd_refresh(int argc, const char **argv)
 		  "print one JSON document describing the outcome", NULL },
 		{ "itemize", 'i', POPT_ARG_NONE, &f.itemize, 0,
 		  "one line per changed path", NULL },
+		{ "progress", '\0', POPT_ARG_NONE, &f.prog, 0,
+		  "show progress (default on a terminal)", NULL },
+		{ "no-progress", '\0', POPT_ARG_NONE, &f.noprog, 0,
+		  "do not show progress", NULL },
 		COMMON_OPTS(&c),
 		PS_OPTS_END
 	};

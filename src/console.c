@@ -31,11 +31,14 @@
 #include "receiver.h"
 #include "relay.h"
 #include "session.h"
+#include "share.h"
 #include "syncplan.h"
 #include "url.h"
 #include "walk.h"
 
 #define SESSION_THREADS 2	/* workers per server session */
+/* Plans and compressed data kept for the other servers, at most. */
+#define SHARE_BUDGET (64u << 20)
 
 static double
 now(void)
@@ -234,9 +237,8 @@ struct run {
 	size_t nsrc;
 	struct ps_target *t;
 	size_t nt;
-	uint64_t progress_bytes;	/* atomics */
-	uint64_t progress_total;
-	uint64_t progress_files;
+	struct ps_share *share;	/* plans and data worked out once (several
+				   servers), or NULL */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;	/* done changed, or a source became ready */
 	size_t next;		/* next target to start (mu) */
@@ -361,10 +363,13 @@ push_component(struct run *r, struct ps_target *t, struct ps_sess *ss,
 	so.prefix = s->component != NULL ? xasprintf("%s/", s->dest) : NULL;
 	so.label = s->path;
 	so.pool = pool;
-	so.progress_bytes = &r->progress_bytes;
-	so.progress_total = &r->progress_total;
-	so.progress_files = &r->progress_files;
+	so.progress_bytes = &t->prog_bytes;
+	so.progress_total = &t->prog_total;
+	so.progress_files = &t->prog_files;
+	so.progress_nfiles = &t->prog_nfiles;
+	__atomic_store_n(&t->prog_phase, PS_PH_SENDING, __ATOMIC_RELAXED);
 	so.dry_run = (o->flags & PS_OF_DRYRUN) != 0;
+	so.share = r->share;
 	rc = ps_send(ss, s->fd, plan, &so, &st);
 	free((char *)so.prefix);
 	t->st.files += st.files;
@@ -527,12 +532,14 @@ session(struct run *r, struct ps_target *t)
 	    (unsigned)t->timeout : o->timeout;
 	so.bwlimit = o->bwlimit != 0 ? o->bwlimit : t->bwlimit;
 	so.relay = t->relay;
+	__atomic_store_n(&t->prog_phase, PS_PH_COMPARING, __ATOMIC_RELAXED);
 	if (ps_sess_connect(&ss, &so) == PS_OK &&
 	    components(r, t, &ss) == PS_OK && t->relay)
 		(void)ps_relay_forward(o, r->src, r->nsrc, r->t, r->nt, t, &ss);
 	finish(t, &ss, start);
 	if (t->relay)	/* the servers behind it that got no result */
 		ps_relay_settle(o, r->t, r->nt, t);
+	__atomic_store_n(&t->prog_phase, PS_PH_DONE, __ATOMIC_RELEASE);
 	if (o->done != NULL)
 		o->done(t, o->done_arg);
 }
@@ -644,37 +651,156 @@ drain_errors(struct ps_task_ctx *task)
 	ps_strv_free(v);
 }
 
-static void
-draw(struct run *r, double start, uint64_t done, uint64_t total, int final)
-{
-	char a[32], b[32], c[32], eta[32];
-	double t = now() - start;
+/* The progress lines: what was drawn last, so it can be redrawn. */
+struct lines {
+	double start;
+	int drawn;		/* lines now on screen below the cursor's row */
+	int pct;		/* the total's percentage shown last */
+	unsigned char *over;	/* servers whose last line is printed */
+	int namew;		/* width of the names' column */
+};
 
-	human(done, a, sizeof(a));
-	human(total, b, sizeof(b));
-	human(t > 0 ? (uint64_t)((double)done / t) : 0, c, sizeof(c));
-	if (done > 0 && total > done && t > 0) {
+static void
+rate_eta(uint64_t done, uint64_t total, double t, int final, char *rate,
+    size_t rlen, char *eta, size_t elen)
+{
+	char h[24];
+
+	human(t > 0 ? (uint64_t)((double)done / t) : 0, h, sizeof(h));
+	snprintf(rate, rlen, "%.24s/s", h);
+	if (final)
+		snprintf(eta, elen, "%d:%02d done", (int)t / 60, (int)t % 60);
+	else if (done > 0 && total > done && t > 0) {
 		double left = (double)(total - done) / ((double)done / t);
 
-		snprintf(eta, sizeof(eta), "ETA %d:%02d", (int)left / 60,
+		snprintf(eta, elen, "%d:%02d ETA", (int)left / 60,
 		    (int)left % 60);
-	} else {
-		snprintf(eta, sizeof(eta), "%s", final ? "done" : "ETA -:--");
+	} else
+		snprintf(eta, elen, "-:-- ETA");
+}
+
+/* One server's line, in OUT. */
+static void
+server_line(const struct ps_target *t, int w, double el, char *out,
+    size_t len)
+{
+	uint64_t done = __atomic_load_n(&t->prog_bytes, __ATOMIC_RELAXED);
+	uint64_t total = __atomic_load_n(&t->prog_total, __ATOMIC_RELAXED);
+	uint64_t f = __atomic_load_n(&t->prog_files, __ATOMIC_RELAXED);
+	uint64_t nf = __atomic_load_n(&t->prog_nfiles, __ATOMIC_RELAXED);
+	int ph = __atomic_load_n(&t->prog_phase, __ATOMIC_ACQUIRE);
+	char a[32], rate[32], eta[32];
+
+	if (done > total)
+		done = total;	/* a file sent again */
+	human(done, a, sizeof(a));
+	if (ph == PS_PH_COMPARING) {
+		snprintf(out, len, "%-*.*s comparing", w, w, t->name);
+		return;
 	}
-	fprintf(stderr, "\r%10s / %-10s %3d%%  %10s/s  %-10s", a, b,
-	    total ? (int)(done * 100 / total) : 100, c, eta);
+	if (ph == PS_PH_DONE && t->rc != PS_OK && t->rc != PS_EPARTIAL &&
+	    t->rc != PS_EVERIFY) {
+		snprintf(out, len, "%-*.*s failed", w, w, t->name);
+		return;
+	}
+	rate_eta(done, total, el, ph == PS_PH_DONE, rate, sizeof(rate), eta,
+	    sizeof(eta));
+	snprintf(out, len, "%-*.*s %10s %3d%% %12s %12s (%" PRIu64 "/%"
+	    PRIu64 " files)", w, w, t->name, a, total ? (int)(done * 100 /
+	    total) : 100, rate, eta, f, nf);
+}
+
+/*
+ * Draw: with one server, one line that rewrites itself (as rsync's
+ * --info=progress2); with several at once, a line per server at work and
+ * one for the whole push below them, redrawn in place; a server's final
+ * line stays printed above. The total's percentage never goes back,
+ * though servers that start later add to the total.
+ */
+static void
+draw(struct run *r, struct lines *L, int final)
+{
+	char line[200], rate[32], eta[32], a[32], b[32];
+	uint64_t done = 0, total = 0, f = 0, nf = 0;
+	double el = now() - L->start;
+	size_t k;
+	int pct, multi = r->nt > 1 && r->o->jobs > 1, ph;
+
+	for (k = 0; k < r->nt; k++) {
+		uint64_t d = __atomic_load_n(&r->t[k].prog_bytes,
+		    __ATOMIC_RELAXED);
+		uint64_t tt = __atomic_load_n(&r->t[k].prog_total,
+		    __ATOMIC_RELAXED);
+
+		done += d < tt ? d : tt;
+		total += tt;
+		f += __atomic_load_n(&r->t[k].prog_files, __ATOMIC_RELAXED);
+		nf += __atomic_load_n(&r->t[k].prog_nfiles, __ATOMIC_RELAXED);
+	}
+	pct = total ? (int)(done * 100 / total) : final ? 100 : 0;
+	if (pct < L->pct)
+		pct = L->pct;
+	L->pct = pct;
+	human(done, a, sizeof(a));
+	human(total, b, sizeof(b));
+	rate_eta(done, total, el, final, rate, sizeof(rate), eta,
+	    sizeof(eta));
+	if (!multi) {
+		fprintf(stderr, "\r%10s %3d%% %12s %12s (%" PRIu64 "/%" PRIu64
+		    " files)\033[K", a, pct, rate, eta, f, nf);
+		fflush(stderr);
+		return;
+	}
+	/* Back to the first line drawn last time, and draw again. */
+	if (L->drawn > 0)
+		fprintf(stderr, "\r\033[%dA", L->drawn);
+	else
+		fputc('\r', stderr);
+	L->drawn = 0;
+	for (k = 0; k < r->nt; k++) {
+		ph = __atomic_load_n(&r->t[k].prog_phase, __ATOMIC_ACQUIRE);
+		if (ph == PS_PH_DONE && !L->over[k]) {
+			/* Its last word: printed once, above the rest. */
+			server_line(&r->t[k], L->namew, r->t[k].seconds,
+			    line, sizeof(line));
+			fprintf(stderr, "%s\033[K\n", line);
+			L->over[k] = 1;
+		}
+	}
+	for (k = 0; k < r->nt && !final; k++) {
+		ph = __atomic_load_n(&r->t[k].prog_phase, __ATOMIC_ACQUIRE);
+		if (ph == PS_PH_COMPARING || ph == PS_PH_SENDING) {
+			server_line(&r->t[k], L->namew, el, line,
+			    sizeof(line));
+			fprintf(stderr, "%s\033[K\n", line);
+			L->drawn++;
+		}
+	}
+	fprintf(stderr, "%-*s %10s %3d%% %12s %12s (%" PRIu64 "/%" PRIu64
+	    " files, %s planned)\033[K", L->namew, "total", a, pct, rate, eta,
+	    f, nf, b);
+	fprintf(stderr, "\033[J");
 	fflush(stderr);
-	(void)r;
 }
 
 static void *
 progress(void *arg)
 {
 	struct run *r = arg;
-	double start = now();
-	uint64_t done, total;
+	struct lines L;
+	uint64_t done, total, files;
 	int finished = 0;
+	size_t k;
 
+	memset(&L, 0, sizeof(L));
+	L.start = now();
+	L.over = xcalloc(r->nt + 1, 1);
+	L.namew = 5;		/* "total" */
+	for (k = 0; k < r->nt; k++)
+		if ((int)strlen(r->t[k].name) > L.namew)
+			L.namew = (int)strlen(r->t[k].name);
+	if (L.namew > 40)
+		L.namew = 40;
 	while (!finished) {
 		struct timespec ts;
 
@@ -689,18 +815,26 @@ progress(void *arg)
 			pthread_cond_timedwait(&r->cv, &r->mu, &ts);
 		finished = r->done;
 		pthread_mutex_unlock(&r->mu);
-		done = __atomic_load_n(&r->progress_bytes, __ATOMIC_RELAXED);
-		total = __atomic_load_n(&r->progress_total, __ATOMIC_RELAXED);
-		if (done > total)
-			done = total;
+		done = total = files = 0;
+		for (k = 0; k < r->nt; k++) {
+			uint64_t d = __atomic_load_n(&r->t[k].prog_bytes,
+			    __ATOMIC_RELAXED);
+			uint64_t tt = __atomic_load_n(&r->t[k].prog_total,
+			    __ATOMIC_RELAXED);
+
+			done += d < tt ? d : tt;
+			total += tt;
+			files += __atomic_load_n(&r->t[k].prog_files,
+			    __ATOMIC_RELAXED);
+		}
 		drain_errors(r->o->task);
-		ps_task_progress(r->o->task, done, total,
-		    __atomic_load_n(&r->progress_files, __ATOMIC_RELAXED));
+		ps_task_progress(r->o->task, done, total, files);
 		if (r->o->progress)
-			draw(r, start, done, total, finished);
+			draw(r, &L, finished);
 	}
 	if (r->o->progress)
 		fputc('\n', stderr);
+	free(L.over);
 	return NULL;
 }
 
@@ -721,6 +855,8 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 	r.nt = nt;
 	pthread_mutex_init(&r.mu, NULL);
 	pthread_cond_init(&r.cv, NULL);
+	if (o->mode == PS_OPEN_PUSH && nt > 1)
+		r.share = ps_share_new(SHARE_BUDGET);
 	n = o->jobs < 1 ? 1 : o->jobs;
 	if ((size_t)n > nt)
 		n = (int)nt;
@@ -748,6 +884,14 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 	if (have_progress)
 		pthread_join(ptid, NULL);
 	drain_errors(o->task);
+	if (r.share != NULL) {
+		uint64_t plans, chunks;
+
+		ps_share_stats(r.share, &plans, &chunks);
+		ps_info(2, "shared between servers: %" PRIu64 " delta plans, "
+		    "%" PRIu64 " compressed pieces", plans, chunks);
+		ps_share_free(r.share);
+	}
 	pthread_mutex_destroy(&r.mu);
 	pthread_cond_destroy(&r.cv);
 	for (k = 0; k < nt; k++)
@@ -817,10 +961,73 @@ pull_source(struct ps_sess *ss, const struct ps_pull_opts *o,
 }
 
 /* Receive into the console directory, checking against SRC. */
+/* A refresh's progress line, drawn by its own thread. */
+struct pullprog {
+	const char *name;
+	uint64_t bytes, total, files, nfiles;	/* atomics */
+	int done;				/* mu */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+};
+
+static void
+pull_draw(struct pullprog *p, double start, int final, int *shown)
+{
+	uint64_t done = __atomic_load_n(&p->bytes, __ATOMIC_RELAXED);
+	uint64_t total = __atomic_load_n(&p->total, __ATOMIC_RELAXED);
+	char a[32], rate[32], eta[32];
+	int pct;
+
+	if (done > total)
+		done = total;
+	pct = total ? (int)(done * 100 / total) : final ? 100 : 0;
+	if (pct < *shown)
+		pct = *shown;	/* never back */
+	*shown = pct;
+	human(done, a, sizeof(a));
+	rate_eta(done, total, now() - start, final, rate, sizeof(rate), eta,
+	    sizeof(eta));
+	fprintf(stderr, "\r%s: %10s %3d%% %12s %12s (%" PRIu64 "/%" PRIu64
+	    " files)\033[K", p->name, a, pct, rate, eta,
+	    __atomic_load_n(&p->files, __ATOMIC_RELAXED),
+	    __atomic_load_n(&p->nfiles, __ATOMIC_RELAXED));
+	fflush(stderr);
+}
+
+static void *
+pull_progress(void *arg)
+{
+	struct pullprog *p = arg;
+	double start = now();
+	int finished = 0, shown = 0;
+
+	while (!finished) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 200 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_mutex_lock(&p->mu);
+		if (!p->done)
+			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+		finished = p->done;
+		pthread_mutex_unlock(&p->mu);
+		pull_draw(p, start, finished, &shown);
+	}
+	fputc('\n', stderr);
+	return NULL;
+}
+
 static int
 pull_receive(struct ps_sess *ss, const struct ps_pull_opts *o,
     const struct ps_manifest *src, struct ps_pull_result *res)
 {
+	struct pullprog prog;
+	pthread_t pt;
+	int drawing = 0;
 	struct ps_recv_opts ro;
 	struct ps_recv_stats st;
 	struct ps_manifest dst;
@@ -854,7 +1061,29 @@ pull_receive(struct ps_sess *ss, const struct ps_pull_opts *o,
 		pull_itemize(o, src, &dst);
 		ps_manifest_free(&dst);
 	}
+	memset(&prog, 0, sizeof(prog));
+	if (o->progress && !(o->flags & PS_OF_DRYRUN)) {
+		prog.name = o->component;
+		pthread_mutex_init(&prog.mu, NULL);
+		pthread_cond_init(&prog.cv, NULL);
+		ro.progress_bytes = &prog.bytes;
+		ro.progress_total = &prog.total;
+		ro.progress_files = &prog.files;
+		ro.progress_nfiles = &prog.nfiles;
+		drawing = pthread_create(&pt, NULL, pull_progress, &prog) == 0;
+	}
 	rc = ps_receive(ss, &root, &ro, &st);
+	if (drawing) {
+		pthread_mutex_lock(&prog.mu);
+		prog.done = 1;
+		pthread_cond_broadcast(&prog.cv);
+		pthread_mutex_unlock(&prog.mu);
+		pthread_join(pt, NULL);
+	}
+	if (o->progress && !(o->flags & PS_OF_DRYRUN)) {
+		pthread_mutex_destroy(&prog.mu);
+		pthread_cond_destroy(&prog.cv);
+	}
 	res->files = st.files;
 	res->deleted = st.deleted;
 	res->errors = st.errors;

@@ -57,6 +57,9 @@ struct ps_target {
 	/* Report: the differences. */
 	struct ps_row *rows;
 	size_t nrows;
+	/* Progress (atomics): bytes and files done and planned, phase. */
+	uint64_t prog_bytes, prog_total, prog_files, prog_nfiles;
+	int prog_phase;		/* PS_PH_* */
 	/*
 	 * Relays (relay.h): the server this one is reached through (in the
 	 * same array; its own session is never run here), whether servers
@@ -65,6 +68,14 @@ struct ps_target {
 	struct ps_target *via;
 	int relay;
 	int relayed;
+};
+
+/* What a server's session is doing, for the progress lines. */
+enum {
+	PS_PH_WAITING,		/* not started (-j) */
+	PS_PH_COMPARING,	/* connecting, reading its manifest */
+	PS_PH_SENDING,		/* its plan is known: sending */
+	PS_PH_DONE		/* ended (rc says how) */
 };
 
 struct ps_console_opts {
@@ -156,6 +167,7 @@ struct ps_pull_opts {
 	unsigned timeout;
 	FILE *itemize;		/* -i, or NULL */
 	FILE *verbose;		/* -v, or NULL */
+	int progress;		/* draw a progress line on stderr */
 };
 
 struct ps_pull_result {

@@ -57,6 +57,7 @@ struct rfile {
 	unsigned char hash[16];
 	uint64_t covered;	/* bytes written or promised by pieces */
 	uint64_t dirty;		/* written since writeback was started */
+	uint64_t *progress;	/* bytes placed, for a pull's progress */
 	uint64_t signed_bytes;	/* basis bytes asked to be signed */
 	struct ps_tmp tmp;
 	int basis;		/* current version, or -1 */
@@ -85,6 +86,8 @@ struct recv {
 	int mf_fd;			/* the manifest as described (the
 					   cache), or -1 */
 	struct ps_manifest upd;		/* files put in place this session */
+	size_t tally;			/* a pull: the sender's entries
+					   counted for the progress */
 	char **gone;			/* paths deleted this session */
 	size_t ngone;
 	char **dirs;			/* directories to fsync at DONE */
@@ -167,6 +170,7 @@ get(struct recv *r, uint32_t id, const struct ps_bytes *path,
 	f->basis = -1;
 	f->tmp.fd = -1;
 	f->tmp.dirfd = -1;
+	f->progress = r->o->progress_bytes;
 	*pp = f;
 	r->live++;
 	*fp = f;
@@ -539,6 +543,8 @@ static void
 write_at(struct rfile *f, const void *p, size_t n, uint64_t off)
 {
 	writeback(f, n, 0);
+	if (f->progress != NULL)
+		__atomic_fetch_add(f->progress, n, __ATOMIC_RELAXED);
 	ssize_t w;
 
 	while (n > 0 && f->code == PS_OK) {
@@ -622,6 +628,8 @@ on_copy(struct recv *r, const struct buf *payload)
 		    "no space left on device" : strerror(errno));
 	else
 		writeback(f, m.len, 0);
+	if (f->progress != NULL)
+		__atomic_fetch_add(f->progress, m.len, __ATOMIC_RELAXED);
 	return PS_OK;
 }
 
@@ -775,6 +783,9 @@ commit(void *arg)
 		f->path = NULL;		/* now owned by the cache entry */
 		pthread_mutex_lock(&r->mu);
 		r->st->files++;
+		if (r->o->progress_files != NULL)
+			__atomic_fetch_add(r->o->progress_files, 1,
+			    __ATOMIC_RELAXED);
 		note_dir(r, f->rel);
 		note_placed(r, f, &e);
 		pthread_mutex_unlock(&r->mu);
@@ -1116,6 +1127,47 @@ dispatch(struct recv *r, uint8_t type, const struct buf *payload)
 	}
 }
 
+/* A file of the sender's that will come: counted for the progress. */
+static void
+to_come(struct recv *r, const struct ps_entry *e)
+{
+	if (e->type != PS_FT_FILE)
+		return;
+	__atomic_fetch_add(r->o->progress_total, e->size, __ATOMIC_RELAXED);
+	if (r->o->progress_nfiles != NULL)
+		__atomic_fetch_add(r->o->progress_nfiles, 1,
+		    __ATOMIC_RELAXED);
+}
+
+/*
+ * A pull's totals, from the sender's manifest merged with our walk (E in
+ * path order; NULL at its end): what the sender has and we lack, or hold
+ * with other content, will come.
+ */
+static void
+tally(struct recv *r, const struct ps_entry *e)
+{
+	const struct ps_manifest *src = r->o->source;
+	const struct ps_entry *s;
+	int c;
+
+	if (src == NULL || r->o->progress_total == NULL)
+		return;
+	while (r->tally < src->n) {
+		s = &src->e[r->tally];
+		c = e == NULL ? -1 : ps_path_cmp(s->path, s->path_len, e->path,
+		    e->path_len);
+		if (c > 0)
+			return;
+		r->tally++;
+		if (c < 0 || e->type != s->type ||
+		    !ps_entry_same_content(s, e))
+			to_come(r, s);
+		if (c == 0)
+			return;
+	}
+}
+
 /*
  * Describe ROOT/DEST to the sender as it is walked: each entry goes on
  * the wire and into the cache (rewritten only where it changed) at once.
@@ -1161,7 +1213,9 @@ describe(struct recv *r)
 			sent = ps_sess_mfout_add(out, e);
 		if (cw != NULL)
 			ps_cachew_add(cw, e);
+		tally(r, e);
 	}
+	tally(r, NULL);
 	rc = ps_walk_close(w, &r->by);
 	ps_mfin_free(cache);
 	if (oldfd >= 0)

@@ -39,6 +39,12 @@ struct ps_recv_opts {
 	const char *cache_name;
 	int cache_writable;	/* 0: read the cache only (a report) */
 	const char *label;	/* names ROOT/DEST in messages */
+	/*
+	 * Progress of a pull (atomics, or NULL): bytes and files to come,
+	 * worked out from SOURCE while the tree is described, and done.
+	 */
+	uint64_t *progress_bytes, *progress_total;
+	uint64_t *progress_files, *progress_nfiles;
 };
 
 /*

@@ -33,6 +33,7 @@
 #include "match.h"
 #include "fsops.h"
 #include "sender.h"
+#include "share.h"
 #include "syncplan.h"
 
 #define WINDOW 64		/* files in flight */
@@ -301,61 +302,94 @@ send_end(struct snd *s, struct sfile *f)
 	return send_failed(s, rc);
 }
 
+/* Read N bytes at OFF of FD into P; 0, or -1 when fewer came. */
+static int
+read_full(int fd, unsigned char *p, size_t n, uint64_t off)
+{
+	size_t got = 0;
+	ssize_t r;
+
+	while (got < n) {
+		r = pread(fd, p + got, n - got, (off_t)(off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
 /*
  * Send bytes [OFF, OFF+LEN) of FD as DATA frames, compressed while that
- * pays. Returns PS_OK, PS_EPARTIAL on a read error (the receiver then
+ * pays. With a share (several servers), each piece is compressed once
+ * for all of them (not on a retry: the file may have changed under its
+ * hash). Returns PS_OK, PS_EPARTIAL on a read error (the receiver then
  * finds the file incomplete and we retry), or the session's failure.
  */
 static int
 send_literal(struct snd *s, struct sfile *f, int fd, uint64_t off,
     uint64_t len)
 {
+	struct ps_share *sh = f->retried ? NULL : s->o->share;
 	size_t zcap = ZSTD_compressBound(PS_DATA_CHUNK);
 	unsigned char *raw = NULL, *z = NULL;
+	struct buf shared = { 0 };
 	struct ps_msg_data m;
 	ZSTD_CCtx *c = NULL;
 	int compress = 1, rc = PS_OK;
 	uint64_t done = 0;
+	uint8_t codec;
 
 	raw = xmalloc(PS_DATA_CHUNK);
 	while (done < len && rc == PS_OK) {
 		size_t n = len - done > PS_DATA_CHUNK ? PS_DATA_CHUNK :
-		    (size_t)(len - done), got = 0, zn;
-		ssize_t r;
+		    (size_t)(len - done), zn;
 
-		while (got < n) {
-			r = pread(fd, raw + got, n - got,
-			    (off_t)(off + done + got));
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0)
-				break;
-			got += (size_t)r;
-		}
-		if (got < n) {
-			rc = PS_EPARTIAL;	/* shrank: verification fails */
-			break;
-		}
 		m.id = f->id;
 		m.off = off + done;
 		m.raw_len = (uint32_t)n;
 		m.codec = PS_CODEC_RAW;
 		m.data.p = raw;
 		m.data.len = n;
-		if (compress && n >= 512) {
-			if (c == NULL) {
-				c = cctx_get(s);
-				z = xmalloc(zcap);
-			}
-			zn = ZSTD_compress2(c, z, zcap, raw, n);
-			/* Already compressed (cab, msu): stop trying. */
-			if (ZSTD_isError(zn) || zn > n - n / 32) {
-				compress = 0;
-			} else {
+		if (sh != NULL && ps_share_data_get(sh, f->ent.hash, m.off,
+		    (uint32_t)n, &codec, &shared)) {
+			if (codec == PS_CODEC_ZSTD) {
 				m.codec = PS_CODEC_ZSTD;
-				m.data.p = z;
-				m.data.len = zn;
+				m.data.p = shared.p;
+				m.data.len = shared.len;
+			} else if (read_full(fd, raw, n, m.off) != 0) {
+				rc = PS_EPARTIAL;
+				break;
 			}
+		} else {
+			if (read_full(fd, raw, n, m.off) != 0) {
+				if (sh != NULL)
+					ps_share_data_put(sh, f->ent.hash,
+					    m.off, (uint32_t)n, 0, NULL, 0);
+				rc = PS_EPARTIAL;  /* shrank: verify fails */
+				break;
+			}
+			if (compress && n >= 512) {
+				if (c == NULL) {
+					c = cctx_get(s);
+					z = xmalloc(zcap);
+				}
+				zn = ZSTD_compress2(c, z, zcap, raw, n);
+				/* Already compressed (cab, msu): stop trying. */
+				if (ZSTD_isError(zn) || zn > n - n / 32) {
+					compress = 0;
+				} else {
+					m.codec = PS_CODEC_ZSTD;
+					m.data.p = z;
+					m.data.len = zn;
+				}
+			}
+			if (sh != NULL)
+				ps_share_data_put(sh, f->ent.hash, m.off,
+				    (uint32_t)n, m.codec, m.codec ==
+				    PS_CODEC_ZSTD ? m.data.p : raw,
+				    m.codec == PS_CODEC_ZSTD ? m.data.len : 0);
 		}
 		rc = send_failed(s, ps_send_data(s->ss->w, &m));
 		done += n;
@@ -366,6 +400,7 @@ send_literal(struct snd *s, struct sfile *f, int fd, uint64_t off,
 	unlock(s);
 	if (c != NULL)
 		cctx_put(s, c);
+	buf_free(&shared);
 	free(z);
 	free(raw);
 	return rc;
@@ -503,24 +538,32 @@ refine_or_send(struct snd *s, struct sfile *f)
 		s->sums_inflight += expect;
 		f->sums_expect = expect;
 		f->sums.len = 0;
+		/*
+		 * The request is made while mu is held: once it is out, the
+		 * answer's job (another thread) owns F's regions.
+		 */
+		for (i = 0; i < f->ngaps; i++) {
+			buf_add_u64(&regions, f->gaps[i].basis_off);
+			buf_add_u64(&regions, f->gaps[i].basis_len);
+		}
+		q.id = f->id;
+		q.path.p = (const unsigned char *)f->ent.path;
+		q.path.len = f->ent.path_len;
+		q.round = (uint32_t)f->round;
+		q.block_len = f->fine;
+		q.nregions = (uint32_t)f->ngaps;
+		q.regions.p = regions.p;
+		q.regions.len = regions.len;
 	}
 	unlock(s);
 	if (!ask) {
+		/* Refined as far as it goes: other servers may use it. */
+		if (f->round > 0 && s->o->share != NULL)
+			ps_share_final_offer(s->o->share, f->dst->hash,
+			    f->ent.hash, f->ent.size, &f->ops);
 		send_planned(s, f);
 		return;
 	}
-	for (i = 0; i < f->ngaps; i++) {
-		buf_add_u64(&regions, f->gaps[i].basis_off);
-		buf_add_u64(&regions, f->gaps[i].basis_len);
-	}
-	q.id = f->id;
-	q.path.p = (const unsigned char *)f->ent.path;
-	q.path.len = f->ent.path_len;
-	q.round = (uint32_t)f->round;
-	q.block_len = f->fine;
-	q.nregions = (uint32_t)f->ngaps;
-	q.regions.p = regions.p;
-	q.regions.len = regions.len;
 	if (send_failed(s, ps_send_sumreq(s->ss->w, &q)) == PS_OK)
 		(void)send_failed(s, ps_wire_flush(s->ss->w));
 	buf_free(&regions);
@@ -533,6 +576,7 @@ job_match(void *arg)
 	struct job *j = arg;
 	struct snd *s = j->s;
 	struct sfile *f = j->f;
+	struct ps_share *sh = s->o->share;
 	struct ps_blocksums basis, hint;
 	struct ps_matcher *m;
 	struct stat st;
@@ -547,13 +591,29 @@ job_match(void *arg)
 	entry_sums(f->dst, &basis);
 	entry_sums(f->src, &hint);
 	f->block = basis.block_len;
-	rc = changed_since(&f->ent, &st) ? PS_EPARTIAL :
-	    ps_matcher_new(&basis, &m);
-	if (rc == PS_OK) {
+	if (changed_since(&f->ent, &st)) {
+		rc = PS_EPARTIAL;
+	} else if (sh != NULL && ps_share_final_peek(sh, f->dst->hash,
+	    f->ent.hash, f->ent.size, &f->ops)) {
+		/* Another server with this old copy: its refined plan. */
+		close(fd);
+		send_planned(s, f);
+		goto out;
+	} else if (sh != NULL && ps_share_plan_get(sh, f->dst->hash,
+	    f->ent.hash, f->ent.size, &f->ops)) {
+		rc = PS_OK;
+	} else if ((rc = ps_matcher_new(&basis, &m)) == PS_OK) {
 		rc = ps_match(m, read_at, &fd, 0, f->ent.size, hint.strong ?
 		    &hint : NULL, f->ent.size >= MATCH_THREADS_MIN ?
 		    (unsigned)ps_ncpu() : 1, &f->ops);
 		ps_matcher_free(m);
+		/* Claimed by ps_share_plan_get: always answered. */
+		if (sh != NULL)
+			ps_share_plan_put(sh, f->dst->hash, f->ent.hash,
+			    f->ent.size, rc == PS_OK ? &f->ops : NULL);
+	} else if (sh != NULL) {
+		ps_share_plan_put(sh, f->dst->hash, f->ent.hash,
+		    f->ent.size, NULL);
 	}
 	close(fd);
 	if (rc != PS_OK) {
@@ -1034,6 +1094,9 @@ ps_send(struct ps_sess *ss, int srcfd, const struct ps_syncplan *plan,
 	st->nsend = plan->nsend;
 	if (o->progress_total != NULL && !o->dry_run)
 		__atomic_fetch_add(o->progress_total, plan->send_bytes,
+		    __ATOMIC_RELAXED);
+	if (o->progress_nfiles != NULL && !o->dry_run)
+		__atomic_fetch_add(o->progress_nfiles, plan->nsend,
 		    __ATOMIC_RELAXED);
 	deletes = plan_notes(&s, plan);
 	s.f = xcalloc(plan->nsend + 1, sizeof(*s.f));

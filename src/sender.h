@@ -17,6 +17,8 @@
 #include "session.h"
 #include "syncplan.h"
 
+struct ps_share;
+
 struct ps_send_opts {
 	int whole_file;		/* send changed files whole */
 	int delete;		/* remove what the sender does not have */
@@ -28,10 +30,13 @@ struct ps_send_opts {
 	const char *prefix;	/* printed before paths (the dest), or NULL */
 	const char *label;	/* the console directory, for messages */
 	struct ps_pool *pool;	/* workers of this session */
+	struct ps_share *share;	/* plans and data shared by the push's
+				   sessions (share.h), or NULL */
 	/* Progress: bytes of file content done, and to do, added atomically. */
 	uint64_t *progress_bytes;
 	uint64_t *progress_total;
 	uint64_t *progress_files;	/* files put in place */
+	uint64_t *progress_nfiles;	/* files to put in place */
 };
 
 struct ps_send_stats {

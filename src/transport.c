@@ -8,13 +8,15 @@
  * word, the way rsync's -e works, so a test wrapper given as --rsh can
  * drop the host and run the command here.
  *
- * Everything the child needs is prepared before fork(): the console may
- * have other threads, so between fork and exec the child only calls
- * async-signal-safe functions.
+ * The child is started with posix_spawn (a vfork-like clone: nothing of
+ * the console's address space is copied, which matters when it starts a
+ * session for each of many servers), its stdin and stdout set by file
+ * actions, its signal mask cleared and SIGPIPE back to the default.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,55 +186,55 @@ ps_conn_argv(const struct ps_url *u, const struct ps_conn_opts *o,
 	}
 }
 
-/* In the child: write S to stderr (async-signal-safe). */
-static void
-child_say(const char *s)
+/* FD moved to 3 or above (so the file actions cannot clobber it). */
+static int
+above2(int fd)
 {
-	size_t n = strlen(s);
-	ssize_t r;
+	int n;
 
-	while (n > 0 && ((r = write(2, s, n)) > 0 || errno == EINTR)) {
-		if (r > 0) {
-			s += r;
-			n -= (size_t)r;
-		}
-	}
+	if (fd > 2)
+		return fd;
+	n = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	close(fd);
+	return n;
 }
 
 /*
- * In the child: make IN and OUT our stdin and stdout, reset what the
- * parent changed, exec. Never returns.
+ * Start PROG (ARGV) with IN as its stdin and OUT as its stdout: 0, or -1
+ * with the reason in C->err.
  */
-static void
-child_exec(int in, int out, const char *prog, char **argv)
+static int
+spawn(struct ps_conn *c, int in, int out, const char *prog, char **argv)
 {
-	sigset_t none;
+	extern char **environ;
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, dfl;
+	pid_t pid;
 	int e;
 
-	/* Move both above 2 first, so neither is clobbered by the other. */
-	in = fcntl(in, F_DUPFD_CLOEXEC, 3);
-	out = fcntl(out, F_DUPFD_CLOEXEC, 3);
-	if (in < 0 || out < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0) {
-		child_say("patchsync: cannot set up the child's stdin and "
-		    "stdout\n");
-		_exit(127);
-	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in, 0);
+	posix_spawn_file_actions_adddup2(&fa, out, 1);
+	posix_spawnattr_init(&at);
 	/* main() ignores SIGPIPE; ssh and friends expect the default. */
-	signal(SIGPIPE, SIG_DFL);
 	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	execvp(prog, argv);
-	e = errno;
-	child_say("patchsync: cannot run '");
-	child_say(argv[0]);
-	child_say("': ");
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 32)
-	child_say(strerrordesc_np(e));	/* unlike strerror, AS-safe */
-#else
-	child_say(strerror(e));
-#endif
-	child_say("\n");
-	_exit(127);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &dfl);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK |
+	    POSIX_SPAWN_SETSIGDEF);
+	e = posix_spawnp(&pid, prog, &fa, &at, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (e != 0) {
+		c->pid = -1;
+		return fail(c->err, sizeof(c->err), "cannot run '%s': %s",
+		    argv[0], strerror(e));
+	}
+	c->pid = pid;
+	return 0;
 }
 
 static int
@@ -243,15 +245,18 @@ open_local(struct ps_conn *c, const char *prog, char **argv)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return fail(c->err, sizeof(c->err), "socketpair: %s",
 		    strerror(errno));
-	c->pid = fork();
-	if (c->pid < 0) {
-		fail(c->err, sizeof(c->err), "fork: %s", strerror(errno));
-		close(sv[0]);
-		close(sv[1]);
+	sv[0] = above2(sv[0]);
+	sv[1] = above2(sv[1]);
+	if (sv[0] < 0 || sv[1] < 0 || spawn(c, sv[1], sv[1], prog, argv) < 0) {
+		if (sv[0] < 0 || sv[1] < 0)
+			fail(c->err, sizeof(c->err), "socketpair: %s",
+			    strerror(errno));
+		if (sv[0] >= 0)
+			close(sv[0]);
+		if (sv[1] >= 0)
+			close(sv[1]);
 		return -1;
 	}
-	if (c->pid == 0)
-		child_exec(sv[1], sv[1], prog, argv);
 	close(sv[1]);
 	c->rfd = c->wfd = sv[0];
 	return 0;
@@ -260,7 +265,7 @@ open_local(struct ps_conn *c, const char *prog, char **argv)
 static int
 open_pipes(struct ps_conn *c, const char *prog, char **argv)
 {
-	int to[2], from[2];
+	int to[2], from[2], i;
 
 	if (pipe2(to, O_CLOEXEC) < 0)
 		return fail(c->err, sizeof(c->err), "pipe: %s",
@@ -271,17 +276,23 @@ open_pipes(struct ps_conn *c, const char *prog, char **argv)
 		close(to[1]);
 		return -1;
 	}
-	c->pid = fork();
-	if (c->pid < 0) {
-		fail(c->err, sizeof(c->err), "fork: %s", strerror(errno));
-		close(to[0]);
-		close(to[1]);
-		close(from[0]);
-		close(from[1]);
+	for (i = 0; i < 2; i++) {
+		to[i] = above2(to[i]);
+		from[i] = above2(from[i]);
+	}
+	if (to[0] < 0 || to[1] < 0 || from[0] < 0 || from[1] < 0 ||
+	    spawn(c, to[0], from[1], prog, argv) < 0) {
+		if (to[0] < 0 || to[1] < 0 || from[0] < 0 || from[1] < 0)
+			fail(c->err, sizeof(c->err), "pipe: %s",
+			    strerror(errno));
+		for (i = 0; i < 2; i++) {
+			if (to[i] >= 0)
+				close(to[i]);
+			if (from[i] >= 0)
+				close(from[i]);
+		}
 		return -1;
 	}
-	if (c->pid == 0)
-		child_exec(to[0], from[1], prog, argv);
 	close(to[0]);
 	close(from[1]);
 	c->wfd = to[1];
