@@ -197,13 +197,16 @@ sources(const struct ps_conf *conf, const struct common *c, int report,
 	return PS_OK;
 }
 
+/*
+ * The servers: names (and the relays they are reached through) or URLs,
+ * or --all.
+ */
 static int
 targets(const struct ps_conf *conf, const struct common *c, int for_push,
     const char **args, int nargs, struct ps_target **out, size_t *nout)
 {
-	struct ps_target *t;
 	char **all = NULL;
-	size_t nall = 0, n, i;
+	size_t nall = 0;
 	int rc = PS_OK;
 
 	if (c->all) {
@@ -223,56 +226,10 @@ targets(const struct ps_conf *conf, const struct common *c, int for_push,
 		ps_task_names_free(all, nall);
 		return PS_EUSAGE;
 	}
-	n = (size_t)nargs;
-	t = xcalloc(n, sizeof(*t));
-	for (i = 0; i < n && rc == PS_OK; i++) {
-		t[i].name = xstrdup(args[i]);
-		rc = resolve(conf, args[i], for_push, &t[i]);
-		if (rc == PS_OK && c->rsh != NULL) {
-			free(t[i].rsh);
-			t[i].rsh = xstrdup(c->rsh);
-		}
-		if (rc == PS_OK) {
-			struct ps_url u;
-			char err[256];
-
-			if (ps_url_parse(t[i].url, &u, err, sizeof(err)) != 0) {
-				ps_err("%s: %s", t[i].name, err);
-				rc = PS_EUSAGE;
-			} else {
-				ps_url_free(&u);
-			}
-		}
-	}
+	rc = ps_task_targets(conf, args, (size_t)nargs, for_push, c->rsh,
+	    out, nout);
 	ps_task_names_free(all, nall);
-	if (rc != PS_OK) {
-		for (i = 0; i < n; i++)
-			ps_target_free(&t[i]);
-		free(t);
-		return rc;
-	}
-	*out = t;
-	*nout = n;
-	return PS_OK;
-}
-
-/* Every URL local? Then changed files go whole by default, as in rsync. */
-static int
-all_local(const struct ps_target *t, size_t nt)
-{
-	struct ps_url u;
-	char err[64];
-	size_t i;
-	int local = 1;
-
-	for (i = 0; i < nt; i++) {
-		if (ps_url_parse(t[i].url, &u, err, sizeof(err)) != 0)
-			continue;
-		if (u.kind != PS_URL_LOCAL)
-			local = 0;
-		ps_url_free(&u);
-	}
-	return local;
+	return rc;
 }
 
 /*
@@ -359,8 +316,10 @@ push_json(const struct ps_target *t, size_t nt)
 
 	for (i = 0; i < nt; i++)
 		json_array_append_new(arr, json_pack(
-		    "{s:s,s:s,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:f}",
+		    "{s:s,s:s,s:o,s:s,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:f}",
 		    "server", t[i].name, "url", t[i].url,
+		    "via", t[i].via != NULL ? json_string(t[i].via->name) :
+		    json_null(),
 		    "status", t[i].rc == PS_OK ? "ok" : "failed",
 		    "error", t[i].error ? json_string(t[i].error) : json_null(),
 		    "files_transferred", (json_int_t)t[i].st.files,
@@ -564,6 +523,7 @@ push_results(struct ps_target *t, size_t nt, const struct push_flags *f,
 	doc = push_json(t, nt);
 	if (f->json && ps_json_print(doc) != PS_OK && rc == PS_OK)
 		rc = PS_EPARTIAL;
+	ps_task_results(task, t, nt);
 	if (task != NULL) {
 		text = json_dumps(doc, JSON_COMPACT);
 		ps_task_end(task, rc, text);
@@ -612,8 +572,11 @@ cmd_push(int argc, const char **argv)
 			goto out;
 	if (o.send.delete && (rc = check_delete(src, nsrc)) != PS_OK)
 		goto out;
+	/* Relays choose for themselves unless told. */
+	o.whole_relay = o.send.whole_file == -1 ? PS_WHOLE_AUTO :
+	    o.send.whole_file;
 	if (o.send.whole_file == -1)	/* as rsync: whole for local ones */
-		o.send.whole_file = all_local(t, nt);
+		o.send.whole_file = ps_targets_local(t, nt);
 	o.cache_dir = cache = cache_dir(&conf);
 	o.delete_guard = o.send.delete;
 	rc = ps_console_run(&o, src, nsrc, t, nt);
@@ -700,8 +663,10 @@ report_json(const struct ps_target *t, size_t nt, int incomplete)
 		}
 		unreach += down;
 		current += !down && x->nrows == 0 && !incomplete;
-		s = json_pack("{s:s,s:s,s:s,s:o,s:o}", "server", x->name,
-		    "url", x->url, "status", report_status(x, incomplete),
+		s = json_pack("{s:s,s:s,s:o,s:s,s:o,s:o}", "server", x->name,
+		    "url", x->url, "via", x->via != NULL ?
+		    json_string(x->via->name) : json_null(),
+		    "status", report_status(x, incomplete),
 		    "error", down && x->error ? json_string(x->error) :
 		    json_null(), "files", files);
 		json_array_append_new(servers, s);

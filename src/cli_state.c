@@ -256,11 +256,14 @@ static int
 server_add(int argc, const char **argv)
 {
 	static const char *identity, *secret, *rsh, *rpath, *bwlimit,
-	    *timeout;
+	    *timeout, *via;
 	static int dlsource;
 	struct poptOption opts[] = {
 		{ "identity", 'i', POPT_ARG_STRING, &identity, 0,
 		  "ssh private key (mode 0600)", "FILE" },
+		{ "via", '\0', POPT_ARG_STRING, &via, 0,
+		  "reached through this relay server, which passes every "
+		  "update on", "RELAY" },
 		{ "secret-file", '\0', POPT_ARG_STRING, &secret, 0,
 		  "file holding the server's secret (mode 0600)", "FILE" },
 		{ "rsh", 'e', POPT_ARG_STRING, &rsh, 0,
@@ -275,9 +278,10 @@ server_add(int argc, const char **argv)
 		  "the console downloads from it: never push to it", NULL },
 		PS_OPTS_END
 	};
-	static const char usage[] = "server add NAME URL [--identity FILE] "
-	    "[--secret-file FILE] [--rsh CMD] [--remote-path PROG] "
-	    "[--bwlimit RATE] [--timeout S] [--download-source]";
+	static const char usage[] = "server add NAME URL [--via RELAY] "
+	    "[--identity FILE] [--secret-file FILE] [--rsh CMD] "
+	    "[--remote-path PROG] [--bwlimit RATE] [--timeout S] "
+	    "[--download-source]";
 	struct ps_server sv;
 	struct ps_url u;
 	struct sub s;
@@ -296,6 +300,7 @@ server_add(int argc, const char **argv)
 	ps_url_free(&u);
 	if ((rc = not_empty(s.name, "rsh", rsh)) != PS_OK ||
 	    (rc = not_empty(s.name, "remote-path", rpath)) != PS_OK ||
+	    (rc = not_empty(s.name, "via", via)) != PS_OK ||
 	    (rc = server_limits(s.name, bwlimit, timeout, &sv.bwlimit,
 	    &sv.timeout)) != PS_OK ||
 	    (rc = credential(identity, "identity file", &id)) != PS_OK ||
@@ -309,6 +314,7 @@ server_add(int argc, const char **argv)
 	sv.rsh = (char *)rsh;
 	sv.remote_path = (char *)rpath;
 	sv.download_source = dlsource;
+	sv.via = (char *)via;
 	if ((rc = ps_state_server_add(s.st, &sv)) == PS_OK)
 		ps_info(1, "server %s added", sv.name);
 out:
@@ -335,12 +341,16 @@ static int
 server_edit(int argc, const char **argv)
 {
 	static const char *url, *identity, *secret, *rsh, *rpath, *bwlimit,
-	    *timeout;
+	    *timeout, *via;
 	static int dlsource, no_id, no_sec, no_rsh, no_rpath, no_bw, no_to,
-	    no_dl;
+	    no_dl, no_via;
 	struct poptOption opts[] = {
 		{ "url", '\0', POPT_ARG_STRING, &url, 0,
 		  "a new URL", "URL" },
+		{ "via", '\0', POPT_ARG_STRING, &via, 0,
+		  "reached through this relay server", "RELAY" },
+		{ "no-via", '\0', POPT_ARG_NONE, &no_via, 0,
+		  "reached by the console itself", NULL },
 		{ "identity", 'i', POPT_ARG_STRING, &identity, 0,
 		  "ssh private key (mode 0600)", "FILE" },
 		{ "no-identity", '\0', POPT_ARG_NONE, &no_id, 0,
@@ -372,7 +382,8 @@ server_edit(int argc, const char **argv)
 		PS_OPTS_END
 	};
 	static const char usage[] = "server edit NAME [--url URL] "
-	    "[--[no-]identity FILE] [--[no-]secret-file FILE] [--[no-]rsh CMD] "
+	    "[--[no-]via RELAY] [--[no-]identity FILE] "
+	    "[--[no-]secret-file FILE] [--[no-]rsh CMD] "
 	    "[--[no-]remote-path PROG] [--[no-]bwlimit RATE] "
 	    "[--[no-]timeout S] [--[no-]download-source]";
 	struct ps_server_edit e;
@@ -397,6 +408,7 @@ server_edit(int argc, const char **argv)
 	e.timeout = no_to ? -1 : PS_KEEP;
 	e.download_source = dlsource ? 1 : no_dl ? 0 : -1;
 	if ((rc = edit_str(s.name, "rsh", rsh, no_rsh, &e.rsh)) != PS_OK ||
+	    (rc = edit_str(s.name, "via", via, no_via, &e.via)) != PS_OK ||
 	    (rc = edit_str(s.name, "remote-path", rpath, no_rpath,
 	    &e.remote_path)) != PS_OK ||
 	    (rc = edit_str(s.name, "identity", identity, no_id,
@@ -419,8 +431,8 @@ server_edit(int argc, const char **argv)
 		e.timeout = to;
 	if (url == NULL && identity == NULL && secret == NULL && rsh == NULL &&
 	    rpath == NULL && bwlimit == NULL && timeout == NULL && !dlsource &&
-	    !no_id && !no_sec && !no_rsh && !no_rpath && !no_bw && !no_to &&
-	    !no_dl) {
+	    via == NULL && !no_id && !no_sec && !no_rsh && !no_rpath &&
+	    !no_bw && !no_to && !no_dl && !no_via) {
 		ps_err("server edit: nothing to change (see patchsync server "
 		    "--help)");
 		rc = PS_EUSAGE;
@@ -447,8 +459,9 @@ out:
 static json_t *
 server_json(const struct ps_server *sv)
 {
-	return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:I}",
+	return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:b,s:I}",
 	    "name", sv->name, "url", sv->url,
+	    "via", json_str_or_null(sv->via),
 	    "identity_file", json_str_or_null(sv->identity_file),
 	    "secret_file", json_str_or_null(sv->secret_file),
 	    "rsh", json_str_or_null(sv->rsh),
@@ -490,8 +503,9 @@ server_list(int argc, const char **argv)
 		if (n > 0)
 			printf("%-20s %-40s %s\n", "NAME", "URL", "NOTES");
 		for (i = 0; i < n; i++)
-			printf("%-20s %-40s %s%s%s%s%s%s\n", v[i].name,
-			    v[i].url,
+			printf("%-20s %-40s %s%s%s%s%s%s%s%s%s\n",
+			    v[i].name, v[i].url, v[i].via ? "via " : "",
+			    v[i].via ? v[i].via : "", v[i].via ? " " : "",
 			    v[i].download_source ? "download-source " : "",
 			    v[i].identity_file ? "identity " : "",
 			    v[i].rsh ? "rsh " : "",
@@ -530,10 +544,10 @@ server_show(int argc, const char **argv)
 		    (unsigned long long)sv.bwlimit);
 		snprintf(to, sizeof(to), sv.timeout >= 0 ? "%d s" : "-",
 		    sv.timeout);
-		printf("name: %s\nurl: %s\nidentity-file: %s\n"
+		printf("name: %s\nurl: %s\nvia: %s\nidentity-file: %s\n"
 		    "secret-file: %s\nrsh: %s\nremote-path: %s\n"
 		    "bwlimit: %s\ntimeout: %s\ndownload-source: %s\n"
-		    "created: %s\n", sv.name, sv.url,
+		    "created: %s\n", sv.name, sv.url, sv.via ? sv.via : "-",
 		    sv.identity_file ? sv.identity_file : "-",
 		    sv.secret_file ? sv.secret_file : "-",
 		    sv.rsh ? sv.rsh : "-",
@@ -889,11 +903,12 @@ cmd_server(int argc, const char **argv)
 	};
 
 	return dispatch("server", subs, NELEM(subs),
-	    "Usage: patchsync server add NAME URL [--identity FILE] "
-	    "[--secret-file FILE]\n"
-	    "                            [--rsh CMD] [--remote-path PROG] "
-	    "[--bwlimit RATE]\n"
-	    "                            [--timeout S] [--download-source]\n"
+	    "Usage: patchsync server add NAME URL [--via RELAY] "
+	    "[--identity FILE]\n"
+	    "                            [--secret-file FILE] [--rsh CMD] "
+	    "[--remote-path PROG]\n"
+	    "                            [--bwlimit RATE] [--timeout S] "
+	    "[--download-source]\n"
 	    "       patchsync server edit NAME [--url URL] [same options]\n"
 	    "                             [--no-OPTION to clear one]\n"
 	    "       patchsync server list [--json]\n"

@@ -97,9 +97,10 @@ put_json(FILE *fp, const struct fleet *f)
 	for (i = 0; i < f->n; i++) {
 		const struct ps_server_status *x = &f->v[i];
 
-		json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:b,s:o,"
-		    "s:o,s:o,s:o,s:I,s:I,s:o,s:I}",
+		json_array_append_new(arr, json_pack("{s:s,s:s,s:o,s:s,s:b,"
+		    "s:o,s:o,s:o,s:o,s:I,s:I,s:o,s:I}",
 		    "server", x->server, "url", x->url,
+		    "via", x->via != NULL ? json_string(x->via) : json_null(),
 		    "state", ps_fleet_state_name(x->state),
 		    "download_source", x->download_source,
 		    "last_good_push", time_or_null(x->last_ok),
@@ -282,6 +283,11 @@ html_grid(FILE *fp, const struct fleet *f)
 		put_html_text(fp, x->server);
 		fputs("</td><td>", fp);
 		put_html_text(fp, x->url);
+		if (x->via != NULL) {
+			fputs(" (via ", fp);
+			put_html_text(fp, x->via);
+			fputs(")", fp);
+		}
 		fprintf(fp, "</td><td class=\"state %s\">", state_class(x));
 		put_html(fp, x->download_source ? "download source" :
 		    ps_fleet_state_name(x->state));

@@ -29,9 +29,11 @@
 #include "output.h"
 #include "pool.h"
 #include "receiver.h"
+#include "relay.h"
 #include "session.h"
 #include "share.h"
 #include "syncplan.h"
+#include "url.h"
 #include "walk.h"
 
 #define SESSION_THREADS 2	/* workers per server session */
@@ -206,6 +208,25 @@ ps_target_free(struct ps_target *t)
 	t->name = t->url = t->rsh = t->remote_path = NULL;
 	t->rows = NULL;
 	t->nrows = 0;
+}
+
+int
+ps_targets_local(const struct ps_target *t, size_t nt)
+{
+	struct ps_url u;
+	char err[64];
+	size_t i;
+	int local = 1;
+
+	for (i = 0; i < nt; i++) {
+		if (t[i].via != NULL ||
+		    ps_url_parse(t[i].url, &u, err, sizeof(err)) != 0)
+			continue;
+		if (u.kind != PS_URL_LOCAL)
+			local = 0;
+		ps_url_free(&u);
+	}
+	return local;
 }
 
 /* ---- one session ---- */
@@ -510,11 +531,17 @@ session(struct run *r, struct ps_target *t)
 	so.timeout = !o->timeout_set && t->timeout >= 0 ?
 	    (unsigned)t->timeout : o->timeout;
 	so.bwlimit = o->bwlimit != 0 ? o->bwlimit : t->bwlimit;
+	so.relay = t->relay;
 	__atomic_store_n(&t->prog_phase, PS_PH_COMPARING, __ATOMIC_RELAXED);
-	if (ps_sess_connect(&ss, &so) == PS_OK)
-		(void)components(r, t, &ss);
+	if (ps_sess_connect(&ss, &so) == PS_OK &&
+	    components(r, t, &ss) == PS_OK && t->relay)
+		(void)ps_relay_forward(o, r->src, r->nsrc, r->t, r->nt, t, &ss);
 	finish(t, &ss, start);
+	if (t->relay)	/* the servers behind it that got no result */
+		ps_relay_settle(o, r->t, r->nt, t);
 	__atomic_store_n(&t->prog_phase, PS_PH_DONE, __ATOMIC_RELEASE);
+	if (o->done != NULL)
+		o->done(t, o->done_arg);
 }
 
 int
@@ -554,7 +581,8 @@ worker(void *arg)
 		pthread_mutex_unlock(&r->mu);
 		if (i >= r->nt)
 			break;
-		session(r, &r->t[i]);
+		if (r->t[i].via == NULL)	/* else its relay's session */
+			session(r, &r->t[i]);
 	}
 	return NULL;
 }
@@ -571,6 +599,8 @@ scanner(void *arg)
 	for (i = 0; i < r->nsrc; i++) {
 		struct ps_source *s = &r->src[i];
 
+		if (s->ready)	/* given with its manifest */
+			continue;
 		rc = ps_source_scan(s, r->o->cache_dir,
 		    (r->o->flags & PS_OF_CHECKSUM) != 0);
 		if (rc == PS_OK && r->o->delete_guard && s->nfiles == 0) {

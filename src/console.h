@@ -60,6 +60,14 @@ struct ps_target {
 	/* Progress (atomics): bytes and files done and planned, phase. */
 	uint64_t prog_bytes, prog_total, prog_files, prog_nfiles;
 	int prog_phase;		/* PS_PH_* */
+	/*
+	 * Relays (relay.h): the server this one is reached through (in the
+	 * same array; its own session is never run here), whether servers
+	 * are reached through this one, and whether the result is in.
+	 */
+	struct ps_target *via;
+	int relay;
+	int relayed;
 };
 
 /* What a server's session is doing, for the progress lines. */
@@ -84,6 +92,14 @@ struct ps_console_opts {
 	struct ps_task_ctx *task;	/* events go here, or NULL */
 	const char *cache_dir;	/* the console's manifest cache, or NULL */
 	int delete_guard;	/* refuse a source without files (--delete) */
+	/*
+	 * Relays (relay.h): how relays send changed files (0 deltas, 1
+	 * whole, PS_WHOLE_AUTO as their own URLs say), and a function called
+	 * with each server as its result is known (NULL: none).
+	 */
+	int whole_relay;
+	void (*done)(struct ps_target *t, void *arg);
+	void *done_arg;
 };
 
 /*
@@ -112,13 +128,22 @@ void ps_source_free(struct ps_source *src);
 /*
  * Run the sessions: every target gets every source. The sources (opened
  * with ps_source_open) are scanned here while the servers describe their
- * trees, so the two walks overlap. Fills each target's results; returns
- * the worst ps_result (PS_EINTR when interrupted).
+ * trees, so the two walks overlap; a source whose manifest is given
+ * (ready set: a relay has the console's) is not scanned. A target with a
+ * via is not connected to: its relay's session passes the update on.
+ * Fills each target's results; returns the worst ps_result (PS_EINTR
+ * when interrupted).
  */
 int ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
     size_t nsrc, struct ps_target *t, size_t nt);
 
 void ps_target_free(struct ps_target *t);
+
+/*
+ * Is every URL of the NT targets the console connects to itself (no
+ * via) a local one? Then changed files go whole by default, as in rsync.
+ */
+int ps_targets_local(const struct ps_target *t, size_t nt);
 
 /*
  * One session over SS, started already (a test over a socketpair; a

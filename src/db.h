@@ -100,7 +100,7 @@ enum ps_db_rc ps_db_open(const char *spec, int flags, struct ps_db **db,
 int ps_db_is_pg(const char *spec);
 
 /* The schema version both backends are migrated to. */
-#define PS_DB_SCHEMA_VERSION 2
+#define PS_DB_SCHEMA_VERSION 3
 
 /*
  * Network filesystems SQLite must not live on: the name of the kind

@@ -115,6 +115,9 @@ static const char *const migrations[PS_DB_SCHEMA_VERSION] = {
 	"  server_mtime BIGINT,"
 	"  PRIMARY KEY (server, seq));"
 	"CREATE INDEX tasks_ended ON tasks(ended);",
+
+	"ALTER TABLE servers ADD COLUMN via TEXT;"
+	"CREATE INDEX servers_via ON servers(via);",
 };
 
 /* The URI as shown in messages: any password replaced by "***". */

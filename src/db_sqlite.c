@@ -8,6 +8,7 @@
  *   2  servers.remote_path, .bwlimit, .timeout; outcomes (the last push
  *      and report per server, for `status`); report_rows (the last
  *      report's rows per server); an index on tasks(ended) for pruning
+ *   3  servers.via: the relay a server is reached through
  *
  * SQLite's locking is not safe on network filesystems: a database whose
  * directory is on NFS or CIFS/SMB is refused before anything is written.
@@ -121,6 +122,9 @@ static const char *const migrations[PS_DB_SCHEMA_VERSION] = {
 	"  server_mtime INTEGER,"
 	"  PRIMARY KEY (server, seq));"
 	"CREATE INDEX tasks_ended ON tasks(ended);",
+
+	"ALTER TABLE servers ADD COLUMN via TEXT;"
+	"CREATE INDEX servers_via ON servers(via);",
 };
 
 static enum ps_db_rc

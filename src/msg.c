@@ -132,6 +132,60 @@ static const struct field f_doneack[] = {
 	F(PS_F_U32, ps_msg_doneack, errors, 0, UINT32_MAX),
 };
 
+static const struct field f_relay[] = {
+	FSET(ps_msg_relay, mode, "pr"),
+	F(PS_F_FLAGS, ps_msg_relay, flags, 0, PS_OF_ALL),
+	F(PS_F_U8, ps_msg_relay, whole, 0, PS_WHOLE_AUTO),
+	F(PS_F_U8, ps_msg_relay, extra, 0, 1),
+	F(PS_F_I64, ps_msg_relay, max_delete, 0, 0),
+	F(PS_F_U32, ps_msg_relay, jobs, 1, PS_RELAY_MAX_JOBS),
+	F(PS_F_U32, ps_msg_relay, nsources, 1, PS_RELAY_MAX_SOURCES),
+	F(PS_F_U32, ps_msg_relay, nservers, 1, PS_RELAY_MAX_SERVERS),
+};
+static const struct field f_relaysrc[] = {
+	F(PS_F_NAME, ps_msg_relaysrc, component, 1, PS_COMPONENT_MAX),
+	F(PS_F_DEST, ps_msg_relaysrc, dest, 0, PS_PATH_MAX),
+	F(PS_F_U8, ps_msg_relaysrc, manifest, 0, 1),
+};
+static const struct field f_relayto[] = {
+	F(PS_F_U32, ps_msg_relayto, parent, 0, PS_RELAY_MAX_SERVERS - 1),
+	F(PS_F_NAME, ps_msg_relayto, name, 1, PS_NAME_MAX),
+	F(PS_F_LINE, ps_msg_relayto, url, 1, PS_CMD_MAX),
+	F(PS_F_LINE, ps_msg_relayto, rsh, 0, PS_CMD_MAX),
+	F(PS_F_LINE, ps_msg_relayto, remote_path, 0, PS_CMD_MAX),
+	F(PS_F_U64, ps_msg_relayto, bwlimit, 0, UINT64_MAX >> 1),
+	F(PS_F_U32, ps_msg_relayto, timeout, 0, PS_TIMEOUT_MAX),
+};
+static const struct field f_relayrow[] = {
+	F(PS_F_U32, ps_msg_relayrow, server, 1, PS_RELAY_MAX_SERVERS),
+	F(PS_F_NAME, ps_msg_relayrow, component, 0, PS_COMPONENT_MAX),
+	F(PS_F_PATH, ps_msg_relayrow, path, 1, PS_PATH_MAX),
+	F(PS_F_U8, ps_msg_relayrow, state, PS_RELAY_ROW_MISSING,
+	    PS_RELAY_ROW_EXTRA),
+	F(PS_F_U64, ps_msg_relayrow, csize, 0, PS_MAX_FSIZE),
+	F(PS_F_I64, ps_msg_relayrow, cmtime, 0, 0),
+	F(PS_F_HASH, ps_msg_relayrow, chash, 16, 16),
+	F(PS_F_U64, ps_msg_relayrow, ssize, 0, PS_MAX_FSIZE),
+	F(PS_F_I64, ps_msg_relayrow, smtime, 0, 0),
+	F(PS_F_HASH, ps_msg_relayrow, shash, 16, 16),
+};
+static const struct field f_relayres[] = {
+	F(PS_F_U32, ps_msg_relayres, server, 1, PS_RELAY_MAX_SERVERS),
+	F(PS_F_U32, ps_msg_relayres, code, PS_OK, PS_EINTR),
+	F(PS_F_U64, ps_msg_relayres, files, 0, UINT64_MAX),
+	F(PS_F_U64, ps_msg_relayres, deleted, 0, UINT64_MAX),
+	F(PS_F_U64, ps_msg_relayres, meta, 0, UINT64_MAX),
+	F(PS_F_U64, ps_msg_relayres, literal, 0, UINT64_MAX),
+	F(PS_F_U64, ps_msg_relayres, matched, 0, UINT64_MAX),
+	F(PS_F_U64, ps_msg_relayres, total, 0, UINT64_MAX),
+	F(PS_F_U64, ps_msg_relayres, nsend, 0, UINT64_MAX),
+	F(PS_F_U32, ps_msg_relayres, errors, 0, UINT32_MAX),
+	F(PS_F_U64, ps_msg_relayres, bytes_sent, 0, UINT64_MAX),
+	F(PS_F_U64, ps_msg_relayres, bytes_received, 0, UINT64_MAX),
+	F(PS_F_U64, ps_msg_relayres, msec, 0, UINT64_C(1) << 40),
+	F(PS_F_TEXT, ps_msg_relayres, error, 0, PS_TEXT_MAX),
+};
+
 /* Raw DATA carries exactly raw_len bytes; compressed never more. */
 static const char *
 check_data(const void *m)
@@ -180,6 +234,53 @@ check_copy(const void *m)
 	    "largest file size";
 }
 
+static const char *
+check_relay(const void *m)
+{
+	const struct ps_msg_relay *r = m;
+
+	if (r->max_delete < -1)
+		return "max_delete is out of range";
+	if (r->mode == PS_OPEN_REPORT && (r->flags & ~PS_OF_NOWAIT) != 0)
+		return "a report takes no flags but no-wait";
+	return NULL;
+}
+
+/* A row holds the sides its state says it has, and nothing else. */
+static const char *
+check_relayrow(const void *m)
+{
+	static const unsigned char zero[16];
+	const struct ps_msg_relayrow *r = m;
+
+	if (r->state == PS_RELAY_ROW_EXTRA && (r->csize != 0 ||
+	    r->cmtime != 0 || memcmp(r->chash, zero, 16) != 0))
+		return "an extra file has a console side";
+	if (r->state == PS_RELAY_ROW_MISSING && (r->ssize != 0 ||
+	    r->smtime != 0 || memcmp(r->shash, zero, 16) != 0))
+		return "a missing file has a server side";
+	return NULL;
+}
+
+static const char *
+check_relayres(const void *m)
+{
+	const struct ps_msg_relayres *r = m;
+
+	switch (r->code) {
+	case PS_OK:
+		return r->error.len == 0 ? NULL : "a success carries an error";
+	case PS_EUSAGE:
+	case PS_EPARTIAL:
+	case PS_EPEER:
+	case PS_EVERIFY:
+	case PS_EINTR:
+		return r->error.len > 0 ? NULL : "a failure carries no reason";
+	default:
+		return "code is not a result";
+	}
+}
+
 #define DEF(T, N, tab, chk) { T, N, tab, sizeof(tab) / sizeof(tab[0]), chk }
 #define DEF0(T, N) { T, N, NULL, 0, NULL }
 
@@ -204,6 +305,12 @@ static const struct def defs[] = {
 	DEF0(PS_MSG_DONE, "DONE"),
 	DEF(PS_MSG_DONEACK, "DONEACK", f_doneack, NULL),
 	DEF0(PS_MSG_BYE, "BYE"),
+	DEF(PS_MSG_RELAY, "RELAY", f_relay, check_relay),
+	DEF(PS_MSG_RELAYSRC, "RELAYSRC", f_relaysrc, NULL),
+	DEF(PS_MSG_RELAYTO, "RELAYTO", f_relayto, NULL),
+	DEF(PS_MSG_RELAYROW, "RELAYROW", f_relayrow, check_relayrow),
+	DEF(PS_MSG_RELAYRES, "RELAYRES", f_relayres, check_relayres),
+	DEF0(PS_MSG_RELAYEND, "RELAYEND"),
 };
 
 static const struct def *
@@ -274,6 +381,8 @@ encode_head(const struct def *d, const void *m, struct buf *out,
 		case PS_F_TEXT:
 		case PS_F_PATH:
 		case PS_F_DEST:
+		case PS_F_NAME:
+		case PS_F_LINE:
 			b = CAT(m, f, struct ps_bytes);
 			buf_add_u32(out, (uint32_t)b->len);
 			buf_add(out, b->p, b->len);
@@ -354,6 +463,33 @@ in_set(const char *set, uint8_t v)
 	return 0;
 }
 
+/* A name: letters, digits, '.', '_' and '-' only. */
+static int
+name_ok(const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (!((p[i] >= 'a' && p[i] <= 'z') ||
+		    (p[i] >= 'A' && p[i] <= 'Z') ||
+		    (p[i] >= '0' && p[i] <= '9') ||
+		    p[i] == '.' || p[i] == '_' || p[i] == '-'))
+			return 0;
+	return 1;
+}
+
+/* One line of text that becomes a C string: no NUL, no control byte. */
+static int
+line_ok(const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
 static int
 dec_bytes(struct ps_rd *rd, const struct def *d, const struct field *f,
     void *m, char *why, size_t whylen)
@@ -396,6 +532,11 @@ dec_bytes(struct ps_rd *rd, const struct def *d, const struct field *f,
 		return bad(why, whylen, d, f, "is not a safe relative path");
 	if (f->type == PS_F_DEST && len > 0 && !ps_path_ok(p, len))
 		return bad(why, whylen, d, f, "is not a safe relative path");
+	if (f->type == PS_F_NAME && !name_ok(p, len))
+		return bad(why, whylen, d, f, "holds a character a name may "
+		    "not");
+	if (f->type == PS_F_LINE && !line_ok(p, len))
+		return bad(why, whylen, d, f, "holds a control character");
 	b->p = (const unsigned char *)p;
 	b->len = len;
 	return 0;

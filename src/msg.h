@@ -27,7 +27,7 @@
 #include "wire.h"
 
 /* The protocol version in HELLO. Peers must speak the same one. */
-#define PS_PROTO_VERSION 3
+#define PS_PROTO_VERSION 4
 #define PS_MAGIC "PSYNC\0\0\0"
 #define PS_MAGIC_LEN 8
 
@@ -44,6 +44,15 @@
 #define PS_MAX_MANIFEST	(1ull << 32)	/* bytes of a decoded manifest */
 #define PS_MF_RATIO	64		/* decoded bytes per compressed byte */
 #define PS_MAX_FSIZE	(UINT64_C(1) << 50)	/* bytes of one file */
+/* Relays (RELAY..RELAYEND): */
+#define PS_RELAY_MAX_SERVERS	4096	/* servers behind one relay, in all */
+#define PS_RELAY_MAX_DEPTH	4	/* relays on the way to a server */
+#define PS_RELAY_MAX_SOURCES	256	/* components relayed at once */
+#define PS_RELAY_MAX_JOBS	64	/* sessions at once on a relay */
+#define PS_NAME_MAX		64	/* bytes of a server name */
+#define PS_COMPONENT_MAX	255	/* bytes of a component name */
+#define PS_CMD_MAX		4096	/* bytes of a URL, remote shell or
+					   remote program */
 
 /* Message types. */
 enum ps_msg_type {
@@ -66,7 +75,13 @@ enum ps_msg_type {
 	PS_MSG_META = 30,	/* content current: set mode and time */
 	PS_MSG_DONE = 31,	/* the component is complete */
 	PS_MSG_DONEACK = 32,
-	PS_MSG_BYE = 33		/* end of session */
+	PS_MSG_BYE = 33,	/* end of session */
+	PS_MSG_RELAY = 40,	/* console: pass the update on (a relay) */
+	PS_MSG_RELAYSRC = 41,	/* a component to pass on */
+	PS_MSG_RELAYTO = 42,	/* a server behind the relay */
+	PS_MSG_RELAYROW = 43,	/* relay: a report row of one server */
+	PS_MSG_RELAYRES = 44,	/* relay: how one server's session ended */
+	PS_MSG_RELAYEND = 45	/* relay: every server has its result */
 };
 
 /* A run of bytes inside a payload (not NUL-terminated). */
@@ -208,6 +223,72 @@ struct ps_msg_doneack {
 	uint32_t errors;
 };
 
+/*
+ * RELAY: after its own components, the console asks the server (a relay)
+ * to run the same push or report from there to the servers behind it.
+ * NSOURCES RELAYSRC and NSERVERS RELAYTO follow.
+ */
+#define PS_WHOLE_AUTO	2	/* whole: as the URLs say (local: whole) */
+struct ps_msg_relay {
+	uint8_t mode;		/* PS_OPEN_PUSH or PS_OPEN_REPORT */
+	uint32_t flags;		/* PS_OF_* of every session */
+	uint8_t whole;		/* 0 deltas, 1 whole files, PS_WHOLE_AUTO */
+	uint8_t extra;		/* report: list extra files too */
+	int64_t max_delete;	/* -1: no limit */
+	uint32_t jobs;		/* servers at once, 1 .. 64 */
+	uint32_t nsources;	/* 1 .. PS_RELAY_MAX_SOURCES */
+	uint32_t nservers;	/* 1 .. PS_RELAY_MAX_SERVERS */
+};
+
+/* A component; its manifest (MFDATA..., MFEND) follows when asked. */
+struct ps_msg_relaysrc {
+	struct ps_bytes component;	/* its name on the console */
+	struct ps_bytes dest;	/* under ROOT, as OPEN's */
+	uint8_t manifest;	/* 1: the console's manifest follows */
+};
+
+/* Server K (1-based, in the order sent) of a RELAY. */
+struct ps_msg_relayto {
+	uint32_t parent;	/* 0: behind this relay; else the server
+				   (sent before) it is behind */
+	struct ps_bytes name;
+	struct ps_bytes url;	/* as the relay reaches it */
+	struct ps_bytes rsh;	/* "": ssh, or the URL is local */
+	struct ps_bytes remote_path;	/* "": patchsync */
+	uint64_t bwlimit;	/* bytes per second, 0: none */
+	uint32_t timeout;	/* seconds, 0: none */
+};
+
+/*
+ * Report rows: missing (console side only), extra (server side only);
+ * the absent side is all zeros.
+ */
+#define PS_RELAY_ROW_MISSING	0	/* the values of enum ps_diff_state */
+#define PS_RELAY_ROW_OUTDATED	1
+#define PS_RELAY_ROW_EXTRA	2
+struct ps_msg_relayrow {
+	uint32_t server;	/* K of the RELAYTO */
+	struct ps_bytes component;
+	struct ps_bytes path;
+	uint8_t state;		/* PS_RELAY_ROW_* */
+	uint64_t csize;		/* console side */
+	int64_t cmtime;
+	unsigned char chash[16];
+	uint64_t ssize;		/* server side */
+	int64_t smtime;
+	unsigned char shash[16];
+};
+
+struct ps_msg_relayres {
+	uint32_t server;	/* K of the RELAYTO */
+	uint32_t code;		/* the session's ps_result */
+	uint64_t files, deleted, meta, literal, matched, total, nsend;
+	uint32_t errors;
+	uint64_t bytes_sent, bytes_received;
+	uint64_t msec;		/* the session's length */
+	struct ps_bytes error;	/* "" when it succeeded */
+};
+
 /* Empty messages. */
 struct ps_msg_empty {
 	char unused;
@@ -270,6 +351,12 @@ PS_MSG_PAIR(meta, PS_MSG_META, ps_msg_meta)
 PS_MSG_PAIR(done, PS_MSG_DONE, ps_msg_empty)
 PS_MSG_PAIR(doneack, PS_MSG_DONEACK, ps_msg_doneack)
 PS_MSG_PAIR(bye, PS_MSG_BYE, ps_msg_empty)
+PS_MSG_PAIR(relay, PS_MSG_RELAY, ps_msg_relay)
+PS_MSG_PAIR(relaysrc, PS_MSG_RELAYSRC, ps_msg_relaysrc)
+PS_MSG_PAIR(relayto, PS_MSG_RELAYTO, ps_msg_relayto)
+PS_MSG_PAIR(relayrow, PS_MSG_RELAYROW, ps_msg_relayrow)
+PS_MSG_PAIR(relayres, PS_MSG_RELAYRES, ps_msg_relayres)
+PS_MSG_PAIR(relayend, PS_MSG_RELAYEND, ps_msg_empty)
 
 /*
  * The field table, for the unit tests and the fuzz targets: field K of
@@ -284,7 +371,9 @@ enum ps_field_type {
 	PS_F_DEST,	/* u32 length + "" or a safe relative path */
 	PS_F_HASH,	/* 16 bytes */
 	PS_F_MAGIC,	/* PS_MAGIC_LEN bytes */
-	PS_F_REST	/* every byte left, at least min, at most max */
+	PS_F_REST,	/* every byte left, at least min, at most max */
+	PS_F_NAME,	/* u32 length + bytes of [A-Za-z0-9._-] */
+	PS_F_LINE	/* u32 length + bytes, no NUL or control byte */
 };
 
 struct ps_field_info {

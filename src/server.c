@@ -25,6 +25,7 @@
 #include "fsops.h"
 #include "pool.h"
 #include "receiver.h"
+#include "relay.h"
 #include "sender.h"
 #include "server.h"
 #include "session.h"
@@ -33,6 +34,9 @@ struct server {
 	struct ps_sess s;
 	const char *rootpath;
 	struct ps_root root;
+	int relay;		/* serve --relay: RELAY is served */
+	char **fresh;		/* destinations pushed intact so far */
+	size_t nfresh;
 };
 
 /* What one OPEN asked for. */
@@ -272,6 +276,12 @@ on_open(struct server *sv, const struct buf *payload)
 receive:
 	recv_opts(&c, &ro);
 	rc = ps_receive(&sv->s, &sv->root, &ro, &st);
+	/* A relay passes on only what it got whole (relay.h). */
+	if (rc == PS_OK && c.push && st.errors == 0) {
+		sv->fresh = xreallocarray(sv->fresh, sv->nfresh + 1,
+		    sizeof(*sv->fresh));
+		sv->fresh[sv->nfresh++] = xstrdup(c.dest);
+	}
 out:
 	comp_free(&c);
 	return rc;
@@ -287,6 +297,7 @@ ps_serve(int rfd, int wfd, const struct ps_serve_opts *o)
 
 	memset(&sv, 0, sizeof(sv));
 	sv.rootpath = o->root;
+	sv.relay = o->relay;
 	sv.root.fd = -1;
 	sv.root.lockfd = -1;
 	if ((rc = ps_sess_start(&sv.s, PS_ROLE_SERVER, rfd, wfd, o->timeout,
@@ -297,6 +308,13 @@ ps_serve(int rfd, int wfd, const struct ps_serve_opts *o)
 			break;
 		if (type == PS_MSG_BYE) {
 			rc = PS_OK;
+			break;
+		}
+		if (type == PS_MSG_RELAY) {	/* the last request */
+			struct ps_relay_copy c = { sv.relay, sv.rootpath,
+			    &sv.root, sv.fresh, sv.nfresh };
+
+			rc = ps_relay_serve(&sv.s, &c, &msg);
 			break;
 		}
 		if (type != PS_MSG_OPEN) {
@@ -312,5 +330,8 @@ out:
 	(void)ps_sess_close(&sv.s, NULL);
 	ps_root_close(&sv.root);
 	buf_free(&msg);
+	while (sv.nfresh > 0)
+		free(sv.fresh[--sv.nfresh]);
+	free(sv.fresh);
 	return rc;
 }

@@ -3,7 +3,8 @@
  * (through ssh, or in a child of the console for a local destination).
  * It answers one console: for each OPEN it takes the right lock, opens
  * the destination and receives files (push), describes them (report) or
- * sends them (refresh).
+ * sends them (refresh); a relay then passes the update on to the servers
+ * behind it (RELAY, relay.h).
  */
 #ifndef PS_SERVER_H
 #define PS_SERVER_H
@@ -11,6 +12,7 @@
 struct ps_serve_opts {
 	const char *root;	/* ROOT as the console named it */
 	unsigned timeout;	/* seconds without a word from the console */
+	int relay;		/* pass updates on when asked (relay.h) */
 };
 
 /*

@@ -63,6 +63,7 @@ struct ps_sess_opts {
 	const char *remote_path;	/* NULL: patchsync */
 	unsigned timeout;	/* seconds, 0: none */
 	uint64_t bwlimit;	/* bytes per second, 0: none */
+	int relay;		/* a relay: ask for serve --relay */
 };
 
 /*

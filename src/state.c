@@ -6,7 +6,8 @@
  * Tables (the DDL is in db_sqlite.c and db_pg.c):
  *
  *   servers(name PRIMARY KEY, url, identity_file, secret_file, rsh,
- *           remote_path, bwlimit, timeout, download_source 0|1, created)
+ *           remote_path, bwlimit, timeout, download_source 0|1, created,
+ *           via (the relay's name, or NULL))
  *   schedules(id, owner (console name), server REFERENCES servers,
  *           components ("a,b"; "" = all), cron (as written), next_run
  *           (NULL: never), last_run, last_result (task state name),
@@ -473,6 +474,152 @@ arg_timeout(struct ps_dbargs *a, int v)
 		ps_db_int(a, v);
 }
 
+/* --- relays ------------------------------------------------------- */
+
+static const struct ps_server *
+find_server(const struct ps_server *v, size_t n, const struct ps_server *s,
+    const char *name)
+{
+	size_t i;
+
+	if (strcmp(s->name, name) == 0)
+		return s;
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i].name, name) == 0)
+			return &v[i];
+	return NULL;
+}
+
+/* Relays above R, with S in place of its row; -1: broken or too deep. */
+static int
+depth_of(const struct ps_server *v, size_t n, const struct ps_server *s,
+    const struct ps_server *r)
+{
+	int d = 0;
+
+	while (r != NULL && r->via != NULL) {
+		if (++d > PS_VIA_MAX_DEPTH)
+			return -1;
+		r = find_server(v, n, s, r->via);
+		if (r == NULL)
+			return -1;
+	}
+	return d;
+}
+
+/* The longest way down from server NAME to a server behind it, in hops. */
+static int
+height_of(const struct ps_server *v, size_t n, const char *name, int limit)
+{
+	size_t i;
+	int h = 0, x;
+
+	if (limit < 0)
+		return PS_VIA_MAX_DEPTH + 1;
+	for (i = 0; i < n; i++) {
+		if (v[i].via == NULL || strcmp(v[i].via, name) != 0 ||
+		    strcmp(v[i].name, name) == 0)
+			continue;
+		x = 1 + height_of(v, n, v[i].name, limit - 1);
+		if (x > h)
+			h = x;
+	}
+	return h;
+}
+
+int
+ps_state_via_depth(const struct ps_server *v, size_t n, const char *name)
+{
+	const struct ps_server *s = NULL;
+	size_t i;
+
+	for (i = 0; i < n && s == NULL; i++)
+		if (strcmp(v[i].name, name) == 0)
+			s = &v[i];
+	return s != NULL ? depth_of(v, n, s, s) : -1;
+}
+
+/* A server behind S (in V, S itself not counted), or NULL. */
+static const struct ps_server *
+first_behind(const struct ps_server *v, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (v[i].via != NULL && strcmp(v[i].via, name) == 0 &&
+		    strcmp(v[i].name, name) != 0)
+			return &v[i];
+	return NULL;
+}
+
+int
+ps_state_via_check(const struct ps_server *v, size_t n,
+    const struct ps_server *s, char *why, size_t len)
+{
+	const struct ps_server *r, *b = first_behind(v, n, s->name);
+	int d, h;
+
+	if (s->download_source && b != NULL)
+		return snprintf(why, len, "server %s is the relay of %s: it "
+		    "cannot be a download source", s->name, b->name), -1;
+	if (s->via == NULL)
+		return 0;
+	if (strcmp(s->via, s->name) == 0)
+		return snprintf(why, len, "server %s cannot be its own relay",
+		    s->name), -1;
+	if ((r = find_server(v, n, s, s->via)) == NULL)
+		return snprintf(why, len, "unknown relay %s for server %s "
+		    "(add it first)", s->via, s->name), -1;
+	if (r->download_source)
+		return snprintf(why, len, "server %s is a download source: it "
+		    "cannot be a relay", r->name), -1;
+	if (s->download_source)
+		return snprintf(why, len, "server %s is a download source: the "
+		    "console reaches it itself, never through a relay",
+		    s->name), -1;
+	if (s->identity_file != NULL || s->secret_file != NULL)
+		return snprintf(why, len, "server %s is reached through relay "
+		    "%s, which connects with its own account's keys: it takes "
+		    "no %s", s->name, s->via, s->identity_file != NULL ?
+		    "--identity" : "--secret-file"), -1;
+	for (d = 0; r != NULL; r = r->via != NULL ? find_server(v, n, s,
+	    r->via) : NULL) {
+		if (r->via != NULL && strcmp(r->via, s->name) == 0)
+			return snprintf(why, len, "server %s cannot be reached "
+			    "through %s: %s is reached through %s (a cycle)",
+			    s->name, s->via, s->via, s->name), -1;
+		if (++d > PS_VIA_MAX_DEPTH)
+			break;
+	}
+	h = height_of(v, n, s->name, PS_VIA_MAX_DEPTH);
+	if (d + h > PS_VIA_MAX_DEPTH)
+		return snprintf(why, len, "server %s through %s: a server "
+		    "would be %d relays away from the console (at most %d)",
+		    s->name, s->via, d + h, PS_VIA_MAX_DEPTH), -1;
+	return 0;
+}
+
+static int server_list(struct ps_state *st, struct ps_server **v,
+    size_t *n);
+
+/* Inside a transaction: the relay rules for S as it would be. */
+static int
+via_rules(struct ps_state *st, const struct ps_server *s)
+{
+	struct ps_server *v;
+	char why[512];
+	size_t n;
+	int r;
+
+	if (server_list(st, &v, &n) != PS_OK)
+		return PS_EUSAGE;
+	r = ps_state_via_check(v, n, s, why, sizeof(why));
+	ps_server_list_free(v, n);
+	return r == 0 ? PS_OK : fail(st, "%s", why);
+}
+
+/* --- servers ------------------------------------------------------- */
+
 static int
 server_add(struct ps_state *st, const struct ps_server *sv)
 {
@@ -488,6 +635,10 @@ server_add(struct ps_state *st, const struct ps_server *sv)
 	if ((int64_t)sv->bwlimit < 0)
 		return fail(st, "server %s: bandwidth limit out of range",
 		    sv->name);
+	if (begin(st) != PS_OK)
+		return PS_EUSAGE;
+	if (via_rules(st, sv) != PS_OK)
+		return rollback(st, PS_EUSAGE);
 	ps_db_text(&a, sv->name);
 	ps_db_text(&a, sv->url);
 	ps_db_text(&a, sv->identity_file);
@@ -498,13 +649,17 @@ server_add(struct ps_state *st, const struct ps_server *sv)
 	arg_timeout(&a, sv->timeout);
 	ps_db_int(&a, sv->download_source != 0);
 	ps_db_int(&a, (int64_t)time(NULL));
+	ps_db_text(&a, sv->via);
 	rc = qx(st, "INSERT INTO servers (name, url, identity_file, "
 	    "secret_file, rsh, remote_path, bwlimit, timeout, "
-	    "download_source, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-	    &a, NULL);
+	    "download_source, created, via) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+	    "?, ?, ?)", &a, NULL);
 	if (rc == PS_DB_UNIQUE)
-		return fail(st, "server %s already exists", sv->name);
-	return rc == PS_DB_OK ? PS_OK : PS_EUSAGE;
+		return rollback(st, fail(st, "server %s already exists",
+		    sv->name));
+	if (rc != PS_DB_OK)
+		return rollback(st, PS_EUSAGE);
+	return commit(st);
 }
 
 int
@@ -515,7 +670,7 @@ ps_state_server_add(struct ps_state *st, const struct ps_server *sv)
 }
 
 #define SERVER_COLS "name, url, identity_file, secret_file, rsh, " \
-	"download_source, created, remote_path, bwlimit, timeout"
+	"download_source, created, remote_path, bwlimit, timeout, via"
 
 static void
 server_row(const struct ps_dbres *r, size_t i, struct ps_server *sv)
@@ -530,6 +685,7 @@ server_row(const struct ps_dbres *r, size_t i, struct ps_server *sv)
 	sv->remote_path = col_str(r, i, 7);
 	sv->bwlimit = col_null(r, i, 8) ? 0 : (uint64_t)col_int(r, i, 8);
 	sv->timeout = col_null(r, i, 9) ? -1 : (int)col_int(r, i, 9);
+	sv->via = col_str(r, i, 10);
 }
 
 static int
@@ -559,24 +715,30 @@ ps_state_server_get(struct ps_state *st, const char *name,
 	return leave(st, server_get(st, name, sv));
 }
 
-int
-ps_state_server_list(struct ps_state *st, struct ps_server **v, size_t *n)
+static int
+server_list(struct ps_state *st, struct ps_server **v, size_t *n)
 {
 	struct ps_dbres r;
 	size_t i;
 
 	*v = NULL;
 	*n = 0;
-	enter(st);
 	if (q(st, "SELECT " SERVER_COLS " FROM servers ORDER BY name", NULL,
 	    &r) != PS_OK)
-		return leave(st, PS_EUSAGE);
+		return PS_EUSAGE;
 	*v = xcalloc(r.nrows + 1, sizeof(**v));
 	for (i = 0; i < r.nrows; i++)
 		server_row(&r, i, &(*v)[i]);
 	*n = r.nrows;
 	ps_dbres_free(&r);
-	return leave(st, PS_OK);
+	return PS_OK;
+}
+
+int
+ps_state_server_list(struct ps_state *st, struct ps_server **v, size_t *n)
+{
+	enter(st);
+	return leave(st, server_list(st, v, n));
 }
 
 /* Inside a transaction: the ids of schedules pushing to SERVER, or "". */
@@ -628,6 +790,29 @@ set_text(struct ps_state *st, const char *name, const char *col,
 	return set_column(st, name, col, &a);
 }
 
+/* A string of E applied to *V (NULL keeps, "" clears). */
+static void
+edited(char **v, const char *e)
+{
+	if (e == NULL)
+		return;
+	free(*v);
+	*v = e[0] != '\0' ? xstrdup(e) : NULL;
+}
+
+/* Inside a transaction: the relay rules for SV once E is applied. */
+static int
+edit_via_rules(struct ps_state *st, struct ps_server *sv,
+    const struct ps_server_edit *e)
+{
+	edited(&sv->via, e->via);
+	edited(&sv->identity_file, e->identity_file);
+	edited(&sv->secret_file, e->secret_file);
+	if (e->download_source >= 0)
+		sv->download_source = e->download_source;
+	return via_rules(st, sv);
+}
+
 static int
 server_edit(struct ps_state *st, const char *name,
     const struct ps_server_edit *e)
@@ -643,7 +828,10 @@ server_edit(struct ps_state *st, const char *name,
 		return PS_EUSAGE;
 	if (server_get(st, name, &sv) != PS_OK)
 		return rollback(st, PS_EUSAGE);
+	r = edit_via_rules(st, &sv, e);
 	ps_server_free(&sv);
+	if (r != PS_OK)
+		return rollback(st, r);
 	if (e->download_source == 1) {
 		if (schedule_users(st, name, &users) != PS_OK)
 			return rollback(st, PS_EUSAGE);
@@ -658,7 +846,8 @@ server_edit(struct ps_state *st, const char *name,
 	    set_text(st, name, "identity_file", e->identity_file) != PS_OK ||
 	    set_text(st, name, "secret_file", e->secret_file) != PS_OK ||
 	    set_text(st, name, "rsh", e->rsh) != PS_OK ||
-	    set_text(st, name, "remote_path", e->remote_path) != PS_OK)
+	    set_text(st, name, "remote_path", e->remote_path) != PS_OK ||
+	    set_text(st, name, "via", e->via) != PS_OK)
 		return rollback(st, PS_EUSAGE);
 	if (e->bwlimit >= 0) {
 		arg_bwlimit(&a, (uint64_t)e->bwlimit);
@@ -708,6 +897,17 @@ server_remove(struct ps_state *st, const char *name)
 	}
 	buf_free(&users);
 	ps_db_text(&a, name);
+	if (q(st, "SELECT name FROM servers WHERE via = ? ORDER BY name", &a,
+	    &r) != PS_OK)
+		return rollback(st, PS_EUSAGE);
+	if (r.nrows > 0) {
+		fail(st, "server %s is the relay of %s%s: remove those or "
+		    "change their --via first", name, ps_dbres_at(&r, 0, 0)->s,
+		    r.nrows > 1 ? " and others" : "");
+		ps_dbres_free(&r);
+		return rollback(st, PS_EUSAGE);
+	}
+	ps_dbres_free(&r);
 	if (q(st, "DELETE FROM servers WHERE name = ?", &a, &r) != PS_OK)
 		return rollback(st, PS_EUSAGE);
 	rc = r.changes == 0 ? fail(st, "unknown server %s", name) : PS_OK;
@@ -735,6 +935,7 @@ ps_server_free(struct ps_server *sv)
 	free(sv->secret_file);
 	free(sv->rsh);
 	free(sv->remote_path);
+	free(sv->via);
 	memset(sv, 0, sizeof(*sv));
 }
 
@@ -1651,6 +1852,23 @@ evrows_free(struct evrow *v, size_t n)
 	free(v);
 }
 
+/* A LIKE pattern for ",NAME," inside a comma list ('!' escapes). */
+static char *
+like_member(const char *name)
+{
+	struct buf b = { 0 };
+
+	buf_addstr(&b, "%,");
+	for (; *name != '\0'; name++) {
+		if (*name == '%' || *name == '_' || *name == '!')
+			buf_addc(&b, '!');
+		buf_addc(&b, (unsigned char)*name);
+	}
+	buf_addstr(&b, ",%");
+	buf_addc(&b, '\0');
+	return (char *)b.p;
+}
+
 /* Matching events, newest first (so LIMIT keeps the newest). */
 static int
 select_events(struct ps_state *st, const struct ps_event_filter *f,
@@ -1658,6 +1876,7 @@ select_events(struct ps_state *st, const struct ps_event_filter *f,
 {
 	struct ps_dbargs a = { 0 };
 	struct buf sql = { 0 };
+	char *like = NULL;
 	struct ps_dbres r;
 	struct evrow *e;
 	size_t i;
@@ -1672,8 +1891,12 @@ select_events(struct ps_state *st, const struct ps_event_filter *f,
 		ps_db_int(&a, f->task);
 	}
 	if (f->server != NULL) {
-		buf_addstr(&sql, " AND t.server = ?");
+		/* Or one of the servers of a task that pushed several. */
+		buf_addstr(&sql, " AND (t.server = ? OR ',' || t.server || ',' "
+		    "LIKE ? ESCAPE '!')");
 		ps_db_text(&a, f->server);
+		like = like_member(f->server);
+		ps_db_text(&a, like);
 	}
 	buf_addstr(&sql, " ORDER BY e.id DESC LIMIT ?");
 	ps_db_int(&a, f->limit == 0 || f->limit > INT64_MAX ? INT64_MAX :
@@ -1681,6 +1904,7 @@ select_events(struct ps_state *st, const struct ps_event_filter *f,
 	buf_addc(&sql, '\0');
 	rc = q(st, (const char *)sql.p, &a, &r);
 	buf_free(&sql);
+	free(like);
 	if (rc != PS_OK)
 		return PS_EUSAGE;
 	*v = xcalloc(r.nrows + 1, sizeof(**v));
@@ -1967,6 +2191,7 @@ status_row(const struct ps_dbres *r, size_t i, struct ps_server_status *s)
 	s->bytes_sent_last = p.sent;
 	s->report_time = rep.has ? rep.time : 0;
 	s->rows_total = rep.rows_total;
+	s->via = col_str(r, i, 19);
 }
 
 #define OUTCOME_COLS(x) x ".time, " x ".status, " x ".error, " \
@@ -1983,7 +2208,7 @@ ps_state_status(struct ps_state *st, struct ps_server_status **v, size_t *n)
 	*n = 0;
 	enter(st);
 	if (q(st, "SELECT s.name, s.url, s.download_source, "
-	    OUTCOME_COLS("p") ", " OUTCOME_COLS("r") " FROM servers s "
+	    OUTCOME_COLS("p") ", " OUTCOME_COLS("r") ", s.via FROM servers s "
 	    "LEFT JOIN outcomes p ON p.server = s.name AND p.kind = 'push' "
 	    "LEFT JOIN outcomes r ON r.server = s.name AND r.kind = 'report' "
 	    "ORDER BY s.name", NULL, &r) != PS_OK)
@@ -2005,6 +2230,7 @@ ps_server_status_list_free(struct ps_server_status *v, size_t n)
 		free(v[i].server);
 		free(v[i].url);
 		free(v[i].last_error);
+		free(v[i].via);
 	}
 	free(v);
 }

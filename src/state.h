@@ -32,7 +32,7 @@
 /* PRAGMA application_id of a SQLite state database: 'PSYC'. */
 #define PS_STATE_APP_ID 0x50535943
 /* The schema version this binary writes and understands (both backends). */
-#define PS_STATE_VERSION 2
+#define PS_STATE_VERSION 3
 
 struct ps_state;
 
@@ -87,14 +87,43 @@ struct ps_server {
 	uint64_t bwlimit;	/* bytes per second, 0: none */
 	int timeout;		/* seconds (0: never), -1: unset */
 	int download_source;	/* pushes and schedules to it are refused */
+	char *via;		/* the relay it is reached through, or NULL */
 	time_t created;		/* set by ps_state_server_add */
 };
+
+/* Relays on the way from the console to any server, at most. */
+#define PS_VIA_MAX_DEPTH 4
 
 /* Is NAME acceptable as a server name? */
 int ps_state_server_name_ok(const char *name);
 
-/* Duplicate name: PS_EUSAGE "server NAME already exists". */
+/*
+ * Duplicate name: PS_EUSAGE "server NAME already exists". The relay rules
+ * (ps_state_via_check) are checked against the database's servers.
+ */
 int ps_state_server_add(struct ps_state *st, const struct ps_server *s);
+
+/*
+ * The relay rules for server S as it would be (its name, via, credential
+ * files and download-source mark), among the servers V (the database's;
+ * a row named like S is taken to be S): its relay exists, is not S and
+ * is no download source; no chain of relays comes back to S; no server
+ * is more than PS_VIA_MAX_DEPTH relays away from the console; a server
+ * behind a relay names no credential file (the relay's own account
+ * connects) and is no download source, nor is a relay. Pure; the console
+ * checks the same again when it builds a push. Returns 0, or -1 with a
+ * one-line reason in WHY.
+ */
+int ps_state_via_check(const struct ps_server *v, size_t n,
+    const struct ps_server *s, char *why, size_t len);
+
+/*
+ * Relays on the way to server NAME among V (0: the console reaches it
+ * itself), or -1 when its chain is broken (an unknown relay, a cycle, or
+ * more than PS_VIA_MAX_DEPTH).
+ */
+int ps_state_via_depth(const struct ps_server *v, size_t n,
+    const char *name);
 
 /*
  * What ps_state_server_edit changes. Strings: NULL keeps the value, ""
@@ -111,11 +140,12 @@ struct ps_server_edit {
 	int64_t bwlimit;
 	int timeout;
 	int download_source;
+	const char *via;
 };
 
 /*
  * Unknown name: PS_EUSAGE. Making a server a download source is refused
- * while schedules push to it.
+ * while schedules push to it; the relay rules hold as for add.
  */
 int ps_state_server_edit(struct ps_state *st, const char *name,
     const struct ps_server_edit *e);
@@ -125,7 +155,7 @@ int ps_state_server_get(struct ps_state *st, const char *name,
 /* Every server, by name. Free with ps_server_list_free. */
 int ps_state_server_list(struct ps_state *st, struct ps_server **v,
     size_t *n);
-/* Refused (PS_EUSAGE) while schedules refer to it. */
+/* Refused (PS_EUSAGE) while schedules or servers behind it refer to it. */
 int ps_state_server_remove(struct ps_state *st, const char *name);
 void ps_server_free(struct ps_server *s);
 void ps_server_list_free(struct ps_server *v, size_t n);
@@ -395,6 +425,7 @@ struct ps_server_status {
 	double report_time;	/* of the rows kept; 0: no report */
 	size_t rows_total;	/* rows that report had (kept: <= MAX) */
 	int download_source;
+	char *via;		/* the relay it is reached through, or NULL */
 };
 
 /*

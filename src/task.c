@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -202,6 +203,12 @@ ps_task_resolve_server(const struct ps_conf *conf, const char *name,
 		ps_server_free(&sv);
 		return PS_EUSAGE;
 	}
+	if (sv.via != NULL) {
+		ps_err("server %s is reached through relay %s: only push and "
+		    "report reach it (check %s itself)", name, sv.via, sv.via);
+		ps_server_free(&sv);
+		return PS_EUSAGE;
+	}
 	if ((r = server_rsh(&sv, &out->rsh)) == PS_OK) {
 		out->url = sv.url;
 		out->remote_path = sv.remote_path;
@@ -211,6 +218,184 @@ ps_task_resolve_server(const struct ps_conf *conf, const char *name,
 	}
 	ps_server_free(&sv);
 	return r;
+}
+
+/* --- the targets of a push or report -------------------------------- */
+
+_Static_assert(PS_VIA_MAX_DEPTH <= PS_RELAY_MAX_DEPTH,
+    "the database allows deeper chains than the protocol");
+
+/* Is NAME a URL rather than a server name? */
+static int
+names_url(const char *s)
+{
+	return strchr(s, '/') != NULL || strchr(s, ':') != NULL ||
+	    strcmp(s, ".") == 0;
+}
+
+static const struct ps_server *
+server_named(const struct ps_server *v, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(v[i].name, name) == 0)
+			return &v[i];
+	return NULL;
+}
+
+/* Target T for server SV of V: its settings, checked as for one. */
+static int
+target_of(const struct ps_server *v, size_t n, const struct ps_server *sv,
+    int for_push, struct ps_target *t)
+{
+	if (for_push && sv->download_source) {
+		ps_err("server %s is a download source: pushing to it is "
+		    "refused", sv->name);
+		return PS_EUSAGE;
+	}
+	if (sv->via != NULL && ps_state_via_depth(v, n, sv->name) < 0) {
+		ps_err("server %s: its chain of relays (through %s) is broken: "
+		    "an unknown relay, a cycle or more than %d relays (see "
+		    "patchsync server list)", sv->name, sv->via,
+		    PS_VIA_MAX_DEPTH);
+		return PS_EUSAGE;
+	}
+	if (server_rsh(sv, &t->rsh) != PS_OK)
+		return PS_EUSAGE;
+	t->url = xstrdup(sv->url);
+	t->remote_path = sv->remote_path != NULL ?
+	    xstrdup(sv->remote_path) : NULL;
+	t->bwlimit = sv->bwlimit;
+	t->timeout = sv->timeout;
+	return PS_OK;
+}
+
+static ssize_t
+target_named(const struct ps_target *t, size_t nt, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < nt; i++)
+		if (strcmp(t[i].name, name) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Each server's relay: named, or added after the others; then the vias. */
+static int
+add_relays(const struct ps_server *v, size_t nv, int for_push,
+    struct ps_target **t, size_t *nt)
+{
+	const struct ps_server *sv;
+	size_t i, k, n;
+	ssize_t j;
+	int rc = PS_OK;
+
+	for (i = 0; i < *nt && rc == PS_OK; i++) {
+		sv = (*t)[i].url != NULL && !names_url((*t)[i].name) ?
+		    server_named(v, nv, (*t)[i].name) : NULL;
+		if (sv == NULL || sv->via == NULL ||
+		    target_named(*t, *nt, sv->via) >= 0)
+			continue;
+		*t = xreallocarray(*t, *nt + 1, sizeof(**t));
+		memset(&(*t)[*nt], 0, sizeof(**t));
+		(*t)[*nt].name = xstrdup(sv->via);
+		(*t)[*nt].timeout = -1;
+		(*nt)++;
+		rc = target_of(v, nv, server_named(v, nv, sv->via), for_push,
+		    &(*t)[*nt - 1]);
+	}
+	for (i = 0; i < *nt && rc == PS_OK; i++) {
+		sv = !names_url((*t)[i].name) ? server_named(v, nv,
+		    (*t)[i].name) : NULL;
+		if (sv != NULL && sv->via != NULL &&
+		    (j = target_named(*t, *nt, sv->via)) >= 0) {
+			(*t)[i].via = &(*t)[j];
+			(*t)[j].relay = 1;
+		}
+	}
+	/* Bounded as RELAY is: servers behind one relay. */
+	for (i = 0; i < *nt && rc == PS_OK; i++) {
+		const struct ps_target *x;
+
+		for (k = 0, n = 0; k < *nt; k++)
+			for (x = (*t)[k].via; x != NULL; x = x->via)
+				n += x == &(*t)[i];
+		if (n > PS_RELAY_MAX_SERVERS) {
+			ps_err("relay %s: %zu servers behind it (at most %d in "
+			    "one push)", (*t)[i].name, n, PS_RELAY_MAX_SERVERS);
+			rc = PS_EUSAGE;
+		}
+	}
+	return rc;
+}
+
+int
+ps_task_targets(const struct ps_conf *conf, const char **names, size_t n,
+    int for_push, const char *rsh, struct ps_target **out, size_t *nout)
+{
+	struct ps_state *st = NULL;
+	struct ps_server *v = NULL;
+	struct ps_target *t;
+	struct ps_url u;
+	size_t nv = 0, nt = n, i;
+	char err[256];
+	int rc = PS_OK, any = 0;
+
+	for (i = 0; i < n; i++)
+		any |= !names_url(names[i]);
+	if (any && (rc = ps_state_open_existing(conf->database, &st)) !=
+	    PS_OK)
+		return rc;
+	if (st != NULL) {
+		rc = ps_state_server_list(st, &v, &nv);
+		ps_state_close(st);
+	}
+	t = xcalloc(n + 1, sizeof(*t));
+	for (i = 0; i < n && rc == PS_OK; i++) {
+		const struct ps_server *sv = server_named(v, nv, names[i]);
+
+		t[i].name = xstrdup(names[i]);
+		t[i].timeout = -1;
+		if (names_url(names[i])) {
+			t[i].url = xstrdup(names[i]);
+		} else if (any && st == NULL) {
+			ps_err("unknown server '%s' (no state database at %s; "
+			    "give a URL such as host:/path, or add it with "
+			    "patchsync server add)", names[i], conf->database);
+			rc = PS_EUSAGE;
+		} else if (sv == NULL) {
+			ps_err("unknown server %s", names[i]);
+			rc = PS_EUSAGE;
+		} else {
+			rc = target_of(v, nv, sv, for_push, &t[i]);
+		}
+	}
+	if (rc == PS_OK)
+		rc = add_relays(v, nv, for_push, &t, &nt);
+	for (i = 0; i < nt && rc == PS_OK; i++) {
+		if (rsh != NULL) {
+			free(t[i].rsh);
+			t[i].rsh = xstrdup(rsh);
+		}
+		if (ps_url_parse(t[i].url, &u, err, sizeof(err)) != 0) {
+			ps_err("%s: %s", t[i].name, err);
+			rc = PS_EUSAGE;
+		} else {
+			ps_url_free(&u);
+		}
+	}
+	ps_server_list_free(v, nv);
+	if (rc != PS_OK) {
+		for (i = 0; i < nt; i++)
+			ps_target_free(&t[i]);
+		free(t);
+		return rc;
+	}
+	*out = t;
+	*nout = nt;
+	return PS_OK;
 }
 
 void
@@ -946,6 +1131,30 @@ ps_task_prune(struct ps_state *st, const struct ps_conf *conf,
 }
 
 /* --- outcomes for `status` ----------------------------------------- */
+
+void
+ps_task_results(struct ps_task_ctx *ctx, const struct ps_target *t,
+    size_t nt)
+{
+	size_t i;
+
+	for (i = 0; i < nt && ctx != NULL; i++) {
+		const char *via = t[i].via != NULL ? t[i].via->name : NULL;
+
+		if (t[i].rc == PS_OK)
+			ps_task_event(ctx, "server", "info", "%s%s%s: ok, %"
+			    PRIu64 " files transferred, %" PRIu64 " deleted, "
+			    "%" PRIu64 " bytes sent", t[i].name, via != NULL ?
+			    " via " : "", via != NULL ? via : "",
+			    t[i].st.files, t[i].st.deleted, t[i].bytes_sent);
+		else
+			ps_task_event(ctx, "server", "error", "%s%s%s: failed "
+			    "(exit %d): %s", t[i].name, via != NULL ? " via " :
+			    "", via != NULL ? via : "", ps_exit_code(t[i].rc),
+			    t[i].error != NULL ? t[i].error :
+			    ps_strresult(t[i].rc));
+	}
+}
 
 static void
 entry_figures(const struct ps_entry *e, int64_t *size, int64_t *mtime)

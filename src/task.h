@@ -66,12 +66,30 @@ struct ps_server_conn {
  * PS_EUSAGE), NULL for a local URL without rsh; its remote path,
  * bandwidth limit and timeout. FOR_PUSH: a download-source server is
  * refused (PS_EUSAGE, "server NAME is a download source: pushing to it
- * is refused"). Strings are malloc'd: free with ps_server_conn_free. One
- * error line on failure.
+ * is refused"). A server reached through a relay is refused: only push
+ * and report reach it (ps_task_targets). Strings are malloc'd: free with
+ * ps_server_conn_free. One error line on failure.
  */
 int ps_task_resolve_server(const struct ps_conf *conf, const char *name,
     int for_push, struct ps_server_conn *out);
 void ps_server_conn_free(struct ps_server_conn *c);
+
+/*
+ * The targets of a push (FOR_PUSH) or report: each of the N names or
+ * URLs, the names resolved as ps_task_resolve_server does (with one look
+ * at the state database), then the relays that any of them is reached
+ * through and that were not named, after them: every target reached
+ * through a relay has it in the same array (its via). RSH (may be NULL)
+ * replaces every remote shell. The relay rules are checked again (the
+ * database may have been edited meanwhile): a broken chain, or more than
+ * PS_RELAY_MAX_SERVERS behind one relay, is refused. Returns PS_OK with
+ * *OUT (free each with ps_target_free, then the array), or PS_EUSAGE
+ * after one line.
+ */
+struct ps_target;
+int ps_task_targets(const struct ps_conf *conf, const char **names,
+    size_t n, int for_push, const char *rsh, struct ps_target **out,
+    size_t *nout);
 
 /*
  * The names of every server that is not a download source (for --all);
@@ -100,6 +118,15 @@ int ps_parse_rate(const char *s, uint64_t *out);
 struct ps_target;
 void ps_task_record_outcomes(const struct ps_conf *conf,
     const struct ps_target *t, size_t nt, int report);
+
+/*
+ * One 'server' event per target of a push, with its own result (a
+ * server reached through a relay names it): the history shows every
+ * server, relayed or not.
+ */
+struct ps_task_ctx;
+void ps_task_results(struct ps_task_ctx *ctx, const struct ps_target *t,
+    size_t nt);
 
 /*
  * `history prune` and `keep =`: delete the tasks that ended before

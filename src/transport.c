@@ -94,6 +94,8 @@ local_argv(const struct ps_url *u, const struct ps_conn_opts *o)
 	    "patchsync"));
 	argv_add(&argv, &n, xstrdup("serve"));
 	argv_add(&argv, &n, xstrdup("--stdio"));
+	if (o->relay)
+		argv_add(&argv, &n, xstrdup("--relay"));
 	argv_add(&argv, &n, xstrdup(u->path));
 	return argv;
 }
@@ -154,8 +156,9 @@ ssh_argv(const struct ps_url *u, const struct ps_conn_opts *o, char *err,
 	}
 	argv_add(&argv, &n, xstrdup(u->host));
 	q = ps_shell_quote(u->path);
-	argv_add(&argv, &n, xasprintf("%s serve --stdio %s",
-	    o->remote_path != NULL ? o->remote_path : "patchsync", q));
+	argv_add(&argv, &n, xasprintf("%s serve --stdio %s%s",
+	    o->remote_path != NULL ? o->remote_path : "patchsync",
+	    o->relay ? "--relay " : "", q));
 	free(q);
 	return argv;
 }

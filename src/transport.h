@@ -21,6 +21,7 @@ struct ps_conn_opts {
 	const char *rsh;	/* remote shell command line; NULL: "ssh" */
 	const char *remote_path;	/* verbatim; NULL: "patchsync" */
 	const char *self_exe;	/* local server; NULL: /proc/self/exe */
+	int relay;		/* ask for `serve --relay` (relay.h) */
 };
 
 /*

@@ -2,7 +2,7 @@
 """evilpeer.py -- a hostile peer for the functional tests.
 
 A second, independent implementation of the patchsync protocol (version
-3, man/patchsync-protocol.5), as rsync's test suite keeps one: it sends
+4, man/patchsync-protocol.5), as rsync's test suite keeps one: it sends
 normal messages with one thing wrong. All frame layouts are in the
 MESSAGES table below.
 
@@ -12,15 +12,23 @@ MESSAGES table below.
       is ignored). MODE: garbage, eof, badmagic, badversion, bigframe,
       unknowntype, truncated, badmanifest, hugestr, silent, trickle,
       stall, earlyack, bomb, pulldelete, deletesource (the last two are
-      refresh sources; $EVIL_MANIFEST names the manifest they offer).
+      refresh sources; $EVIL_MANIFEST names the manifest they offer),
+      or a relay that answers a report with a bad relay exchange:
+      relayrange (a result for a server it was not given), relaytwice
+      (two results for one), relaynone (RELAYEND without results),
+      relaybadrow (a row whose path leaves the tree).
 
   evilpeer.py console PATCHSYNC ROOT CASE HASHHEX
       A hostile console: runs "PATCHSYNC serve --stdio ROOT" over pipes,
       greets, then does CASE. HASHHEX is the XXH3-128 (as `manifest show`
       prints it) of the 5 bytes b"evil\\n", the content of every file sent.
       CASE is open:DEST, file:PATH, mkdir:PATH, delete:PATH, meta:PATH,
-      copypast:PATH, bigdata:, bigclaim:, silent:, pullpush:DIR or ok;
-      PATH may hold
+      copypast:PATH, bigdata:, bigclaim:, silent:, pullpush:DIR, ok, or
+      a relay request after pushing nothing: relaynorelay:MARK (serve
+      without --relay, asked to reach a server through a remote shell
+      that would create MARK), relaystale: (a component this session did
+      not push), relayahead: (a server behind one not sent yet); PATH may
+      hold
       backslash escapes (\\x00).
       Exit 0 when the server refused (ERROR frame, a failed RESULT, or it
       ended the session) -- or, for the cases "ok" and "pullpush", when it
@@ -35,7 +43,7 @@ import sys
 import time
 
 MAGIC = b"PSYNC\0\0\0"
-VERSION = 3
+VERSION = 4
 
 # message type -> (name, struct layout of the fixed fields; "s" marks a
 # u32-length string, "*" the rest of the payload)
@@ -50,6 +58,8 @@ MESSAGES = {
     20: ("MKDIR", "s I"),
     21: ("FILE", "I s Q q I I 16s"),
     22: ("DATA", "I Q I B *"),
+    23: ("SUMREQ", "I s I I I *"),
+    24: ("SUMS", "I I B *"),
     25: ("COPY", "I Q Q Q"),
     27: ("END", "I"),
     28: ("RESULT", "I I s"),
@@ -58,6 +68,12 @@ MESSAGES = {
     31: ("DONE", ""),
     32: ("DONEACK", "I Q Q I"),
     33: ("BYE", ""),
+    40: ("RELAY", "B I B B q I I I"),
+    41: ("RELAYSRC", "s s B"),
+    42: ("RELAYTO", "I s s s s Q I"),
+    43: ("RELAYROW", "I s s B Q q 16s Q q 16s"),
+    44: ("RELAYRES", "I I Q Q Q Q Q Q Q I Q Q Q s"),
+    45: ("RELAYEND", ""),
 }
 T = {v[0]: k for k, v in MESSAGES.items()}
 OF_NOWAIT, OF_CHECKSUM, OF_DRYRUN, OF_DELETE = 1, 2, 4, 8
@@ -169,6 +185,33 @@ def send_manifest(out, raw):
     out.write(msg("MFEND", 1, len(raw)))
 
 
+def result(k, code=0, error=b""):
+    return msg("RELAYRES", k, code, 1, 0, 0, 5, 0, 5, 1, 0, 100, 50, 10,
+               error)
+
+
+def bad_relay(mode, rd, out):
+    """Report as an empty server, take the relay request, answer badly."""
+    send_manifest(out, empty_manifest())
+    out.flush()
+    rd.skip_until(T["DONE"])
+    out.write(msg("DONEACK", 0, 0, 0, 0))
+    out.flush()
+    t, pl = rd.skip_until(T["RELAY"])
+    nservers = fields(t, pl)[7]
+    for _ in range(nservers):
+        rd.skip_until(T["RELAYTO"])
+    if mode == "relayrange":
+        out.write(result(nservers + 1))
+    elif mode == "relaytwice":
+        out.write(result(1))
+        out.write(result(1))
+    elif mode == "relaybadrow":
+        out.write(msg("RELAYROW", 1, b"patches", b"../../etc/passwd", 0,
+                      1, 1, b"\0" * 16, 0, 0, b"\0" * 16))
+    out.write(msg("RELAYEND"))
+
+
 def server(mode):
     out = sys.stdout.buffer
     rd = Reader(0)
@@ -198,7 +241,8 @@ def server(mode):
     try:
         rd.frame()              # the console's HELLO
         if mode in ("badmanifest", "hugestr", "stall", "earlyack", "bomb",
-                    "pulldelete", "deletesource"):
+                    "pulldelete", "deletesource") or \
+                mode.startswith("relay"):
             rd.skip_until(T["OPEN"])
         if mode == "bigframe":
             out.write(struct.pack("<IB", 0xFFFFFFF0, T["MFDATA"]) +
@@ -231,6 +275,8 @@ def server(mode):
             for i in range(4):
                 out.write(msg("MFDATA", z))
             out.write(msg("MFEND", 1, 4 << 30))
+        elif mode.startswith("relay"):
+            bad_relay(mode, rd, out)
         elif mode in ("pulldelete", "deletesource"):
             # A refresh source: its manifest (a file, so not empty), the
             # console's, then a DELETE of the console's file "keep" --
@@ -256,10 +302,30 @@ def server(mode):
 
 # ---- the hostile console ----
 
+def relay_request(case, send, wait_for, verdict):
+    """Ask for a relayed push of "patches" to one server, nothing pushed."""
+    kind, _, mark = case.partition(":")
+    send(msg("RELAY", ord("p"), 0, 1, 0, -1, 1, 1, 1))
+    send(msg("RELAYSRC", b"patches", b"patches", 0))
+    rsh = ("sh -c 'touch %s' --" % mark).encode() if mark else b""
+    send(msg("RELAYTO", 1 if kind == "relayahead" else 0, b"dist5",
+             b"dist5.example:/srv/dist", rsh, b"", 0, 30))
+    t, pl = wait_for({T["RELAYRES"]})
+    v = fields(t, pl)
+    send(msg("BYE"))
+    if v[1] != 0:
+        verdict(True, "RELAYRES code %d: %s" %
+                (v[1], v[13].decode(errors="replace")))
+    verdict(False, "RELAYRES code 0")
+
+
 def console(ps, root, case, hashhex):
     h = bytes.fromhex(hashhex)
     data = b"evil\n"
-    p = subprocess.Popen([ps, "serve", "--stdio", "--timeout", "3", root],
+    relay = ["--relay"] if case.startswith("relay") and \
+        not case.startswith("relaynorelay") else []
+    p = subprocess.Popen([ps, "serve", "--stdio", "--timeout", "3"] +
+                         relay + [root],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     rd = Reader(p.stdout.fileno())
 
@@ -343,6 +409,8 @@ def console(ps, root, case, hashhex):
         wait_for({T["DONEACK"]})
         send(msg("BYE"))
         verdict(False, "pushed after pulling")
+    if case.startswith("relay"):
+        relay_request(case, send, wait_for, verdict)
     if case.startswith("open:"):
         open_(case[5:])
         wait_for({T["MFEND"]})

@@ -76,6 +76,8 @@ c -c a.conf server check dist1 ''; expect
 c --config=a.conf schedule add --server '';  expect dist1 dist2 mirror
 c -c a.conf schedule add -s dist;  expect dist1 dist2
 c -c a.conf history --server = d;  expect dist1 dist2
+c -c a.conf server add d3 /srv/d3 --via d;  expect dist1 dist2
+c -c a.conf server edit dist2 --via = '';  expect dist1 dist2 mirror
 (PATCHSYNC_CONFIG=$T/a.conf; export PATCHSYNC_CONFIG; c server remove m; expect mirror)
 # Schedule and task ids.
 c -c a.conf schedule run '';  expect "$sched"

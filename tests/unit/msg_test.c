@@ -15,7 +15,8 @@ static const uint8_t types[] = {
 	PS_MSG_HELLO, PS_MSG_ERROR, PS_MSG_NOTICE, PS_MSG_KEEPALIVE,
 	PS_MSG_OPEN, PS_MSG_MFDATA, PS_MSG_MFEND, PS_MSG_MKDIR, PS_MSG_FILE,
 	PS_MSG_DATA, PS_MSG_SUMREQ, PS_MSG_SUMS, PS_MSG_COPY, PS_MSG_END, PS_MSG_RESULT, PS_MSG_DELETE, PS_MSG_META, PS_MSG_DONE,
-	PS_MSG_DONEACK, PS_MSG_BYE
+	PS_MSG_DONEACK, PS_MSG_BYE, PS_MSG_RELAY, PS_MSG_RELAYSRC,
+	PS_MSG_RELAYTO, PS_MSG_RELAYROW, PS_MSG_RELAYRES, PS_MSG_RELAYEND
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 
@@ -88,6 +89,17 @@ put_field(struct buf *b, uint8_t type, const struct ps_field_info *fi,
 	case PS_F_MAGIC:
 		buf_add(b, PS_MAGIC, PS_MAGIC_LEN);
 		break;
+	case PS_F_NAME:
+		p = variant ? "dist-5.example_A" : "a";
+		buf_add_u32(b, (uint32_t)strlen(p));
+		buf_addstr(b, p);
+		break;
+	case PS_F_LINE:
+		p = variant ? "ssh -p 2222 -o 'ConnectTimeout=5' \xc3\xa9" :
+		    "x";
+		buf_add_u32(b, (uint32_t)strlen(p));
+		buf_addstr(b, p);
+		break;
 	case PS_F_REST:
 		n = rest_len(type, fi, variant);
 		memset(raw, 0, sizeof(raw));
@@ -100,6 +112,17 @@ put_field(struct buf *b, uint8_t type, const struct ps_field_info *fi,
 		buf_add(b, raw, n);
 		break;
 	}
+}
+
+/* Where a RELAYROW's state is: after server, component and path. */
+static size_t
+row_state_off(const unsigned char *p)
+{
+	size_t off = 4;
+
+	off += 4 + get_u32le(p + off);
+	off += 4 + get_u32le(p + off);
+	return off;
 }
 
 /* A valid payload of TYPE; *HEAD gets the bytes before a REST field. */
@@ -137,6 +160,12 @@ valid(uint8_t type, int variant, struct buf *b, size_t *head, int *rest)
 	}
 	if (type == PS_MSG_COPY)	/* off + len within range */
 		put_u64le(b->p + 4, 0);
+	if (type == PS_MSG_RELAY)	/* max_delete: -1 or more */
+		put_u64le(b->p + 7, variant ? (uint64_t)-1 : 10);
+	if (type == PS_MSG_RELAYROW)	/* out-of-date: both sides */
+		b->p[row_state_off(b->p)] = PS_RELAY_ROW_OUTDATED;
+	if (type == PS_MSG_RELAYRES && variant == 0)	/* failed, with why */
+		put_u32le(b->p + 4, PS_EPEER);
 }
 
 static int
@@ -232,6 +261,10 @@ with_field(uint8_t type, size_t k, const void *raw, size_t rawlen,
 			put_u32le(one.p, 4);
 		if (type == PS_MSG_SUMREQ && j == 4)	/* nregions */
 			put_u32le(one.p, 1);
+		if (type == PS_MSG_RELAYROW && j == 3)	/* both sides */
+			one.p[0] = PS_RELAY_ROW_OUTDATED;
+		if (type == PS_MSG_RELAYRES && j == 1)	/* failed, with why */
+			put_u32le(one.p, PS_EPEER);
 		buf_add(b, one.p, one.len);
 	}
 	buf_free(&one);
@@ -299,6 +332,14 @@ test_out_of_range(void **state)
 				continue;
 			case PS_F_MAGIC:
 				buf_add(&raw, "RSYNC\0\0\0", 8);
+				break;
+			case PS_F_NAME:
+				buf_add_u32(&raw, 5);
+				buf_add(&raw, "a/b c", 5);
+				break;
+			case PS_F_LINE:
+				buf_add_u32(&raw, 3);
+				buf_add(&raw, "a\nb", 3);
 				break;
 			default:
 				continue;
@@ -386,6 +427,78 @@ test_cross_checks(void **state)
 	buf_free(&b);
 }
 
+/* RELAY..RELAYRES: the rules across their fields. */
+static void
+test_relay_checks(void **state)
+{
+	struct ps_msg_relay r = { PS_OPEN_PUSH, PS_OF_DELETE, 1, 0, -1, 4,
+	    1, 3 };
+	struct ps_msg_relayrow w;
+	struct ps_msg_relayres x;
+	struct buf b = { 0 };
+	char why[256];
+
+	(void)state;
+	ps_msg_encode(PS_MSG_RELAY, &r, &b);
+	assert_int_equal(ps_dec_relay(&b, &r, why, sizeof(why)), 0);
+	assert_int_equal(r.max_delete, -1);
+	r.max_delete = -2;
+	b.len = 0;
+	ps_msg_encode(PS_MSG_RELAY, &r, &b);
+	assert_int_equal(ps_dec_relay(&b, &r, why, sizeof(why)), -1);
+	assert_string_equal(why, "malformed RELAY: max_delete is out of "
+	    "range");
+	/* A report deletes nothing. */
+	r.max_delete = -1;
+	r.mode = PS_OPEN_REPORT;
+	b.len = 0;
+	ps_msg_encode(PS_MSG_RELAY, &r, &b);
+	assert_int_equal(ps_dec_relay(&b, &r, why, sizeof(why)), -1);
+
+	/* A missing file has no server side; an extra one no console side. */
+	memset(&w, 0, sizeof(w));
+	w.server = 1;
+	w.component.p = (const unsigned char *)"patches";
+	w.component.len = 7;
+	w.path.p = (const unsigned char *)"KB1.msu";
+	w.path.len = 7;
+	w.state = PS_RELAY_ROW_MISSING;
+	w.csize = 10;
+	b.len = 0;
+	ps_msg_encode(PS_MSG_RELAYROW, &w, &b);
+	assert_int_equal(ps_dec_relayrow(&b, &w, why, sizeof(why)), 0);
+	w.smtime = 1;
+	b.len = 0;
+	ps_msg_encode(PS_MSG_RELAYROW, &w, &b);
+	assert_int_equal(ps_dec_relayrow(&b, &w, why, sizeof(why)), -1);
+	w.state = PS_RELAY_ROW_EXTRA;
+	b.len = 0;
+	ps_msg_encode(PS_MSG_RELAYROW, &w, &b);
+	assert_int_equal(ps_dec_relayrow(&b, &w, why, sizeof(why)), -1);
+
+	/* A result is a result code; a failure says why, a success not. */
+	memset(&x, 0, sizeof(x));
+	x.server = 2;
+	x.code = PS_DIFFER;
+	b.len = 0;
+	ps_msg_encode(PS_MSG_RELAYRES, &x, &b);
+	assert_int_equal(ps_dec_relayres(&b, &x, why, sizeof(why)), -1);
+	x.code = PS_EPEER;
+	b.len = 0;
+	ps_msg_encode(PS_MSG_RELAYRES, &x, &b);
+	assert_int_equal(ps_dec_relayres(&b, &x, why, sizeof(why)), -1);
+	x.error.p = (const unsigned char *)"timed out";
+	x.error.len = 9;
+	b.len = 0;
+	ps_msg_encode(PS_MSG_RELAYRES, &x, &b);
+	assert_int_equal(ps_dec_relayres(&b, &x, why, sizeof(why)), 0);
+	x.code = PS_OK;
+	b.len = 0;
+	ps_msg_encode(PS_MSG_RELAYRES, &x, &b);
+	assert_int_equal(ps_dec_relayres(&b, &x, why, sizeof(why)), -1);
+	buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -394,6 +507,7 @@ main(void)
 		cmocka_unit_test(test_truncated_and_oversized),
 		cmocka_unit_test(test_out_of_range),
 		cmocka_unit_test(test_cross_checks),
+		cmocka_unit_test(test_relay_checks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

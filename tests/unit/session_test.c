@@ -141,7 +141,7 @@ test_greeting_bad(void **state)
 	assert_int_equal(greet_raw(f, n, 0, 0, 5, why, sizeof(why)),
 	    PS_EPEER);
 	assert_non_null(strstr(why, "protocol version 1, this patchsync "
-	    "speaks 3"));
+	    "speaks 4"));
 
 	n = hello_frame(f, PS_MAGIC, PS_PROTO_VERSION);
 	f[21] = PS_ROLE_CONSOLE;
@@ -408,7 +408,7 @@ static void *
 srv_main(void *arg)
 {
 	struct srv *x = arg;
-	struct ps_serve_opts o = { x->root, 10 };
+	struct ps_serve_opts o = { x->root, 10, 0 };
 
 	x->rc = ps_serve(x->fd, x->fd, &o);
 	return NULL;

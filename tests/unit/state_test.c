@@ -841,6 +841,24 @@ test_events(void **state)
 	s.stop_after = 4;
 	walk(st, &fl, &s, 42);
 	assert_int_equal(s.n, 4);
+	s.stop_after = 0;
+
+	/*
+	 * --server: also a task that pushed to several servers, that one
+	 * among them, and only a whole name ('_' is no wildcard).
+	 */
+	assert_int_equal(ps_state_task_create(st, PS_TASK_MANUAL, 0, "c",
+	    "ax1,s3,relay", "", &t1), PS_OK);
+	assert_int_equal(ps_state_event_add(st, t1, "server", "info",
+	    "s3 via relay: ok", NULL), PS_OK);
+	for (i = 0; i < 4; i++) {
+		fl.server = (const char *[]){ "s3", "relay", "ax1", "a" }[i];
+		walk(st, &fl, &s, PS_OK);
+		assert_int_equal(s.n, i < 3 ? 1 : 0);
+	}
+	fl.server = "a_1";
+	walk(st, &fl, &s, PS_OK);
+	assert_int_equal(s.n, 0);
 }
 
 /* --- PostgreSQL's own checks of what it opens ------------------------- */
@@ -930,19 +948,134 @@ test_migrate_v1(void **state)
 	f->st = NULL;
 	/* What version 1 was: v2's additions taken away again. */
 	raw_sql(f->db, "DROP TABLE report_rows; DROP TABLE outcomes; "
-	    "DROP INDEX tasks_ended; ALTER TABLE servers DROP COLUMN timeout; "
+	    "DROP INDEX tasks_ended; DROP INDEX servers_via; "
+	    "ALTER TABLE servers DROP COLUMN via; "
+	    "ALTER TABLE servers DROP COLUMN timeout; "
 	    "ALTER TABLE servers DROP COLUMN bwlimit; "
 	    "ALTER TABLE servers DROP COLUMN remote_path");
 	raw_sql(f->db, pg_base != NULL ? "UPDATE schema_version SET "
 	    "version = 1" : "PRAGMA user_version = 1");
 	open_ok(f);
 	assert_int_equal(raw_int(f->db, pg_base != NULL ? "SELECT version "
-	    "FROM schema_version" : "PRAGMA user_version"), 2);
+	    "FROM schema_version" : "PRAGMA user_version"), PS_STATE_VERSION);
 	assert_int_equal(ps_state_server_get(f->st, "old", &sv), PS_OK);
 	assert_null(sv.remote_path);
 	assert_int_equal(sv.bwlimit, 0);
 	assert_int_equal(sv.timeout, -1);
+	assert_null(sv.via);
 	ps_server_free(&sv);
+}
+
+/* A version 2 database (before relays) migrates in place. */
+static void
+test_migrate_v2(void **state)
+{
+	struct fix *f = *state;
+	struct ps_server sv;
+
+	open_ok(f);
+	add_server(f->st, "old", 0);
+	ps_state_close(f->st);
+	f->st = NULL;
+	raw_sql(f->db, "DROP INDEX servers_via; "
+	    "ALTER TABLE servers DROP COLUMN via");
+	raw_sql(f->db, pg_base != NULL ? "UPDATE schema_version SET "
+	    "version = 2" : "PRAGMA user_version = 2");
+	open_ok(f);
+	assert_int_equal(raw_int(f->db, pg_base != NULL ? "SELECT version "
+	    "FROM schema_version" : "PRAGMA user_version"), 3);
+	assert_int_equal(ps_state_server_get(f->st, "old", &sv), PS_OK);
+	assert_null(sv.via);
+	ps_server_free(&sv);
+}
+
+static int
+add_via(struct ps_state *st, const char *name, const char *via)
+{
+	struct ps_server sv = { 0 };
+
+	sv.name = (char *)name;
+	sv.url = (char *)"host:/srv/dist";
+	sv.via = (char *)via;
+	return ps_state_server_add(st, &sv);
+}
+
+/* Relays: chains up to PS_VIA_MAX_DEPTH, no cycle, no credentials. */
+static void
+test_relays(void **state)
+{
+	struct fix *f = *state;
+	struct ps_state *st = open_ok(f);
+	struct ps_server_edit e;
+	struct ps_server sv, *v;
+	char name[16], prev[16];
+	size_t n;
+	int i;
+
+	ps_state_set_quiet(st, 1);
+	add_server(st, "relay", 0);
+	add_server(st, "mirror", 1);
+	assert_int_equal(add_via(st, "dist5", "relay"), PS_OK);
+	assert_int_equal(ps_state_server_get(st, "dist5", &sv), PS_OK);
+	assert_string_equal(sv.via, "relay");
+	ps_server_free(&sv);
+	assert_int_equal(add_via(st, "x", "nosuch"), PS_EUSAGE);
+	assert_non_null(strstr(ps_state_error(st), "unknown relay nosuch"));
+	assert_int_equal(add_via(st, "x", "x"), PS_EUSAGE);
+	assert_int_equal(add_via(st, "x", "mirror"), PS_EUSAGE);
+	assert_non_null(strstr(ps_state_error(st), "download source"));
+	/* Behind a relay: the relay's own keys, never ours. */
+	memset(&sv, 0, sizeof(sv));
+	sv.name = (char *)"k";
+	sv.url = (char *)"host:/srv";
+	sv.via = (char *)"relay";
+	sv.identity_file = (char *)"/root/.ssh/k";
+	assert_int_equal(ps_state_server_add(st, &sv), PS_EUSAGE);
+	assert_non_null(strstr(ps_state_error(st), "--identity"));
+
+	/* A cycle: relay through dist5, which is behind relay. */
+	memset(&e, 0, sizeof(e));
+	e.bwlimit = -1;
+	e.timeout = PS_KEEP;
+	e.download_source = -1;
+	e.via = "dist5";
+	assert_int_equal(ps_state_server_edit(st, "relay", &e), PS_EUSAGE);
+	assert_non_null(strstr(ps_state_error(st), "cycle"));
+	/* The relay of someone cannot become a download source. */
+	e.via = NULL;
+	e.download_source = 1;
+	assert_int_equal(ps_state_server_edit(st, "relay", &e), PS_EUSAGE);
+	e.download_source = -1;
+	/* Nor be removed while servers are behind it. */
+	assert_int_equal(ps_state_server_remove(st, "relay"), PS_EUSAGE);
+	assert_non_null(strstr(ps_state_error(st), "relay of dist5"));
+
+	/* A chain: r1 <- r2 <- ... as deep as allowed, and no deeper. */
+	snprintf(prev, sizeof(prev), "dist5");
+	for (i = 2; i <= PS_VIA_MAX_DEPTH; i++) {
+		snprintf(name, sizeof(name), "r%d", i);
+		assert_int_equal(add_via(st, name, prev), PS_OK);
+		snprintf(prev, sizeof(prev), "%s", name);
+	}
+	assert_int_equal(add_via(st, "deep", prev), PS_EUSAGE);
+	assert_non_null(strstr(ps_state_error(st), "relays away"));
+	assert_int_equal(ps_state_server_list(st, &v, &n), PS_OK);
+	assert_int_equal(ps_state_via_depth(v, n, "relay"), 0);
+	assert_int_equal(ps_state_via_depth(v, n, "dist5"), 1);
+	assert_int_equal(ps_state_via_depth(v, n, prev), PS_VIA_MAX_DEPTH);
+	ps_server_list_free(v, n);
+	/* Moving a subtree under another server deepens all of it. */
+	add_server(st, "top", 0);
+	e.via = "top";
+	assert_int_equal(ps_state_server_edit(st, "relay", &e), PS_EUSAGE);
+	/* --no-via brings a server back to the console. */
+	e.via = "";
+	assert_int_equal(ps_state_server_edit(st, prev, &e), PS_OK);
+	assert_int_equal(ps_state_server_get(st, prev, &sv), PS_OK);
+	assert_null(sv.via);
+	ps_server_free(&sv);
+	e.via = "top";
+	assert_int_equal(ps_state_server_edit(st, "relay", &e), PS_OK);
 }
 
 static void
@@ -959,7 +1092,7 @@ test_server_edit(void **state)
 	struct fix *f = *state;
 	struct ps_state *st = open_ok(f);
 	struct ps_server_edit e = { NULL, NULL, NULL, NULL, NULL, -1, PS_KEEP,
-	    -1 };
+	    -1, NULL };
 	struct ps_server sv = { 0 };
 	struct ps_server_conn c;
 	struct ps_conf conf;
@@ -1383,6 +1516,9 @@ main(void)
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_migrate_v1, setup,
 		    teardown),
+		cmocka_unit_test_setup_teardown(test_migrate_v2, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_relays, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_server_edit, setup,
 		    teardown),
 		cmocka_unit_test(test_parse_rate),
