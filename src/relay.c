@@ -18,6 +18,7 @@
 
 #include "mfcache.h"
 #include "relay.h"
+#include "url.h"
 
 #define NAMES_SHOWN 5	/* servers named in a line, then "and N more" */
 
@@ -728,6 +729,42 @@ worker(void *arg)
 	return NULL;
 }
 
+/*
+ * Under a forced command (sshd sets SSH_ORIGINAL_COMMAND), the console's
+ * account may do no more than the administrator wrote: push below ROOT
+ * and have it passed on. So the relay runs no remote shell or remote
+ * program the console names, and writes no local directory for it: only
+ * ssh URLs, reached with ssh and the default program (each host's own
+ * forced command decides the rest). A console that logs in with a shell
+ * could do all that itself; then the relay takes what it is sent.
+ */
+static void
+confine(struct relay_run *r)
+{
+	struct ps_url u;
+	char err[256];
+	size_t i;
+	int local;
+
+	if (r->refused != NULL || getenv("SSH_ORIGINAL_COMMAND") == NULL)
+		return;
+	for (i = 0; i < r->nt; i++) {
+		struct ps_target *t = &r->t[i];
+
+		memset(&u, 0, sizeof(u));
+		local = ps_url_parse(t->url, &u, err, sizeof(err)) != 0 ||
+		    u.kind == PS_URL_LOCAL;
+		ps_url_free(&u);
+		if (!local && t->rsh == NULL && t->remote_path == NULL)
+			continue;
+		r->refused = xasprintf("not passed on: this relay runs under "
+		    "a forced command, so it takes no %s from the console "
+		    "(server %s)", local ? "local path" : t->rsh != NULL ?
+		    "remote shell" : "remote program", t->name);
+		return;
+	}
+}
+
 /* Nothing is passed on: every server gets the reason. */
 static void
 refuse(struct relay_run *r)
@@ -814,6 +851,7 @@ ps_relay_serve(struct ps_sess *s, const struct ps_relay_copy *c,
 		    "lacks --relay");
 	if ((rc = take_request(&r)) != PS_OK)
 		goto out;
+	confine(&r);
 	setup_opts(&r);
 	ps_diag_collect(1);
 	if (r.refused != NULL) {

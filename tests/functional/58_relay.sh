@@ -169,6 +169,39 @@ err_has "d1"
 [ ! -e d1/patches/KB4.msu ] || fail "passed on without --relay"
 expect_exit 0 $A server edit relay --remote-path "$T/relaywrap"
 
+# ---- a relay run by a forced command with --relay ----
+# sshd sets SSH_ORIGINAL_COMMAND; the console's account may then do no
+# more than the forced command: no local path, remote shell or remote
+# program it names is used by the relay.
+mkdir fr
+cat >forcedrelay <<EOF
+#!/bin/sh
+SSH_ORIGINAL_COMMAND="patchsync serve --stdio --relay $T/fr"
+export SSH_ORIGINAL_COMMAND
+exec "$PS" "\$@"
+EOF
+printf '#!/bin/sh\ntouch "%s/pwned"\n' "$T" >pwner
+chmod +x forcedrelay pwner
+expect_exit 0 $A server add fr "localhost:$T/fr" --rsh "$RSH" \
+    --remote-path "$T/forcedrelay"
+expect_exit 0 $A server add fl "$T/fl" --via fr
+expect_exit 0 $A server add fs "localhost:$T/fs" --via fr \
+    --rsh "sh -c 'touch $T/pwned' --"
+expect_exit 0 $A server add fp "localhost:$T/fp" --via fr \
+    --remote-path "$T/pwner"
+for n in fl fs fp; do
+    expect_exit 4 $A push "$n" --json
+    err_has "forced command"
+    python3 - "$T/out" "$n" <<'PY' || fail "a forced relay passed $n on (see above)"
+import json, sys
+d = {s["server"]: s for s in json.load(open(sys.argv[1]))["servers"]}
+assert d["fr"]["status"] == "ok", d["fr"]
+assert d[sys.argv[2]]["status"] == "failed", d[sys.argv[2]]
+PY
+done
+[ ! -e fl ] && [ ! -e pwned ] || fail "a forced relay acted for the console"
+for n in fl fs fp fr; do expect_exit 0 $A server remove "$n"; done
+
 # ---- the relay dies mid-way ----
 # One session at a time: d1 is done, then d2's start kills the relay.
 cat >down <<EOF
