@@ -17,10 +17,13 @@ then N times (default 3); the server copies are reset before every run,
 and every run is checked: the server tree must equal the console tree
 byte for byte, with nothing extra. Both tools talk to their server role
 through the same local --rsh wrapper (bench/rsh.c: a pipe to a second
-process, as over ssh). Prints one table: median wall time, bytes on the
-wire, CPU seconds of the console side and of the server side, peak RSS
-of each side, and patchsync/rsync ratios (--markdown: as Markdown;
---json FILE: every number, and every run, as JSON, "-" for stdout).
+process, as over ssh). Where a scenario writes files on the server,
+rsync --fsync runs too, the same way (when this rsync has --fsync).
+Prints one table: median wall time, bytes on the wire, CPU seconds of
+the console side and of the server side, peak RSS of each side,
+patchsync/rsync ratios, and the wall of rsync --fsync with patchsync's
+against it (--markdown: as Markdown; --json FILE: every number, and
+every run, as JSON, "-" for stdout).
 Exit 0 when every run of both tools succeeded and verified, 1 when one
 failed (the table is still printed), 2 on a usage error. A run still
 going after --timeout seconds (default 600, 8 with --quick) is killed
@@ -174,15 +177,17 @@ def main(argv):
 
 
 def run_scenario(b, scen, metas, runs):
-    """Run SCEN with both tools; returns ({tool: runs}, one-line
-    description, {tool: runs} of the one-server push or None)."""
+    """Run SCEN with both tools (and rsync --fsync when SCEN writes
+    files on the server); returns ({tool: runs}, one-line description,
+    {tool: runs} of the one-server push or None)."""
     one = None
+    writers = b.write_tools()
     if scen in ("initial", "patch-tuesday", "fan-out", "fan-out-64"):
         d, m = metas["tree"]
         src, old = os.path.join(d, "tree"), os.path.join(d, "tree-old")
         if scen == "initial":
             res = scenarios.push_scenario(b, scen, src, None, 1, (), None,
-                                          runs)
+                                          runs, writers)
             return res, "%d files, %s, into an empty server" % (
                 m["files"], human(m["bytes"])), None
         # The untouched files of the server copies are hard links into
@@ -191,7 +196,7 @@ def run_scenario(b, scen, metas, runs):
                                       set(m["modified"]))
         n = {"fan-out": FANOUT, "fan-out-64": FANOUT_BIG}.get(scen, 1)
         res = scenarios.push_scenario(b, scen, src, old, n, m["modified"],
-                                      known, runs)
+                                      known, runs, writers)
         if scen == "fan-out-64":
             one = scenarios.push_scenario(b, scen + "-one", src, old, 1,
                                           m["modified"], known, runs)
@@ -203,7 +208,7 @@ def run_scenario(b, scen, metas, runs):
         d, m = metas[name]
         res = scenarios.push_scenario(b, scen, os.path.join(d, "new"),
                                       os.path.join(d, "old"), 1, [], None,
-                                      runs)
+                                      runs, writers)
         how = {"definitions": "1% changed in scattered places",
                "scattered": "%d edits of 100 bytes in place" % m.get(
                    "edits", 0),
@@ -239,9 +244,9 @@ def run_all(ctx, work):
         doc["description"] = desc
         rows.append(row)
         docs.append(doc)
-        for t in scenarios.TOOLS:
-            for r, what in ((res, ""), (one, " (one server)")):
-                if r is None or table.aggregate(r[t]) is not None:
+        for r, what in ((res, ""), (one, " (one server)")):
+            for t in r or {}:
+                if table.aggregate(r[t]) is not None:
                     continue
                 failed = True
                 errs = [q.err for q in r[t] if q.err] or ["no run"]
@@ -268,6 +273,7 @@ def run_all(ctx, work):
                "seed": opt["seed"], "cpus": os.cpu_count(),
                "rsync": version(["rsync", "--version"]),
                "patchsync": version([ctx.ps, "--version"]),
+               "rsync_fsync": b.fsync,
                "ok": not failed, "warnings": b.warnings, "scenarios": docs}
         text = json.dumps(doc, indent=1) + "\n"
         if opt["json"] == "-":
@@ -297,7 +303,8 @@ def print_results(ctx, b, rows, info):
     table.print_table(rows, md)
     print()
     bullet = "- " if md else ""
-    print(bullet + table.LEGEND)
+    for line in table.LEGEND:
+        print(bullet + line)
     for line in (i for i in info if "FAILED" not in i):
         print(bullet + line)
     for w in b.warnings:

@@ -9,10 +9,13 @@ import time
 
 from . import measure
 from .measure import Run
-from .util import tail
+from .util import has_option, tail
 from .verify import verify, walk_files
 
 TOOLS = ("rsync", "patchsync")
+# rsync --fsync: for scenarios that write files on the server, the same
+# rsync with every written file made durable, as patchsync always does.
+FSYNC = "rsync-fsync"
 
 
 class Bench:
@@ -25,6 +28,19 @@ class Bench:
         os.makedirs(self.logdir, exist_ok=True)
         self.warnings = []
         self.commands = {}
+        self.fsync = has_option(["rsync"], "--fsync")
+        if not self.fsync:
+            self.warn("this rsync has no --fsync option: no rsync --fsync "
+                      "runs (fsync wall: -)")
+
+    def warn(self, msg):
+        """A warning: logged now, and printed under the table."""
+        self.ctx.log("warning: " + msg)
+        self.warnings.append(msg)
+
+    def write_tools(self):
+        """The tools of a scenario that writes files on the server."""
+        return TOOLS + ((FSYNC,) if self.fsync else ())
 
     # server copies: OLD -> DST, with hard links for files no tool
     # should ever touch (both tools write new files beside, then rename)
@@ -52,9 +68,10 @@ class Bench:
             self.ctx.sh(["rsync", "-a", "--delete", "--exclude=/.patchsync/",
                          old + "/", dst + "/"])
 
-    def rsync_push(self, src, dst, tag):
-        argv = ["rsync", "-a", "--delete", "--stats", "-e", self.rsh,
-                src + "/", "bench:" + dst + "/"]
+    def rsync_push(self, src, dst, tag, fsync=False):
+        argv = ["rsync", "-a", "--delete", "--stats"] + (
+            ["--fsync"] if fsync else []) + [
+            "-e", self.rsh, src + "/", "bench:" + dst + "/"]
         rc, wall, con, srv, out, err = measure.timed(self.ctx, argv,
                                                      self.logdir, tag)
         wire = stats_bytes(out)
@@ -132,30 +149,33 @@ def known_links(old, changed):
     return known
 
 
-def push_scenario(b, scen, src, old, nserv, real, known, runs):
-    """Both tools push SRC to NSERV server copies made from OLD (None:
-    empty). rsync runs once per server, one after the other. Returns
-    {tool: [Run, ...]}: the measured runs, or the one that failed."""
+def push_scenario(b, scen, src, old, nserv, real, known, runs,
+                  tools=TOOLS):
+    """TOOLS push SRC to NSERV server copies made from OLD (None:
+    empty). rsync (and rsync --fsync) runs once per server, one after
+    the other. Returns {tool: [Run, ...]}: the measured runs, or the one
+    that failed."""
     ctx = b.ctx
     sdir = os.path.join(b.work, "srv", scen)
     dst = {t: [os.path.join(sdir, "%s%d" % (t, k)) for k in range(nserv)]
-           for t in TOOLS}
+           for t in tools}
     for t in dst:
         for d in dst[t]:
             b.prep(old, d, real)
-    res = {t: [] for t in TOOLS}
-    dead = {t: False for t in TOOLS}
+    res = {t: [] for t in tools}
+    dead = {t: False for t in tools}
     for rep in range(runs + 1):                 # run 0 is the warm-up
-        for t in TOOLS:
+        for t in tools:
             if dead[t]:
                 continue
             for d in dst[t]:
                 b.reset(old, d)
             tag = "%s-%s-%d" % (scen, t, rep)
-            if t == "rsync":
+            if t != "patchsync":
                 run = None
                 for k, d in enumerate(dst[t]):
-                    part, argv = b.rsync_push(src, d, "%s.%d" % (tag, k))
+                    part, argv = b.rsync_push(src, d, "%s.%d" % (tag, k),
+                                              fsync=t == FSYNC)
                     run = part if run is None else run.then(part)
                     if not part.ok:
                         break

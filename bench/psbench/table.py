@@ -14,8 +14,11 @@ TARGETS = {
     "report": "<= 1 s, wall <= 0.5",
 }
 
+FSYNC = "rsync-fsync"            # as scenarios.FSYNC
+
 COLS = ["scenario",
         "rsync wall", "patchsync wall", "wall ratio",
+        "fsync wall", "vs fsync",
         "rsync wire", "patchsync wire", "wire ratio",
         "rsync CPU", "patchsync CPU", "CPU ratio",
         "rsync RSS", "patchsync RSS", "RSS ratio",
@@ -25,7 +28,11 @@ LEGEND = ("wall: median wall seconds; wire: bytes both ways; CPU: user+sys "
           "seconds, console+server (every process of each side; median); "
           "RSS: peak resident memory of the largest process, "
           "console/server MiB (max over runs); ratio: patchsync / rsync "
-          "(CPU: both sides together; RSS: the larger side)")
+          "(CPU: both sides together; RSS: the larger side)",
+          "fsync wall: median wall seconds of rsync --fsync (every file "
+          "it writes made durable, as patchsync does); vs fsync: "
+          "patchsync wall / fsync wall; \"-\": the scenario writes no "
+          "file on the server (or this rsync has no --fsync)")
 
 
 def aggregate(runs):
@@ -79,11 +86,14 @@ def met(scen, r, p, x, extra):
 
 
 def summarize(scen, res, one=None):
-    """The row of scenario SCEN and its JSON object. RES: {tool: runs};
-    ONE (fan-out-64): {tool: runs} of the one-server push."""
-    agg = {t: aggregate(res[t]) for t in ("rsync", "patchsync")}
+    """The row of scenario SCEN and its JSON object. RES: {tool: runs}
+    (rsync-fsync too when the scenario writes files); ONE (fan-out-64):
+    {tool: runs} of the one-server push."""
+    agg = {t: aggregate(res[t]) for t in res}
     r, p = agg["rsync"], agg["patchsync"]
-    x = dict(wall=None, wire=None, cpu=None, rss=None)
+    x = dict(wall=None, wire=None, cpu=None, rss=None, wall_vs_fsync=None)
+    if p and agg.get(FSYNC):
+        x["wall_vs_fsync"] = ratio(p["wall"], agg[FSYNC]["wall"])
     if r and p:
         x["wall"] = ratio(p["wall"], r["wall"])
         x["wire"] = ratio(p["wire"], r["wire"])
@@ -105,7 +115,8 @@ def summarize(scen, res, one=None):
     ok = met(scen, r, p, x, extra)
     row = {"scenario": scen, "target": TARGETS[scen],
            "met?": "-" if ok is None else ("yes" if ok else "no")}
-    for t, a in agg.items():
+    for t in ("rsync", "patchsync"):
+        a = agg[t]
         row[t + " wall"] = "FAILED" if a is None else "%.3f s" % a["wall"]
         row[t + " wire"] = "FAILED" if a is None else human(a["wire"])
         row[t + " CPU"] = "FAILED" if a is None else "%.2f+%.2f s" % (
@@ -115,9 +126,14 @@ def summarize(scen, res, one=None):
     for k in ("wall", "wire", "CPU", "RSS"):
         v = x[k.lower()]
         row[k + " ratio"] = "-" if v is None else "%.2f" % v
+    f = agg.get(FSYNC)
+    row["fsync wall"] = "-" if FSYNC not in agg else \
+        "FAILED" if f is None else "%.3f s" % f["wall"]
+    row["vs fsync"] = "-" if x["wall_vs_fsync"] is None else \
+        "%.2f" % x["wall_vs_fsync"]
     doc = {"scenario": scen, "target": TARGETS[scen], "met": ok,
            "ratios": x, "extra": extra, "tools": {}}
-    for t in ("rsync", "patchsync"):
+    for t in agg:
         a = agg[t]
         doc["tools"][t] = {
             "ok": a is not None,
