@@ -6,8 +6,10 @@
 
 Scenarios (default): initial patch-tuesday definitions scattered
 definitions-text noop fan-out report. Only with --only: noop-1m (a
-million files; about 4 GiB of data and two copies of it) and fan-out-64
-(patch-tuesday to 64 servers, and to one for comparison).
+million files; about 4 GiB of data and two copies of it), fan-out-64
+(patch-tuesday to 64 servers, and to one for comparison) and
+fan-out-growth (patchsync alone: patch-tuesday to 1, 8 and 64 servers,
+directly and through one relay; a table of its own).
 
 Data is made deterministically from the seed under a temporary
 directory (removed at the end unless --keep; --dir DIR uses DIR and
@@ -17,10 +19,25 @@ then N times (default 3); the server copies are reset before every run,
 and every run is checked: the server tree must equal the console tree
 byte for byte, with nothing extra. Both tools talk to their server role
 through the same local --rsh wrapper (bench/rsh.c: a pipe to a second
-process, as over ssh). Prints one table: median wall time, bytes on the
-wire, CPU seconds of the console side and of the server side, peak RSS
-of each side, and patchsync/rsync ratios (--markdown: as Markdown;
---json FILE: every number, and every run, as JSON, "-" for stdout).
+process, as over ssh). Where a scenario writes files on the server,
+rsync --fsync runs too, the same way (when this rsync has --fsync).
+Prints one table: median wall time, bytes on the wire, CPU seconds of
+the console side and of the server side, peak RSS of each side,
+patchsync/rsync ratios, and the wall of rsync --fsync with patchsync's
+against it (--markdown: as Markdown; --json FILE: every number, and
+every run, as JSON, "-" for stdout).
+
+fan-out-growth pushes with patchsync only: `push SRC bench:D1 ... -j N`
+(direct), and `-c CONF push s0 ... -j N` (relay: a configuration and
+state database under WORK/fan-out-growth with a server "relay" and N
+servers behind it, `server add --via relay`; the relay's own servers
+run under the --rsh wrapper too and count as server processes). Its
+table, after the main one: per number of servers and mode, wall,
+console CPU (and per server), bytes the console sent on its own links
+(direct: to every server; relay: to the relay), bytes sent to all
+servers, server CPU, and console CPU and bytes sent against the same
+mode with one server (--json: "fan_out_growth").
+
 Exit 0 when every run of both tools succeeded and verified, 1 when one
 failed (the table is still printed), 2 on a usage error. A run still
 going after --timeout seconds (default 600, 8 with --quick) is killed
@@ -40,9 +57,10 @@ from psbench.util import PROG, Ctx, human, version
 
 SCENARIOS = ["initial", "patch-tuesday", "definitions", "scattered",
              "definitions-text", "noop", "fan-out", "report"]
-OPT_IN = ["noop-1m", "fan-out-64"]
+OPT_IN = ["noop-1m", "fan-out-64", "fan-out-growth"]
 FANOUT = 8
 FANOUT_BIG = 64
+GROWTH = (1, 8, 64)             # servers of fan-out-growth
 
 
 def usage(msg=None):
@@ -174,15 +192,17 @@ def main(argv):
 
 
 def run_scenario(b, scen, metas, runs):
-    """Run SCEN with both tools; returns ({tool: runs}, one-line
-    description, {tool: runs} of the one-server push or None)."""
+    """Run SCEN with both tools (and rsync --fsync when SCEN writes
+    files on the server); returns ({tool: runs}, one-line description,
+    {tool: runs} of the one-server push or None)."""
     one = None
+    writers = b.write_tools()
     if scen in ("initial", "patch-tuesday", "fan-out", "fan-out-64"):
         d, m = metas["tree"]
         src, old = os.path.join(d, "tree"), os.path.join(d, "tree-old")
         if scen == "initial":
             res = scenarios.push_scenario(b, scen, src, None, 1, (), None,
-                                          runs)
+                                          runs, writers)
             return res, "%d files, %s, into an empty server" % (
                 m["files"], human(m["bytes"])), None
         # The untouched files of the server copies are hard links into
@@ -191,7 +211,7 @@ def run_scenario(b, scen, metas, runs):
                                       set(m["modified"]))
         n = {"fan-out": FANOUT, "fan-out-64": FANOUT_BIG}.get(scen, 1)
         res = scenarios.push_scenario(b, scen, src, old, n, m["modified"],
-                                      known, runs)
+                                      known, runs, writers)
         if scen == "fan-out-64":
             one = scenarios.push_scenario(b, scen + "-one", src, old, 1,
                                           m["modified"], known, runs)
@@ -203,7 +223,7 @@ def run_scenario(b, scen, metas, runs):
         d, m = metas[name]
         res = scenarios.push_scenario(b, scen, os.path.join(d, "new"),
                                       os.path.join(d, "old"), 1, [], None,
-                                      runs)
+                                      runs, writers)
         how = {"definitions": "1% changed in scattered places",
                "scattered": "%d edits of 100 bytes in place" % m.get(
                    "edits", 0),
@@ -224,24 +244,55 @@ def run_scenario(b, scen, metas, runs):
         m["files"], len(m["missing"])), None
 
 
+def run_growth(b, metas, runs):
+    """fan-out-growth: patchsync alone, to 1, 8 and 64 servers, directly
+    and through a relay. Returns (its table's rows, its JSON object,
+    lines for under the tables, whether a run failed)."""
+    d, m = metas["tree"]
+    src, old = os.path.join(d, "tree"), os.path.join(d, "tree-old")
+    known = scenarios.known_links(old, set(m["new"]) | set(m["modified"]))
+    res = scenarios.growth_scenario(b, src, old, m["modified"], known,
+                                    GROWTH, runs)
+    rows, docs = table.growth_summary(res, GROWTH)
+    desc = "%d files, %s; server lacks %d new, %d modified; to %s " \
+        "servers, directly and through one relay" % (
+            m["files"], human(m["bytes"]), len(m["new"]),
+            len(m["modified"]), ", ".join(str(n) for n in GROWTH))
+    info, failed = ["%-16s %s" % (scenarios.GROWTH, desc)], False
+    for doc in docs:
+        if not doc["ok"]:
+            failed = True
+            info.append("%s: patchsync, %d server(s), %s: FAILED: %s" % (
+                scenarios.GROWTH, doc["servers"], doc["mode"],
+                doc["error"]))
+    return rows, {"description": desc, "rows": docs}, info, failed
+
+
 def run_all(ctx, work):
     opt = ctx.opt
     b = scenarios.Bench(ctx, work)
     rows, docs, info, failed = [], [], [], False
+    growth = grows = None
     metas = {}
     for name, (_, users) in data.DATASETS.items():
         if set(users) & set(opt["only"]):
             metas[name] = data.dataset(ctx, work, name)
     for scen in opt["only"]:
         ctx.log("scenario %s ..." % scen)
+        if scen == scenarios.GROWTH:
+            grows, growth, more, bad = run_growth(b, metas, opt["runs"])
+            info += more
+            failed = failed or bad
+            ctx.log("scenario %s done" % scen)
+            continue
         res, desc, one = run_scenario(b, scen, metas, opt["runs"])
         row, doc, agg = table.summarize(scen, res, one)
         doc["description"] = desc
         rows.append(row)
         docs.append(doc)
-        for t in scenarios.TOOLS:
-            for r, what in ((res, ""), (one, " (one server)")):
-                if r is None or table.aggregate(r[t]) is not None:
+        for r, what in ((res, ""), (one, " (one server)")):
+            for t in r or {}:
+                if table.aggregate(r[t]) is not None:
                     continue
                 failed = True
                 errs = [q.err for q in r[t] if q.err] or ["no run"]
@@ -262,13 +313,16 @@ def run_all(ctx, work):
     # With --json -, stdout is the JSON document's: the rest goes to stderr.
     with contextlib.redirect_stdout(sys.stderr if opt["json"] == "-"
                                     else sys.stdout):
-        print_results(ctx, b, rows, info)
+        print_results(ctx, b, rows, grows, info)
     if opt["json"]:
         doc = {"quick": opt["quick"], "runs": opt["runs"],
                "seed": opt["seed"], "cpus": os.cpu_count(),
                "rsync": version(["rsync", "--version"]),
                "patchsync": version([ctx.ps, "--version"]),
+               "rsync_fsync": b.fsync,
                "ok": not failed, "warnings": b.warnings, "scenarios": docs}
+        if growth is not None:
+            doc["fan_out_growth"] = growth
         text = json.dumps(doc, indent=1) + "\n"
         if opt["json"] == "-":
             sys.stdout.write(text)
@@ -284,7 +338,9 @@ def run_all(ctx, work):
     return 0
 
 
-def print_results(ctx, b, rows, info):
+def print_results(ctx, b, rows, grows, info):
+    """The table of the scenarios (ROWS) with its legend, then that of
+    fan-out-growth (GROWS, or None), then INFO and the warnings."""
     opt = ctx.opt
     md = opt["markdown"]
     print("patchsync bench: %s, %d run(s) + 1 warm-up per tool, median "
@@ -294,10 +350,17 @@ def print_results(ctx, b, rows, info):
     print("rsync: %s; patchsync: %s (%s)" % (
         version(["rsync", "--version"]), version([ctx.ps, "--version"]),
         ctx.ps))
-    table.print_table(rows, md)
-    print()
     bullet = "- " if md else ""
-    print(bullet + table.LEGEND)
+    if rows:
+        table.print_table(rows, md)
+        print()
+        for line in table.LEGEND:
+            print(bullet + line)
+    if grows:
+        print()
+        table.print_table(grows, md, table.GROWTH_COLS, table.GROWTH_LEFT)
+        print()
+        print(bullet + table.GROWTH_LEGEND)
     for line in (i for i in info if "FAILED" not in i):
         print(bullet + line)
     for w in b.warnings:

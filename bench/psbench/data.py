@@ -231,7 +231,7 @@ def gen_million(ctx, d):
 # name: (generator, scenarios that use it)
 DATASETS = {
     "tree": (gen_tree, ["initial", "patch-tuesday", "fan-out",
-                        "fan-out-64"]),
+                        "fan-out-64", "fan-out-growth"]),
     "definitions": (gen_definitions, ["definitions"]),
     "scattered": (gen_scattered, ["scattered"]),
     "text": (gen_text, ["definitions-text"]),

@@ -72,10 +72,15 @@ class Side:
 
 
 class Run:
+    """One measured run. SENT (patchsync --json only): bytes the console
+    sent on its own links; SENT_ALL: bytes sent to every server, by the
+    console or by a relay."""
+
     def __init__(self, ok, wall, wire, con, srv, err="", out=""):
         self.ok, self.wall, self.wire = ok, wall, wire
         self.con, self.srv = con, srv
         self.err, self.out = err, out
+        self.sent = self.sent_all = None
 
     def then(self, other):
         """This run followed by OTHER, as one."""

@@ -5,14 +5,20 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 
 from . import measure
 from .measure import Run
-from .util import tail
+from .util import has_option, tail
 from .verify import verify, walk_files
 
 TOOLS = ("rsync", "patchsync")
+# rsync --fsync: for scenarios that write files on the server, the same
+# rsync with every written file made durable, as patchsync always does.
+FSYNC = "rsync-fsync"
+MAX_JOBS = 64                   # push -j at most
+COMPONENT = "tree"              # of the relay runs' configuration
 
 
 class Bench:
@@ -25,6 +31,19 @@ class Bench:
         os.makedirs(self.logdir, exist_ok=True)
         self.warnings = []
         self.commands = {}
+        self.fsync = has_option(["rsync"], "--fsync")
+        if not self.fsync:
+            self.warn("this rsync has no --fsync option: no rsync --fsync "
+                      "runs (fsync wall: -)")
+
+    def warn(self, msg):
+        """A warning: logged now, and printed under the table."""
+        self.ctx.log("warning: " + msg)
+        self.warnings.append(msg)
+
+    def write_tools(self):
+        """The tools of a scenario that writes files on the server."""
+        return TOOLS + ((FSYNC,) if self.fsync else ())
 
     # server copies: OLD -> DST, with hard links for files no tool
     # should ever touch (both tools write new files beside, then rename)
@@ -52,9 +71,10 @@ class Bench:
             self.ctx.sh(["rsync", "-a", "--delete", "--exclude=/.patchsync/",
                          old + "/", dst + "/"])
 
-    def rsync_push(self, src, dst, tag):
-        argv = ["rsync", "-a", "--delete", "--stats", "-e", self.rsh,
-                src + "/", "bench:" + dst + "/"]
+    def rsync_push(self, src, dst, tag, fsync=False):
+        argv = ["rsync", "-a", "--delete", "--stats"] + (
+            ["--fsync"] if fsync else []) + [
+            "-e", self.rsh, src + "/", "bench:" + dst + "/"]
         rc, wall, con, srv, out, err = measure.timed(self.ctx, argv,
                                                      self.logdir, tag)
         wire = stats_bytes(out)
@@ -69,32 +89,68 @@ class Bench:
             "--rsh", self.rsh, "--remote-path", ps, "--delete", "--json"]
         if len(dsts) > 1:
             argv += ["-j", str(len(dsts))]
+        return self.ps_run(argv, tag, len(dsts)), argv
+
+    def ps_relay_push(self, conf, names, tag):
+        """Push the servers NAMES of configuration CONF (relay_conf),
+        which are behind its relay: the console pushes the relay, the
+        relay passes the update on. The relay is a server too."""
+        argv = [self.ctx.ps, "-c", conf, "push"] + names + [
+            "--delete", "--json"]
+        if len(names) > 1:
+            argv += ["-j", str(min(len(names), MAX_JOBS))]
+        return self.ps_run(argv, tag, len(names) + 1), argv
+
+    def ps_run(self, argv, tag, nserv):
+        """Run patchsync push ARGV (with --json), which must reach NSERV
+        servers, each one server process (a relay's servers are started
+        by the relay, under RSH too: they are server processes of this
+        run). Wire bytes: of the console's own links."""
         rc, wall, con, srv, out, err = measure.timed(self.ctx, argv,
                                                      self.logdir, tag)
         if rc != 0:
             return Run(False, wall, None, con, srv, "patchsync exit %d: %s"
-                       % (rc, tail(err)), out), argv
+                       % (rc, tail(err)), out)
         try:
-            doc = json.loads(out)
-            wire, bad = 0, []
-            for s in doc["servers"]:
-                if s.get("status") != "ok":
-                    bad.append("%s: %s" % (s.get("url"), s.get("error")))
-                wire += int(s["bytes_sent"]) + int(s["bytes_received"])
-            if len(doc["servers"]) != len(dsts):
-                bad.append("%d servers in --json, expected %d"
-                           % (len(doc["servers"]), len(dsts)))
+            wire, sent, sent_all, bad = push_json(out, nserv)
         except (ValueError, KeyError, TypeError) as e:
             return Run(False, wall, None, con, srv,
                        "patchsync --json unreadable (%s): %s"
-                       % (e, tail(out)), out), argv
-        if bad:
-            return Run(False, wall, wire, con, srv, "; ".join(bad),
-                       out), argv
-        if srv.n != len(dsts):
-            return Run(False, wall, wire, con, srv, "%d server records, "
-                       "expected %d" % (srv.n, len(dsts)), out), argv
-        return Run(True, wall, wire, con, srv, out=out), argv
+                       % (e, tail(out)), out)
+        if not bad and srv.n != nserv:
+            bad = ["%d server records, expected %d" % (srv.n, nserv)]
+        run = Run(not bad, wall, wire, con, srv, "; ".join(bad), out)
+        run.sent, run.sent_all = sent, sent_all
+        return run
+
+    def relay_conf(self, src, cdir, relay, behind):
+        """A console configuration and state database in CDIR (made
+        anew): one component, SRC; server "relay" at RELAY and servers
+        s0, s1, ... at BEHIND, reached through it; all over RSH with
+        this patchsync. Returns (its path, None) or (None, why not)."""
+        shutil.rmtree(cdir, ignore_errors=True)
+        os.makedirs(cdir)
+        conf = os.path.join(cdir, "bench.conf")
+        with open(conf, "w") as f:
+            f.write("[console]\nname = bench\ndatabase = %s\n\n"
+                    "[component %s]\npath = %s\n" % (
+                        os.path.join(cdir, "state.db"), COMPONENT, src))
+        ps = self.ctx.ps
+        servers = [("relay", relay, [])] + [
+            ("s%d" % k, d, ["--via", "relay"]) for k, d in enumerate(behind)]
+        for name, root, via in servers:
+            argv = [ps, "-c", conf, "server", "add", name, "bench:" + root,
+                    "--rsh", self.rsh, "--remote-path", ps] + via
+            self.ctx.vlog("+ " + " ".join(argv))
+            try:
+                p = subprocess.run(argv, capture_output=True, text=True,
+                                   stdin=subprocess.DEVNULL)
+            except OSError as e:
+                return None, "server add %s: %s" % (name, e)
+            if p.returncode != 0:
+                return None, "server add %s: exit %d: %s" % (
+                    name, p.returncode, tail(p.stderr))
+        return conf, None
 
     def check(self, run, tool, scen, src, dsts, known=None, since=None):
         if not run.ok:
@@ -112,6 +168,25 @@ class Bench:
                     d, why)
                 break
         return run
+
+
+def push_json(out, nserv):
+    """From patchsync push --json OUT, which must list NSERV servers:
+    (wire bytes both ways and bytes sent on the console's own links,
+    bytes sent to every server, a list of what went wrong)."""
+    doc = json.loads(out)
+    wire, sent, sent_all, bad = 0, 0, 0, []
+    for s in doc["servers"]:
+        if s.get("status") != "ok":
+            bad.append("%s: %s" % (s.get("url"), s.get("error")))
+        sent_all += int(s["bytes_sent"])
+        if s.get("via") is None:
+            sent += int(s["bytes_sent"])
+            wire += int(s["bytes_sent"]) + int(s["bytes_received"])
+    if len(doc["servers"]) != nserv:
+        bad.append("%d servers in --json, expected %d"
+                   % (len(doc["servers"]), nserv))
+    return wire, sent, sent_all, bad
 
 
 def stats_bytes(out):
@@ -132,30 +207,33 @@ def known_links(old, changed):
     return known
 
 
-def push_scenario(b, scen, src, old, nserv, real, known, runs):
-    """Both tools push SRC to NSERV server copies made from OLD (None:
-    empty). rsync runs once per server, one after the other. Returns
-    {tool: [Run, ...]}: the measured runs, or the one that failed."""
+def push_scenario(b, scen, src, old, nserv, real, known, runs,
+                  tools=TOOLS):
+    """TOOLS push SRC to NSERV server copies made from OLD (None:
+    empty). rsync (and rsync --fsync) runs once per server, one after
+    the other. Returns {tool: [Run, ...]}: the measured runs, or the one
+    that failed."""
     ctx = b.ctx
     sdir = os.path.join(b.work, "srv", scen)
     dst = {t: [os.path.join(sdir, "%s%d" % (t, k)) for k in range(nserv)]
-           for t in TOOLS}
+           for t in tools}
     for t in dst:
         for d in dst[t]:
             b.prep(old, d, real)
-    res = {t: [] for t in TOOLS}
-    dead = {t: False for t in TOOLS}
+    res = {t: [] for t in tools}
+    dead = {t: False for t in tools}
     for rep in range(runs + 1):                 # run 0 is the warm-up
-        for t in TOOLS:
+        for t in tools:
             if dead[t]:
                 continue
             for d in dst[t]:
                 b.reset(old, d)
             tag = "%s-%s-%d" % (scen, t, rep)
-            if t == "rsync":
+            if t != "patchsync":
                 run = None
                 for k, d in enumerate(dst[t]):
-                    part, argv = b.rsync_push(src, d, "%s.%d" % (tag, k))
+                    part, argv = b.rsync_push(src, d, "%s.%d" % (tag, k),
+                                              fsync=t == FSYNC)
                     run = part if run is None else run.then(part)
                     if not part.ok:
                         break
@@ -283,4 +361,77 @@ def report_scenario(b, src, srv_tree, missing, runs):
             wire = None
         for r in res[t]:
             r.wire = wire if run.ok else None
+    return res
+
+
+GROWTH = "fan-out-growth"
+MODES = ("direct", "relay")
+
+
+def growth_copies(b, old, real, nmax):
+    """The server copies of fan-out-growth, made from OLD: {"direct":
+    [copy, ...], "relay": [the relay's copy, copy behind it, ...]}, and
+    the server roots behind the relay (a configuration's servers hold
+    the component in ROOT/COMPONENT)."""
+    sdir = os.path.join(b.work, "srv", GROWTH)
+    behind = [os.path.join(sdir, "behind%d" % k) for k in range(nmax)]
+    copies = {
+        "direct": [os.path.join(sdir, "direct%d" % k) for k in range(nmax)],
+        "relay": [os.path.join(r, COMPONENT) for r in
+                  [os.path.join(sdir, "relay")] + behind]}
+    for d in copies["direct"] + copies["relay"]:
+        b.prep(old, d, real)
+    return copies, behind
+
+
+def growth_once(b, mode, n, src, old, copies, conf, tag):
+    """One push of fan-out-growth to N servers in MODE; returns the Run,
+    the command and the server copies it wrote."""
+    if mode == "direct":
+        dsts = copies["direct"][:n]
+        for d in dsts:
+            b.reset(old, d)
+        run, argv = b.ps_push(src, dsts, tag)
+    else:
+        dsts = copies["relay"][:n + 1]
+        for d in dsts:
+            b.reset(old, d)
+        run, argv = b.ps_relay_push(conf, ["s%d" % k for k in range(n)],
+                                    tag)
+    return run, argv, dsts
+
+
+def growth_scenario(b, src, old, real, known, counts, runs):
+    """patchsync pushes SRC to N server copies made from OLD, for each N
+    in COUNTS: directly (-j N, at most 64), and through one relay with
+    the N servers behind it. Returns {(n, mode): [Run, ...]}: the
+    measured runs, or the one that failed."""
+    copies, behind = growth_copies(b, old, real, max(counts))
+    conf, why = b.relay_conf(src, os.path.join(b.work, GROWTH),
+                             os.path.dirname(copies["relay"][0]), behind)
+    res = {}
+    for n in counts:
+        for mode in MODES:
+            res[(n, mode)] = [] if conf or mode == "direct" else [
+                Run(False, 0.0, None, measure.Side(), measure.Side(), why)]
+        for rep in range(runs + 1):             # run 0 is the warm-up
+            for mode in MODES:
+                if res[(n, mode)] and not res[(n, mode)][-1].ok:
+                    continue
+                tag = "%s-%d-%s-%d" % (GROWTH, n, mode, rep)
+                run, argv, dsts = growth_once(b, mode, n, src, old, copies,
+                                              conf, tag)
+                b.commands.setdefault("%s-%d" % (GROWTH, n), {})[mode] = argv
+                run = b.check(run, "patchsync", GROWTH, src, dsts, known)
+                b.ctx.vlog("%s %d %s run %d: %s %.3f s" % (
+                    GROWTH, n, mode, rep,
+                    "ok" if run.ok else "FAILED: " + run.err, run.wall))
+                if not run.ok:
+                    b.ctx.log("%s: %d servers, %s: FAILED: %s" % (
+                        GROWTH, n, mode, run.err))
+                    res[(n, mode)] = [run]
+                    for d in dsts:      # leave no half-state behind
+                        b.prep(old, d, real, fresh=True)
+                elif rep > 0:
+                    res[(n, mode)].append(run)
     return res

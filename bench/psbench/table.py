@@ -14,8 +14,11 @@ TARGETS = {
     "report": "<= 1 s, wall <= 0.5",
 }
 
+FSYNC = "rsync-fsync"            # as scenarios.FSYNC
+
 COLS = ["scenario",
         "rsync wall", "patchsync wall", "wall ratio",
+        "fsync wall", "vs fsync",
         "rsync wire", "patchsync wire", "wire ratio",
         "rsync CPU", "patchsync CPU", "CPU ratio",
         "rsync RSS", "patchsync RSS", "RSS ratio",
@@ -25,7 +28,27 @@ LEGEND = ("wall: median wall seconds; wire: bytes both ways; CPU: user+sys "
           "seconds, console+server (every process of each side; median); "
           "RSS: peak resident memory of the largest process, "
           "console/server MiB (max over runs); ratio: patchsync / rsync "
-          "(CPU: both sides together; RSS: the larger side)")
+          "(CPU: both sides together; RSS: the larger side)",
+          "fsync wall: median wall seconds of rsync --fsync (every file "
+          "it writes made durable, as patchsync does); vs fsync: "
+          "patchsync wall / fsync wall; \"-\": the scenario writes no "
+          "file on the server (or this rsync has no --fsync)")
+
+# fan-out-growth: patchsync alone, to 1, 8 and 64 servers, directly and
+# through one relay.
+GROWTH_COLS = ["servers", "mode", "wall", "console CPU", "per server",
+               "console sent", "all sent", "server CPU", "CPU vs N=1",
+               "sent vs N=1"]
+GROWTH_LEFT = ("mode",)
+GROWTH_LEGEND = ("fan-out-growth, patchsync only (median of the runs): "
+                 "console CPU: user+sys seconds of the console's process "
+                 "tree, per server: divided by the servers (the relay not "
+                 "counted); console sent: bytes the console sent on its "
+                 "own links (direct: to every server; relay: to the "
+                 "relay); all sent: bytes sent to every server, relay "
+                 "included, by the console or the relay; server CPU: "
+                 "every server process, the relay and those it started; "
+                 "vs N=1: against the same mode with one server")
 
 
 def aggregate(runs):
@@ -79,11 +102,14 @@ def met(scen, r, p, x, extra):
 
 
 def summarize(scen, res, one=None):
-    """The row of scenario SCEN and its JSON object. RES: {tool: runs};
-    ONE (fan-out-64): {tool: runs} of the one-server push."""
-    agg = {t: aggregate(res[t]) for t in ("rsync", "patchsync")}
+    """The row of scenario SCEN and its JSON object. RES: {tool: runs}
+    (rsync-fsync too when the scenario writes files); ONE (fan-out-64):
+    {tool: runs} of the one-server push."""
+    agg = {t: aggregate(res[t]) for t in res}
     r, p = agg["rsync"], agg["patchsync"]
-    x = dict(wall=None, wire=None, cpu=None, rss=None)
+    x = dict(wall=None, wire=None, cpu=None, rss=None, wall_vs_fsync=None)
+    if p and agg.get(FSYNC):
+        x["wall_vs_fsync"] = ratio(p["wall"], agg[FSYNC]["wall"])
     if r and p:
         x["wall"] = ratio(p["wall"], r["wall"])
         x["wire"] = ratio(p["wire"], r["wire"])
@@ -105,7 +131,8 @@ def summarize(scen, res, one=None):
     ok = met(scen, r, p, x, extra)
     row = {"scenario": scen, "target": TARGETS[scen],
            "met?": "-" if ok is None else ("yes" if ok else "no")}
-    for t, a in agg.items():
+    for t in ("rsync", "patchsync"):
+        a = agg[t]
         row[t + " wall"] = "FAILED" if a is None else "%.3f s" % a["wall"]
         row[t + " wire"] = "FAILED" if a is None else human(a["wire"])
         row[t + " CPU"] = "FAILED" if a is None else "%.2f+%.2f s" % (
@@ -115,9 +142,14 @@ def summarize(scen, res, one=None):
     for k in ("wall", "wire", "CPU", "RSS"):
         v = x[k.lower()]
         row[k + " ratio"] = "-" if v is None else "%.2f" % v
+    f = agg.get(FSYNC)
+    row["fsync wall"] = "-" if FSYNC not in agg else \
+        "FAILED" if f is None else "%.3f s" % f["wall"]
+    row["vs fsync"] = "-" if x["wall_vs_fsync"] is None else \
+        "%.2f" % x["wall_vs_fsync"]
     doc = {"scenario": scen, "target": TARGETS[scen], "met": ok,
            "ratios": x, "extra": extra, "tools": {}}
-    for t in ("rsync", "patchsync"):
+    for t in agg:
         a = agg[t]
         doc["tools"][t] = {
             "ok": a is not None,
@@ -141,20 +173,91 @@ def summarize(scen, res, one=None):
     return row, doc, agg
 
 
-def print_table(rows, markdown):
+def growth_aggregate(runs):
+    """aggregate(), and the medians of the console's bytes sent on its
+    own links and of the bytes sent to every server."""
+    a = aggregate(runs)
+    if a is not None:
+        a["sent"] = median([r.sent for r in runs])
+        a["sent_all"] = median([r.sent_all for r in runs])
+    return a
+
+
+def growth_summary(res, counts):
+    """The rows of the fan-out-growth table and their JSON objects. RES:
+    {(servers, mode): runs}; ratios against the same mode's first
+    count (one server)."""
+    agg = {k: growth_aggregate(v) for k, v in res.items()}
+    rows, docs = [], []
+    for (n, mode), a in agg.items():
+        base = agg.get((counts[0], mode))
+        x = dict(cpu=None, sent=None)
+        if a and base:
+            x["cpu"] = ratio(a["con_cpu"], base["con_cpu"])
+            x["sent"] = ratio(a["sent"], base["sent"])
+        rows.append(growth_row(n, mode, a, x))
+        docs.append(growth_doc(n, mode, a, x, res[(n, mode)]))
+    return rows, docs
+
+
+def growth_row(n, mode, a, x):
+    row = {"servers": str(n), "mode": mode}
+    for c in GROWTH_COLS[2:]:
+        row[c] = "FAILED"
+    if a is not None:
+        row.update({
+            "wall": "%.3f s" % a["wall"],
+            "console CPU": "%.3f s" % a["con_cpu"],
+            "per server": "%.4f s" % (a["con_cpu"] / n),
+            "console sent": human(a["sent"]),
+            "all sent": human(a["sent_all"]),
+            "server CPU": "%.2f s" % a["srv_cpu"],
+            "CPU vs N=1": "-" if x["cpu"] is None else "%.2f" % x["cpu"],
+            "sent vs N=1": "-" if x["sent"] is None else "%.2f" % x["sent"],
+        })
+    return row
+
+
+def growth_doc(n, mode, a, x, runs):
+    return {
+        "servers": n, "mode": mode, "ok": a is not None,
+        "error": None if a is not None else next(
+            (q.err for q in runs if q.err), "no run"),
+        "wall_s": a and a["wall"],
+        "console": a and {"cpu_s": a["con_cpu"],
+                          "cpu_per_server_s": a["con_cpu"] / n,
+                          "bytes_sent": a["sent"],
+                          "peak_rss_bytes": a["con_rss"]},
+        "bytes_sent_all_servers": a and a["sent_all"],
+        "server": a and {"cpu_s": a["srv_cpu"],
+                         "peak_rss_bytes": a["srv_rss"],
+                         "processes": a["servers"]},
+        "console_cpu_ratio": x["cpu"], "console_sent_ratio": x["sent"],
+        "runs": [{"ok": q.ok, "wall_s": q.wall,
+                  "console": {"cpu_s": q.con.cpu, "bytes_sent": q.sent,
+                              "peak_rss_bytes": q.con.rss},
+                  "bytes_sent_all_servers": q.sent_all,
+                  "server": {"cpu_s": q.srv.cpu,
+                             "peak_rss_bytes": q.srv.rss,
+                             "processes": q.srv.n}}
+                 for q in runs],
+    }
+
+
+def print_table(rows, markdown, cols=COLS, left=LEFT):
     if markdown:
-        print("| " + " | ".join(COLS) + " |")
-        print("|" + "|".join("---" if c in LEFT else "--:"
-                             for c in COLS) + "|")
+        print("| " + " | ".join(cols) + " |")
+        print("|" + "|".join("---" if c in left else "--:"
+                             for c in cols) + "|")
         for r in rows:
-            print("| " + " | ".join(r[c] for c in COLS) + " |")
+            print("| " + " | ".join(r[c] for c in cols) + " |")
         return
-    w = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in COLS}
+    w = {c: max([len(c)] + [len(r[c]) for r in rows]) for c in cols}
 
     def line(vals):
-        return "  ".join(v.ljust(w[c]) if c in LEFT else v.rjust(w[c])
-                         for c, v in zip(COLS, vals)).rstrip()
-    print(line(COLS))
-    print(line(["-" * w[c] for c in COLS]))
+        return "  ".join(v.ljust(w[c]) if c in left else v.rjust(w[c])
+                         for c, v in zip(cols, vals)).rstrip()
+    print(line(cols))
+    print(line(["-" * w[c] for c in cols]))
     for r in rows:
-        print(line([r[c] for c in COLS]))
+        print(line([r[c] for c in cols]))

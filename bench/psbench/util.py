@@ -1,4 +1,5 @@
 """Helpers shared by the benchmark's modules, and the run's settings."""
+import re
 import subprocess
 import sys
 import time
@@ -49,6 +50,18 @@ def median(xs):
 def tail(s, n=300):
     s = " ".join(s.strip().splitlines()[-3:])
     return s[-n:] if s else "(no message)"
+
+
+def has_option(argv, option):
+    """Does ARGV's --help text name OPTION (a long option, "--fsync")?"""
+    try:
+        out = subprocess.run(argv + ["--help"], capture_output=True,
+                             text=True, stdin=subprocess.DEVNULL,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return re.search(r"(^|[\s,])%s(?![\w-])" % re.escape(option), out,
+                     re.M) is not None
 
 
 def version(argv):

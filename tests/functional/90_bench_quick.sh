@@ -25,6 +25,7 @@ if grep -q FAILED "$T/out"; then
 	fail "a tool failed or left a server different from the console"
 fi
 out_has "RESULT: every run of both tools verified identical to the console"
+out_has "wall ratio  fsync wall  vs fsync"
 # Each side of each tool was measured: the console and one server process
 # per server (8 in fan-out, through the --rsh wrapper), with CPU time and
 # memory.
@@ -49,6 +50,15 @@ for s in doc["scenarios"]:
                 s["scenario"], tool, t["server"]["processes"], want))
     if s["ratios"]["cpu"] is None or s["ratios"]["rss"] is None:
         sys.exit("%s: no CPU or RSS ratio" % s["scenario"])
+    # rsync --fsync (checked above like the others) runs exactly where
+    # files are written on the server, when this rsync has the option.
+    writes = s["scenario"] not in ("noop", "report")
+    if ("rsync-fsync" in s["tools"]) != (writes and doc["rsync_fsync"]):
+        sys.exit("%s: rsync --fsync runs: %s" % (s["scenario"],
+                                                 list(s["tools"])))
+    if ("rsync-fsync" in s["tools"]) != \
+            (s["ratios"]["wall_vs_fsync"] is not None):
+        sys.exit("%s: wall_vs_fsync %s" % (s["scenario"], s["ratios"]))
 EOF
 # For the log only: the time is the benchmark's business, not a test's.
 echo "bench/run --quick took $took s"
