@@ -197,8 +197,9 @@ mf_diff(int argc, const char **argv)
 		goto done;
 	args = ps_cli_args(ctx, &n);
 	if (n != 2) {
-		ps_err("manifest diff: expected OLD and NEW (usage: patchsync "
-		    "manifest diff OLD NEW [--extra] [--format text|json|csv])");
+		ps_err("manifest diff: expected OLD and NEW (usage: "
+		    "patchsync manifest diff OLD NEW [--extra] "
+		    "[--format text|json|csv])");
 		rc = PS_EUSAGE;
 		goto done;
 	}

@@ -48,8 +48,9 @@ struct ps_root {
 /*
  * Open ROOT (PATH as the admin gave it; symlinks in it are followed) with
  * O_DIRECTORY. With CREATE (PS_ROOT_*), PATH itself is made when missing,
- * but never its parents (as rsync does: an unmounted share or a typo must not get
- * a copy on the wrong disk); a missing parent is named in the error.
+ * but never its parents (as rsync does: an unmounted share or a typo must
+ * not get a copy on the wrong disk); a missing parent is named in the
+ * error.
  * Returns PS_OK; PS_EPEER when PATH (or, with CREATE, its parent) does
  * not exist or is not a directory; PS_EUSAGE for an empty PATH;
  * PS_EPARTIAL for permission and other file system errors. R is always
@@ -213,10 +214,10 @@ int ps_tmp_write(struct ps_tmp *t, const void *p, size_t n);
  * are never set by a push), set the modification time (after all writes;
  * access time is left alone), fsync, close, and renameat onto the final
  * name in the same directory, then fsync the directory (unless
- * T->defer_dirsync: the caller then syncs it, once for many files). rename never
- * follows the destination: a symlink or other non-directory at REL is
- * replaced itself; a directory at REL is an error. MTIME_NSEC must be
- * below 1000000000. On success T is released (ps_tmp_abort is a no-op);
+ * T->defer_dirsync: the caller then syncs it, once for many files).
+ * rename never follows the destination: a symlink or other non-directory
+ * at REL is replaced itself; a directory at REL is an error. MTIME_NSEC
+ * must be below 1000000000. On success T is released (ps_tmp_abort is a no-op);
  * on failure the temporary still exists and the caller calls ps_tmp_abort.
  * Returns PS_OK or PS_EPARTIAL.
  */

@@ -97,7 +97,8 @@ main(int argc, const char **argv)
 	char *name;
 	int n, rc;
 
-	/* A closed reader must not kill us silently in the middle of a write. */
+	/* A closed reader must not kill us silently in the middle of a
+	 * write. */
 	signal(SIGPIPE, SIG_IGN);
 	ps_delta_init();
 
@@ -137,7 +138,7 @@ main(int argc, const char **argv)
 	free(cargv);
 	poptFreeContext(ctx);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
-		/* A reader that stopped early (| head) is no error to report. */
+		/* A reader that stopped early (| head) is no error. */
 		if (errno == EPIPE)
 			return rc;
 		ps_err("cannot write to standard output: %s", strerror(errno));

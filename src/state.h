@@ -78,7 +78,7 @@ const char *ps_state_network_fs(unsigned long f_type);
 /* --- servers ------------------------------------------------------- */
 
 struct ps_server {
-	char *name;		/* [A-Za-z0-9._-]+, not starting with '-' or '.' */
+	char *name;		/* [A-Za-z0-9._-]+, not starting '-' or '.' */
 	char *url;		/* SPEC section 5 */
 	char *identity_file;	/* or NULL */
 	char *secret_file;	/* or NULL */
@@ -326,7 +326,8 @@ struct ps_event {
 	int64_t task_id;
 	double time;
 	const char *level;	/* "info", "warning" or "error" */
-	const char *kind;	/* "start", "queued", "progress", "file-error", "end", ... */
+	/* "start", "queued", "progress", "file-error", "end", ... */
+	const char *kind;
 	const char *message;
 	const char *data;	/* JSON text, or NULL */
 	const char *server;	/* the task's server */

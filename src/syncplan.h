@@ -13,7 +13,7 @@
 enum ps_act_kind {
 	PS_ACT_DELETE,		/* remove dst (file, or empty dir) */
 	PS_ACT_MKDIR,		/* make directory src */
-	PS_ACT_SEND,		/* send file src (dst: its old version or NULL) */
+	PS_ACT_SEND,		/* send file src (dst: old version or NULL) */
 	PS_ACT_META,		/* same content: set mode and mtime of src */
 	PS_ACT_DIRMETA		/* set a directory's mode and mtime, last */
 };
@@ -54,11 +54,11 @@ struct ps_plan_opts {
  * Compare SRC (what should be) with DST (what the receiver has). A file
  * is current when its size and content hash match (both manifests carry
  * hashes); when only its mode or mtime differ it needs only META. Paths
- * SRC could not read (ps_manifest_unknown) are neither sent nor deleted. Directories whose mode or time
- * differ, or whose contents change, get a DIRMETA at the end. A
- * directory on the receiver where SRC has a file (or the reverse) is
- * deleted first when DELETE is set; otherwise it is counted in
- * nconflict and the file is not sent.
+ * SRC could not read (ps_manifest_unknown) are neither sent nor deleted.
+ * Directories whose mode or time differ, or whose contents change, get a
+ * DIRMETA at the end. A directory on the receiver where SRC has a file
+ * (or the reverse) is deleted first when DELETE is set; otherwise it is
+ * counted in nconflict and the file is not sent.
  */
 void ps_syncplan_make(const struct ps_manifest *src,
     const struct ps_manifest *dst, const struct ps_plan_opts *o,

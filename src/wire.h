@@ -59,8 +59,8 @@ int ps_wire_shutdown_write(struct ps_wire *w);
 /*
  * Read the next frame: its type into *TYPE and its payload into PAYLOAD
  * (replacing what PAYLOAD held). Only one thread may receive. Returns
- * PS_OK, PS_EPEER or PS_EINTR. When the stream ended cleanly between two frames,
- * ps_wire_eof() is 1 as well ("peer finished or died between frames");
+ * PS_OK, PS_EPEER or PS_EINTR. When the stream ended cleanly between two
+ * frames, ps_wire_eof() is 1 as well ("peer finished or died between frames");
  * a stream that ends inside a frame is a broken frame, and ps_wire_eof()
  * stays 0.
  */

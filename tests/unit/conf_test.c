@@ -86,25 +86,25 @@ static void
 test_errors(void **state)
 {
 	static const char *bad[] = {
-		"[console]\nbogus = 1\n",			/* unknown key */
-		"[bogus]\nx = 1\n",				/* unknown section */
-		"[bogus]\n",					/* empty unknown */
+		"[console]\nbogus = 1\n",		/* unknown key */
+		"[bogus]\nx = 1\n",			/* unknown section */
+		"[bogus]\n",				/* empty unknown */
 		"[component patches]\ndest = p\n",		/* no path */
-		"[component patches]\n",			/* empty component */
+		"[component patches]\n",		/* empty component */
 		"[component Patches]\npath = /p\n",		/* bad name */
 		"[component a b]\npath = /p\n",			/* bad name */
 		"[component ]\npath = /p\n",			/* empty name */
 		"[console]\njobs = 0\n",			/* range */
-		"[console]\njobs = many\n",			/* not a number */
+		"[console]\njobs = many\n",		/* not a number */
 		"[console]\njobs = 65\n",
 		"[console]\nthis line has no equals\n",		/* syntax */
-		"name = x\n",					/* outside section */
+		"name = x\n",				/* outside section */
 		"[component a]\npath = /a\npath = /b\n",	/* duplicate */
 		"[component a]\npath = /a\n[component a]\npath = /b\n",
-		"[component a]\npath = /a\ndest = ../x\n",	/* unsafe dest */
+		"[component a]\npath = /a\ndest = ../x\n", /* unsafe dest */
 		"[component a]\npath = /a\ndest = /abs\n",
-		"[console]\nname =\n",				/* empty value */
-		"[console\nname = x\n",				/* broken header */
+		"[console]\nname =\n",			/* empty value */
+		"[console\nname = x\n",			/* broken header */
 		NULL
 	};
 	struct ps_conf c;

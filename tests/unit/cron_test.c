@@ -96,17 +96,20 @@ test_parse_constructs(void **state)
 	c = must_parse("1,5,10 1-5 */10 */3 *");
 	assert_true(c.minute == ((1u << 1) | (1u << 5) | (1u << 10)));
 	assert_int_equal(c.hour, 0x3e);
-	assert_int_equal(c.dom, (1u << 1) | (1u << 11) | (1u << 21) | (1u << 31));
-	assert_int_equal(c.month, (1u << 1) | (1u << 4) | (1u << 7) | (1u << 10));
+	assert_int_equal(c.dom,
+	    (1u << 1) | (1u << 11) | (1u << 21) | (1u << 31));
+	assert_int_equal(c.month,
+	    (1u << 1) | (1u << 4) | (1u << 7) | (1u << 10));
 
 	c = must_parse("10-50/5 5/10 * * *");
 	for (i = 0, want = 0; i <= 8; i++)
 		want |= (uint64_t)1 << (10 + 5 * i);	/* 10,15,...,50 */
 	assert_true(c.minute == want);
-	assert_int_equal(c.hour, (1u << 5) | (1u << 15));	/* 5, 15 (not 25) */
+	assert_int_equal(c.hour, (1u << 5) | (1u << 15)); /* 5, 15 (not 25) */
 
 	c = must_parse("0 0 * JAN,jul-Sep mon-FRI");
-	assert_int_equal(c.month, (1u << 1) | (1u << 7) | (1u << 8) | (1u << 9));
+	assert_int_equal(c.month,
+	    (1u << 1) | (1u << 7) | (1u << 8) | (1u << 9));
 	assert_int_equal(c.dow, 0x3e);
 	assert_true(c.dom_star);
 	assert_false(c.dow_star);
@@ -172,7 +175,8 @@ test_errors(void **state)
 	check_error("0 0 * * 8", "day-of-week field: 8 is out of range 0-7");
 	check_error("0 0 * * funday",
 	    "day-of-week field: 'funday' is not a number or name");
-	check_error("0 0 * foo *", "month field: 'foo' is not a number or name");
+	check_error("0 0 * foo *",
+	    "month field: 'foo' is not a number or name");
 	check_error("x * * * *", "minute field: 'x' is not a number");
 	check_error("*/0 * * * *", "minute field: step 0 is not allowed");
 	check_error("* */x * * *", "hour field: step 'x' is not a number");
@@ -225,7 +229,8 @@ test_next_utc(void **state)
 	check_next("0 0 29 2 *", utc(2024, 3, 1, 0, 0), utc(2028, 2, 29, 0, 0));
 	check_next("0 0 29 2 *", utc(2097, 1, 1, 0, 0), utc(2104, 2, 29, 0, 0));
 	/* AND rule with '*' day-of-week step: Feb 29 that is a Sunday. */
-	check_next("0 0 29 2 */7", utc(2024, 3, 1, 0, 0), utc(2032, 2, 29, 0, 0));
+	check_next("0 0 29 2 */7", utc(2024, 3, 1, 0, 0), utc(2032, 2, 29, 0,
+	    0));
 }
 
 static void
@@ -237,14 +242,18 @@ test_day_rule(void **state)
 	 * Both restricted: the 13th OR any Friday. From Mon 2024-09-02 the
 	 * next Friday (6th) comes before the 13th; from Sat 7th, Fri 13th.
 	 */
-	check_next("0 12 13 * fri", utc(2024, 9, 2, 0, 0), utc(2024, 9, 6, 12, 0));
-	check_next("0 12 13 * fri", utc(2024, 9, 7, 0, 0), utc(2024, 9, 13, 12, 0));
+	check_next("0 12 13 * fri", utc(2024, 9, 2, 0, 0), utc(2024, 9, 6, 12,
+	    0));
+	check_next("0 12 13 * fri", utc(2024, 9, 7, 0, 0), utc(2024, 9, 13, 12,
+	    0));
 	check_next("0 12 13 * fri", utc(2024, 9, 13, 13, 0),
 	    utc(2024, 9, 20, 12, 0));
 	/* The 1st of any month OR Monday: Mon 2024-10-07 before Nov 1. */
-	check_next("0 0 1 * mon", utc(2024, 10, 2, 0, 0), utc(2024, 10, 7, 0, 0));
+	check_next("0 0 1 * mon", utc(2024, 10, 2, 0, 0), utc(2024, 10, 7, 0,
+	    0));
 	/* Day-of-month '*'-stepped: AND; odd days that are Mondays. */
-	check_next("0 0 */2 * mon", utc(2024, 9, 1, 0, 0), utc(2024, 9, 9, 0, 0));
+	check_next("0 0 */2 * mon", utc(2024, 9, 1, 0, 0), utc(2024, 9, 9, 0,
+	    0));
 	/* Day-of-week '*': only the day of month counts. */
 	check_next("0 0 13 * *", utc(2024, 9, 2, 0, 0), utc(2024, 9, 13, 0, 0));
 }
@@ -290,20 +299,27 @@ test_dst_berlin(void **state)
 	 * 2024-03-31: 02:00 CET jumps to 03:00 CEST (01:00 UTC). 02:30 does
 	 * not exist that day: skipped, next is 02:30 CEST on April 1st.
 	 */
-	check_next("30 2 * * *", utc(2024, 3, 30, 12, 0), utc(2024, 4, 1, 0, 30));
-	check_next("30 2 * * *", utc(2024, 3, 31, 0, 0), utc(2024, 4, 1, 0, 30));
+	check_next("30 2 * * *", utc(2024, 3, 30, 12, 0), utc(2024, 4, 1, 0,
+	    30));
+	check_next("30 2 * * *", utc(2024, 3, 31, 0, 0), utc(2024, 4, 1, 0,
+	    30));
 	/* Every minute across the gap: 01:59 CET then 03:00 CEST. */
-	check_next("* * * * *", utc(2024, 3, 31, 0, 59), utc(2024, 3, 31, 1, 0));
+	check_next("* * * * *", utc(2024, 3, 31, 0, 59), utc(2024, 3, 31, 1,
+	    0));
 	/*
 	 * 2024-10-27: 03:00 CEST falls back to 02:00 CET (01:00 UTC); 02:30
 	 * exists twice (00:30 and 01:30 UTC): it runs at the first only.
 	 */
-	check_next("30 2 * * *", utc(2024, 10, 26, 12, 0), utc(2024, 10, 27, 0, 30));
-	check_next("30 2 * * *", utc(2024, 10, 27, 0, 30), utc(2024, 10, 28, 1, 30));
+	check_next("30 2 * * *", utc(2024, 10, 26, 12, 0), utc(2024, 10, 27, 0,
+	    30));
+	check_next("30 2 * * *", utc(2024, 10, 27, 0, 30), utc(2024, 10, 28, 1,
+	    30));
 	/* From inside the repeated hour (02:10 CET, second pass). */
-	check_next("30 2 * * *", utc(2024, 10, 27, 1, 10), utc(2024, 10, 28, 1, 30));
+	check_next("30 2 * * *", utc(2024, 10, 27, 1, 10), utc(2024, 10, 28, 1,
+	    30));
 	/* Hourly across the overlap: 02:00 CEST, then 03:00 CET. */
-	check_next("0 * * * *", utc(2024, 10, 27, 0, 0), utc(2024, 10, 27, 2, 0));
+	check_next("0 * * * *", utc(2024, 10, 27, 0, 0), utc(2024, 10, 27, 2,
+	    0));
 }
 
 static void
@@ -314,7 +330,8 @@ test_dst_new_york(void **state)
 		skip();
 	set_tz("America/New_York");
 	/* 2024-03-10 02:00 EST -> 03:00 EDT; 02:15 does not exist. */
-	check_next("15 2 * * *", utc(2024, 3, 10, 6, 0), utc(2024, 3, 11, 6, 15));
+	check_next("15 2 * * *", utc(2024, 3, 10, 6, 0), utc(2024, 3, 11, 6,
+	    15));
 	/* Daily midnight is 05:00 UTC in winter, 04:00 UTC in summer. */
 	check_next("@daily", utc(2024, 3, 9, 12, 0), utc(2024, 3, 10, 5, 0));
 	check_next("@daily", utc(2024, 3, 10, 12, 0), utc(2024, 3, 11, 4, 0));

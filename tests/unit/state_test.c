@@ -341,8 +341,9 @@ test_refuse_newer(void **state)
 	add_server(f->st, "kept", 0);
 	ps_state_close(f->st);
 	f->st = NULL;
-	/* A future patchsync wrote it; take it out of WAL so one file holds all. */
-	raw_sql(f->db, "PRAGMA user_version = 99; PRAGMA journal_mode = DELETE;");
+	/* A future patchsync wrote it; out of WAL, so one file holds all. */
+	raw_sql(f->db,
+	    "PRAGMA user_version = 99; PRAGMA journal_mode = DELETE;");
 	check_refused(f->db);
 	assert_int_equal(raw_int(f->db, "PRAGMA user_version"), 99);
 	assert_int_equal(raw_int(f->db, "SELECT count(*) FROM servers"), 1);
@@ -362,7 +363,7 @@ test_servers(void **state)
 	sv.identity_file = (char *)"/etc/patchsync/id";
 	sv.rsh = (char *)"ssh -p 2222";
 	assert_int_equal(ps_state_server_add(st, &sv), PS_OK);
-	assert_int_equal(ps_state_server_add(st, &sv), PS_EUSAGE);	/* dup */
+	assert_int_equal(ps_state_server_add(st, &sv), PS_EUSAGE); /* dup */
 	add_server(st, "alpha", 1);
 	sv.name = (char *)"-bad";
 	assert_int_equal(ps_state_server_add(st, &sv), PS_EUSAGE);
@@ -460,7 +461,7 @@ test_schedules(void **state)
 	    PS_OK);
 	assert_int_equal(ps_state_schedule_get(st, a, &sc), PS_OK);
 	assert_string_equal(sc.cron, "30 4 * * *");
-	assert_int_equal(sc.next_run, 1710563400);	/* 2024-03-16 04:30 UTC */
+	assert_int_equal(sc.next_run, 1710563400); /* 2024-03-16 04:30 UTC */
 	assert_string_equal(sc.server, "s1");
 	ps_schedule_free(&sc);
 	e.cron = NULL;
@@ -1505,7 +1506,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_open_concurrent, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_servers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_schedules, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schedules, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_claim_due_race, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_missed_runs_once, setup,
@@ -1531,7 +1533,8 @@ main(void)
 		    teardown),
 	};
 	const struct CMUnitTest sqlite_only[] = {
-		cmocka_unit_test_setup_teardown(test_open_create, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_create, setup,
+		    teardown),
 		cmocka_unit_test_setup_teardown(test_open_empty_file, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_refuse_foreign, setup,

@@ -269,7 +269,7 @@ test_stream(void **state)
 	put(&dst, "a/b/d", 'd', 0, 0, 100, 0755);
 	put(&dst, "a/b/d/e", 'f', 4, 2, 100, 0644);
 	put(&dst, "a/b/d/old", 'f', 4, 9, 100, 0644);	/* goes */
-	put(&dst, "a/b!", 'd', 0, 0, 100, 0755);	/* goes, with its file */
+	put(&dst, "a/b!", 'd', 0, 0, 100, 0755); /* goes, with its file */
 	put(&dst, "a/b!/x", 'f', 4, 9, 100, 0644);
 	put(&dst, "a/z", 'f', 4, 3, 100, 0644);
 	put(&dst, "q", 'd', 0, 0, 100, 0755);
