@@ -423,6 +423,9 @@ component(struct run *r, struct ps_target *t, struct ps_sess *ss,
 
 	if (o->mode == PS_OPEN_PUSH && o->send.delete)
 		flags |= PS_OF_DELETE;
+	/* Block sums come only for the files that get a delta. */
+	if (o->mode == PS_OPEN_PUSH || o->mode == PS_OPEN_REPORT)
+		flags |= PS_OF_LAZYSUMS;
 	if ((rc = send_open(ss, o->mode, flags, s->dest)) != PS_OK)
 		return rc;
 	/*

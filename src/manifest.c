@@ -326,7 +326,7 @@ static int
 sums_kept(const struct ps_entry *e, int how)
 {
 	if (e->type != PS_FT_FILE || e->blocks == NULL || e->nblocks == 0 ||
-	    e->nblocks > PS_SUMS_MAX_BLOCKS)
+	    e->nblocks > PS_SUMS_MAX_BLOCKS || (how & PS_ENC_NOSUMS))
 		return 0;
 	return !(how & PS_ENC_WIRE) || e->size >= PS_SUMS_MIN_SIZE;
 }

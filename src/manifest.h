@@ -89,7 +89,8 @@ struct ps_mfin;
 
 struct ps_build_opts {
 	int threads;		/* hashing threads; 0: number of CPUs */
-	const struct ps_manifest *cache;	/* earlier PS_MF_LOCAL manifest or NULL */
+	/* An earlier PS_MF_LOCAL manifest, or NULL. */
+	const struct ps_manifest *cache;
 	struct ps_mfin *cache_in;	/* or the same, read as a stream */
 	int checksum;		/* 1: read every file even when cached */
 	const char *label;	/* named before paths in messages, or NULL */
@@ -134,6 +135,7 @@ void ps_manifest_put(struct ps_manifest *m, struct ps_entry *e);
 #define PS_ENC_LOCAL	0x1	/* keep dev, ino and ctime (a cache) */
 #define PS_ENC_WIRE	0x2	/* sums only for files of PS_SUMS_MIN_SIZE
 				   bytes or more */
+#define PS_ENC_NOSUMS	0x4	/* no block sums at all (asked for later) */
 
 /*
  * Serialise M (version 2 of patchsync-manifest(5)). With PS_ENC_LOCAL
@@ -235,7 +237,10 @@ struct ps_mfin *ps_mfin_pread(int fd);
 void ps_entry_copy(struct ps_entry *dst, const struct ps_entry *src);
 void ps_entry_free(struct ps_entry *e);
 
-/* Read FILE ("-" for stdin) and decode it. Prints the error; returns a ps_result. */
+/*
+ * Read FILE ("-" for stdin) and decode it. Prints the error; returns a
+ * ps_result.
+ */
 int ps_manifest_load(const char *file, struct ps_manifest *out);
 
 /* Write M to FILE atomically (temporary + rename), or stdout for "-"/NULL. */

@@ -36,10 +36,10 @@
 #define PS_TIMEOUT_MAX	86400		/* seconds, in HELLO */
 #define PS_MAX_FILE_ID	(1u << 20)	/* file ids of one component */
 #define PS_MAX_REGIONS	65536		/* regions per SUMREQ */
-#define PS_MAX_ROUNDS	3		/* refinement rounds per file */
+#define PS_MAX_ROUNDS	4		/* sum requests per file */
 #define PS_DATA_CHUNK	(1u << 20)	/* raw bytes per DATA frame */
 #define PS_SUMBLOCK_MIN	64u		/* block length of asked sums */
-#define PS_SUMBLOCK_MAX	(64u << 10)
+#define PS_SUMBLOCK_MAX	(1u << 20)	/* a manifest's largest block */
 #define PS_SUM_LEN	12		/* u32 weak + u64 strong, per block */
 #define PS_MAX_MANIFEST	(1ull << 32)	/* bytes of a decoded manifest */
 #define PS_MF_RATIO	64		/* decoded bytes per compressed byte */
@@ -103,12 +103,14 @@ struct ps_bytes {
 #define PS_OF_CHECKSUM	0x2	/* re-read every file (no cache) */
 #define PS_OF_DRYRUN	0x4	/* change nothing */
 #define PS_OF_DELETE	0x8	/* the receiver accepts DELETE frames */
-#define PS_OF_ALL	0xf
+#define PS_OF_LAZYSUMS	0x10	/* its manifest without block sums: the
+				   sender asks for those it needs */
+#define PS_OF_ALL	0x1f
 
 /* NOTICE levels. */
 #define PS_NOTE_INFO	0	/* e.g. waiting for a lock */
 #define PS_NOTE_WARN	1
-#define PS_NOTE_ERROR	2	/* an error about one file; the session goes on */
+#define PS_NOTE_ERROR	2	/* about one file; the session goes on */
 
 /* DATA codecs. */
 #define PS_CODEC_RAW	0
@@ -176,7 +178,7 @@ struct ps_msg_sumreq {
 	uint32_t round;		/* 0 .. PS_MAX_ROUNDS - 1 */
 	uint32_t block_len;
 	uint32_t nregions;	/* 1 .. PS_MAX_REGIONS */
-	struct ps_bytes regions;	/* nregions x (u64 offset, u64 length) */
+	struct ps_bytes regions;	/* nregions x (u64 offset, length) */
 };
 
 struct ps_msg_sums {

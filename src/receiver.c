@@ -4,9 +4,10 @@
  *
  * One thread reads frames and does the writing; requests for the block
  * sums of regions of old versions go to a pool of workers; verifying,
- * fsync and rename go to another pool, since fsync waits for the disk. Every file is written to a hidden temporary in its
- * own directory, read back and checked against the XXH3-128 the sender
- * announced, fsync'd and renamed: a file under ROOT/DEST is always the
+ * fsync and rename go to another pool, since fsync waits for the disk.
+ * Every file is written to a hidden temporary in its own directory, read
+ * back and checked against the XXH3-128 the sender announced, fsync'd
+ * and renamed: a file under ROOT/DEST is always the
  * old version or the complete new one. Files that fail are reported one
  * by one in RESULT frames; other failures (a directory, a deletion) in
  * NOTICE frames; only a broken session ends the component early.
@@ -317,7 +318,7 @@ ps_recv_describe(const struct ps_recv_opts *o, struct ps_manifest *m)
 	bo.cache_in = cache;
 	bo.checksum = (o->flags & PS_OF_CHECKSUM) != 0;
 	bo.label = o->label;
-	bo.sums = PS_SUMS_STRONG | PS_SUMS_WEAK;	/* the basis of deltas */
+	bo.sums = PS_SUMS_STRONG | PS_SUMS_WEAK;	/* basis of deltas */
 	rc = ps_manifest_buildat(o->dirfd, &bo, m);
 	ps_mfin_free(cache);
 	if (fd >= 0)
@@ -450,7 +451,7 @@ on_sumreq(struct recv *r, const struct buf *payload)
 	}
 	/* Reading costs what the old version holds, not what was asked. */
 	f->signed_bytes += total;
-	rc = f->signed_bytes > 2 * f->basis_size + (1u << 20);
+	rc = f->signed_bytes > 3 * f->basis_size + (1u << 20);
 	pthread_mutex_lock(&r->mu);
 	if (!rc && r->sigjobs >= MAX_SIGJOBS)
 		rc = 2;
@@ -1185,6 +1186,8 @@ describe(struct recv *r)
 	int rc, sent = PS_OK, oldfd;
 
 	out = ps_sess_mfout_begin(r->s, 0);
+	if (o->flags & PS_OF_LAZYSUMS)
+		ps_sess_mfout_nosums(out);
 	if (o->dirfd < 0) {		/* nothing there yet */
 		rc = ps_sess_mfout_end(out);
 		ps_sess_mfout_free(out);
@@ -1195,7 +1198,7 @@ describe(struct recv *r)
 	bo.cache_in = cache;
 	bo.checksum = (o->flags & PS_OF_CHECKSUM) != 0;
 	bo.label = o->label;
-	bo.sums = PS_SUMS_STRONG | PS_SUMS_WEAK;	/* the basis of deltas */
+	bo.sums = PS_SUMS_STRONG | PS_SUMS_WEAK;	/* basis of deltas */
 	if ((rc = ps_walk_open(o->dirfd, &bo, &w)) != PS_OK) {
 		ps_mfin_free(cache);
 		if (oldfd >= 0)

@@ -49,7 +49,8 @@ struct sfile {
 	const struct ps_entry *dst;	/* the receiver's version, or NULL */
 	int use_delta;
 	struct ps_mops ops;	/* the plan: COPY and LITERAL, in order */
-	int round;		/* refinement rounds asked for */
+	int round;		/* sum requests made (SUMREQ round) */
+	int lazy;		/* round 0 asked for the basis's block sums */
 	uint32_t fine;		/* block length of this round's sums */
 	uint32_t block;		/* block length the ops were made with */
 	struct ps_gap *gaps;	/* the regions of this round */
@@ -505,12 +506,11 @@ send_planned(struct snd *s, struct sfile *f)
 }
 
 /*
- * Ask for finer sums of the basis where the plan still has literals
- * between copies (where edits smaller than a block sit), or send it.
- * Never waits: over the budget, the plan goes as it is.
+ * Ask for the block sums (of length F->fine) of F's gaps, unless that
+ * would take the sums in flight over the budget. Returns 1 when asked.
  */
-static void
-refine_or_send(struct snd *s, struct sfile *f)
+static int
+ask_sums(struct snd *s, struct sfile *f)
 {
 	struct ps_msg_sumreq q;
 	struct buf regions = { 0 };
@@ -518,15 +518,6 @@ refine_or_send(struct snd *s, struct sfile *f)
 	size_t i;
 	int ask;
 
-	f->fine = f->round == 0 ? f->block / 32 : PS_SUMBLOCK_MIN;
-	if (f->fine < (f->round == 0 ? 256 : PS_SUMBLOCK_MIN))
-		f->fine = f->round == 0 ? 256 : PS_SUMBLOCK_MIN;
-	free(f->gaps);
-	f->gaps = NULL;
-	f->ngaps = 0;
-	if (f->round < 2 && f->fine < f->block)
-		f->ngaps = ps_match_gaps(&f->ops, f->dst->size,
-		    2 * (uint64_t)f->fine, f->block, &f->gaps);
 	if (f->ngaps > PS_MAX_REGIONS)
 		f->ngaps = PS_MAX_REGIONS;
 	for (i = 0; i < f->ngaps; i++)
@@ -556,17 +547,82 @@ refine_or_send(struct snd *s, struct sfile *f)
 		q.regions.len = regions.len;
 	}
 	unlock(s);
-	if (!ask) {
-		/* Refined as far as it goes: other servers may use it. */
-		if (f->round > 0 && s->o->share != NULL)
-			ps_share_final_offer(s->o->share, f->dst->hash,
-			    f->ent.hash, f->ent.size, &f->ops);
-		send_planned(s, f);
-		return;
-	}
-	if (send_failed(s, ps_send_sumreq(s->ss->w, &q)) == PS_OK)
+	if (ask && send_failed(s, ps_send_sumreq(s->ss->w, &q)) == PS_OK)
 		(void)send_failed(s, ps_wire_flush(s->ss->w));
 	buf_free(&regions);
+	return ask;
+}
+
+/*
+ * Ask for finer sums of the basis where the plan still has literals
+ * between copies (where edits smaller than a block sit), or send it.
+ * Never waits: over the budget, the plan goes as it is.
+ */
+static void
+refine_or_send(struct snd *s, struct sfile *f)
+{
+	int level = f->round - f->lazy;	/* refinements made */
+
+	f->fine = level == 0 ? f->block / 32 : PS_SUMBLOCK_MIN;
+	if (f->fine < (level == 0 ? 256 : PS_SUMBLOCK_MIN))
+		f->fine = level == 0 ? 256 : PS_SUMBLOCK_MIN;
+	free(f->gaps);
+	f->gaps = NULL;
+	f->ngaps = 0;
+	if (level < 2 && f->fine < f->block)
+		f->ngaps = ps_match_gaps(&f->ops, f->dst->size,
+		    2 * (uint64_t)f->fine, f->block, &f->gaps);
+	if (ask_sums(s, f))
+		return;
+	/* Refined as far as it goes: other servers may use it. */
+	if (f->round > 0 && s->o->share != NULL)
+		ps_share_final_offer(s->o->share, f->dst->hash, f->ent.hash,
+		    f->ent.size, &f->ops);
+	send_planned(s, f);
+}
+
+/*
+ * The receiver's manifest came without block sums (PS_OF_LAZYSUMS): ask
+ * for those of the whole old version, in its manifest's block length
+ * (round 0), and match when they come as a refinement does. A refined
+ * plan another server made for the same versions needs none.
+ */
+static void
+job_lazy(void *arg)
+{
+	struct job *j = arg;
+	struct snd *s = j->s;
+	struct sfile *f = j->f;
+	struct ps_share *sh = s->o->share;
+	uint32_t block;
+
+	if (ps_sess_rc(s->ss) != PS_OK)
+		goto out;
+	if (sh != NULL && ps_share_final_peek(sh, f->dst->hash, f->ent.hash,
+	    f->ent.size, &f->ops)) {
+		send_planned(s, f);
+		goto out;
+	}
+	block = (uint32_t)1 << f->dst->block_shift;
+	if (block < PS_SUMBLOCK_MIN || block > PS_SUMBLOCK_MAX)
+		block = block < PS_SUMBLOCK_MIN ? PS_SUMBLOCK_MIN :
+		    PS_SUMBLOCK_MAX;
+	f->lazy = 1;
+	f->round = 0;
+	f->block = f->fine = block;
+	ps_mops_add(&f->ops, PS_MOP_LITERAL, 0, f->ent.size, 0);
+	f->gaps = xcalloc(1, sizeof(*f->gaps));
+	f->gaps[0].op = 0;
+	f->gaps[0].basis_off = 0;
+	f->gaps[0].basis_len = f->dst->size;
+	f->ngaps = 1;
+	if (!ask_sums(s, f)) {
+		/* Over the budget: not worth waiting for. */
+		ps_mops_free(&f->ops);
+		send_whole(s, f);
+	}
+out:
+	job_done(j);
 }
 
 /* Match the first plan against the receiver's block sums. */
@@ -623,6 +679,89 @@ job_match(void *arg)
 		goto out;
 	}
 	refine_or_send(s, f);
+out:
+	job_done(j);
+}
+
+/* Sums of RAW (N records of PS_SUM_LEN bytes) over [0, LEN), as the
+ * matcher takes them. */
+static void
+parse_sums(const unsigned char *raw, uint64_t len, uint32_t block_len,
+    struct ps_blocksums *b)
+{
+	size_t k;
+
+	memset(b, 0, sizeof(*b));
+	b->len = len;
+	b->block_len = block_len;
+	b->n = (uint32_t)((len + block_len - 1) / block_len);
+	b->weak = xreallocarray(NULL, b->n ? b->n : 1, 4);
+	b->strong = xreallocarray(NULL, b->n ? b->n : 1, 8);
+	for (k = 0; k < b->n; k++, raw += PS_SUM_LEN) {
+		b->weak[k] = get_u32le(raw);
+		b->strong[k] = get_u64le(raw + 4);
+	}
+}
+
+/*
+ * The old version's block sums (round 0 of a lazy file) are in: the
+ * first plan, as job_match makes it, or another session's for the same
+ * versions (it waits only while one is being matched, never for a round
+ * trip). Then refine as usual.
+ */
+static void
+job_lazy_match(void *arg)
+{
+	struct job *j = arg;
+	struct snd *s = j->s;
+	struct sfile *f = j->f;
+	struct ps_share *sh = s->o->share;
+	struct ps_blocksums basis, hint;
+	struct ps_matcher *m;
+	struct stat st;
+	int fd = -1, rc = PS_EPARTIAL;
+
+	if (ps_sess_rc(s->ss) != PS_OK)
+		goto out;
+	ps_mops_free(&f->ops);
+	/* Fewer sums than asked: the old version changed; send it whole. */
+	if (f->sums.len == f->sums_expect &&
+	    (fd = open_src(s, f, &st)) >= 0 && !changed_since(&f->ent, &st)) {
+		if (sh != NULL && ps_share_plan_get(sh, f->dst->hash,
+		    f->ent.hash, f->ent.size, &f->ops)) {
+			rc = PS_OK;
+		} else {
+			parse_sums(f->sums.p, f->dst->size, f->fine, &basis);
+			entry_sums(f->src, &hint);
+			if ((rc = ps_matcher_new(&basis, &m)) == PS_OK) {
+				rc = ps_match(m, read_at, &fd, 0, f->ent.size,
+				    hint.strong ? &hint : NULL,
+				    f->ent.size >= MATCH_THREADS_MIN ?
+				    (unsigned)ps_ncpu() : 1, &f->ops);
+				ps_matcher_free(m);
+			}
+			ps_blocksums_free(&basis);
+			/* Claimed by ps_share_plan_get: always answered. */
+			if (sh != NULL)
+				ps_share_plan_put(sh, f->dst->hash,
+				    f->ent.hash, f->ent.size,
+				    rc == PS_OK ? &f->ops : NULL);
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	buf_free(&f->sums);
+	lock(s);
+	s->sums_inflight -= f->sums_expect;
+	f->sums_expect = 0;
+	unlock(s);
+	f->round++;
+	if (rc != PS_OK) {
+		ps_mops_free(&f->ops);
+		send_whole(s, f);
+	} else {
+		refine_or_send(s, f);
+	}
 out:
 	job_done(j);
 }
@@ -750,7 +889,8 @@ on_sums(struct snd *s, const struct buf *payload)
 	done = m.last;
 	unlock(s);
 	if (done)
-		submit(s, job_refine, f, 0);
+		submit(s, f->lazy && f->round == 0 ? job_lazy_match :
+		    job_refine, f, 0);
 	return PS_OK;
 }
 
@@ -967,9 +1107,12 @@ start_file(struct snd *s, struct sfile *f)
 {
 	const struct ps_entry *d = f->dst;
 
-	if (f->use_delta && (d->blocks == NULL || d->weak == NULL))
-		f->use_delta = 0;	/* no sums to match against */
-	submit(s, f->use_delta ? job_match : job_whole, f, 0);
+	if (!f->use_delta)
+		submit(s, job_whole, f, 0);
+	else if (d->blocks == NULL || d->weak == NULL)
+		submit(s, job_lazy, f, 0);	/* its sums are asked for */
+	else
+		submit(s, job_match, f, 0);
 }
 
 static void

@@ -586,6 +586,12 @@ ps_sess_mfout_begin(struct ps_sess *s, uint32_t flags)
 	return o;
 }
 
+void
+ps_sess_mfout_nosums(struct ps_sess_mfout *o)
+{
+	o->w.how |= PS_ENC_NOSUMS;
+}
+
 int
 ps_sess_mfout_add(struct ps_sess_mfout *o, const struct ps_entry *e)
 {
@@ -767,8 +773,9 @@ mf_read(void *arg, void *p, size_t n)
 		    PS_OK)
 			continue;
 		if (e.raw_len != m->raw || m->zleft != 0) {
-			m->rc = ps_sess_fail(m->s, PS_EPEER, "the %s's manifest "
-			    "is truncated (%llu of %llu bytes)", mf_who(m->s),
+			m->rc = ps_sess_fail(m->s, PS_EPEER, "the %s's "
+			    "manifest is truncated (%llu of %llu bytes)",
+			    mf_who(m->s),
 			    (unsigned long long)m->raw,
 			    (unsigned long long)e.raw_len);
 			continue;

@@ -150,6 +150,8 @@ void ps_sess_notice(struct ps_sess *s, int level, const char *fmt, ...)
  */
 struct ps_sess_mfout;
 struct ps_sess_mfout *ps_sess_mfout_begin(struct ps_sess *s, uint32_t flags);
+/* Leave the block sums out (the peer asked for lazy sums). */
+void ps_sess_mfout_nosums(struct ps_sess_mfout *o);
 int ps_sess_mfout_add(struct ps_sess_mfout *o, const struct ps_entry *e);
 int ps_sess_mfout_end(struct ps_sess_mfout *o);
 void ps_sess_mfout_free(struct ps_sess_mfout *o);

@@ -39,6 +39,11 @@ union any_msg {
 	struct ps_msg_delete delete;
 	struct ps_msg_meta meta;
 	struct ps_msg_doneack doneack;
+	struct ps_msg_relay relay;
+	struct ps_msg_relaysrc relaysrc;
+	struct ps_msg_relayto relayto;
+	struct ps_msg_relayrow relayrow;
+	struct ps_msg_relayres relayres;
 	struct ps_msg_empty empty;
 };
 

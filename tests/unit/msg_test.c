@@ -14,7 +14,8 @@
 static const uint8_t types[] = {
 	PS_MSG_HELLO, PS_MSG_ERROR, PS_MSG_NOTICE, PS_MSG_KEEPALIVE,
 	PS_MSG_OPEN, PS_MSG_MFDATA, PS_MSG_MFEND, PS_MSG_MKDIR, PS_MSG_FILE,
-	PS_MSG_DATA, PS_MSG_SUMREQ, PS_MSG_SUMS, PS_MSG_COPY, PS_MSG_END, PS_MSG_RESULT, PS_MSG_DELETE, PS_MSG_META, PS_MSG_DONE,
+	PS_MSG_DATA, PS_MSG_SUMREQ, PS_MSG_SUMS, PS_MSG_COPY, PS_MSG_END,
+	PS_MSG_RESULT, PS_MSG_DELETE, PS_MSG_META, PS_MSG_DONE,
 	PS_MSG_DONEACK, PS_MSG_BYE, PS_MSG_RELAY, PS_MSG_RELAYSRC,
 	PS_MSG_RELAYTO, PS_MSG_RELAYROW, PS_MSG_RELAYRES, PS_MSG_RELAYEND
 };
@@ -29,6 +30,12 @@ union any {
 	max_align_t align;
 	unsigned char bytes[512];
 };
+_Static_assert(sizeof(struct ps_msg_relayrow) <= 512 &&
+    sizeof(struct ps_msg_relayres) <= 512 &&
+    sizeof(struct ps_msg_relayto) <= 512 &&
+    sizeof(struct ps_msg_relay) <= 512 &&
+    sizeof(struct ps_msg_open) <= 512 &&
+    sizeof(struct ps_msg_result) <= 512, "union any holds every message");
 
 /* REST bytes of message TYPE that fit its other fields. */
 static size_t
@@ -103,7 +110,7 @@ put_field(struct buf *b, uint8_t type, const struct ps_field_info *fi,
 	case PS_F_REST:
 		n = rest_len(type, fi, variant);
 		memset(raw, 0, sizeof(raw));
-		if (type == PS_MSG_SUMREQ) {	/* regions: offset 0, length 1 */
+		if (type == PS_MSG_SUMREQ) { /* regions: offset 0, length 1 */
 			raw[8] = 1;
 			raw[24] = 1;
 		} else if (type != PS_MSG_SUMS) {
@@ -257,7 +264,7 @@ with_field(uint8_t type, size_t k, const void *raw, size_t rawlen,
 		}
 		one.len = 0;
 		put_field(&one, type, &fi, 0);
-		if (type == PS_MSG_DATA && j == 2)	/* raw_len: the data's */
+		if (type == PS_MSG_DATA && j == 2) /* raw_len: the data's */
 			put_u32le(one.p, 4);
 		if (type == PS_MSG_SUMREQ && j == 4)	/* nregions */
 			put_u32le(one.p, 1);
