@@ -93,6 +93,34 @@ struct recv {
 	size_t ngone;
 	char **dirs;			/* directories to fsync at DONE */
 	size_t ndirs;
+	struct kept *kept;		/* big files' block sums as described,
+					   in path order (lazy sums) */
+	size_t nkept;
+	uint64_t kept_bytes;
+};
+
+/*
+ * With lazy sums the manifest goes without block sums; the sender asks
+ * for those of the files it sends a delta for. A big file's are kept
+ * from the walk (which had them from the cache) so that the answer
+ * costs no read of it; at most KEEP_MAX bytes of them, the rest is read.
+ */
+#define KEEP_MIN	(1u << 20)	/* files this big keep their sums */
+#define KEEP_MAX	(32u << 20)	/* bytes of sums kept */
+
+struct kept {
+	char *path;
+	uint32_t path_len;
+	uint64_t size;
+	int64_t mtime_sec;
+	uint32_t mtime_nsec;
+	uint64_t ino;		/* and its ctime: the walk's identity */
+	int64_t ctime_sec;
+	uint32_t ctime_nsec;
+	uint32_t block_len;
+	uint32_t n;
+	uint32_t *weak;
+	uint64_t *strong;
 };
 
 static char *
@@ -342,6 +370,91 @@ sweep_temps(struct recv *r)
 	}
 }
 
+/* Keep E's block sums for a lazy request (called in path order). */
+static void
+keep_sums(struct recv *r, const struct ps_entry *e)
+{
+	struct kept *k;
+	uint64_t bytes;
+
+	if (e->type != PS_FT_FILE || e->size < KEEP_MIN || e->blocks == NULL ||
+	    e->weak == NULL || e->nblocks == 0 || e->ino == 0)
+		return;
+	bytes = (uint64_t)e->nblocks * PS_SUM_LEN + e->path_len;
+	if (r->kept_bytes + bytes > KEEP_MAX)
+		return;
+	r->kept_bytes += bytes;
+	r->kept = xreallocarray(r->kept, r->nkept + 1, sizeof(*r->kept));
+	k = &r->kept[r->nkept++];
+	k->path = xstrndup(e->path, e->path_len);
+	k->path_len = e->path_len;
+	k->size = e->size;
+	k->mtime_sec = e->mtime_sec;
+	k->mtime_nsec = e->mtime_nsec;
+	k->ino = e->ino;
+	k->ctime_sec = e->ctime_sec;
+	k->ctime_nsec = e->ctime_nsec;
+	k->block_len = (uint32_t)1 << e->block_shift;
+	k->n = (uint32_t)e->nblocks;
+	k->weak = xreallocarray(NULL, k->n, sizeof(*k->weak));
+	k->strong = xreallocarray(NULL, k->n, sizeof(*k->strong));
+	memcpy(k->weak, e->weak, (size_t)k->n * sizeof(*k->weak));
+	memcpy(k->strong, e->blocks, (size_t)k->n * sizeof(*k->strong));
+}
+
+/*
+ * The kept sums that answer a request for the whole of PATH in blocks
+ * of BLOCK_LEN, when the file open as FD is still what was described.
+ */
+static const struct kept *
+kept_for(const struct recv *r, const struct ps_bytes *path, int fd,
+    uint32_t block_len)
+{
+	size_t lo = 0, hi = r->nkept, mid;
+	const struct kept *k;
+	struct stat st;
+	int c;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		k = &r->kept[mid];
+		c = ps_path_cmp(k->path, k->path_len, (const char *)path->p,
+		    path->len);
+		if (c == 0) {
+			if (k->block_len != block_len || fd < 0 ||
+			    fstat(fd, &st) != 0 ||
+			    (uint64_t)st.st_size != k->size ||
+			    (int64_t)st.st_mtim.tv_sec != k->mtime_sec ||
+			    (uint32_t)st.st_mtim.tv_nsec != k->mtime_nsec ||
+			    (uint64_t)st.st_ino != k->ino ||
+			    (int64_t)st.st_ctim.tv_sec != k->ctime_sec ||
+			    (uint32_t)st.st_ctim.tv_nsec != k->ctime_nsec)
+				return NULL;
+			return k;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void
+free_kept(struct recv *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->nkept; i++) {
+		free(r->kept[i].path);
+		free(r->kept[i].weak);
+		free(r->kept[i].strong);
+	}
+	free(r->kept);
+	r->kept = NULL;
+	r->nkept = 0;
+}
+
 /* ---- block sums of regions of the old version, made by the pool ---- */
 
 struct sumjob {
@@ -353,6 +466,7 @@ struct sumjob {
 	uint64_t basis_size;
 	uint32_t n;
 	uint64_t *off, *len;	/* the regions, clamped to the basis */
+	const struct kept *kept;	/* the answer, kept from the walk */
 };
 
 /* Send what BUF holds of the sums; LAST ends the round. */
@@ -380,10 +494,15 @@ sum_regions(void *arg)
 		if (ps_sess_rc(j->r->s) != PS_OK)
 			break;
 		memset(&bs, 0, sizeof(bs));
-		/* A region the old version cannot fill: no sums for it. */
-		if (j->len[i] > 0 && ps_blocksums_fd(j->fd, j->off[i],
-		    j->len[i], j->block_len, &bs) != PS_OK)
+		if (j->kept != NULL) {		/* the whole file, unread */
+			bs.n = j->kept->n;
+			bs.weak = j->kept->weak;
+			bs.strong = j->kept->strong;
+		} else if (j->len[i] > 0 && ps_blocksums_fd(j->fd, j->off[i],
+		    j->len[i], j->block_len, &bs) != PS_OK) {
+			/* A region the old version cannot fill: no sums. */
 			bs.n = 0;
+		}
 		for (k = 0; k < bs.n; k++) {
 			buf_reserve(&out, PS_SUM_LEN);
 			put_u32le(out.p + out.len, bs.weak[k]);
@@ -393,7 +512,8 @@ sum_regions(void *arg)
 			    (rc = send_sums(j, &out, 0)) != PS_OK)
 				break;
 		}
-		ps_blocksums_free(&bs);
+		if (j->kept == NULL)
+			ps_blocksums_free(&bs);
 	}
 	if (rc == PS_OK && send_sums(j, &out, 1) == PS_OK)
 		(void)ps_wire_flush(j->r->s->w);
@@ -449,6 +569,9 @@ on_sumreq(struct recv *r, const struct buf *payload)
 		j->len[i] = len;
 		total += len;
 	}
+	if (j->n == 1 && j->off[0] == 0 && j->len[0] == j->basis_size &&
+	    j->basis_size > 0)
+		j->kept = kept_for(r, &q.path, j->fd, j->block_len);
 	/* Reading costs what the old version holds, not what was asked. */
 	f->signed_bytes += total;
 	rc = f->signed_bytes > 3 * f->basis_size + (1u << 20);
@@ -1073,6 +1196,7 @@ cleanup(struct recv *r)
 	free(r->gone);
 	ps_manifest_free(&r->upd);
 	ps_manifest_free(&r->by);
+	free_kept(r);
 	if (r->mf_fd >= 0)
 		close(r->mf_fd);
 	ZSTD_freeDCtx(r->zd);
@@ -1214,6 +1338,8 @@ describe(struct recv *r)
 	while ((e = ps_walk_next(w)) != NULL) {
 		if (sent == PS_OK)
 			sent = ps_sess_mfout_add(out, e);
+		if (o->flags & PS_OF_LAZYSUMS)
+			keep_sums(r, e);
 		if (cw != NULL)
 			ps_cachew_add(cw, e);
 		tally(r, e);

@@ -63,7 +63,6 @@ push "shrunk"
 push "grown"
 [ "$(lit)" -lt 8192 ] || fail "a 4-byte append sent $(lit) literal bytes"
 no_litter "$T/dst"
-exit 0
 
 # Lazy sums: the server's manifest carries no block sums; the console asks
 # for those of the files it sends a delta for. 100 unchanged files of
@@ -91,3 +90,44 @@ recv=$(json_get "$T/out" 'd["servers"][0]["bytes_received"]')
 [ "$recv" -lt 40000 ] || fail "the server's manifest came with block sums ($recv bytes received)"
 [ "$(json_get "$T/out" 'd["servers"][0]["files_transferred"]')" = 1 ] ||
     fail "more than the edited file was sent"
+
+# A big file's sums come from what the server's walk had (its cache), not
+# from reading the file again: the server never preads dst/f while it
+# answers (it reads it only through copy_file_range for the COPYs).
+if command -v strace >/dev/null; then
+    cat >traced <<TR
+#!/bin/sh
+exec strace -f -y -qq -e trace=pread64 -o "$T/strace.log" "$PS" "\$@"
+TR
+    chmod +x traced
+    python3 - src/f <<'PY'
+import sys
+d = bytearray(open(sys.argv[1], "rb").read())
+d[3000000:3000010] = b"abcdefghij"
+open(sys.argv[1], "wb").write(d)
+PY
+    # A file changed within a second of a walk is hashed again (its
+    # cache entry is not trusted): wait until dst/f is older than that.
+    i=0
+    until [ $(($(date +%s) - $(stat -c %Z dst/f))) -ge 3 ]; do
+        i=$((i + 1))
+        [ $i -le 100 ] || fail "dst/f's ctime stays recent"
+        sleep 0.1
+    done
+    expect_exit 0 "$PS" push src "localhost:$T/dst" --rsh "$RSH" \
+        --remote-path "$T/traced" --no-whole-file --json
+    cmp -s src/f dst/f || fail "traced push: the server's copy differs"
+    [ "$(lit)" -lt 20000 ] || fail "a kept-sums delta sent $(lit) literal bytes"
+    # Only the finer rounds read it: a few blocks around the edit.
+    read=$(grep "pread64([0-9]*<$T/dst/f>" strace.log |
+        sed -n 's/.* = \([0-9]*\)$/\1/p' | awk '{ n += $1 } END { print n + 0 }')
+    if [ "$read" -ge 65536 ]; then
+        grep "pread64([0-9]*<$T/dst/f>" strace.log | cut -c1-80 | head -3 >&2
+        fail "the server read $read bytes of its old f to answer for its sums"
+    fi
+else
+    echo "strace is missing (./bootstrap installs it)" >&2
+    exit 99
+fi
+no_litter "$T/dst"
+exit 0
