@@ -95,8 +95,11 @@ recv=$(json_get "$T/out" 'd["servers"][0]["bytes_received"]')
 # from reading the file again: the server never preads dst/f while it
 # answers (it reads it only through copy_file_range for the COPYs).
 if command -v strace >/dev/null; then
+    # (LeakSanitizer cannot run under ptrace: no leak check there.)
     cat >traced <<TR
 #!/bin/sh
+ASAN_OPTIONS="\${ASAN_OPTIONS:-}:detect_leaks=0"
+export ASAN_OPTIONS
 exec strace -f -y -qq -e trace=pread64 -o "$T/strace.log" "$PS" "\$@"
 TR
     chmod +x traced
