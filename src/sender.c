@@ -625,6 +625,38 @@ out:
 	job_done(j);
 }
 
+/*
+ * F's first plan against BASIS (the old version's block sums) into
+ * F->ops: another session's for the same versions, or matched here from
+ * FD and offered to the others. Waits only while another session
+ * matches, never for a round trip. PS_OK, or the matcher's failure.
+ */
+static int
+first_plan(struct snd *s, struct sfile *f, int fd,
+    const struct ps_blocksums *basis)
+{
+	struct ps_share *sh = s->o->share;
+	struct ps_blocksums hint;
+	struct ps_matcher *m;
+	int rc;
+
+	if (sh != NULL && ps_share_plan_get(sh, f->dst->hash, f->ent.hash,
+	    f->ent.size, &f->ops))
+		return PS_OK;
+	entry_sums(f->src, &hint);
+	if ((rc = ps_matcher_new(basis, &m)) == PS_OK) {
+		rc = ps_match(m, read_at, &fd, 0, f->ent.size, hint.strong ?
+		    &hint : NULL, f->ent.size >= MATCH_THREADS_MIN ?
+		    (unsigned)ps_ncpu() : 1, &f->ops);
+		ps_matcher_free(m);
+	}
+	/* Claimed by ps_share_plan_get: always answered. */
+	if (sh != NULL)
+		ps_share_plan_put(sh, f->dst->hash, f->ent.hash, f->ent.size,
+		    rc == PS_OK ? &f->ops : NULL);
+	return rc;
+}
+
 /* Match the first plan against the receiver's block sums. */
 static void
 job_match(void *arg)
@@ -633,8 +665,7 @@ job_match(void *arg)
 	struct snd *s = j->s;
 	struct sfile *f = j->f;
 	struct ps_share *sh = s->o->share;
-	struct ps_blocksums basis, hint;
-	struct ps_matcher *m;
+	struct ps_blocksums basis;
 	struct stat st;
 	int fd, rc;
 
@@ -645,7 +676,6 @@ job_match(void *arg)
 		goto out;
 	}
 	entry_sums(f->dst, &basis);
-	entry_sums(f->src, &hint);
 	f->block = basis.block_len;
 	if (changed_since(&f->ent, &st)) {
 		rc = PS_EPARTIAL;
@@ -655,21 +685,8 @@ job_match(void *arg)
 		close(fd);
 		send_planned(s, f);
 		goto out;
-	} else if (sh != NULL && ps_share_plan_get(sh, f->dst->hash,
-	    f->ent.hash, f->ent.size, &f->ops)) {
-		rc = PS_OK;
-	} else if ((rc = ps_matcher_new(&basis, &m)) == PS_OK) {
-		rc = ps_match(m, read_at, &fd, 0, f->ent.size, hint.strong ?
-		    &hint : NULL, f->ent.size >= MATCH_THREADS_MIN ?
-		    (unsigned)ps_ncpu() : 1, &f->ops);
-		ps_matcher_free(m);
-		/* Claimed by ps_share_plan_get: always answered. */
-		if (sh != NULL)
-			ps_share_plan_put(sh, f->dst->hash, f->ent.hash,
-			    f->ent.size, rc == PS_OK ? &f->ops : NULL);
-	} else if (sh != NULL) {
-		ps_share_plan_put(sh, f->dst->hash, f->ent.hash,
-		    f->ent.size, NULL);
+	} else {
+		rc = first_plan(s, f, fd, &basis);
 	}
 	close(fd);
 	if (rc != PS_OK) {
@@ -683,15 +700,18 @@ out:
 	job_done(j);
 }
 
-/* Sums of RAW (N records of PS_SUM_LEN bytes) over [0, LEN), as the
- * matcher takes them. */
+/*
+ * The sums at RAW (records of PS_SUM_LEN bytes) of the old version's
+ * [BASE, BASE+LEN) in blocks of BLOCK_LEN, as the matcher takes them.
+ */
 static void
-parse_sums(const unsigned char *raw, uint64_t len, uint32_t block_len,
-    struct ps_blocksums *b)
+parse_sums(const unsigned char *raw, uint64_t base, uint64_t len,
+    uint32_t block_len, struct ps_blocksums *b)
 {
 	size_t k;
 
 	memset(b, 0, sizeof(*b));
+	b->base = base;
 	b->len = len;
 	b->block_len = block_len;
 	b->n = (uint32_t)((len + block_len - 1) / block_len);
@@ -701,6 +721,18 @@ parse_sums(const unsigned char *raw, uint64_t len, uint32_t block_len,
 		b->weak[k] = get_u32le(raw);
 		b->strong[k] = get_u64le(raw + 4);
 	}
+}
+
+/* The sums of F's round are used up: the budget gets them back. */
+static void
+sums_taken(struct snd *s, struct sfile *f)
+{
+	buf_free(&f->sums);
+	lock(s);
+	s->sums_inflight -= f->sums_expect;
+	f->sums_expect = 0;
+	unlock(s);
+	f->round++;
 }
 
 /*
@@ -715,9 +747,7 @@ job_lazy_match(void *arg)
 	struct job *j = arg;
 	struct snd *s = j->s;
 	struct sfile *f = j->f;
-	struct ps_share *sh = s->o->share;
-	struct ps_blocksums basis, hint;
-	struct ps_matcher *m;
+	struct ps_blocksums basis;
 	struct stat st;
 	int fd = -1, rc = PS_EPARTIAL;
 
@@ -727,35 +757,13 @@ job_lazy_match(void *arg)
 	/* Fewer sums than asked: the old version changed; send it whole. */
 	if (f->sums.len == f->sums_expect &&
 	    (fd = open_src(s, f, &st)) >= 0 && !changed_since(&f->ent, &st)) {
-		if (sh != NULL && ps_share_plan_get(sh, f->dst->hash,
-		    f->ent.hash, f->ent.size, &f->ops)) {
-			rc = PS_OK;
-		} else {
-			parse_sums(f->sums.p, f->dst->size, f->fine, &basis);
-			entry_sums(f->src, &hint);
-			if ((rc = ps_matcher_new(&basis, &m)) == PS_OK) {
-				rc = ps_match(m, read_at, &fd, 0, f->ent.size,
-				    hint.strong ? &hint : NULL,
-				    f->ent.size >= MATCH_THREADS_MIN ?
-				    (unsigned)ps_ncpu() : 1, &f->ops);
-				ps_matcher_free(m);
-			}
-			ps_blocksums_free(&basis);
-			/* Claimed by ps_share_plan_get: always answered. */
-			if (sh != NULL)
-				ps_share_plan_put(sh, f->dst->hash,
-				    f->ent.hash, f->ent.size,
-				    rc == PS_OK ? &f->ops : NULL);
-		}
+		parse_sums(f->sums.p, 0, f->dst->size, f->fine, &basis);
+		rc = first_plan(s, f, fd, &basis);
+		ps_blocksums_free(&basis);
 	}
 	if (fd >= 0)
 		close(fd);
-	buf_free(&f->sums);
-	lock(s);
-	s->sums_inflight -= f->sums_expect;
-	f->sums_expect = 0;
-	unlock(s);
-	f->round++;
+	sums_taken(s, f);
 	if (rc != PS_OK) {
 		ps_mops_free(&f->ops);
 		send_whole(s, f);
@@ -776,8 +784,7 @@ job_refine(void *arg)
 	struct ps_blocksums fine;
 	struct ps_mops *sub = NULL;
 	struct ps_matcher *m;
-	const unsigned char *p;
-	size_t *idx = NULL, i, k, at = 0, n;
+	size_t *idx = NULL, i, at = 0, n;
 	int fd = -1, ok;
 
 	if (ps_sess_rc(s->ss) != PS_OK)
@@ -795,18 +802,9 @@ job_refine(void *arg)
 	for (i = 0; ok && i < f->ngaps; i++) {
 		const struct ps_mop *op = &f->ops.v[f->gaps[i].op];
 
-		memset(&fine, 0, sizeof(fine));
-		fine.base = f->gaps[i].basis_off;
-		fine.len = f->gaps[i].basis_len;
-		fine.block_len = f->fine;
-		fine.n = (uint32_t)((fine.len + f->fine - 1) / f->fine);
-		fine.weak = xreallocarray(NULL, fine.n, 4);
-		fine.strong = xreallocarray(NULL, fine.n, 8);
-		for (k = 0; k < fine.n; k++, at += PS_SUM_LEN) {
-			p = f->sums.p + at;
-			fine.weak[k] = get_u32le(p);
-			fine.strong[k] = get_u64le(p + 4);
-		}
+		parse_sums(f->sums.p + at, f->gaps[i].basis_off,
+		    f->gaps[i].basis_len, f->fine, &fine);
+		at += (size_t)fine.n * PS_SUM_LEN;
 		idx[i] = f->gaps[i].op;
 		ok = ps_matcher_new(&fine, &m) == PS_OK;
 		if (ok) {
@@ -826,12 +824,7 @@ job_refine(void *arg)
 	free(idx);
 	if (fd >= 0)
 		close(fd);
-	buf_free(&f->sums);
-	lock(s);
-	s->sums_inflight -= f->sums_expect;
-	f->sums_expect = 0;
-	unlock(s);
-	f->round++;
+	sums_taken(s, f);
 	if (ok)
 		refine_or_send(s, f);
 	else

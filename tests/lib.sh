@@ -96,8 +96,24 @@ print(eval(sys.argv[2]))' "$1" "$2"
 is_root() { [ "$(id -u)" = 0 ]; }
 
 # as_nobody CMD...: run CMD as user nobody (root only). A sanitizer
-# build's suppressions file is copied where nobody can read it.
+# build's suppressions file is copied where nobody can read it. "env
+# VAR=VALUE... CMD" sets the variables here, so that CMD is started by
+# setpriv itself (env, run as nobody, could not reach a build below a
+# private directory such as mktemp -d's).
 as_nobody() {
+    if [ "${1:-}" = env ]; then
+        shift
+        (
+            while [ $# -gt 0 ]; do
+                case $1 in
+                *=*) export "${1?}"; shift ;;
+                *) break ;;
+                esac
+            done
+            as_nobody "$@"
+        )
+        return
+    fi
     chmod 755 "$T"
     case ${LSAN_OPTIONS:-} in
     *suppressions=*)
@@ -110,6 +126,21 @@ as_nobody() {
         setpriv --reuid=65534 --regid=65534 --clear-groups "$@"
         ;;
     esac
+}
+
+# public_copy FILE: FILE, or, when user nobody cannot read it (a build
+# below a private directory), a copy of it in $T/pub that nobody can run.
+public_copy() {
+    if setpriv --reuid=65534 --regid=65534 --clear-groups \
+        test -r "$1" 2>/dev/null; then
+        printf '%s\n' "$1"
+        return
+    fi
+    mkdir -p "$T/pub"
+    chmod 755 "$T" "$T/pub"
+    cp "$1" "$T/pub/${1##*/}"
+    chmod 755 "$T/pub/${1##*/}"
+    printf '%s\n' "$T/pub/${1##*/}"
 }
 
 # ---- the state database: SQLite or PostgreSQL ----

@@ -271,9 +271,10 @@ if is_root; then
     printf '[console]\nname = n\ndatabase = %s/n/state.db\n[component patches]\npath = %s/n/pat\n' \
         "$T" "$T" >n/n.conf
     chown -R nobody n
-    N="env XDG_CACHE_HOME=$T/n/cache $PS -c $T/n/n.conf"
+    PSN=$(public_copy "$PS")
+    N="env XDG_CACHE_HOME=$T/n/cache $PSN -c $T/n/n.conf"
     expect_exit 0 as_nobody $N server add relay "localhost:$T/n/relay" \
-        --rsh "$RSH" --remote-path "$PS"
+        --rsh "$(public_copy "$RSH")" --remote-path "$PSN"
     expect_exit 0 as_nobody $N server add d1 "$T/n/d1" --via relay
     expect_exit 0 as_nobody $N push d1
     # The relay lost its copy; d1 still has one.
