@@ -21,34 +21,10 @@
 #include <unistd.h>
 
 #include "match.h"
+#include "../tests/unit/splitmix.h"
 
 #define MiB	(UINT64_C(1) << 20)
 
-static uint64_t rng_state = 42;
-
-static uint64_t
-rng(void)
-{
-	uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
-
-	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-	return z ^ (z >> 31);
-}
-
-static void
-fill_random(unsigned char *p, size_t n)
-{
-	uint64_t v;
-	size_t i;
-
-	for (i = 0; i + 8 <= n; i += 8) {
-		v = rng();
-		memcpy(p + i, &v, 8);
-	}
-	for (; i < n; i++)
-		p[i] = (unsigned char)rng();
-}
 
 /* Wall and CPU time (all threads) of a piece of work. */
 struct clk {
@@ -503,6 +479,7 @@ main(int argc, char **argv)
 	unsigned char *b, *t;
 	int c;
 
+	rng_state = 42;
 	while ((c = getopt(argc, argv, "s:r:")) != -1) {
 		switch (c) {
 		case 's':

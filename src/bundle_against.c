@@ -59,43 +59,6 @@ ps_bundle_split_against(struct ps_manifest *m, int split,
 	ps_manifest_free(m);
 }
 
-static int
-open_report(struct ps_sess *s, const char *dest)
-{
-	struct ps_msg_open m;
-	int rc;
-
-	m.mode = PS_OPEN_REPORT;
-	m.flags = 0;
-	m.dest.p = (const unsigned char *)dest;
-	m.dest.len = strlen(dest);
-	if ((rc = ps_send_open(s->w, &m)) == PS_OK)
-		rc = ps_wire_flush(s->w);
-	return ps_sess_send_failed(s, rc);
-}
-
-/* After the manifest: DONE, and the server's DONEACK. */
-static int
-end_report(struct ps_sess *s)
-{
-	struct ps_msg_doneack a;
-	struct buf msg = { 0 };
-	uint8_t type;
-	int rc;
-
-	if ((rc = ps_send_done(s->w, NULL)) == PS_OK)
-		rc = ps_wire_flush(s->w);
-	if (rc != PS_OK)
-		return ps_sess_send_failed(s, rc);
-	if ((rc = ps_sess_recv(s, &type, &msg)) == PS_OK) {
-		if (type != PS_MSG_DONEACK)
-			rc = ps_sess_unexpected(s, type, "after a report");
-		else
-			rc = ps_sess_decode(s, type, &msg, &a);
-	}
-	buf_free(&msg);
-	return rc;
-}
 
 int
 ps_bundle_fetch_against(const char *label, const char *url,
@@ -117,10 +80,11 @@ ps_bundle_fetch_against(const char *label, const char *url,
 	for (i = 0; i < nsrc && rc == PS_OK; i++) {
 		memset(&src[i].against, 0, sizeof(src[i].against));
 		src[i].have_against = 1;
-		if ((rc = open_report(&ss, src[i].dest)) == PS_OK &&
+		if ((rc = ps_sess_open(&ss, PS_OPEN_REPORT, 0,
+		    src[i].dest)) == PS_OK &&
 		    (rc = ps_sess_recv_manifest(&ss, &src[i].against)) ==
 		    PS_OK)
-			rc = end_report(&ss);
+			rc = ps_sess_report_done(&ss);
 	}
 	crc = ps_sess_close(&ss, NULL);
 	if (rc == PS_OK)

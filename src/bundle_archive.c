@@ -27,13 +27,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 
-#if defined(__x86_64__)
-#include <xxh_x86dispatch.h>
-#define H128_UPDATE	XXH3_128bits_update_dispatch
-#else
-#include <xxhash.h>
-#define H128_UPDATE	XXH3_128bits_update
-#endif
+#include "xxh.h"
 
 #include "bundle.h"
 
@@ -56,7 +50,7 @@ ps_h128_init(struct ps_h128 *h)
 void
 ps_h128_update(struct ps_h128 *h, const void *p, size_t n)
 {
-	H128_UPDATE(h->st, p, n);
+	HASH128_UPDATE(h->st, p, n);
 }
 
 void

@@ -150,28 +150,6 @@ changed(const struct ps_source *src, const struct ps_entry *e)
 	return PS_EPARTIAL;
 }
 
-static ssize_t
-read_at(void *arg, void *buf, size_t n, uint64_t off)
-{
-	ssize_t r;
-
-	do
-		r = pread(*(int *)arg, buf, n, (off_t)off);
-	while (r < 0 && errno == EINTR);
-	return r;
-}
-
-/* The block sums an entry carries, as the matcher takes them. */
-static void
-entry_sums(const struct ps_entry *e, struct ps_blocksums *b)
-{
-	memset(b, 0, sizeof(*b));
-	b->len = e->size;
-	b->block_len = (uint32_t)1 << e->block_shift;
-	b->n = (uint32_t)e->nblocks;
-	b->weak = e->weak;
-	b->strong = e->blocks;
-}
 
 /* Can E travel as a delta against the server's B? */
 static int
@@ -198,13 +176,13 @@ plan_delta(const struct ps_source *src, struct plan *p,
 	uint8_t h[16];
 	uint64_t size;
 
-	entry_sums(b, &basis);
-	entry_sums(e, &hint);
+	ps_entry_blocksums(b, &basis);
+	ps_entry_blocksums(e, &hint);
 	if (ps_matcher_new(&basis, &mt) != PS_OK)
 		return PS_OK;	/* sums we cannot use: whole */
-	if (ps_match(mt, read_at, &fd, 0, e->size, hint.strong ? &hint :
-	    NULL, e->size >= MATCH_THREADS_MIN ? (unsigned)ps_ncpu() : 1,
-	    &p->ops) != PS_OK) {
+	if (ps_match(mt, ps_match_read_fd, &fd, 0, e->size, hint.strong ?
+	    &hint : NULL, e->size >= MATCH_THREADS_MIN ? (unsigned)ps_ncpu() :
+	    1, &p->ops) != PS_OK) {
 		ps_matcher_free(mt);
 		return changed(src, e);
 	}

@@ -57,6 +57,34 @@ const char **ps_cli_args(poptContext ctx, int *n);
 /* Load the configuration named by -c, $PATCHSYNC_CONFIG or the default. */
 int ps_cli_conf(struct ps_conf *conf, int required);
 
+/* A subcommand: "patchsync CMD NAME ..." runs RUN. */
+struct ps_subcmd {
+	const char *name;
+	int (*run)(int, const char **);
+};
+
+/*
+ * Run the subcommand ARGV[1] of command CMD from SUBS (N of them), with
+ * "patchsync CMD NAME" as its argv[0]; --help or -h prints HELP. A
+ * missing or unknown subcommand is one error line naming the choices.
+ */
+int ps_cli_dispatch(const char *cmd, const struct ps_subcmd *subs, size_t n,
+    const char *help, int argc, const char **argv);
+
+/*
+ * The console's cache directory (its scans' manifests): beside a SQLite
+ * state database the account may write, else $XDG_CACHE_HOME/patchsync
+ * or ~/.cache/patchsync; NULL when there is none. Free it.
+ */
+char *ps_cli_cache_dir(const struct ps_conf *conf);
+
+/*
+ * --timeout S of command CMD into *OUT: seconds from 0 (none) to
+ * PS_TIMEOUT_MAX; PS_TIMEOUT_DEFAULT when S is NULL. PS_OK, or PS_EUSAGE
+ * with one error line.
+ */
+int ps_cli_timeout(const char *cmd, const char *s, unsigned *out);
+
 int cmd_manifest(int argc, const char **argv);
 int cmd_bundle(int argc, const char **argv);
 int cmd_config(int argc, const char **argv);

@@ -24,32 +24,6 @@
 #include "task.h"
 #include "url.h"
 
-/* The console's manifest cache, where push keeps it. */
-static char *
-cache_dir(const struct ps_conf *conf)
-{
-	const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-	char *db, *slash, *d;
-
-	if (conf->file != NULL && conf->database != NULL &&
-	    strncmp(conf->database, "postgres", 8) != 0) {
-		db = xstrdup(conf->database);
-		if ((slash = strrchr(db, '/')) != NULL) {
-			*slash = '\0';
-			if (access(*db ? db : "/", W_OK) == 0) {
-				d = xasprintf("%s/cache", db);
-				free(db);
-				return d;
-			}
-		}
-		free(db);
-	}
-	if (x != NULL && *x == '/')
-		return xasprintf("%s/patchsync", x);
-	if (home != NULL && *home == '/')
-		return xasprintf("%s/.cache/patchsync", home);
-	return NULL;
-}
 
 /* ---- create ---- */
 
@@ -127,26 +101,6 @@ create_sources(const struct ps_conf *conf, const struct create_args *c,
 	return PS_OK;
 }
 
-static int
-parse_timeout(const char *s, unsigned *out)
-{
-	char *end;
-	long v;
-
-	*out = PS_TIMEOUT_DEFAULT;
-	if (s == NULL)
-		return PS_OK;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < 0 ||
-	    v > PS_TIMEOUT_MAX) {
-		ps_err("bundle create: --timeout needs seconds from 0 (none) "
-		    "to %d, not '%s'", PS_TIMEOUT_MAX, s);
-		return PS_EUSAGE;
-	}
-	*out = (unsigned)v;
-	return PS_OK;
-}
 
 /* Looks like a URL (or a directory path) rather than a server name? */
 static int
@@ -169,7 +123,8 @@ against_live(const struct ps_conf *conf, const struct create_args *c,
 
 	memset(&sc, 0, sizeof(sc));
 	sc.timeout = -1;
-	if ((rc = parse_timeout(c->timeout, &timeout)) != PS_OK)
+	rc = ps_cli_timeout("bundle create", c->timeout, &timeout);
+	if (rc != PS_OK)
 		return rc;
 	if (is_url(c->against)) {
 		sc.url = xstrdup(c->against);
@@ -299,7 +254,7 @@ bundle_create(int argc, const char **argv)
 	o.src = src;
 	o.nsrc = n;
 	o.full = c.full;
-	o.cache_dir = cache = cache_dir(&conf);
+	o.cache_dir = cache = ps_cli_cache_dir(&conf);
 	o.checksum = c.checksum;
 	rc = ps_bundle_create(&o, &st);
 	if (rc == PS_OK)
@@ -578,55 +533,26 @@ out:
 int
 cmd_bundle(int argc, const char **argv)
 {
-	static const struct {
-		const char *name;
-		int (*run)(int, const char **);
-	} sub[] = {
+	static const struct ps_subcmd sub[] = {
 		{ "create", bundle_create },
 		{ "verify", bundle_verify },
 		{ "apply", bundle_apply },
 		{ "show", bundle_show },
 	};
-	size_t i;
 
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "-h") == 0)) {
-		printf("Usage: patchsync bundle create [-C NAME]... "
-		    "--against FILE|SERVER|URL -o FILE\n"
-		    "       patchsync bundle create [-C NAME]... --full "
-		    "-o FILE\n"
-		    "       patchsync bundle verify FILE\n"
-		    "       patchsync bundle apply FILE ROOT [--delete] "
-		    "[-n] [-i] [--json]\n"
-		    "       patchsync bundle show FILE [--json]\n\n"
-		    "Offline bundles for distribution servers the console "
-		    "cannot reach: a pax tar,\nzstd-compressed, of the "
-		    "console's manifests, the files the server lacks and\n"
-		    "deltas against its copies. Without a configuration, "
-		    "`bundle create SRC_DIR`\nbundles one directory. See "
-		    "patchsync-bundle(5).\n");
-		return PS_OK;
-	}
-	if (argc < 2) {
-		ps_err("bundle: expected create, verify, apply or show "
-		    "(see patchsync bundle --help)");
-		return PS_EUSAGE;
-	}
-	for (i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
-		if (strcmp(argv[1], sub[i].name) == 0) {
-			char *name = xasprintf("patchsync bundle %s",
-			    sub[i].name);
-			const char *saved = argv[1];
-			int rc;
-
-			argv[1] = name;
-			rc = sub[i].run(argc - 1, argv + 1);
-			argv[1] = saved;
-			free(name);
-			return rc;
-		}
-	}
-	ps_err("bundle: unknown subcommand '%s' (use create, verify, apply "
-	    "or show)", argv[1]);
-	return PS_EUSAGE;
+	return ps_cli_dispatch("bundle", sub, sizeof(sub) / sizeof(sub[0]),
+	    "Usage: patchsync bundle create [-C NAME]... "
+	    "--against FILE|SERVER|URL -o FILE\n"
+	    "       patchsync bundle create [-C NAME]... --full "
+	    "-o FILE\n"
+	    "       patchsync bundle verify FILE\n"
+	    "       patchsync bundle apply FILE ROOT [--delete] "
+	    "[-n] [-i] [--json]\n"
+	    "       patchsync bundle show FILE [--json]\n\n"
+	    "Offline bundles for distribution servers the console "
+	    "cannot reach: a pax tar,\nzstd-compressed, of the "
+	    "console's manifests, the files the server lacks and\n"
+	    "deltas against its copies. Without a configuration, "
+	    "`bundle create SRC_DIR`\nbundles one directory. See "
+	    "patchsync-bundle(5).\n", argc, argv);
 }

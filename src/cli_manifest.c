@@ -240,47 +240,18 @@ done:
 int
 cmd_manifest(int argc, const char **argv)
 {
-	static const struct {
-		const char *name;
-		int (*run)(int, const char **);
-	} sub[] = {
+	static const struct ps_subcmd sub[] = {
 		{ "build", mf_build },
 		{ "show", mf_show },
 		{ "diff", mf_diff },
 	};
-	size_t i;
 
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "-h") == 0)) {
-		printf("Usage: patchsync manifest build DIR [-o FILE]\n"
-		    "       patchsync manifest show FILE\n"
-		    "       patchsync manifest diff OLD NEW [--extra] "
-		    "[--format text|json|csv]\n\n"
-		    "OLD and NEW are manifest files or directories. diff "
-		    "exits 0 when nothing\ndiffers, 1 when something does. "
-		    "See patchsync-manifest(5).\n");
-		return PS_OK;
-	}
-	if (argc < 2) {
-		ps_err("manifest: expected build, show or diff "
-		    "(see patchsync manifest --help)");
-		return PS_EUSAGE;
-	}
-	for (i = 0; i < sizeof(sub) / sizeof(sub[0]); i++) {
-		if (strcmp(argv[1], sub[i].name) == 0) {
-			char *name = xasprintf("patchsync manifest %s",
-			    sub[i].name);
-			const char *saved = argv[1];
-			int rc;
-
-			argv[1] = name;
-			rc = sub[i].run(argc - 1, argv + 1);
-			argv[1] = saved;
-			free(name);
-			return rc;
-		}
-	}
-	ps_err("manifest: unknown subcommand '%s' (use build, show or diff)",
-	    argv[1]);
-	return PS_EUSAGE;
+	return ps_cli_dispatch("manifest", sub, sizeof(sub) / sizeof(sub[0]),
+	    "Usage: patchsync manifest build DIR [-o FILE]\n"
+	    "       patchsync manifest show FILE\n"
+	    "       patchsync manifest diff OLD NEW [--extra] "
+	    "[--format text|json|csv]\n\n"
+	    "OLD and NEW are manifest files or directories. diff "
+	    "exits 0 when nothing\ndiffers, 1 when something does. "
+	    "See patchsync-manifest(5).\n", argc, argv);
 }

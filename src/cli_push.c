@@ -41,27 +41,6 @@ is_url(const char *s)
 	    strcmp(s, ".") == 0;
 }
 
-/* --timeout SECONDS: 0 means none. */
-static int
-parse_timeout(const char *cmd, const char *s, unsigned *out)
-{
-	char *end;
-	long v;
-
-	*out = PS_TIMEOUT_DEFAULT;
-	if (s == NULL)
-		return PS_OK;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < 0 ||
-	    v > PS_TIMEOUT_MAX) {
-		ps_err("%s: --timeout needs seconds from 0 (none) to %d, not "
-		    "'%s'", cmd, PS_TIMEOUT_MAX, s);
-		return PS_EUSAGE;
-	}
-	*out = (unsigned)v;
-	return PS_OK;
-}
 
 /* A server name from the state database, or a URL as it is. */
 static int
@@ -87,31 +66,6 @@ resolve(const struct ps_conf *conf, const char *name, int for_push,
 	return PS_OK;
 }
 
-static char *
-cache_dir(const struct ps_conf *conf)
-{
-	const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-	char *db, *slash;
-
-	if (conf->file != NULL && conf->database != NULL) {
-		db = xstrdup(conf->database);
-		if ((slash = strrchr(db, '/')) != NULL) {
-			*slash = '\0';
-			if (access(*db ? db : "/", W_OK) == 0) {
-				char *d = xasprintf("%s/cache", db);
-
-				free(db);
-				return d;
-			}
-		}
-		free(db);
-	}
-	if (x != NULL && *x == '/')
-		return xasprintf("%s/patchsync", x);
-	if (home != NULL && *home == '/')
-		return xasprintf("%s/.cache/patchsync", home);
-	return NULL;
-}
 
 /* Without a configuration: SRC_DIR and URLs. */
 static int
@@ -365,7 +319,7 @@ transfer_opts(const char *cmd, const struct push_flags *f,
 		    "'%s'", cmd, f->bwlimit);
 		return PS_EUSAGE;
 	}
-	if (parse_timeout(cmd, c->timeout, &o->timeout) != PS_OK)
+	if (ps_cli_timeout(cmd, c->timeout, &o->timeout) != PS_OK)
 		return PS_EUSAGE;
 	o->timeout_set = c->timeout != NULL;
 	o->send.itemize = f->itemize || f->dry ? stdout : NULL;
@@ -577,7 +531,7 @@ cmd_push(int argc, const char **argv)
 	    o.send.whole_file;
 	if (o.send.whole_file == -1)	/* as rsync: whole for local ones */
 		o.send.whole_file = ps_targets_local(t, nt);
-	o.cache_dir = cache = cache_dir(&conf);
+	o.cache_dir = cache = ps_cli_cache_dir(&conf);
 	o.delete_guard = o.send.delete;
 	rc = ps_console_run(&o, src, nsrc, t, nt);
 	if (!(o.flags & PS_OF_DRYRUN))
@@ -756,7 +710,7 @@ cmd_report(int argc, const char **argv)
 		rc = PS_EUSAGE;
 		goto out;
 	}
-	if ((rc = parse_timeout("report", c.timeout, &o.timeout)) != PS_OK)
+	if ((rc = ps_cli_timeout("report", c.timeout, &o.timeout)) != PS_OK)
 		goto out;
 	o.timeout_set = c.timeout != NULL;
 	args = ps_cli_args(ctx, &nargs);
@@ -773,7 +727,7 @@ cmd_report(int argc, const char **argv)
 	for (i = 0; i < nsrc; i++)
 		if ((rc = ps_source_open(&src[i])) != PS_OK)
 			goto out;
-	o.cache_dir = cache = cache_dir(&conf);
+	o.cache_dir = cache = ps_cli_cache_dir(&conf);
 	rc = ps_console_run(&o, src, nsrc, t, nt);
 	ps_task_record_outcomes(&conf, t, nt, 1);
 	incomplete = console_incomplete(src, nsrc);

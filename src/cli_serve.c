@@ -35,8 +35,6 @@ cmd_serve(int argc, const char **argv)
 	struct ps_serve_opts o = { NULL, PS_TIMEOUT_DEFAULT, 0 };
 	poptContext ctx;
 	const char **args;
-	char *end;
-	long v;
 	int n, rc;
 
 	ctx = poptGetContext("patchsync serve", argc, argv, opts, 0);
@@ -51,18 +49,8 @@ cmd_serve(int argc, const char **argv)
 		rc = PS_EUSAGE;
 		goto out;
 	}
-	if (timeout != NULL) {
-		errno = 0;
-		v = strtol(timeout, &end, 10);
-		if (errno != 0 || *end != '\0' || end == timeout || v < 0 ||
-		    v > PS_TIMEOUT_MAX) {
-			ps_err("serve: --timeout needs seconds from 0 to %d, "
-			    "not '%s'", PS_TIMEOUT_MAX, timeout);
-			rc = PS_EUSAGE;
-			goto out;
-		}
-		o.timeout = (unsigned)v;
-	}
+	if ((rc = ps_cli_timeout("serve", timeout, &o.timeout)) != PS_OK)
+		goto out;
 	if (isatty(STDOUT_FILENO)) {
 		ps_err("serve: standard output is a terminal; serve is run "
 		    "by patchsync through ssh or a pipe");

@@ -849,51 +849,11 @@ out:
 	return sub_end(&s, rc);
 }
 
-/* Dispatch ARGV[1] to one of SUBS; "patchsync CMD SUB" becomes argv[0]. */
-struct subcmd {
-	const char *name;
-	int (*run)(int, const char **);
-};
-
-static int
-dispatch(const char *cmd, const struct subcmd *subs, size_t nsubs,
-    const char *help, int argc, const char **argv)
-{
-	const char *saved;
-	char *name;
-	size_t i;
-	int rc;
-
-	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 ||
-	    strcmp(argv[1], "-h") == 0)) {
-		fputs(help, stdout);
-		return PS_OK;
-	}
-	if (argc < 2) {
-		ps_err("%s: expected a subcommand (see patchsync %s --help)",
-		    cmd, cmd);
-		return PS_EUSAGE;
-	}
-	for (i = 0; i < nsubs; i++) {
-		if (strcmp(argv[1], subs[i].name) != 0)
-			continue;
-		name = xasprintf("patchsync %s %s", cmd, subs[i].name);
-		saved = argv[1];
-		argv[1] = name;
-		rc = subs[i].run(argc - 1, argv + 1);
-		argv[1] = saved;
-		free(name);
-		return rc;
-	}
-	ps_err("%s: unknown subcommand '%s' (see patchsync %s --help)", cmd,
-	    argv[1], cmd);
-	return PS_EUSAGE;
-}
 
 int
 cmd_server(int argc, const char **argv)
 {
-	static const struct subcmd subs[] = {
+	static const struct ps_subcmd subs[] = {
 		{ "add", server_add },
 		{ "edit", server_edit },
 		{ "list", server_list },
@@ -902,7 +862,7 @@ cmd_server(int argc, const char **argv)
 		{ "check", server_check },
 	};
 
-	return dispatch("server", subs, NELEM(subs),
+	return ps_cli_dispatch("server", subs, NELEM(subs),
 	    "Usage: patchsync server add NAME URL [--via RELAY] "
 	    "[--identity FILE]\n"
 	    "                            [--secret-file FILE] [--rsh CMD] "
@@ -1288,7 +1248,7 @@ schedule_run_due(int argc, const char **argv)
 int
 cmd_schedule(int argc, const char **argv)
 {
-	static const struct subcmd subs[] = {
+	static const struct ps_subcmd subs[] = {
 		{ "add", schedule_add },
 		{ "list", schedule_list },
 		{ "edit", schedule_edit },
@@ -1297,7 +1257,7 @@ cmd_schedule(int argc, const char **argv)
 		{ "run-due", schedule_run_due },
 	};
 
-	return dispatch("schedule", subs, NELEM(subs),
+	return ps_cli_dispatch("schedule", subs, NELEM(subs),
 	    "Usage: patchsync schedule add --server NAME [-C NAME]... "
 	    "--cron EXPR\n"
 	    "       patchsync schedule list [--json]\n"
@@ -1446,12 +1406,12 @@ task_cancel(int argc, const char **argv)
 int
 cmd_task(int argc, const char **argv)
 {
-	static const struct subcmd subs[] = {
+	static const struct ps_subcmd subs[] = {
 		{ "list", task_list },
 		{ "cancel", task_cancel },
 	};
 
-	return dispatch("task", subs, NELEM(subs),
+	return ps_cli_dispatch("task", subs, NELEM(subs),
 	    "Usage: patchsync task list [--json] [--limit N]\n"
 	    "       patchsync task cancel ID\n\n"
 	    "Tasks are runs of a push (manual, run-now, scheduled). A task "

@@ -245,43 +245,6 @@ struct run {
 	int done;		/* mu */
 };
 
-static int
-send_open(struct ps_sess *s, int mode, uint32_t flags, const char *dest)
-{
-	struct ps_msg_open m;
-	int rc;
-
-	m.mode = (uint8_t)mode;
-	m.flags = flags;
-	m.dest.p = (const unsigned char *)dest;
-	m.dest.len = strlen(dest);
-	if ((rc = ps_send_open(s->w, &m)) == PS_OK)
-		rc = ps_wire_flush(s->w);
-	return ps_sess_send_failed(s, rc);
-}
-
-/* After a report's DONE: the server's DONEACK. */
-static int
-wait_ack(struct ps_sess *s)
-{
-	struct buf msg = { 0 };
-	struct ps_msg_doneack m;
-	uint8_t type;
-	int rc;
-
-	if ((rc = ps_send_done(s->w, NULL)) == PS_OK)
-		rc = ps_wire_flush(s->w);
-	if (rc != PS_OK)
-		return ps_sess_send_failed(s, rc);
-	if ((rc = ps_sess_recv(s, &type, &msg)) == PS_OK) {
-		if (type != PS_MSG_DONEACK)
-			rc = ps_sess_unexpected(s, type, "after a report");
-		else
-			rc = ps_sess_decode(s, type, &msg, &m);
-	}
-	buf_free(&msg);
-	return rc;
-}
 
 struct rows_ctx {
 	struct ps_target *t;
@@ -426,7 +389,7 @@ component(struct run *r, struct ps_target *t, struct ps_sess *ss,
 	/* Block sums come only for the files that get a delta. */
 	if (o->mode == PS_OPEN_PUSH || o->mode == PS_OPEN_REPORT)
 		flags |= PS_OF_LAZYSUMS;
-	if ((rc = send_open(ss, o->mode, flags, s->dest)) != PS_OK)
+	if ((rc = ps_sess_open(ss, o->mode, flags, s->dest)) != PS_OK)
 		return rc;
 	/*
 	 * The console's own scan runs meanwhile: until it ends, the server's
@@ -455,7 +418,7 @@ component(struct run *r, struct ps_target *t, struct ps_sess *ss,
 				row_free(&t->rows[--t->nrows]);
 		ps_mfin_free(mine);
 		ps_sess_mf_free(mf);
-		return rc != PS_OK ? rc : wait_ack(ss);
+		return rc != PS_OK ? rc : ps_sess_report_done(ss);
 	}
 	ps_syncplan_stream(&a, &s->by, &b, &po, &plan);
 	/* Nothing is done on the strength of half a manifest. */
@@ -713,6 +676,30 @@ server_line(const struct ps_target *t, int w, double el, char *out,
 	    total) : 100, rate, eta, f, nf);
 }
 
+/* Bytes and files done and planned over every server (NF may be NULL). */
+static void
+prog_sum(struct run *r, uint64_t *done, uint64_t *total, uint64_t *files,
+    uint64_t *nf)
+{
+	uint64_t d, t;
+	size_t k;
+
+	*done = *total = *files = 0;
+	if (nf != NULL)
+		*nf = 0;
+	for (k = 0; k < r->nt; k++) {
+		d = __atomic_load_n(&r->t[k].prog_bytes, __ATOMIC_RELAXED);
+		t = __atomic_load_n(&r->t[k].prog_total, __ATOMIC_RELAXED);
+		*done += d < t ? d : t;
+		*total += t;
+		*files += __atomic_load_n(&r->t[k].prog_files,
+		    __ATOMIC_RELAXED);
+		if (nf != NULL)
+			*nf += __atomic_load_n(&r->t[k].prog_nfiles,
+			    __ATOMIC_RELAXED);
+	}
+}
+
 /*
  * Draw: with one server, one line that rewrites itself (as rsync's
  * --info=progress2); with several at once, a line per server at work and
@@ -729,17 +716,7 @@ draw(struct run *r, struct lines *L, int final)
 	size_t k;
 	int pct, multi = r->nt > 1 && r->o->jobs > 1, ph;
 
-	for (k = 0; k < r->nt; k++) {
-		uint64_t d = __atomic_load_n(&r->t[k].prog_bytes,
-		    __ATOMIC_RELAXED);
-		uint64_t tt = __atomic_load_n(&r->t[k].prog_total,
-		    __ATOMIC_RELAXED);
-
-		done += d < tt ? d : tt;
-		total += tt;
-		f += __atomic_load_n(&r->t[k].prog_files, __ATOMIC_RELAXED);
-		nf += __atomic_load_n(&r->t[k].prog_nfiles, __ATOMIC_RELAXED);
-	}
+	prog_sum(r, &done, &total, &f, &nf);
 	pct = total ? (int)(done * 100 / total) : final ? 100 : 0;
 	if (pct < L->pct)
 		pct = L->pct;
@@ -786,6 +763,27 @@ draw(struct run *r, struct lines *L, int final)
 	fflush(stderr);
 }
 
+/* Wait until *DONE (under MU, signalled on CV) or 200 ms; returns *DONE. */
+static int
+tick(pthread_mutex_t *mu, pthread_cond_t *cv, const int *done)
+{
+	struct timespec ts;
+	int d;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 200 * 1000 * 1000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(mu);
+	if (!*done)
+		pthread_cond_timedwait(cv, mu, &ts);
+	d = *done;
+	pthread_mutex_unlock(mu);
+	return d;
+}
+
 static void *
 progress(void *arg)
 {
@@ -805,31 +803,8 @@ progress(void *arg)
 	if (L.namew > 40)
 		L.namew = 40;
 	while (!finished) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 200 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_mutex_lock(&r->mu);
-		if (!r->done)
-			pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-		finished = r->done;
-		pthread_mutex_unlock(&r->mu);
-		done = total = files = 0;
-		for (k = 0; k < r->nt; k++) {
-			uint64_t d = __atomic_load_n(&r->t[k].prog_bytes,
-			    __ATOMIC_RELAXED);
-			uint64_t tt = __atomic_load_n(&r->t[k].prog_total,
-			    __ATOMIC_RELAXED);
-
-			done += d < tt ? d : tt;
-			total += tt;
-			files += __atomic_load_n(&r->t[k].prog_files,
-			    __ATOMIC_RELAXED);
-		}
+		finished = tick(&r->mu, &r->cv, &r->done);
+		prog_sum(r, &done, &total, &files, NULL);
 		drain_errors(r->o->task);
 		ps_task_progress(r->o->task, done, total, files);
 		if (r->o->progress)
@@ -1005,19 +980,7 @@ pull_progress(void *arg)
 	int finished = 0, shown = 0;
 
 	while (!finished) {
-		struct timespec ts;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 200 * 1000 * 1000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_mutex_lock(&p->mu);
-		if (!p->done)
-			pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-		finished = p->done;
-		pthread_mutex_unlock(&p->mu);
+		finished = tick(&p->mu, &p->cv, &p->done);
 		pull_draw(p, start, finished, &shown);
 	}
 	fputc('\n', stderr);

@@ -19,22 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__x86_64__)
-/* Runtime AVX2/AVX-512 dispatch, exported by libxxhash: about 2x faster. */
-#include <xxh_x86dispatch.h>
-#define HASH64		XXH3_64bits_dispatch
-#define HASH128		XXH3_128bits_dispatch
-#define HASH128_UPDATE	XXH3_128bits_update_dispatch
-#else
-#include <xxhash.h>
-#define HASH64		XXH3_64bits
-#define HASH128		XXH3_128bits
-#define HASH128_UPDATE	XXH3_128bits_update
-#endif
-
 #include "fsops.h"
 #include "manifest.h"
 #include "walk.h"
+#include "xxh.h"
 
 /* Format constants: see man/patchsync-manifest.5. */
 #define MF_MAGIC	"PSYNCMF\n"

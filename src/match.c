@@ -37,14 +37,10 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
-/* Runtime AVX2/AVX-512 dispatch, exported by libxxhash (as manifest.c). */
-#include <xxh_x86dispatch.h>
-#define HASH64		XXH3_64bits_dispatch
-#else
-#include <xxhash.h>
-#define HASH64		XXH3_64bits
 #endif
+#include "xxh.h"
 
+#include "manifest.h"
 #include "match.h"
 
 #define MUL		PS_WEAK_MUL
@@ -1381,4 +1377,26 @@ ps_mops_apply(const struct ps_mops *ops, const void *basis,
 		at += o->len;
 	}
 	return at == off + len ? PS_OK : PS_EUSAGE;
+}
+
+ssize_t
+ps_match_read_fd(void *arg, void *buf, size_t n, uint64_t off)
+{
+	ssize_t r;
+
+	do
+		r = pread(*(int *)arg, buf, n, (off_t)off);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+void
+ps_entry_blocksums(const struct ps_entry *e, struct ps_blocksums *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->len = e->size;
+	b->block_len = (uint32_t)1 << e->block_shift;
+	b->n = (uint32_t)e->nblocks;
+	b->weak = e->weak;
+	b->strong = e->blocks;
 }

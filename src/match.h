@@ -183,6 +183,13 @@ int ps_match(const struct ps_matcher *m, ps_match_read_fn rd, void *arg,
     uint64_t off, uint64_t len, const struct ps_blocksums *hint,
     unsigned threads, struct ps_mops *out);
 
+/* A ps_match_read_fn for a file: ARG points to its descriptor (pread). */
+ssize_t ps_match_read_fd(void *arg, void *buf, size_t n, uint64_t off);
+
+/* The block sums a manifest entry carries (its arrays, not copied). */
+struct ps_entry;
+void ps_entry_blocksums(const struct ps_entry *e, struct ps_blocksums *b);
+
 /*
  * Test knobs (leave them alone otherwise): 0 in ps_match_simd runs the
  * portable code where the CPU has AVX2; ps_match_slice_min is the least

@@ -463,21 +463,6 @@ in_set(const char *set, uint8_t v)
 	return 0;
 }
 
-/* A name: letters, digits, '.', '_' and '-' only. */
-static int
-name_ok(const char *p, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++)
-		if (!((p[i] >= 'a' && p[i] <= 'z') ||
-		    (p[i] >= 'A' && p[i] <= 'Z') ||
-		    (p[i] >= '0' && p[i] <= '9') ||
-		    p[i] == '.' || p[i] == '_' || p[i] == '-'))
-			return 0;
-	return 1;
-}
-
 /* One line of text that becomes a C string: no NUL, no control byte. */
 static int
 line_ok(const char *p, size_t len)
@@ -532,7 +517,7 @@ dec_bytes(struct ps_rd *rd, const struct def *d, const struct field *f,
 		return bad(why, whylen, d, f, "is not a safe relative path");
 	if (f->type == PS_F_DEST && len > 0 && !ps_path_ok(p, len))
 		return bad(why, whylen, d, f, "is not a safe relative path");
-	if (f->type == PS_F_NAME && !name_ok(p, len))
+	if (f->type == PS_F_NAME && !ps_name_chars_ok(p, len))
 		return bad(why, whylen, d, f, "holds a character a name may "
 		    "not");
 	if (f->type == PS_F_LINE && !line_ok(p, len))

@@ -154,6 +154,12 @@ put_u64le(unsigned char *p, uint64_t v)
 int ps_path_ok(const char *p, size_t len);
 
 /*
+ * Are the LEN bytes at P made only of letters, digits, '.', '_' and '-'
+ * (the characters of server and component names)? 1 or 0.
+ */
+int ps_name_chars_ok(const char *p, size_t len);
+
+/*
  * Escape path bytes for one line of text: backslash, control bytes, DEL
  * and bytes that are not part of valid UTF-8 become \\, \n, \t, \r or
  * \xHH; everything else (spaces, valid UTF-8) is kept. The result never

@@ -443,28 +443,6 @@ job_whole(void *arg)
 
 /* ---- deltas: the plan from the receiver's block sums ---- */
 
-static ssize_t
-read_at(void *arg, void *buf, size_t n, uint64_t off)
-{
-	ssize_t r;
-
-	do
-		r = pread(*(int *)arg, buf, n, (off_t)off);
-	while (r < 0 && errno == EINTR);
-	return r;
-}
-
-/* The block sums an entry carries, as the matcher takes them. */
-static void
-entry_sums(const struct ps_entry *e, struct ps_blocksums *b)
-{
-	memset(b, 0, sizeof(*b));
-	b->len = e->size;
-	b->block_len = (uint32_t)1 << e->block_shift;
-	b->n = (uint32_t)e->nblocks;
-	b->weak = e->weak;
-	b->strong = e->blocks;
-}
 
 /* FILE, then the plan's COPY and DATA frames, then END. */
 static void
@@ -643,11 +621,11 @@ first_plan(struct snd *s, struct sfile *f, int fd,
 	if (sh != NULL && ps_share_plan_get(sh, f->dst->hash, f->ent.hash,
 	    f->ent.size, &f->ops))
 		return PS_OK;
-	entry_sums(f->src, &hint);
+	ps_entry_blocksums(f->src, &hint);
 	if ((rc = ps_matcher_new(basis, &m)) == PS_OK) {
-		rc = ps_match(m, read_at, &fd, 0, f->ent.size, hint.strong ?
-		    &hint : NULL, f->ent.size >= MATCH_THREADS_MIN ?
-		    (unsigned)ps_ncpu() : 1, &f->ops);
+		rc = ps_match(m, ps_match_read_fd, &fd, 0, f->ent.size,
+		    hint.strong ? &hint : NULL, f->ent.size >=
+		    MATCH_THREADS_MIN ? (unsigned)ps_ncpu() : 1, &f->ops);
 		ps_matcher_free(m);
 	}
 	/* Claimed by ps_share_plan_get: always answered. */
@@ -675,7 +653,7 @@ job_match(void *arg)
 		file_failed(s, f, PS_EPARTIAL);
 		goto out;
 	}
-	entry_sums(f->dst, &basis);
+	ps_entry_blocksums(f->dst, &basis);
 	f->block = basis.block_len;
 	if (changed_since(&f->ent, &st)) {
 		rc = PS_EPARTIAL;
@@ -808,8 +786,9 @@ job_refine(void *arg)
 		idx[i] = f->gaps[i].op;
 		ok = ps_matcher_new(&fine, &m) == PS_OK;
 		if (ok) {
-			ok = ps_match(m, read_at, &fd, op->target_off, op->len,
-			    NULL, 1, &sub[i]) == PS_OK;
+			ok = ps_match(m, ps_match_read_fd, &fd,
+			    op->target_off, op->len, NULL, 1, &sub[i]) ==
+			    PS_OK;
 			ps_matcher_free(m);
 		}
 		ps_blocksums_free(&fine);

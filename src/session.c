@@ -891,3 +891,40 @@ ps_sess_recv_manifest(struct ps_sess *s, struct ps_manifest *out)
 		ps_manifest_free(out);
 	return rc;
 }
+
+int
+ps_sess_open(struct ps_sess *s, int mode, uint32_t flags, const char *dest)
+{
+	struct ps_msg_open m;
+	int rc;
+
+	m.mode = (uint8_t)mode;
+	m.flags = flags;
+	m.dest.p = (const unsigned char *)dest;
+	m.dest.len = strlen(dest);
+	if ((rc = ps_send_open(s->w, &m)) == PS_OK)
+		rc = ps_wire_flush(s->w);
+	return ps_sess_send_failed(s, rc);
+}
+
+int
+ps_sess_report_done(struct ps_sess *s)
+{
+	struct ps_msg_doneack a;
+	struct buf msg = { 0 };
+	uint8_t type;
+	int rc;
+
+	if ((rc = ps_send_done(s->w, NULL)) == PS_OK)
+		rc = ps_wire_flush(s->w);
+	if (rc != PS_OK)
+		return ps_sess_send_failed(s, rc);
+	if ((rc = ps_sess_recv(s, &type, &msg)) == PS_OK) {
+		if (type != PS_MSG_DONEACK)
+			rc = ps_sess_unexpected(s, type, "after a report");
+		else
+			rc = ps_sess_decode(s, type, &msg, &a);
+	}
+	buf_free(&msg);
+	return rc;
+}

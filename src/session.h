@@ -142,6 +142,13 @@ char *ps_sess_why(struct ps_sess *s);
 void ps_sess_notice(struct ps_sess *s, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+
+/* Console: OPEN component DEST (flags PS_OF_*) and flush it. */
+int ps_sess_open(struct ps_sess *s, int mode, uint32_t flags,
+    const char *dest);
+
+/* Console, after a report's manifest: DONE, then the server's DONEACK. */
+int ps_sess_report_done(struct ps_sess *s);
 /*
  * Send a manifest (portable form, zstd-compressed) as MFDATA frames and
  * MFEND, an entry at a time, in order: the peer reads it as it comes.

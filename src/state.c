@@ -443,17 +443,10 @@ ps_state_close(struct ps_state *st)
 int
 ps_state_server_name_ok(const char *name)
 {
-	size_t i, n = strlen(name);
+	size_t n = strlen(name);
 
-	if (n == 0 || n > 64 || name[0] == '-' || name[0] == '.')
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!((name[i] >= 'a' && name[i] <= 'z') ||
-		    (name[i] >= 'A' && name[i] <= 'Z') ||
-		    (name[i] >= '0' && name[i] <= '9') ||
-		    name[i] == '.' || name[i] == '_' || name[i] == '-'))
-			return 0;
-	return 1;
+	return n > 0 && n <= 64 && name[0] != '-' && name[0] != '.' &&
+	    ps_name_chars_ok(name, n);
 }
 
 static void

@@ -425,6 +425,20 @@ buf_free(struct buf *b)
 }
 
 int
+ps_name_chars_ok(const char *p, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++)
+		if (!((p[i] >= 'a' && p[i] <= 'z') ||
+		    (p[i] >= 'A' && p[i] <= 'Z') ||
+		    (p[i] >= '0' && p[i] <= '9') ||
+		    p[i] == '.' || p[i] == '_' || p[i] == '-'))
+			return 0;
+	return 1;
+}
+
+int
 ps_path_ok(const char *p, size_t len)
 {
 	size_t i, start;

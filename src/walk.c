@@ -24,22 +24,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <xxh_x86dispatch.h>
-#define HASH64		XXH3_64bits_dispatch
-#define HASH128		XXH3_128bits_dispatch
-#define HASH128_UPDATE	XXH3_128bits_update_dispatch
-#else
-#include <xxhash.h>
-#define HASH64		XXH3_64bits
-#define HASH128		XXH3_128bits
-#define HASH128_UPDATE	XXH3_128bits_update
-#endif
-
 #include "fsops.h"
 #include "match.h"
 #include "pool.h"
 #include "walk.h"
+#include "xxh.h"
 
 #define READ_BUF	(1u << 20)	/* per hashing job: the largest block */
 /*

@@ -26,43 +26,18 @@
 #include <xxhash.h>
 
 #include "match.h"
+#include "splitmix.h"
 
 #define KiB	(UINT64_C(1) << 10)
 #define MiB	(UINT64_C(1) << 20)
 
 /* ---- helpers ---- */
 
-static uint64_t rng_state;
-
-static uint64_t
-rng(void)
-{
-	/* splitmix64: repeatable data from a seed */
-	uint64_t z = (rng_state += UINT64_C(0x9e3779b97f4a7c15));
-
-	z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-	z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-	return z ^ (z >> 31);
-}
 
 static uint64_t
 rnd(uint64_t n)
 {
 	return n == 0 ? 0 : rng() % n;
-}
-
-static void
-fill_random(unsigned char *p, size_t n)
-{
-	uint64_t v;
-	size_t i;
-
-	for (i = 0; i + 8 <= n; i += 8) {
-		v = rng();
-		memcpy(p + i, &v, 8);
-	}
-	for (; i < n; i++)
-		p[i] = (unsigned char)rng();
 }
 
 static unsigned char *
