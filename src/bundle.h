@@ -167,6 +167,12 @@ int ps_bw_close(struct ps_bw *w);	/* ends the archive, frees W */
 void ps_bw_abort(struct ps_bw *w);	/* frees W */
 
 /*
+ * The version of the libarchive bundles use (archive_version_number), or
+ * -1 when it cannot be loaded (dynlib.h).
+ */
+long ps_bundle_libarchive_version(void);
+
+/*
  * The reader: a tar, zstd-compressed or not, from FD (a file or a pipe;
  * not closed; an interruption ends a wait for data). ps_br_next gives
  * the next member's name and size, and refuses (PS_EVERIFY, said) any

@@ -30,6 +30,53 @@
 #include "xxh.h"
 
 #include "bundle.h"
+#include "dynlib.h"
+
+/* libarchive, opened by the first bundle (dynlib.h says why). */
+#define AR_FUNCS(X) X(archive_entry_clear) X(archive_entry_copy_pathname) \
+	X(archive_entry_filetype) X(archive_entry_free) \
+	X(archive_entry_hardlink) X(archive_entry_new) \
+	X(archive_entry_pathname) X(archive_entry_pathname_utf8) \
+	X(archive_entry_set_filetype) X(archive_entry_set_mtime) \
+	X(archive_entry_set_perm) X(archive_entry_set_size) \
+	X(archive_entry_size) X(archive_entry_size_is_set) \
+	X(archive_entry_sparse_reset) X(archive_entry_symlink) \
+	X(archive_error_string) X(archive_filter_bytes) X(archive_read_data) \
+	X(archive_read_free) X(archive_read_new) X(archive_read_next_header) \
+	X(archive_read_open) X(archive_read_support_filter_zstd) \
+	X(archive_read_support_format_tar) X(archive_set_error) \
+	X(archive_version_number) X(archive_write_add_filter_zstd) \
+	X(archive_write_close) X(archive_write_data) X(archive_write_free) \
+	X(archive_write_header) X(archive_write_new) X(archive_write_open2) \
+	X(archive_write_set_bytes_in_last_block) \
+	X(archive_write_set_bytes_per_block) \
+	X(archive_write_set_filter_option) \
+	X(archive_write_set_format_pax_restricted)
+#define AR_SLOT(f) __typeof__(f) *f;
+#define AR_SYM(f) { #f, (void **)&ar.f },
+static struct {
+	AR_FUNCS(AR_SLOT)
+} ar;
+static const struct ps_dynsym ar_syms[] = { AR_FUNCS(AR_SYM) };
+static struct ps_dynlib libarchive = { PS_SONAME_ARCHIVE, "bundles", ar_syms,
+    sizeof(ar_syms) / sizeof(ar_syms[0]), 0, "" };
+
+/* libarchive, or PS_EUSAGE and why on stderr. */
+static int
+need_libarchive(void)
+{
+	if (ps_dynlib_need(&libarchive) == PS_OK)
+		return PS_OK;
+	ps_err("%s", libarchive.err);
+	return PS_EUSAGE;
+}
+
+long
+ps_bundle_libarchive_version(void)
+{
+	return ps_dynlib_need(&libarchive) == PS_OK ?
+	    (long)ar.archive_version_number() : -1;
+}
 
 #define ZSTD_LEVEL	"3"
 #define READ_CHUNK	(1u << 20)
@@ -161,7 +208,7 @@ bw_write(struct archive *a, void *arg, const void *p, size_t n)
 				    "no space left on device" :
 				    strerror(errno));
 			}
-			archive_set_error(a, errno, "write failed");
+			ar.archive_set_error(a, errno, "write failed");
 			return -1;
 		}
 		done += (size_t)r;
@@ -174,9 +221,10 @@ static int
 bw_failed(struct ps_bw *w)
 {
 	if (w->rc == PS_OK) {
+		const char *why = ar.archive_error_string(w->a);
+
 		ps_err("%s: cannot write the archive: %s", w->label,
-		    archive_error_string(w->a) ? archive_error_string(w->a) :
-		    "unknown error");
+		    why != NULL ? why : "unknown error");
 		w->rc = PS_EPARTIAL;
 	}
 	return w->rc;
@@ -185,12 +233,16 @@ bw_failed(struct ps_bw *w)
 int
 ps_bw_open(int fd, const char *label, struct ps_bw **out)
 {
-	struct ps_bw *w = xcalloc(1, sizeof(*w));
+	struct ps_bw *w;
 
+	*out = NULL;
+	if (need_libarchive() != PS_OK)
+		return PS_EUSAGE;
+	w = xcalloc(1, sizeof(*w));
 	w->fd = fd;
 	w->label = label;
-	w->a = archive_write_new();
-	w->e = archive_entry_new();
+	w->a = ar.archive_write_new();
+	w->e = ar.archive_entry_new();
 	if (w->a == NULL || w->e == NULL) {
 		ps_err("out of memory");
 		exit(PS_EPARTIAL);
@@ -200,13 +252,14 @@ ps_bw_open(int fd, const char *label, struct ps_bw **out)
 	 * Output goes in 64 KiB writes, and the last one is not padded:
 	 * zeros after the zstd frame would be taken for another frame.
 	 */
-	if (archive_write_set_bytes_per_block(w->a, 64 << 10) != ARCHIVE_OK ||
-	    archive_write_set_bytes_in_last_block(w->a, 1) != ARCHIVE_OK ||
-	    archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK ||
-	    archive_write_add_filter_zstd(w->a) != ARCHIVE_OK ||
-	    archive_write_set_filter_option(w->a, "zstd",
+	if (ar.archive_write_set_bytes_per_block(w->a, 64 << 10) !=
+	    ARCHIVE_OK ||
+	    ar.archive_write_set_bytes_in_last_block(w->a, 1) != ARCHIVE_OK ||
+	    ar.archive_write_set_format_pax_restricted(w->a) != ARCHIVE_OK ||
+	    ar.archive_write_add_filter_zstd(w->a) != ARCHIVE_OK ||
+	    ar.archive_write_set_filter_option(w->a, "zstd",
 	    "compression-level", ZSTD_LEVEL) != ARCHIVE_OK ||
-	    archive_write_open2(w->a, w, NULL, bw_write, NULL, NULL) !=
+	    ar.archive_write_open2(w->a, w, NULL, bw_write, NULL, NULL) !=
 	    ARCHIVE_OK)
 		return bw_failed(w);
 	return PS_OK;
@@ -225,13 +278,13 @@ ps_bw_member(struct ps_bw *w, const char *name, size_t name_len,
 		ps_err("%s: internal error: a member out of turn", w->label);
 		return w->rc = PS_EPARTIAL;
 	}
-	archive_entry_clear(w->e);
-	archive_entry_copy_pathname(w->e, name);
-	archive_entry_set_filetype(w->e, AE_IFREG);
-	archive_entry_set_perm(w->e, 0644);
-	archive_entry_set_size(w->e, (la_int64_t)size);
-	archive_entry_set_mtime(w->e, (time_t)mtime, 0);
-	r = archive_write_header(w->a, w->e);
+	ar.archive_entry_clear(w->e);
+	ar.archive_entry_copy_pathname(w->e, name);
+	ar.archive_entry_set_filetype(w->e, AE_IFREG);
+	ar.archive_entry_set_perm(w->e, 0644);
+	ar.archive_entry_set_size(w->e, (la_int64_t)size);
+	ar.archive_entry_set_mtime(w->e, (time_t)mtime, 0);
+	r = ar.archive_write_header(w->a, w->e);
 	/* A name that is not UTF-8 is stored as bytes: only a warning. */
 	if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
 		return bw_failed(w);
@@ -253,7 +306,7 @@ ps_bw_data(struct ps_bw *w, const void *p, size_t n)
 		return w->rc = PS_EPARTIAL;
 	}
 	while (n > 0) {
-		r = archive_write_data(w->a, c, n);
+		r = ar.archive_write_data(w->a, c, n);
 		if (r <= 0)
 			return bw_failed(w);
 		c += r;
@@ -266,16 +319,19 @@ ps_bw_data(struct ps_bw *w, const void *p, size_t n)
 int
 ps_bw_close(struct ps_bw *w)
 {
-	int rc = w->rc;
+	int rc;
 
+	if (w == NULL)
+		return PS_EUSAGE;	/* never opened: said then */
+	rc = w->rc;
 	if (rc == PS_OK && w->left != 0) {
 		ps_err("%s: internal error: a member ends early", w->label);
 		rc = PS_EPARTIAL;
 	}
-	if (rc == PS_OK && archive_write_close(w->a) != ARCHIVE_OK)
+	if (rc == PS_OK && ar.archive_write_close(w->a) != ARCHIVE_OK)
 		rc = bw_failed(w);
-	archive_write_free(w->a);
-	archive_entry_free(w->e);
+	ar.archive_write_free(w->a);
+	ar.archive_entry_free(w->e);
 	free(w);
 	return rc;
 }
@@ -292,8 +348,8 @@ ps_bw_abort(struct ps_bw *w)
 	 */
 	w->fd = -1;
 	w->rc = PS_EINTR;
-	archive_write_free(w->a);
-	archive_entry_free(w->e);
+	ar.archive_write_free(w->a);
+	ar.archive_entry_free(w->e);
 	free(w);
 }
 
@@ -331,7 +387,7 @@ br_read(struct archive *a, void *arg, const void **out)
 			ps_err("%s: cannot read: %s", r->label,
 			    strerror(errno));
 		}
-		archive_set_error(a, errno, "read failed");
+		ar.archive_set_error(a, errno, "read failed");
 		return -1;
 	}
 	*out = r->buf;
@@ -342,7 +398,7 @@ br_read(struct archive *a, void *arg, const void **out)
 static int
 br_failed(struct ps_br *r)
 {
-	const char *why = archive_error_string(r->a);
+	const char *why = ar.archive_error_string(r->a);
 
 	if (r->rc != PS_OK)
 		return r->rc;
@@ -354,21 +410,25 @@ br_failed(struct ps_br *r)
 int
 ps_br_open(int fd, const char *label, struct ps_br **out)
 {
-	struct ps_br *r = xcalloc(1, sizeof(*r));
+	struct ps_br *r;
 
+	*out = NULL;
+	if (need_libarchive() != PS_OK)
+		return PS_EUSAGE;
+	r = xcalloc(1, sizeof(*r));
 	r->fd = fd;
 	r->label = label;
 	r->buf = xmalloc(READ_CHUNK);
-	r->a = archive_read_new();
+	r->a = ar.archive_read_new();
 	if (r->a == NULL) {
 		ps_err("out of memory");
 		exit(PS_EPARTIAL);
 	}
 	*out = r;
 	/* A tar (ustar or pax), zstd-compressed or not; nothing else. */
-	if (archive_read_support_filter_zstd(r->a) != ARCHIVE_OK ||
-	    archive_read_support_format_tar(r->a) != ARCHIVE_OK ||
-	    archive_read_open(r->a, r, NULL, br_read, NULL) != ARCHIVE_OK)
+	if (ar.archive_read_support_filter_zstd(r->a) != ARCHIVE_OK ||
+	    ar.archive_read_support_format_tar(r->a) != ARCHIVE_OK ||
+	    ar.archive_read_open(r->a, r, NULL, br_read, NULL) != ARCHIVE_OK)
 		return br_failed(r);
 	return PS_OK;
 }
@@ -377,19 +437,19 @@ ps_br_open(int fd, const char *label, struct ps_br **out)
 static const char *
 refused(struct archive_entry *e)
 {
-	if (archive_entry_hardlink(e) != NULL)
+	if (ar.archive_entry_hardlink(e) != NULL)
 		return "a hard link";
-	if (archive_entry_symlink(e) != NULL ||
-	    archive_entry_filetype(e) == AE_IFLNK)
+	if (ar.archive_entry_symlink(e) != NULL ||
+	    ar.archive_entry_filetype(e) == AE_IFLNK)
 		return "a symbolic link";
-	if (archive_entry_filetype(e) == AE_IFDIR)
+	if (ar.archive_entry_filetype(e) == AE_IFDIR)
 		return "a directory";
-	if (archive_entry_filetype(e) != AE_IFREG)
+	if (ar.archive_entry_filetype(e) != AE_IFREG)
 		return "a device, fifo or other special file";
-	if (archive_entry_sparse_reset(e) != 0)
+	if (ar.archive_entry_sparse_reset(e) != 0)
 		return "a sparse file";
-	if (!archive_entry_size_is_set(e) || archive_entry_size(e) < 0 ||
-	    (uint64_t)archive_entry_size(e) > PS_BUNDLE_SIZE_MAX)
+	if (!ar.archive_entry_size_is_set(e) || ar.archive_entry_size(e) < 0 ||
+	    (uint64_t)ar.archive_entry_size(e) > PS_BUNDLE_SIZE_MAX)
 		return "a member without a valid size";
 	return NULL;
 }
@@ -405,14 +465,14 @@ ps_br_next(struct ps_br *r, const char **name, size_t *name_len,
 	*name = NULL;
 	*name_len = 0;
 	*size = 0;
-	k = archive_read_next_header(r->a, &r->e);
+	k = ar.archive_read_next_header(r->a, &r->e);
 	if (k == ARCHIVE_EOF)
 		return PS_OK;
 	if (k != ARCHIVE_OK && k != ARCHIVE_WARN)
 		return br_failed(r);
-	p = archive_entry_pathname(r->e);
+	p = ar.archive_entry_pathname(r->e);
 	if (p == NULL)
-		p = archive_entry_pathname_utf8(r->e);
+		p = ar.archive_entry_pathname_utf8(r->e);
 	if (p == NULL) {
 		ps_err("%s: a member without a name", r->label);
 		return r->rc = PS_EVERIFY;
@@ -426,14 +486,14 @@ ps_br_next(struct ps_br *r, const char **name, size_t *name_len,
 	}
 	*name = p;
 	*name_len = strlen(p);
-	*size = (uint64_t)archive_entry_size(r->e);
+	*size = (uint64_t)ar.archive_entry_size(r->e);
 	return PS_OK;
 }
 
 ssize_t
 ps_br_read(struct ps_br *r, void *buf, size_t n, int *rc)
 {
-	la_ssize_t k = archive_read_data(r->a, buf, n);
+	la_ssize_t k = ar.archive_read_data(r->a, buf, n);
 
 	if (k < 0) {
 		*rc = br_failed(r);
@@ -446,7 +506,7 @@ ps_br_read(struct ps_br *r, void *buf, size_t n, int *rc)
 uint64_t
 ps_br_bytes(struct ps_br *r)
 {
-	la_int64_t n = archive_filter_bytes(r->a, -1);
+	la_int64_t n = ar.archive_filter_bytes(r->a, -1);
 
 	return n > 0 ? (uint64_t)n : 0;
 }
@@ -456,7 +516,7 @@ ps_br_close(struct ps_br *r)
 {
 	if (r == NULL)
 		return;
-	archive_read_free(r->a);
+	ar.archive_read_free(r->a);
 	free(r->buf);
 	free(r);
 }

@@ -18,7 +18,23 @@
 #include <libpq-fe.h>
 
 #include "db.h"
+#include "dynlib.h"
 #include "ps.h"
+
+/* libpq, opened at the first ps_db_pg_open (dynlib.h says why). */
+#define PQ_FUNCS(X) X(PQclear) X(PQcmdTuples) X(PQconnectdb) X(PQerrorMessage) \
+	X(PQexec) X(PQexecParams) X(PQfinish) X(PQgetisnull) X(PQgetvalue) \
+	X(PQnfields) X(PQntuples) X(PQreset) X(PQresultErrorField) \
+	X(PQresultErrorMessage) X(PQresultStatus) X(PQsetClientEncoding) \
+	X(PQsetNoticeProcessor) X(PQstatus) X(PQtransactionStatus)
+#define PQ_SLOT(f) __typeof__(f) *f;
+#define PQ_SYM(f) { #f, (void **)&pq.f },
+static struct {
+	PQ_FUNCS(PQ_SLOT)
+} pq;
+static const struct ps_dynsym pq_syms[] = { PQ_FUNCS(PQ_SYM) };
+static struct ps_dynlib libpq = { PS_SONAME_PQ, "a PostgreSQL state database",
+    pq_syms, sizeof(pq_syms) / sizeof(pq_syms[0]), 0, "" };
 
 /* The advisory lock of every write transaction: 'PSYC'. */
 #define WRITE_LOCK "SELECT pg_advisory_xact_lock(1347639619)"
@@ -144,11 +160,11 @@ static enum ps_db_rc
 res_fail(struct pdb *p, PGresult *res, const char *what)
 {
 	const char *state = res != NULL ?
-	    PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	const char *msg = res != NULL ? PQresultErrorMessage(res) : "";
+	    pq.PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	const char *msg = res != NULL ? pq.PQresultErrorMessage(res) : "";
 
 	if (msg == NULL || *msg == '\0')
-		msg = PQerrorMessage(p->conn);
+		msg = pq.PQerrorMessage(p->conn);
 	ps_db_seterr(p->db.err, sizeof(p->db.err), "%s: %s: %s",
 	    p->db.display, what, msg);
 	if (state != NULL && strcmp(state, "23505") == 0)
@@ -213,14 +229,14 @@ copy_rows(PGresult *res, struct ps_dbres *r)
 	struct ps_dbval *v;
 	size_t row, c;
 
-	r->nrows = (size_t)PQntuples(res);
-	r->ncols = (size_t)PQnfields(res);
+	r->nrows = (size_t)pq.PQntuples(res);
+	r->ncols = (size_t)pq.PQnfields(res);
 	r->v = xcalloc(r->nrows * r->ncols + 1, sizeof(*r->v));
 	for (row = 0; row < r->nrows; row++)
 		for (c = 0; c < r->ncols; c++) {
 			v = &r->v[row * r->ncols + c];
-			v->null = PQgetisnull(res, (int)row, (int)c);
-			v->s = xstrdup(PQgetvalue(res, (int)row, (int)c));
+			v->null = pq.PQgetisnull(res, (int)row, (int)c);
+			v->s = xstrdup(pq.PQgetvalue(res, (int)row, (int)c));
 			v->i = strtoll(v->s, NULL, 10);
 			v->d = strtod(v->s, NULL);
 		}
@@ -241,8 +257,8 @@ p_query(struct ps_db *db, const char *sql, const struct ps_dbargs *a,
 	if (r != NULL)
 		memset(r, 0, sizeof(*r));
 	/* A server restarted between transactions: connect again, once. */
-	if (!p->in_tx && PQstatus(p->conn) != CONNECTION_OK)
-		PQreset(p->conn);
+	if (!p->in_tx && pq.PQstatus(p->conn) != CONNECTION_OK)
+		pq.PQreset(p->conn);
 	for (i = 0; i < n; i++) {
 		vals[i] = NULL;
 		switch (a->v[i].t) {
@@ -263,34 +279,34 @@ p_query(struct ps_db *db, const char *sql, const struct ps_dbargs *a,
 		pv[i] = vals[i];
 	}
 	q = numbered(sql);
-	res = PQexecParams(p->conn, q, (int)n, NULL, pv, NULL, NULL, 0);
+	res = pq.PQexecParams(p->conn, q, (int)n, NULL, pv, NULL, NULL, 0);
 	free(q);
 	for (i = 0; i < n; i++)
 		free(vals[i]);
-	est = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	est = res != NULL ? pq.PQresultStatus(res) : PGRES_FATAL_ERROR;
 	if (est == PGRES_TUPLES_OK || est == PGRES_COMMAND_OK) {
 		if (r != NULL) {
 			copy_rows(res, r);
-			r->changes = strtoll(PQcmdTuples(res), NULL, 10);
+			r->changes = strtoll(pq.PQcmdTuples(res), NULL, 10);
 		}
 	} else {
 		rc = res_fail(p, res, "statement failed");
 	}
-	PQclear(res);
+	pq.PQclear(res);
 	return rc;
 }
 
 static enum ps_db_rc
 simple(struct pdb *p, const char *sql, const char *what)
 {
-	PGresult *res = PQexec(p->conn, sql);
-	ExecStatusType est = res != NULL ? PQresultStatus(res) :
+	PGresult *res = pq.PQexec(p->conn, sql);
+	ExecStatusType est = res != NULL ? pq.PQresultStatus(res) :
 	    PGRES_FATAL_ERROR;
 	enum ps_db_rc rc = PS_DB_OK;
 
 	if (est != PGRES_COMMAND_OK && est != PGRES_TUPLES_OK)
 		rc = res_fail(p, res, what);
-	PQclear(res);
+	pq.PQclear(res);
 	return rc;
 }
 
@@ -299,8 +315,8 @@ p_begin(struct ps_db *db)
 {
 	struct pdb *p = (struct pdb *)db;
 
-	if (PQstatus(p->conn) != CONNECTION_OK)
-		PQreset(p->conn);
+	if (pq.PQstatus(p->conn) != CONNECTION_OK)
+		pq.PQreset(p->conn);
 	if (simple(p, "BEGIN", "cannot start a transaction") != PS_DB_OK)
 		return PS_DB_ERROR;
 	p->in_tx = 1;
@@ -319,7 +335,7 @@ p_commit(struct ps_db *db)
 	struct pdb *p = (struct pdb *)db;
 	enum ps_db_rc rc = simple(p, "COMMIT", "cannot commit");
 
-	if (rc != PS_DB_OK && PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+	if (rc != PS_DB_OK && pq.PQtransactionStatus(p->conn) != PQTRANS_IDLE)
 		(void)simple(p, "ROLLBACK", "cannot roll back");
 	p->in_tx = 0;
 	return rc;
@@ -333,7 +349,7 @@ p_rollback(struct ps_db *db)
 
 	/* Keep the error that made us roll back. */
 	memcpy(keep, p->db.err, sizeof(keep));
-	if (PQtransactionStatus(p->conn) != PQTRANS_IDLE)
+	if (pq.PQtransactionStatus(p->conn) != PQTRANS_IDLE)
 		(void)simple(p, "ROLLBACK", "cannot roll back");
 	memcpy(p->db.err, keep, sizeof(keep));
 	p->in_tx = 0;
@@ -346,7 +362,7 @@ p_close(struct ps_db *db)
 
 	if (p == NULL)
 		return;
-	PQfinish(p->conn);
+	pq.PQfinish(p->conn);
 	free(p->db.display);
 	free(p);
 }
@@ -462,6 +478,10 @@ ps_db_pg_open(const char *uri, int flags, struct ps_db **dbp, char *err,
 	long long v;
 
 	*dbp = NULL;
+	if (ps_dynlib_need(&libpq) != PS_OK) {
+		ps_db_seterr(err, len, "%s", libpq.err);
+		return PS_DB_ERROR;
+	}
 	p = xcalloc(1, sizeof(*p));
 	p->db.ops = &pg_ops;
 	p->db.display = display_uri(uri);
@@ -471,18 +491,18 @@ ps_db_pg_open(const char *uri, int flags, struct ps_db **dbp, char *err,
 	 * or the environment says otherwise.
 	 */
 	setenv("PGCONNECT_TIMEOUT", "10", 0);
-	p->conn = PQconnectdb(uri);
-	if (p->conn == NULL || PQstatus(p->conn) != CONNECTION_OK) {
+	p->conn = pq.PQconnectdb(uri);
+	if (p->conn == NULL || pq.PQstatus(p->conn) != CONNECTION_OK) {
 		ps_db_seterr(err, len, "%s: cannot connect to the state "
 		    "database: %s", p->db.display, p->conn != NULL ?
-		    PQerrorMessage(p->conn) : "out of memory");
+		    pq.PQerrorMessage(p->conn) : "out of memory");
 		p_close(&p->db);
 		return PS_DB_ERROR;
 	}
-	PQsetNoticeProcessor(p->conn, no_notices, NULL);
-	if (PQsetClientEncoding(p->conn, "UTF8") != 0)
+	pq.PQsetNoticeProcessor(p->conn, no_notices, NULL);
+	if (pq.PQsetClientEncoding(p->conn, "UTF8") != 0)
 		ps_db_seterr(p->db.err, sizeof(p->db.err), "%s: cannot use "
-		    "UTF8: %s", p->db.display, PQerrorMessage(p->conn));
+		    "UTF8: %s", p->db.display, pq.PQerrorMessage(p->conn));
 	if (p->db.err[0] != '\0' || simple(p, "SET client_min_messages = "
 	    "warning", "cannot configure the session") != PS_DB_OK ||
 	    (v = schema_version(p)) < 0 ||

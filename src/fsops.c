@@ -501,6 +501,7 @@ tmp_init(struct ps_tmp *t)
 	t->name = NULL;
 	t->base = NULL;
 	t->rel = NULL;
+	t->nslock = NULL;
 }
 
 /* Close and free everything T holds (no unlink). */
@@ -594,7 +595,7 @@ ps_tmp_commit(struct ps_tmp *t, uint32_t mode, int64_t mtime_sec,
     uint32_t mtime_nsec)
 {
 	struct timespec ts[2];
-	int fd;
+	int fd, rc, err;
 
 	if (!t->live || t->fd < 0)
 		return fail_rel(t->rel, "commit of a closed temporary", EBADF);
@@ -613,9 +614,13 @@ ps_tmp_commit(struct ps_tmp *t, uint32_t mode, int64_t mtime_sec,
 	if (close(fd) == -1 && errno != EINTR)
 		return fail_rel(t->rel, "cannot close", errno);
 	/* rename replaces a symlink at BASE itself, never its target. */
-	if (renameat(t->dirfd, t->name, t->dirfd, t->base) == -1) {
-		int err = errno;
-
+	if (t->nslock != NULL)
+		pthread_mutex_lock(t->nslock);
+	rc = renameat(t->dirfd, t->name, t->dirfd, t->base);
+	err = errno;
+	if (t->nslock != NULL)
+		pthread_mutex_unlock(t->nslock);
+	if (rc == -1) {
 		if (err == EISDIR || err == ENOTEMPTY || err == EEXIST)
 			return fail_rel(t->rel, "cannot replace", EISDIR);
 		return fail_rel(t->rel, "cannot rename temporary file", err);

@@ -23,6 +23,7 @@
 #ifndef PS_FSOPS_H
 #define PS_FSOPS_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
@@ -190,6 +191,7 @@ struct ps_tmp {
 	char *base;		/* final name in DIRFD */
 	char *rel;		/* REL, for messages */
 	int defer_dirsync;	/* the caller fsyncs the directory later */
+	pthread_mutex_t *nslock; /* held around the rename, when set */
 };
 
 /*
@@ -215,6 +217,9 @@ int ps_tmp_write(struct ps_tmp *t, const void *p, size_t n);
  * access time is left alone), fsync, close, and renameat onto the final
  * name in the same directory, then fsync the directory (unless
  * T->defer_dirsync: the caller then syncs it, once for many files).
+ * With T->nslock set (after create) the rename holds that mutex: threads
+ * that create and rename in the same directories then wait for each
+ * other asleep, not spinning on the directory's lock in the kernel.
  * rename never follows the destination: a symlink or other non-directory
  * at REL is replaced itself; a directory at REL is an error. MTIME_NSEC
  * must be below 1000000000. On success T is released (ps_tmp_abort is a no-op);

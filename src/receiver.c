@@ -38,6 +38,7 @@
 #include "pool.h"
 #include "receiver.h"
 #include "walk.h"
+#include "xxh.h"
 
 #define NBUCKET 1024
 #define MAX_LIVE 8192		/* files a sender may have open at once */
@@ -45,6 +46,23 @@
 #define COMMIT_THREADS 8	/* files verified and fsync'd at once */
 /* Written bytes after which the disk is asked to start writing them. */
 #define WRITEBACK_CHUNK (8u << 20)
+
+/*
+ * A file written front to back from DATA frames alone (a new file, sent
+ * whole) is hashed as it is written, from the bytes pwrite took, and
+ * needs no read-back before its rename; a COPY, a frame out of order or
+ * a huge file ends that, and the file is read back at commit.
+ */
+struct hashing {
+	int on;			/* every byte so far hashed in order */
+	unsigned shift;		/* block length 2^shift */
+	uint64_t done;		/* bytes hashed */
+	XXH3_state_t *st;	/* after more than one frame */
+	unsigned char one[16];	/* the hash of a file sent in one frame */
+	uint64_t *blocks;	/* XXH3-64 of each block */
+	uint32_t *weak;		/* and its weak sum */
+	uint64_t nblocks, cap;
+};
 
 struct rfile {
 	uint32_t id;
@@ -61,6 +79,7 @@ struct rfile {
 	uint64_t *progress;	/* bytes placed, for a pull's progress */
 	uint64_t signed_bytes;	/* basis bytes asked to be signed */
 	struct ps_tmp tmp;
+	struct hashing h;	/* the bytes as written, when in order */
 	int basis;		/* current version, or -1 */
 	uint64_t basis_size;
 	int code;		/* first failure, or PS_OK */
@@ -79,6 +98,7 @@ struct recv {
 	struct ps_pool *pool;		/* signatures */
 	struct ps_pool *cpool;		/* verify, fsync, rename */
 	pthread_mutex_t mu;		/* guards st, upd, dirs, sigjobs */
+	pthread_mutex_t nsmu;		/* held to create or rename a file */
 	unsigned sigjobs;
 	ZSTD_DCtx *zd;
 	unsigned char *zbuf;
@@ -235,11 +255,111 @@ fail_fs(struct rfile *f)
 }
 
 static void
+hashing_stop(struct hashing *h)
+{
+	if (h->st != NULL)
+		XXH3_freeState(h->st);
+	free(h->blocks);
+	free(h->weak);
+	memset(h, 0, sizeof(*h));
+}
+
+/* Start hashing a file of SIZE as it comes, unless it is too big for it. */
+static void
+hashing_start(struct hashing *h, uint64_t size)
+{
+	unsigned shift = ps_block_shift_for(size);
+	uint64_t n = (size >> shift) + ((size & ((1ull << shift) - 1)) != 0);
+
+	memset(h, 0, sizeof(*h));
+	h->on = n <= PS_SUMS_MAX_BLOCKS;
+	h->shift = shift;
+}
+
+/*
+ * N bytes at P were written at OFF of a file of SIZE: hash them if they
+ * continue what was hashed, in whole blocks (the last may be short).
+ * Anything else ends hashing (the file is then read back). The arrays
+ * grow with the bytes that came, never with a size the sender claims.
+ */
+static void
+hashing_add(struct hashing *h, uint64_t size, const unsigned char *p,
+    size_t n, uint64_t off)
+{
+	uint64_t bs = 1ull << h->shift, want, i;
+	XXH128_canonical_t c;
+	size_t k;
+
+	if (!h->on || n == 0)
+		return;
+	if (off != h->done || ((n & (bs - 1)) != 0 && off + n != size)) {
+		hashing_stop(h);
+		return;
+	}
+	if (off == 0 && n == size) {
+		XXH128_canonicalFromHash(&c, HASH128(p, n));
+		memcpy(h->one, c.digest, 16);
+	} else {
+		if (h->st == NULL) {
+			if ((h->st = XXH3_createState()) == NULL) {
+				hashing_stop(h);	/* read back instead */
+				return;
+			}
+			XXH3_128bits_reset(h->st);
+		}
+		HASH128_UPDATE(h->st, p, n);
+	}
+	want = h->nblocks + (n + bs - 1) / bs;
+	if (want > h->cap) {
+		h->cap = want > 2 * h->cap ? want : 2 * h->cap;
+		h->blocks = xreallocarray(h->blocks, h->cap, 8);
+		h->weak = xreallocarray(h->weak, h->cap, 4);
+	}
+	for (i = 0; i < n; i += bs) {
+		k = n - i < bs ? (size_t)(n - i) : (size_t)bs;
+		h->blocks[h->nblocks] = HASH64(p + i, k);
+		h->weak[h->nblocks++] = ps_weak(p + i, k);
+	}
+	h->done += n;
+}
+
+/*
+ * The hash and block sums of a file hashed whole as it came, into E (the
+ * arrays move to E). 0, or -1 when it was not (read it back then).
+ */
+static int
+hashing_take(struct hashing *h, uint64_t size, struct ps_entry *e)
+{
+	XXH128_canonical_t c;
+
+	if (!h->on || h->done != size)
+		return -1;
+	if (h->st != NULL) {
+		XXH128_canonicalFromHash(&c, XXH3_128bits_digest(h->st));
+		memcpy(e->hash, c.digest, 16);
+	} else if (size == 0) {
+		XXH128_canonicalFromHash(&c, HASH128(NULL, 0));
+		memcpy(e->hash, c.digest, 16);
+	} else {
+		memcpy(e->hash, h->one, 16);
+	}
+	e->block_shift = (uint8_t)h->shift;
+	e->nblocks = h->nblocks;
+	e->blocks = h->blocks;
+	e->weak = h->weak;
+	h->blocks = NULL;
+	h->weak = NULL;
+	hashing_stop(h);
+	return 0;
+}
+
+static void
 free_rfile(struct rfile *f)
 {
 	ps_tmp_abort(&f->tmp);
 	if (f->basis >= 0)
 		close(f->basis);
+	hashing_stop(&f->h);
 	free(f->path);
 	free(f->rel);
 	free(f->msg);
@@ -616,9 +736,14 @@ on_file(struct recv *r, const struct buf *payload)
 	f->mode = m.mode;
 	memcpy(f->hash, m.hash, 16);
 	f->have_meta = 1;
+	hashing_start(&f->h, f->size);
 	ps_clear_error();
-	if (ps_tmp_create(r->root, f->rel, &f->tmp) != PS_OK)
+	pthread_mutex_lock(&r->nsmu);
+	rc = ps_tmp_create(r->root, f->rel, &f->tmp);
+	pthread_mutex_unlock(&r->nsmu);
+	if (rc != PS_OK)
 		fail_fs(f);
+	f->tmp.nslock = &r->nsmu;
 	return PS_OK;
 }
 
@@ -714,6 +839,8 @@ on_data(struct recv *r, const struct buf *payload)
 		p = r->zbuf;
 	}
 	write_at(f, p, m.raw_len, m.off);
+	if (f->code == PS_OK)
+		hashing_add(&f->h, f->size, p, m.raw_len, m.off);
 	return PS_OK;
 }
 
@@ -729,6 +856,7 @@ on_copy(struct recv *r, const struct buf *payload)
 		return rc;
 	if (f->code != PS_OK)
 		return PS_OK;
+	hashing_stop(&f->h);	/* read back: the kernel copies these */
 	if (open_basis(r, f) != PS_OK) {
 		fail_file(f, PS_EPARTIAL, "%s: the old version to copy from is "
 		    "gone", f->rel);
@@ -864,7 +992,11 @@ struct commit {
 	struct rfile *f;
 };
 
-/* Verify what is really on disk, not what we meant to write. */
+/*
+ * Check F against the hash the sender announced: from the bytes as they
+ * were written when they came in order, else read back from the disk
+ * (which is where copies from the old version put theirs).
+ */
 static void
 verify(struct rfile *f, struct ps_entry *e)
 {
@@ -875,7 +1007,8 @@ verify(struct rfile *f, struct ps_entry *e)
 	e->mode = f->mode & 07777;
 	e->mtime_sec = f->mtime;
 	e->mtime_nsec = f->nsec;
-	if (ps_hash_fd_sums(f->tmp.fd, e, PS_SUMS_STRONG | PS_SUMS_WEAK) != 0)
+	if (hashing_take(&f->h, f->size, e) != 0 &&
+	    ps_hash_fd_sums(f->tmp.fd, e, PS_SUMS_STRONG | PS_SUMS_WEAK) != 0)
 		fail_file(f, PS_EPARTIAL, "reading back %s: %s", f->rel,
 		    strerror(errno));
 	else if (memcmp(e->hash, f->hash, 16) != 0)
@@ -1205,6 +1338,7 @@ cleanup(struct recv *r)
 		free(r->dirs[i]);
 	free(r->dirs);
 	pthread_mutex_destroy(&r->mu);
+	pthread_mutex_destroy(&r->nsmu);
 }
 
 static int
@@ -1387,6 +1521,7 @@ ps_receive(struct ps_sess *s, struct ps_root *root,
 	r.st = st;
 	r.mf_fd = -1;
 	pthread_mutex_init(&r.mu, NULL);
+	pthread_mutex_init(&r.nsmu, NULL);
 	r.pool = ps_pool_new(ps_ncpu());
 	r.cpool = ps_pool_new(COMMIT_THREADS);
 	r.zd = ZSTD_createDCtx();

@@ -12,6 +12,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "bundle.h"
 #include "version.h"
 
 const char *
@@ -83,6 +84,7 @@ void
 ps_version_print(FILE *fp)
 {
 	char b[8][24];		/* for the versions that are numbers */
+	long arv = ps_bundle_libarchive_version();
 	/*
 	 * One line per library: its name, the version of the headers it was
 	 * built with (configure's pkg-config --modversion when the headers
@@ -95,8 +97,9 @@ ps_version_print(FILE *fp)
 		    sizeof(b[1]), (long)XXH_versionNumber(), 100, 3) },
 		{ "zstd", ZSTD_VERSION_STRING, ZSTD_versionString() },
 		{ "sqlite", SQLITE_VERSION, sqlite3_libversion() },
-		{ "libarchive", ARCHIVE_VERSION_ONLY_STRING, ps_version_dotted(
-		    b[2], sizeof(b[2]), archive_version_number(), 1000, 3) },
+		{ "libarchive", ARCHIVE_VERSION_ONLY_STRING, arv < 0 ?
+		    "(cannot be loaded)" : ps_version_dotted(b[2], sizeof(b[2]),
+		    arv, 1000, 3) },
 #if JANSSON_VERSION_HEX >= 0x020d00
 		{ "jansson", JANSSON_VERSION, jansson_version_str() },
 #else

@@ -128,6 +128,34 @@ PY
         grep "pread64([0-9]*<$T/dst/f>" strace.log | cut -c1-80 | head -3 >&2
         fail "the server read $read bytes of its old f to answer for its sums"
     fi
+    # A new file sent whole is hashed as it is written: the server never
+    # reads its temporary back (in several DATA frames, the last block
+    # short; in one frame; empty). The sums it keeps are right: the next
+    # delta against them sends little.
+    sed 's/trace=pread64/trace=read,pread64/' traced >traced-read
+    chmod +x traced-read
+    mkfile src/h 3145829 31
+    mkfile src/small 5000 32
+    : >src/empty
+    expect_exit 0 "$PS" push src "localhost:$T/dst" --rsh "$RSH" \
+        --remote-path "$T/traced-read" --json
+    for x in h small empty; do
+        cmp -s "src/$x" "dst/$x" || fail "new file $x differs on the server"
+    done
+    if grep -E "read(64)?\([0-9]+<[^>]*\.psync-tmp\." strace.log >&2; then
+        fail "the server read a new file's temporary back"
+    fi
+    grep -q "^[0-9]* *read(" strace.log || fail "strace saw no read at all"
+    python3 - src/h <<'PY'
+import sys
+d = bytearray(open(sys.argv[1], "rb").read())
+d[2000000:2000010] = b"0123456789"
+open(sys.argv[1], "wb").write(d)
+PY
+    expect_exit 0 "$PS" push src "localhost:$T/dst" --rsh "$RSH" \
+        --remote-path "$PS" --no-whole-file --json
+    cmp -s src/h dst/h || fail "delta of h: the server's copy differs"
+    [ "$(lit)" -lt 70000 ] || fail "a delta against streamed sums sent $(lit) literal bytes"
 else
     echo "strace is missing (./bootstrap installs it)" >&2
     exit 99

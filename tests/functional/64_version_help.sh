@@ -13,6 +13,11 @@ expect_exit 0 "$PS" --version
 
 # The versions it runs with, asked of the very libraries the binary loads.
 ldd "$PS" >"$T/ldd" || fail "ldd $PS failed"
+# libpq and libarchive (and the ~35 libraries they bring) are opened only
+# by what uses them: a PostgreSQL state database, a bundle (dynlib.h).
+if grep -E "libpq|libarchive|libgssapi|libldap|libicu|libxml2" "$T/ldd" >&2; then
+    fail "patchsync is linked with libraries only a database or a bundle needs"
+fi
 python3 - "$T/out" "$T/ldd" <<'PY' || fail "--version does not match the libraries"
 import ctypes, re, subprocess, sys
 
@@ -48,6 +53,10 @@ for l in open(sys.argv[2]):
     if m and m.group(1) in ("librsync", "libxxhash", "libzstd", "libsqlite3",
                             "libarchive", "libjansson"):
         libs[m.group(1)] = ctypes.CDLL(m.group(2))
+# libarchive is opened when first needed (src/dynlib.c), not linked.
+assert "libarchive" not in libs, "libarchive is linked in"
+import ctypes.util
+libs["libarchive"] = ctypes.CDLL(ctypes.util.find_library("archive"))
 def call(lib, fn, restype):
     f = getattr(libs[lib], fn)
     f.restype = restype
