@@ -321,6 +321,9 @@ read_full(int fd, unsigned char *p, size_t n, uint64_t off)
 	return 0;
 }
 
+/* Bytes of a file's first chunk compressed to see whether it pays. */
+#define PROBE (16u << 10)
+
 /*
  * Send bytes [OFF, OFF+LEN) of FD as DATA frames, compressed while that
  * pays. With a share (several servers), each piece is compressed once
@@ -338,7 +341,7 @@ send_literal(struct snd *s, struct sfile *f, int fd, uint64_t off,
 	struct buf shared = { 0 };
 	struct ps_msg_data m;
 	ZSTD_CCtx *c = NULL;
-	int compress = 1, rc = PS_OK;
+	int compress = 1, pays, rc = PS_OK;
 	uint64_t done = 0;
 	uint8_t codec;
 
@@ -376,9 +379,23 @@ send_literal(struct snd *s, struct sfile *f, int fd, uint64_t off,
 					c = cctx_get(s);
 					z = xmalloc(zcap);
 				}
-				zn = ZSTD_compress2(c, z, zcap, raw, n);
-				/* Already compressed (cab, msu): stop. */
-				if (ZSTD_isError(zn) || zn > n - n / 32) {
+				/*
+				 * Already compressed (cab, msu): stop. A
+				 * file's first chunk is tried on a sample
+				 * first, so that such a file costs a look
+				 * at 16 KiB, not a compression of 1 MiB.
+				 */
+				pays = 1;
+				if (done == 0 && n > PROBE) {
+					zn = ZSTD_compress2(c, z, zcap, raw,
+					    PROBE);
+					pays = !ZSTD_isError(zn) &&
+					    zn <= PROBE - PROBE / 32;
+				}
+				if (pays)
+					zn = ZSTD_compress2(c, z, zcap, raw, n);
+				if (!pays || ZSTD_isError(zn) ||
+				    zn > n - n / 32) {
 					compress = 0;
 				} else {
 					m.codec = PS_CODEC_ZSTD;

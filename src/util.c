@@ -361,7 +361,7 @@ xasprintf(const char *fmt, ...)
 }
 
 void
-buf_reserve(struct buf *b, size_t extra)
+buf_grow(struct buf *b, size_t extra)
 {
 	size_t want;
 
@@ -378,42 +378,9 @@ buf_reserve(struct buf *b, size_t extra)
 }
 
 void
-buf_add(struct buf *b, const void *p, size_t n)
-{
-	if (n == 0)
-		return;
-	buf_reserve(b, n);
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-}
-
-void
-buf_addc(struct buf *b, unsigned char c)
-{
-	buf_reserve(b, 1);
-	b->p[b->len++] = c;
-}
-
-void
 buf_addstr(struct buf *b, const char *s)
 {
 	buf_add(b, s, strlen(s));
-}
-
-void
-buf_add_u32(struct buf *b, uint32_t v)
-{
-	buf_reserve(b, 4);
-	put_u32le(b->p + b->len, v);
-	b->len += 4;
-}
-
-void
-buf_add_u64(struct buf *b, uint64_t v)
-{
-	buf_reserve(b, 8);
-	put_u64le(b->p + b->len, v);
-	b->len += 8;
 }
 
 void
