@@ -374,10 +374,19 @@ ps_mfw_add(struct ps_mfw *w, const struct ps_entry *e)
 			    PS_SUMS_WEAK : PS_SUMS_STRONG);
 		else
 			buf_addc(out, 0);
-		for (k = 0; sums && k < e->nblocks; k++)
-			buf_add_u64(out, e->blocks[k]);
-		for (k = 0; sums && e->weak != NULL && k < e->nblocks; k++)
-			buf_add_u32(out, e->weak[k]);
+		if (sums) {
+			/* Reserved above: written in one pass each. */
+			for (k = 0; k < e->nblocks; k++)
+				put_u64le(out->p + out->len + 8 * k,
+				    e->blocks[k]);
+			out->len += 8 * e->nblocks;
+		}
+		if (sums && e->weak != NULL) {
+			for (k = 0; k < e->nblocks; k++)
+				put_u32le(out->p + out->len + 4 * k,
+				    e->weak[k]);
+			out->len += 4 * e->nblocks;
+		}
 	}
 	if (w->flags & PS_MF_LOCAL) {
 		buf_add_u64(out, e->dev);
@@ -546,13 +555,18 @@ take_file(struct cur *c, uint64_t i, struct ps_entry *e, char *err,
 	/* Checked against the bytes present before allocating. */
 	if (c->left / ((sums & PS_SUMS_WEAK) ? 12 : 8) < e->nblocks)
 		return MORE;
+	/* In one pass each: these are most of a cache's bytes. */
 	e->blocks = xreallocarray(NULL, e->nblocks, 8);
 	for (k = 0; k < e->nblocks; k++)
-		(void)take_u64(c, &e->blocks[k]);
+		e->blocks[k] = get_u64le(c->p + 8 * k);
+	c->p += 8 * e->nblocks;
+	c->left -= 8 * e->nblocks;
 	if (sums & PS_SUMS_WEAK) {
 		e->weak = xreallocarray(NULL, e->nblocks, 4);
 		for (k = 0; k < e->nblocks; k++)
-			(void)take_u32(c, &e->weak[k]);
+			e->weak[k] = get_u32le(c->p + 4 * k);
+		c->p += 4 * e->nblocks;
+		c->left -= 4 * e->nblocks;
 	}
 	return 0;
 }
