@@ -64,6 +64,8 @@ struct hashing {
 	uint64_t nblocks, cap;
 };
 
+struct pverify;
+
 struct rfile {
 	uint32_t id;
 	char *path;		/* relative to DEST */
@@ -80,6 +82,10 @@ struct rfile {
 	uint64_t signed_bytes;	/* basis bytes asked to be signed */
 	struct ps_tmp tmp;
 	struct hashing h;	/* the bytes as written, when in order */
+	uint64_t inorder;	/* bytes [0, inorder) written, in order */
+	int unordered;		/* a write elsewhere came */
+	struct pverify *pv;	/* read back as written (big files) */
+	unsigned *npv;		/* the session's count of those */
 	int basis;		/* current version, or -1 */
 	uint64_t basis_size;
 	int code;		/* first failure, or PS_OK */
@@ -99,6 +105,7 @@ struct recv {
 	struct ps_pool *cpool;		/* verify, fsync, rename */
 	pthread_mutex_t mu;		/* guards st, upd, dirs, sigjobs */
 	pthread_mutex_t nsmu;		/* held to create or rename a file */
+	unsigned npv;			/* files read back as written */
 	unsigned sigjobs;
 	ZSTD_DCtx *zd;
 	unsigned char *zbuf;
@@ -353,9 +360,174 @@ hashing_take(struct hashing *h, uint64_t size, struct ps_entry *e)
 	return 0;
 }
 
+/*
+ * A big file built with copies from its old version is read back while
+ * it is written, by a thread of its own, as far as its bytes have come in
+ * order: by its END most of it is hashed (from the disk, as a read-back
+ * at commit would), and the commit waits only for the rest. Out of
+ * order, or anything else unexpected: the commit reads it back whole.
+ */
+#define PV_MIN		(16u << 20)	/* files this big */
+#define PV_MAX		2		/* at once */
+#define PV_CHUNK	(1u << 20)	/* a multiple of every block length */
+
+struct pverify {
+	pthread_t tid;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t upto;		/* bytes [0, upto) are written */
+	int ended;		/* END came: upto is the whole file */
+	int stop;		/* give up (read back at commit instead) */
+	int finished;		/* the thread is done; h is the result */
+	int fd;			/* the temporary, our own descriptor */
+	uint64_t size;
+	struct hashing h;
+};
+
+static void *
+pv_main(void *arg)
+{
+	struct pverify *v = arg;
+	uint64_t bs = 1ull << v->h.shift, end = 0;
+	unsigned char *buf = xmalloc(PV_CHUNK);
+	int ended = 0, stop = 0;
+	size_t n;
+	ssize_t got;
+
+	while (!stop) {
+		pthread_mutex_lock(&v->mu);
+		for (;;) {
+			ended = v->ended;
+			stop = v->stop;
+			/* Whole blocks only, but for the file's end. */
+			end = ended ? v->upto : v->upto & ~(bs - 1);
+			if (stop || ended || end > v->h.done)
+				break;
+			pthread_cond_wait(&v->cv, &v->mu);
+		}
+		pthread_mutex_unlock(&v->mu);
+		while (!stop && v->h.on && v->h.done < end) {
+			n = end - v->h.done > PV_CHUNK ? PV_CHUNK :
+			    (size_t)(end - v->h.done);
+			got = pread(v->fd, buf, n, (off_t)v->h.done);
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got != (ssize_t)n)
+				stop = 1;	/* read back at commit */
+			else
+				hashing_add(&v->h, v->size, buf, n, v->h.done);
+		}
+		if (!v->h.on)
+			stop = 1;
+		if (ended)
+			break;
+	}
+	free(buf);
+	pthread_mutex_lock(&v->mu);
+	v->stop |= stop;
+	v->finished = 1;
+	pthread_cond_broadcast(&v->cv);
+	pthread_mutex_unlock(&v->mu);
+	return NULL;
+}
+
+/* Start reading F back as it is written, if it is big and none is. */
+static void
+pv_start(struct recv *r, struct rfile *f)
+{
+	struct pverify *v;
+
+	if (f->pv != NULL || f->unordered || f->size < PV_MIN ||
+	    f->tmp.fd < 0 || __atomic_load_n(&r->npv, __ATOMIC_RELAXED) >=
+	    PV_MAX)
+		return;
+	v = xcalloc(1, sizeof(*v));
+	hashing_start(&v->h, f->size);
+	v->size = f->size;
+	v->upto = f->inorder;
+	if (!v->h.on || (v->fd = dup(f->tmp.fd)) < 0) {
+		hashing_stop(&v->h);
+		free(v);
+		return;
+	}
+	pthread_mutex_init(&v->mu, NULL);
+	pthread_cond_init(&v->cv, NULL);
+	if (pthread_create(&v->tid, NULL, pv_main, v) != 0) {
+		pthread_mutex_destroy(&v->mu);
+		pthread_cond_destroy(&v->cv);
+		close(v->fd);
+		hashing_stop(&v->h);
+		free(v);
+		return;
+	}
+	__atomic_add_fetch(&r->npv, 1, __ATOMIC_RELAXED);
+	f->pv = v;
+	f->npv = &r->npv;
+}
+
+static void
+pv_set(struct pverify *v, uint64_t upto, int ended, int stop)
+{
+	pthread_mutex_lock(&v->mu);
+	v->upto = upto;
+	v->ended |= ended;
+	v->stop |= stop;
+	pthread_cond_signal(&v->cv);
+	pthread_mutex_unlock(&v->mu);
+}
+
+/*
+ * Wait for F's reader and release it. 0 when it hashed the whole file
+ * (the hash and sums are in E), -1 when the file must be read back.
+ */
+static int
+pv_finish(struct rfile *f, struct ps_entry *e)
+{
+	struct pverify *v = f->pv;
+	int rc = -1;
+
+	if (v == NULL)
+		return -1;
+	if (e == NULL)
+		pv_set(v, v->upto, 0, 1);
+	pthread_mutex_lock(&v->mu);
+	while (!v->finished)
+		pthread_cond_wait(&v->cv, &v->mu);
+	pthread_mutex_unlock(&v->mu);
+	pthread_join(v->tid, NULL);
+	if (e != NULL && !v->stop)
+		rc = hashing_take(&v->h, v->size, e);
+	hashing_stop(&v->h);
+	close(v->fd);
+	pthread_mutex_destroy(&v->mu);
+	pthread_cond_destroy(&v->cv);
+	free(v);
+	f->pv = NULL;
+	__atomic_sub_fetch(f->npv, 1, __ATOMIC_RELAXED);
+	return rc;
+}
+
+/* Bytes [OFF, OFF+N) of F are written: tell its reader how far it may go. */
+static void
+placed(struct rfile *f, uint64_t off, uint64_t n)
+{
+	if (f->unordered)
+		return;
+	if (off != f->inorder) {
+		f->unordered = 1;	/* or overwritten: read back whole */
+		if (f->pv != NULL)
+			pv_set(f->pv, f->inorder, 0, 1);
+		return;
+	}
+	f->inorder += n;
+	if (f->pv != NULL)
+		pv_set(f->pv, f->inorder, 0, 0);
+}
+
 static void
 free_rfile(struct rfile *f)
 {
+	(void)pv_finish(f, NULL);
 	ps_tmp_abort(&f->tmp);
 	if (f->basis >= 0)
 		close(f->basis);
@@ -839,8 +1011,10 @@ on_data(struct recv *r, const struct buf *payload)
 		p = r->zbuf;
 	}
 	write_at(f, p, m.raw_len, m.off);
-	if (f->code == PS_OK)
+	if (f->code == PS_OK) {
 		hashing_add(&f->h, f->size, p, m.raw_len, m.off);
+		placed(f, m.off, m.raw_len);
+	}
 	return PS_OK;
 }
 
@@ -857,6 +1031,7 @@ on_copy(struct recv *r, const struct buf *payload)
 	if (f->code != PS_OK)
 		return PS_OK;
 	hashing_stop(&f->h);	/* read back: the kernel copies these */
+	pv_start(r, f);
 	if (open_basis(r, f) != PS_OK) {
 		fail_file(f, PS_EPARTIAL, "%s: the old version to copy from is "
 		    "gone", f->rel);
@@ -874,12 +1049,14 @@ on_copy(struct recv *r, const struct buf *payload)
 		return PS_OK;
 	}
 	if (ps_copy_range(f->basis, m.basis_off, f->tmp.fd, m.off, m.len) !=
-	    PS_OK)
+	    PS_OK) {
 		fail_file(f, PS_EPARTIAL, "writing %s: %s", f->rel,
 		    errno == ENOSPC || errno == EDQUOT ?
 		    "no space left on device" : strerror(errno));
-	else
+	} else {
 		writeback(f, m.len, 0);
+		placed(f, m.off, m.len);
+	}
 	if (f->progress != NULL)
 		__atomic_fetch_add(f->progress, m.len, __ATOMIC_RELAXED);
 	return PS_OK;
@@ -1007,7 +1184,7 @@ verify(struct rfile *f, struct ps_entry *e)
 	e->mode = f->mode & 07777;
 	e->mtime_sec = f->mtime;
 	e->mtime_nsec = f->nsec;
-	if (hashing_take(&f->h, f->size, e) != 0 &&
+	if (hashing_take(&f->h, f->size, e) != 0 && pv_finish(f, e) != 0 &&
 	    ps_hash_fd_sums(f->tmp.fd, e, PS_SUMS_STRONG | PS_SUMS_WEAK) != 0)
 		fail_file(f, PS_EPARTIAL, "reading back %s: %s", f->rel,
 		    strerror(errno));
@@ -1077,6 +1254,8 @@ on_end(struct recv *r, const struct buf *payload)
 		    " bytes came", f->rel, f->covered, f->size);
 	if (f->code == PS_OK)
 		writeback(f, 0, 1);
+	if (f->pv != NULL)	/* the rest, while the commit waits */
+		pv_set(f->pv, f->inorder, 1, f->code != PS_OK);
 	unlink_rfile(r, f);
 	c = xmalloc(sizeof(*c));
 	c->r = r;

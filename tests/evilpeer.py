@@ -347,8 +347,8 @@ def console(ps, root, case, hashhex):
             p.kill()
             print("serve hung after: " + why)
             sys.exit(1)
-        want_refusal = case not in ("ok",) and not case.startswith(
-            "pullpush")
+        want_refusal = case not in ("ok", "reorder:") and \
+            not case.startswith("pullpush")
         print("%s (%s; serve exit %d)" %
               ("refused" if refused else "accepted", why, rc))
         sys.exit(0 if refused == want_refusal else 1)
@@ -425,6 +425,24 @@ def console(ps, root, case, hashhex):
             path = b"ok.txt"
         send(msg("FILE", 7, path, len(data), 1600000000, 0, 0o644, h))
         send(msg("DATA", 7, 0, len(data), 0, data))
+        send(msg("END", 7))
+        t, pl = wait_for({T["RESULT"]})
+        rid, code, text = fields(t, pl)
+        if code != 0:
+            verdict(True, "RESULT code %d: %s" %
+                    (code, text.decode(errors="replace")))
+    elif kind in ("reorder", "badbytes"):
+        # reorder: the right bytes, the second piece first (written where
+        # they belong; the file is then checked by reading it back).
+        # badbytes: in order, one byte wrong (the hash taken as the bytes
+        # are written must refuse it).
+        path = kind.encode() + b".txt"
+        send(msg("FILE", 7, path, len(data), 1600000000, 0, 0o644, h))
+        if kind == "reorder":
+            send(msg("DATA", 7, 3, len(data) - 3, 0, data[3:]))
+            send(msg("DATA", 7, 0, 3, 0, data[:3]))
+        else:
+            send(msg("DATA", 7, 0, len(data), 0, data[:2] + b"I" + data[3:]))
         send(msg("END", 7))
         t, pl = wait_for({T["RESULT"]})
         rid, code, text = fields(t, pl)

@@ -63,6 +63,12 @@ class Bench:
                 os.unlink(q)
                 self.ctx.sh(["cp", "-a", os.path.join(old, p), q])
 
+    def settle(self):
+        """After the resets: write back what they dirtied (sync(2)), so
+        that no measured run waits behind the disk writing the reset's
+        bytes (a durable tool's fsync would, a page-cache copy not)."""
+        os.sync()
+
     def reset(self, old, dst):
         if old is None:
             shutil.rmtree(dst, ignore_errors=True)
@@ -228,6 +234,7 @@ def push_scenario(b, scen, src, old, nserv, real, known, runs,
                 continue
             for d in dst[t]:
                 b.reset(old, d)
+            b.settle()
             tag = "%s-%s-%d" % (scen, t, rep)
             if t != "patchsync":
                 run = None
@@ -391,11 +398,13 @@ def growth_once(b, mode, n, src, old, copies, conf, tag):
         dsts = copies["direct"][:n]
         for d in dsts:
             b.reset(old, d)
+        b.settle()
         run, argv = b.ps_push(src, dsts, tag)
     else:
         dsts = copies["relay"][:n + 1]
         for d in dsts:
             b.reset(old, d)
+        b.settle()
         run, argv = b.ps_relay_push(conf, ["s%d" % k for k in range(n)],
                                     tag)
     return run, argv, dsts

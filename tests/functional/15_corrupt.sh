@@ -85,6 +85,30 @@ for mode in -W --no-whole-file; do
 done
 expect_exit 0 "$PS" push src "localhost:$T/dst" --rsh "$RSH" --remote-path "$PS"
 cmp -s src/a.msu dst/a.msu || fail "the clean push did not update the file"
+
+# A big file built from copies and data is read back while it is written
+# (receiver.c, progressive verification): damaged data is caught there.
+mkfile src/big.bin 20971520 5
+expect_exit 0 "$PS" push src "localhost:$T/dst" --rsh "$RSH" --remote-path "$PS"
+cp -p dst/big.bin old-big
+python3 - src/big.bin <<'PY'
+import sys
+d = bytearray(open(sys.argv[1], "rb").read())
+for o in range(1000000, len(d), 3000000):
+    d[o:o + 5000] = bytes((b + 1) & 255 for b in d[o:o + 5000])
+open(sys.argv[1], "wb").write(d)
+PY
+FLIPS=1000000
+rm -f flipped
+set +e
+"$PS" push src "localhost:$T/dst" --rsh "$T/rsh-flip" --remote-path "$PS" --no-whole-file >"$T/out" 2>"$T/err"
+rc=$?
+set -e
+[ -e flipped ] || fail "big file: the filter saw no DATA frame"
+case $rc in 4|5) ;; *) cat "$T/err" >&2; fail "big file: exit $rc after damaged data (want 5 or 4)";; esac
+cmp -s old-big dst/big.bin || fail "big file: replaced by corrupt data"
+expect_exit 0 "$PS" push src "localhost:$T/dst" --rsh "$RSH" --remote-path "$PS" --no-whole-file
+cmp -s src/big.bin dst/big.bin || fail "big file: the clean delta push did not update it"
 n=$(find dst -path dst/.patchsync -prune -o -name '.psync*' -print | wc -l)
 [ "$n" -eq 0 ] || fail "temporaries left"
 exit 0

@@ -54,6 +54,12 @@ R=$T/box/root
 # The case that must work, so that refusals below mean something.
 expect_exit 0 python3 "$EVIL" console "$PS" "$R" ok "$H"
 cmp -s hh/x box/root/ok.txt || fail "the well-formed FILE did not land"
+# Pieces out of order are fine (the file is read back to check it); one
+# wrong byte in order is caught by the hash taken as it is written.
+expect_exit 0 python3 "$EVIL" console "$PS" "$R" reorder: "$H"
+cmp -s hh/x box/root/reorder.txt || fail "a file sent in pieces out of order did not land"
+expect_exit 0 python3 "$EVIL" console "$PS" "$R" badbytes: "$H"
+[ ! -e box/root/badbytes.txt ] || fail "a file whose bytes do not match its hash was put in place"
 for c in 'open:../x' 'open:/etc' 'open:..' 'open:sub/../../x' 'open:.patchsync' \
     'file:../../etc/x' 'file:a/../../b' 'file:../victim' "file:$T/box/abs" 'file:/etc/evil' \
     'file:sub/../../victim' 'file:a\x00b' 'file:..\x00/x' 'file:link/victim' 'file:link/new' \

@@ -156,6 +156,27 @@ PY
         --remote-path "$PS" --no-whole-file --json
     cmp -s src/h dst/h || fail "delta of h: the server's copy differs"
     [ "$(lit)" -lt 70000 ] || fail "a delta against streamed sums sent $(lit) literal bytes"
+    # A big file built from copies is read back while it is written (by
+    # pread, chunk by chunk, as its bytes come in order), not read again
+    # whole at its commit (read after a seek to 0).
+    mkfile src/big 25165824 33
+    expect_exit 0 "$PS" push src "localhost:$T/dst" --rsh "$RSH" --remote-path "$PS"
+    python3 - src/big <<'PY'
+import sys
+d = bytearray(open(sys.argv[1], "rb").read())
+for o in range(500000, len(d), 4000000):
+    d[o:o + 100] = bytes(100)
+open(sys.argv[1], "wb").write(d)
+PY
+    expect_exit 0 "$PS" push src "localhost:$T/dst" --rsh "$RSH" \
+        --remote-path "$T/traced-read" --no-whole-file --json
+    cmp -s src/big dst/big || fail "big delta: the server's copy differs"
+    if grep -E "^[0-9]+ +read\([0-9]+<[^>]*\.psync-tmp\.big\." strace.log >reads; then
+        head -3 reads >&2
+        fail "the server read a big file's temporary again at its commit"
+    fi
+    n=$(grep -cE "pread64\([0-9]+<[^>]*\.psync-tmp\.big\." strace.log || true)
+    [ "$n" -ge 20 ] || fail "the big file was not read back as it was written ($n preads)"
 else
     echo "strace is missing (./bootstrap installs it)" >&2
     exit 99
