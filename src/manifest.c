@@ -399,6 +399,16 @@ ps_mfw_add(struct ps_mfw *w, const struct ps_entry *e)
 }
 
 void
+ps_mfw_add_raw(struct ps_mfw *w, const unsigned char *p, size_t n)
+{
+	if (w->start > w->out->len)	/* the caller drained OUT */
+		w->start = 0;
+	buf_add(w->out, p, n);
+	w->count++;
+	mfw_hash(w);
+}
+
+void
 ps_mfw_end(struct ps_mfw *w)
 {
 	XXH128_canonical_t c;
@@ -528,8 +538,8 @@ take_path(struct cur *c, uint64_t i, struct ps_entry *e, char *err,
 
 /* A file's hash, block shift and sums (version 2). */
 static int
-take_file(struct cur *c, uint64_t i, struct ps_entry *e, char *err,
-    size_t errlen)
+take_file(struct cur *c, uint64_t i, struct ps_entry *e, int nosums,
+    char *err, size_t errlen)
 {
 	uint8_t sums;
 	uint64_t k;
@@ -555,6 +565,12 @@ take_file(struct cur *c, uint64_t i, struct ps_entry *e, char *err,
 	/* Checked against the bytes present before allocating. */
 	if (c->left / ((sums & PS_SUMS_WEAK) ? 12 : 8) < e->nblocks)
 		return MORE;
+	if (nosums) {		/* passed over: the caller copies the bytes */
+		k = e->nblocks * ((sums & PS_SUMS_WEAK) ? 12 : 8);
+		c->p += k;
+		c->left -= k;
+		return 0;
+	}
 	/* In one pass each: these are most of a cache's bytes. */
 	e->blocks = xreallocarray(NULL, e->nblocks, 8);
 	for (k = 0; k < e->nblocks; k++)
@@ -576,8 +592,8 @@ take_file(struct cur *c, uint64_t i, struct ps_entry *e, char *err,
  * Returns 0, MORE when C ends inside it, or -1 (ERR says why).
  */
 static int
-decode_entry2(struct cur *c, uint64_t i, int local, struct ps_entry *e,
-    char *err, size_t errlen)
+decode_entry2(struct cur *c, uint64_t i, int local, int nosums,
+    struct ps_entry *e, char *err, size_t errlen)
 {
 	int r;
 
@@ -592,7 +608,8 @@ decode_entry2(struct cur *c, uint64_t i, int local, struct ps_entry *e,
 	if (e->mtime_nsec >= 1000000000)
 		return fail(err, errlen, "entry %llu: bad mtime",
 		    (unsigned long long)i);
-	if (e->type == PS_FT_FILE && (r = take_file(c, i, e, err, errlen)) != 0)
+	if (e->type == PS_FT_FILE &&
+	    (r = take_file(c, i, e, nosums, err, errlen)) != 0)
 		return r;
 	if (local) {
 		if (take_u64(c, &e->dev) == -1 || take_u64(c, &e->ino) == -1 ||
@@ -614,6 +631,9 @@ struct ps_mfr {
 	uint32_t flags;
 	uint64_t count;
 	struct ps_entry prev;	/* the last entry: path, type (order) */
+	int nosums;		/* entries without their sums (raw use) */
+	size_t raw_off;		/* the last entry's bytes, in IN */
+	size_t raw_len;
 	char err[160];
 };
 
@@ -763,15 +783,17 @@ mfr_parse(struct ps_mfr *r, int (*cb)(struct ps_entry *, void *), void *arg)
 			    e.type);
 		c.p = AT(r) + 1;
 		c.left = LEFT(r) - 1;
-		rc = decode_entry2(&c, r->count, r->flags & PS_MF_LOCAL, &e,
-		    r->err, sizeof(r->err));
+		rc = decode_entry2(&c, r->count, r->flags & PS_MF_LOCAL,
+		    r->nosums, &e, r->err, sizeof(r->err));
 		if (rc == 0)
 			rc = mfr_check_order(r, &e);
 		if (rc != 0) {
 			entry_free(&e);
 			return rc == MORE ? 0 : -1;
 		}
-		mfr_consume(r, LEFT(r) - c.left);
+		r->raw_off = r->pos;
+		r->raw_len = LEFT(r) - c.left;
+		mfr_consume(r, r->raw_len);
 		r->count++;
 		free(r->prev.path);
 		r->prev.path = xstrndup(e.path, e.path_len);
@@ -854,8 +876,10 @@ struct ps_mfin {
 	off_t off;		/* ps_mfin_pread's */
 	struct ps_mfr *r;
 	struct ps_entry *q;	/* entries decoded, not taken yet */
+	size_t *raw;		/* and where their bytes are in r->in */
 	size_t nq, cap, head;
 	struct ps_entry cur;	/* the one handed out last */
+	size_t cur_raw, cur_len;
 	int eof, failed;
 	char err[160];
 	unsigned char *chunk;
@@ -869,6 +893,13 @@ mfin_take(struct ps_entry *e, void *arg)
 	if (in->nq == in->cap) {
 		in->cap = in->cap ? in->cap * 2 : 64;
 		in->q = xreallocarray(in->q, in->cap, sizeof(*in->q));
+		if (in->r->nosums)
+			in->raw = xreallocarray(in->raw, in->cap,
+			    2 * sizeof(*in->raw));
+	}
+	if (in->r->nosums) {
+		in->raw[2 * in->nq] = in->r->raw_off;
+		in->raw[2 * in->nq + 1] = in->r->raw_len;
 	}
 	in->q[in->nq++] = *e;
 	return 0;
@@ -924,6 +955,26 @@ ps_mfin_pread(int fd)
 }
 
 struct ps_mfin *
+ps_mfin_pread_raw(int fd)
+{
+	struct ps_mfin *in = ps_mfin_pread(fd);
+
+	in->r->nosums = 1;
+	return in;
+}
+
+const unsigned char *
+ps_mfin_raw(const struct ps_mfin *in, size_t *len)
+{
+	/*
+	 * The bytes stay in the reader's buffer until it is fed again,
+	 * which is only once every queued entry was handed out.
+	 */
+	*len = in->cur_len;
+	return in->r->in.p + in->cur_raw;
+}
+
+struct ps_mfin *
 ps_mfin_fd(int fd)
 {
 	struct ps_mfin *in = ps_mfin_new(fd_read, NULL);
@@ -962,6 +1013,10 @@ ps_mfin_next(struct ps_mfin *in)
 	}
 	if (in->head == in->nq || in->failed)
 		return NULL;
+	if (in->r->nosums) {
+		in->cur_raw = in->raw[2 * in->head];
+		in->cur_len = in->raw[2 * in->head + 1];
+	}
 	in->cur = in->q[in->head++];
 	return &in->cur;
 }
@@ -993,6 +1048,7 @@ ps_mfin_free(struct ps_mfin *in)
 	while (in->head < in->nq)
 		entry_free(&in->q[in->head++]);
 	free(in->q);
+	free(in->raw);
 	free(in->chunk);
 	ps_mfr_free(in->r);
 	free(in);

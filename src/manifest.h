@@ -162,6 +162,8 @@ struct ps_mfw {
 void ps_mfw_begin(struct ps_mfw *w, uint32_t flags, int how,
     struct buf *out);
 void ps_mfw_add(struct ps_mfw *w, const struct ps_entry *e);
+/* An entry already encoded, as ps_mfin_raw gives it. */
+void ps_mfw_add_raw(struct ps_mfw *w, const unsigned char *p, size_t n);
 void ps_mfw_end(struct ps_mfw *w);
 
 /*
@@ -232,6 +234,15 @@ void ps_eiter_mfin(struct ps_eiter *it, struct ps_mfin *in);
  * readers can share one descriptor (FD is not closed by ps_mfin_free).
  */
 struct ps_mfin *ps_mfin_pread(int fd);
+
+/*
+ * The same, for copying entries as they are: entries come without their
+ * block sums (blocks and weak NULL), and ps_mfin_raw gives the encoded
+ * bytes of the entry ps_mfin_next returned last (valid until the next
+ * call), for ps_mfw_add_raw into a manifest with the same flags.
+ */
+struct ps_mfin *ps_mfin_pread_raw(int fd);
+const unsigned char *ps_mfin_raw(const struct ps_mfin *in, size_t *len);
 
 /* A deep copy of SRC into DST (path and sums); free with ps_entry_free. */
 void ps_entry_copy(struct ps_entry *dst, const struct ps_entry *src);

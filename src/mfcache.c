@@ -201,6 +201,14 @@ ps_cachew_add(struct ps_cachew *c, const struct ps_entry *e)
 		emit(c);
 }
 
+void
+ps_cachew_add_raw(struct ps_cachew *c, const unsigned char *p, size_t n)
+{
+	ps_mfw_add_raw(&c->w, p, n);
+	if (c->b.len >= BATCH)
+		emit(c);
+}
+
 static void
 cachew_free(struct ps_cachew *c)
 {

@@ -23,6 +23,9 @@ struct ps_cachew *ps_cachew_open(int dirfd, const char *name, int oldfd,
     uint32_t flags, int how);
 
 void ps_cachew_add(struct ps_cachew *c, const struct ps_entry *e);
+/* An entry of a manifest with the same flags, as encoded there. */
+void ps_cachew_add_raw(struct ps_cachew *c, const unsigned char *p,
+    size_t n);
 
 /*
  * End the manifest and put it in place. Returns a descriptor open on it

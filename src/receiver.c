@@ -1408,7 +1408,9 @@ gone_cmp(const void *x, const void *y)
 /*
  * The cache after a push: the manifest described at the start, read
  * back as a stream and merged with what this session deleted and put in
- * place. Memory: the changes only.
+ * place; the entries kept are copied as they are encoded (their block
+ * sums are most of the bytes: never decoded, never encoded again).
+ * Memory: the changes only.
  */
 static void
 update_cache(struct recv *r)
@@ -1418,7 +1420,8 @@ update_cache(struct recv *r)
 	const struct ps_entry *e, *u;
 	size_t *ix = NULL, i = 0, g = 0;
 	const char *dropped = NULL;	/* the last path left out */
-	size_t dlen = 0;
+	const unsigned char *raw;
+	size_t dlen = 0, rawlen;
 	int fd;
 
 	if ((r->ngone == 0 && r->upd.n == 0) || r->mf_fd < 0 ||
@@ -1433,7 +1436,7 @@ update_cache(struct recv *r)
 	}
 	if (r->ngone > 1)
 		qsort(r->gone, r->ngone, sizeof(*r->gone), gone_cmp);
-	in = ps_mfin_pread(r->mf_fd);
+	in = ps_mfin_pread_raw(r->mf_fd);
 	cw = ps_cachew_open(r->o->cache_dirfd, r->o->cache_name, -1,
 	    PS_MF_LOCAL, PS_ENC_LOCAL);
 	i = 0;
@@ -1459,7 +1462,8 @@ update_cache(struct recv *r)
 			} else if (dropped == NULL || e->path_len <= dlen ||
 			    memcmp(e->path, dropped, dlen) != 0 ||
 			    e->path[dlen] != '/') {
-				ps_cachew_add(cw, e);
+				raw = ps_mfin_raw(in, &rawlen);
+				ps_cachew_add_raw(cw, raw, rawlen);
 			}
 			e = ps_mfin_next(in);
 			continue;
@@ -1470,7 +1474,8 @@ update_cache(struct recv *r)
 		ps_cachew_add(cw, u);
 		i++;
 	}
-	if (ps_mfin_failed(in)) {
+	/* Copied as encoded: only into a cache of the same kind. */
+	if (ps_mfin_failed(in) || ps_mfin_flags(in) != PS_MF_LOCAL) {
 		ps_cachew_abort(cw);
 	} else if ((fd = ps_cachew_commit(cw, NULL)) >= 0) {
 		close(r->mf_fd);

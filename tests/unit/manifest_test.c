@@ -1056,6 +1056,71 @@ test_cache_writer(void **state)
 	ps_manifest_free(&m);
 }
 
+/*
+ * Entries read with ps_mfin_pread_raw come without their sums, and their
+ * encoded bytes copied with ps_mfw_add_raw make the very same manifest,
+ * across the reader's refills (many entries) and with weak sums too.
+ */
+static void
+test_raw_copy(void **state)
+{
+	struct ps_manifest m = { 0 };
+	const struct ps_entry *e;
+	const unsigned char *raw;
+	struct ps_mfin *in;
+	struct ps_mfw w;
+	struct buf out = { 0 }, file = { 0 };
+	char name[32];
+	size_t len, i = 0;
+	ssize_t r;
+	int fd, k;
+
+	(void)state;
+	m.flags = PS_MF_LOCAL;
+	for (k = 0; k < 20000; k++) {
+		struct ps_entry *f;
+
+		snprintf(name, sizeof(name), "d%02d/f%05d", k / 1000, k);
+		f = add(&m, PS_FT_FILE, name, strlen(name),
+		    (uint64_t)(k % 7) * 70000);
+		if (k % 3 == 0 && f->nblocks > 0) {
+			f->weak = calloc(f->nblocks, 4);
+			f->weak[0] = (uint32_t)k;
+		}
+	}
+	fd = cachew_write(&m, -1, NULL);
+	assert_true(fd >= 0);
+	buf_reserve(&file, 1u << 20);
+	while ((r = pread(fd, file.p + file.len, file.cap - file.len,
+	    (off_t)file.len)) > 0) {
+		file.len += (size_t)r;
+		buf_reserve(&file, 1u << 20);
+	}
+	in = ps_mfin_pread_raw(fd);
+	ps_mfw_begin(&w, PS_MF_LOCAL, PS_ENC_LOCAL, &out);
+	while ((e = ps_mfin_next(in)) != NULL) {
+		assert_string_equal(e->path, m.e[i].path);
+		assert_null(e->blocks);
+		assert_null(e->weak);
+		raw = ps_mfin_raw(in, &len);
+		assert_true(len > 0);
+		assert_int_equal(raw[0], e->type);
+		ps_mfw_add_raw(&w, raw, len);
+		i++;
+	}
+	assert_false(ps_mfin_failed(in));
+	assert_int_equal(ps_mfin_flags(in), PS_MF_LOCAL);
+	assert_int_equal(i, m.n);
+	ps_mfw_end(&w);
+	assert_int_equal(out.len, file.len);
+	assert_memory_equal(out.p, file.p, file.len);
+	ps_mfin_free(in);
+	close(fd);
+	buf_free(&out);
+	buf_free(&file);
+	ps_manifest_free(&m);
+}
+
 static void
 test_load_save(void **state)
 {
@@ -1158,6 +1223,7 @@ main(void)
 		cmocka_unit_test(test_parser_checks),
 		cmocka_unit_test(test_order_checks),
 		cmocka_unit_test(test_diff),
+		cmocka_unit_test(test_raw_copy),
 		cmocka_unit_test(test_build),
 		cmocka_unit_test(test_build_cache),
 		cmocka_unit_test(test_build_errors),
