@@ -95,6 +95,7 @@ struct ps_build_opts {
 	int checksum;		/* 1: read every file even when cached */
 	const char *label;	/* named before paths in messages, or NULL */
 	int sums;		/* PS_SUMS_*: 0 means PS_SUMS_STRONG */
+	uint64_t sums_min;	/* files smaller than this go without */
 };
 
 /*

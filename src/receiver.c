@@ -1471,7 +1471,15 @@ update_cache(struct recv *r)
 		if (e != NULL && ps_path_cmp(e->path, e->path_len, u->path,
 		    u->path_len) == 0)
 			e = ps_mfin_next(in);	/* replaced */
-		ps_cachew_add(cw, u);
+		if ((r->o->flags & PS_OF_LAZYSUMS) && u->size < KEEP_MIN) {
+			struct ps_entry small = *u;	/* as describe has it */
+
+			small.blocks = NULL;
+			small.weak = NULL;
+			ps_cachew_add(cw, &small);
+		} else {
+			ps_cachew_add(cw, u);
+		}
 		i++;
 	}
 	/* Copied as encoded: only into a cache of the same kind. */
@@ -1641,6 +1649,14 @@ describe(struct recv *r)
 	bo.checksum = (o->flags & PS_OF_CHECKSUM) != 0;
 	bo.label = o->label;
 	bo.sums = PS_SUMS_STRONG | PS_SUMS_WEAK;	/* basis of deltas */
+	/*
+	 * With lazy sums, only a big file's sums are ever taken from here
+	 * (kept_for); a smaller one is read when they are asked for. The
+	 * cache goes without them: a tenth of its bytes for a tree of
+	 * files of a few hundred KiB, and so of its reading and writing.
+	 */
+	if (o->flags & PS_OF_LAZYSUMS)
+		bo.sums_min = KEEP_MIN;
 	if ((rc = ps_walk_open(o->dirfd, &bo, &w)) != PS_OK) {
 		ps_mfin_free(cache);
 		if (oldfd >= 0)

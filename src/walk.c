@@ -77,6 +77,7 @@ struct ps_walk {
 	int rootfd;
 	const char *label;
 	int sums;
+	uint64_t sums_min;	/* smaller files go without sums */
 	int checksum;
 	const struct ps_manifest *cache;
 	struct ps_mfin *cache_in;
@@ -173,7 +174,10 @@ entry_from_stat(struct ps_entry *e, const struct stat *st)
 	}
 }
 
-/* Room for the block sums SUMS asks for (none for a huge file). */
+/*
+ * Room for the block sums SUMS asks for (none for a huge file, nor with
+ * SUMS 0).
+ */
 static void
 alloc_sums(struct ps_entry *e, int sums)
 {
@@ -181,7 +185,7 @@ alloc_sums(struct ps_entry *e, int sums)
 	free(e->weak);
 	e->blocks = NULL;
 	e->weak = NULL;
-	if (e->nblocks == 0 || e->nblocks > PS_SUMS_MAX_BLOCKS)
+	if (e->nblocks == 0 || e->nblocks > PS_SUMS_MAX_BLOCKS || sums == 0)
 		return;
 	e->blocks = xreallocarray(NULL, e->nblocks, 8);
 	if (sums & PS_SUMS_WEAK)
@@ -339,7 +343,7 @@ hash_once(struct ps_walk *w, struct hasher *h, struct ps_entry *e)
 	}
 	/* Describe the file as opened, whatever the walk saw. */
 	entry_from_stat(e, &st);
-	alloc_sums(e, w->sums);
+	alloc_sums(e, e->size >= w->sums_min ? w->sums : 0);
 	if (e->size > READ_BUF)
 		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	r = read_hash(h, fd, e);
@@ -379,10 +383,19 @@ hash_job(void *arg)
 
 /* ---- the cache ---- */
 
+/* Does the walk want E's block sums? */
 static int
-cache_fits(const struct ps_entry *c, const struct ps_entry *e, int sums)
+wants_sums(const struct ps_walk *w, const struct ps_entry *e)
 {
-	int want = e->nblocks > 0 && e->nblocks <= PS_SUMS_MAX_BLOCKS;
+	return e->nblocks > 0 && e->nblocks <= PS_SUMS_MAX_BLOCKS &&
+	    e->size >= w->sums_min;
+}
+
+static int
+cache_fits(const struct ps_walk *w, const struct ps_entry *c,
+    const struct ps_entry *e)
+{
+	int want = wants_sums(w, e);
 
 	if (c == NULL || c->type != PS_FT_FILE || c->ino == 0 ||
 	    c->size != e->size || c->mtime_sec != e->mtime_sec ||
@@ -393,7 +406,7 @@ cache_fits(const struct ps_entry *c, const struct ps_entry *e, int sums)
 		return 0;
 	/* An older cache without the sums asked for does not do. */
 	return !want || (c->blocks != NULL &&
-	    (!(sums & PS_SUMS_WEAK) || c->weak != NULL));
+	    (!(w->sums & PS_SUMS_WEAK) || c->weak != NULL));
 }
 
 /* The cache's entry for E's path, if there is one. */
@@ -427,9 +440,9 @@ static int
 from_cache(struct ps_walk *w, struct ps_entry *e)
 {
 	const struct ps_entry *c = cache_lookup(w, e);
-	int want = e->nblocks > 0 && e->nblocks <= PS_SUMS_MAX_BLOCKS;
+	int want = wants_sums(w, e);
 
-	if (w->checksum || !cache_fits(c, e, w->sums))
+	if (w->checksum || !cache_fits(w, c, e))
 		return 0;
 	memcpy(e->hash, c->hash, 16);
 	if (want) {
@@ -725,6 +738,7 @@ ps_walk_open(int dirfd, const struct ps_build_opts *o, struct ps_walk **out)
 		w->cache = o->cache;
 		w->cache_in = o->cache_in;
 		w->sums = o->sums;
+		w->sums_min = o->sums_min;
 	}
 	if (w->sums == 0)
 		w->sums = PS_SUMS_STRONG;

@@ -181,5 +181,50 @@ else
     echo "strace is missing (./bootstrap installs it)" >&2
     exit 99
 fi
+# The server's cache keeps block sums only for files of 1 MiB or more:
+# with lazy sums nothing else is ever taken from it (a smaller file is
+# read when its sums are asked for), and they were most of its bytes.
+rm -rf cs cd
+mkdir cs
+mkfile cs/small 200000 41
+mkfile cs/big 2100000 42
+expect_exit 0 "$PS" push cs "localhost:$T/cd" --rsh "$RSH" --remote-path "$PS"
+python3 - "$T/cache/patchsync/dest" <<'PY' || fail "the server's cache keeps the wrong sums"
+import os, struct, sys
+seen = {}
+d = sys.argv[1]
+for name in os.listdir(d):
+    b = open(os.path.join(d, name), "rb").read()
+    assert b[:8] == b"PSYNCMF\n"
+    local = struct.unpack_from("<I", b, 12)[0] & 1
+    o = 16
+    while b[o] != 0:
+        t = b[o]; o += 1
+        (plen,) = struct.unpack_from("<I", b, o); o += 4
+        path = b[o:o + plen]; o += plen + 4 + 8 + 4
+        if t == ord("f"):
+            (size,) = struct.unpack_from("<Q", b, o); o += 8 + 16
+            shift, sums = b[o], b[o + 1]; o += 2
+            n = (size + (1 << shift) - 1) >> shift
+            o += n * ({0: 0, 1: 8, 3: 12}[sums])
+            seen[path] = (size, sums)
+        if local:
+            o += 28
+want = {b"small": 0, b"big": 3}
+for p, s in want.items():
+    assert p in seen, "no cache entry for %r: %r" % (p, seen)
+    assert seen[p][1] == s, "%r: sums %d, want %d" % (p, seen[p][1], s)
+PY
+python3 - cs/small cs/big <<'PY'
+import sys
+for f in sys.argv[1:]:
+    d = bytearray(open(f, "rb").read())
+    d[100000:100010] = b"0123456789"
+    open(f, "wb").write(d)
+PY
+expect_exit 0 "$PS" push cs "localhost:$T/cd" --rsh "$RSH" --remote-path "$PS" \
+    --no-whole-file --json
+cmp -s cs/small cd/small && cmp -s cs/big cd/big || fail "deltas against a cache without small files' sums differ"
+[ "$(lit)" -lt 40000 ] || fail "deltas against a cache without small files' sums sent $(lit) literal bytes"
 no_litter "$T/dst"
 exit 0
