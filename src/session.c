@@ -808,8 +808,10 @@ ps_sess_mf_prefetch(struct ps_sess_mf *m)
 
 	if (m->qdone || m->rc != PS_OK || m->q.len >= MF_PREFETCH_MAX)
 		return 0;
-	if ((m->rc = ps_sess_recv(m->s, &type, &msg)) != PS_OK)
+	if ((m->rc = ps_sess_recv(m->s, &type, &msg)) != PS_OK) {
+		buf_free(&msg);		/* a frame cut short, an ERROR */
 		return 0;
+	}
 	len = (uint32_t)msg.len;	/* at most PS_FRAME_MAX */
 	buf_addc(&m->q, type);
 	buf_add(&m->q, &len, 4);

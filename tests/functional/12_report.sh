@@ -92,6 +92,20 @@ mkfile notadir 10 9
 expect_exit 4 "$PS" report src "$T/notadir"
 one_error_line
 err_has notadir
+# The same while the console is still scanning a big tree: the server's
+# refusal comes while the console takes its manifest in ahead (nothing
+# of that frame may leak: LeakSanitizer builds check it).
+mkdir bigsrc
+python3 - bigsrc <<'PY'
+import os, sys
+for d in range(20):
+    os.mkdir(os.path.join(sys.argv[1], "d%02d" % d))
+    for f in range(150):
+        open(os.path.join(sys.argv[1], "d%02d" % d, "f%03d" % f), "w").write("x" * f)
+PY
+XDG_CACHE_HOME=$T/fresh-cache expect_exit 4 "$PS" report bigsrc "$T/notadir"
+one_error_line
+err_has notadir
 # A server path that does not exist is unreachable (SPEC 6), in one
 # clear line.
 expect_exit 4 "$PS" report src "$T/nowhere"
