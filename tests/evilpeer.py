@@ -420,54 +420,39 @@ def console(ps, root, case, hashhex):
     wait_for({T["MFEND"]})
     # Backslash escapes (\x00, \n) give bytes argv cannot carry.
     path = codecs.escape_decode(path.encode())[0]
+
+    def one_file(path, pieces):
+        """FILE PATH, the frames PIECES, END; a RESULT other than 0 is a
+        refusal."""
+        send(msg("FILE", 7, path, len(data), 1600000000, 0, 0o644, h))
+        for piece in pieces:
+            send(piece)
+        send(msg("END", 7))
+        t, pl = wait_for({T["RESULT"]})
+        rid, code, text = fields(t, pl)
+        if code != 0:
+            verdict(True, "RESULT code %d: %s" %
+                    (code, text.decode(errors="replace")))
+
     if kind in ("file", "ok"):
-        if kind == "ok":
-            path = b"ok.txt"
-        send(msg("FILE", 7, path, len(data), 1600000000, 0, 0o644, h))
-        send(msg("DATA", 7, 0, len(data), 0, data))
-        send(msg("END", 7))
-        t, pl = wait_for({T["RESULT"]})
-        rid, code, text = fields(t, pl)
-        if code != 0:
-            verdict(True, "RESULT code %d: %s" %
-                    (code, text.decode(errors="replace")))
-    elif kind in ("reorder", "badbytes"):
-        # reorder: the right bytes, the second piece first (written where
-        # they belong; the file is then checked by reading it back).
-        # badbytes: in order, one byte wrong (the hash taken as the bytes
-        # are written must refuse it).
-        path = kind.encode() + b".txt"
-        send(msg("FILE", 7, path, len(data), 1600000000, 0, 0o644, h))
-        if kind == "reorder":
-            send(msg("DATA", 7, 3, len(data) - 3, 0, data[3:]))
-            send(msg("DATA", 7, 0, 3, 0, data[:3]))
-        else:
-            send(msg("DATA", 7, 0, len(data), 0, data[:2] + b"I" + data[3:]))
-        send(msg("END", 7))
-        t, pl = wait_for({T["RESULT"]})
-        rid, code, text = fields(t, pl)
-        if code != 0:
-            verdict(True, "RESULT code %d: %s" %
-                    (code, text.decode(errors="replace")))
+        one_file(b"ok.txt" if kind == "ok" else path,
+                 [msg("DATA", 7, 0, len(data), 0, data)])
+    elif kind == "reorder":
+        # The right bytes, the second piece first (written where they
+        # belong; the file is then checked by reading it back).
+        one_file(b"reorder.txt",
+                 [msg("DATA", 7, 3, len(data) - 3, 0, data[3:]),
+                  msg("DATA", 7, 0, 3, 0, data[:3])])
+    elif kind == "badbytes":
+        # In order, one byte wrong: the hash taken as the bytes are
+        # written must refuse it.
+        one_file(b"badbytes.txt",
+                 [msg("DATA", 7, 0, len(data), 0, data[:2] + b"I" + data[3:])])
     elif kind == "bigdata":
-        send(msg("FILE", 7, b"big.txt", len(data), 1600000000, 0, 0o644,
-                 h))
-        send(msg("DATA", 7, 3, 100, 0, b"x" * 100))
-        send(msg("END", 7))
-        t, pl = wait_for({T["RESULT"]})
-        rid, code, text = fields(t, pl)
-        if code != 0:
-            verdict(True, "RESULT code %d" % code)
+        one_file(b"big.txt", [msg("DATA", 7, 3, 100, 0, b"x" * 100)])
     elif kind == "copypast":
         # A COPY from past the end of the server's old version.
-        send(msg("FILE", 7, path, len(data), 1600000000, 0, 0o644, h))
-        send(msg("COPY", 7, 0, len(data), 200))
-        send(msg("END", 7))
-        t, pl = wait_for({T["RESULT"]})
-        rid, code, text = fields(t, pl)
-        if code != 0:
-            verdict(True, "RESULT code %d: %s" %
-                    (code, text.decode(errors="replace")))
+        one_file(path, [msg("COPY", 7, 0, len(data), 200)])
     elif kind == "bigclaim":
         # A 1 TiB file announced, 5 bytes sent: must cost nothing.
         start = time.time()
