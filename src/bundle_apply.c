@@ -499,7 +499,7 @@ mf_index(const struct ap *a, uint32_t c, const struct ps_entry *e)
 static int
 plan_comp(struct ap *a, uint32_t c)
 {
-	struct ps_plan_opts po = { a->o->delete };
+	struct ps_plan_opts po = { .delete = a->o->delete };
 	struct dest *d = &a->d[c];
 	const struct ps_manifest *mf = &a->mf[c];
 	size_t i, k;

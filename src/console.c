@@ -39,6 +39,8 @@
 #define SESSION_THREADS 2	/* workers per server session */
 /* Plans and compressed data kept for the other servers, at most. */
 #define SHARE_BUDGET (64u << 20)
+/* Files this big keep their block sums in the merge (a matching hint). */
+#define HINT_MIN (1u << 20)
 
 static double
 now(void)
@@ -312,38 +314,45 @@ scanned(struct run *r, struct ps_source *s)
 	return rc;
 }
 
-static int
-push_component(struct run *r, struct ps_target *t, struct ps_sess *ss,
-    struct ps_source *s, const struct ps_syncplan *plan,
-    struct ps_pool *pool)
+/* The sending options of one component of one server (freed by send_done). */
+static void
+send_opts(struct run *r, struct ps_target *t, struct ps_source *s,
+    struct ps_pool *pool, struct ps_send_opts *so)
 {
 	const struct ps_console_opts *o = r->o;
-	struct ps_send_opts so = o->send;
-	struct ps_send_stats st;
-	int rc;
 
-	so.server = r->nt > 1 ? t->name : NULL;
-	so.prefix = s->component != NULL ? xasprintf("%s/", s->dest) : NULL;
-	so.label = s->path;
-	so.pool = pool;
-	so.progress_bytes = &t->prog_bytes;
-	so.progress_total = &t->prog_total;
-	so.progress_files = &t->prog_files;
-	so.progress_nfiles = &t->prog_nfiles;
-	__atomic_store_n(&t->prog_phase, PS_PH_SENDING, __ATOMIC_RELAXED);
-	so.dry_run = (o->flags & PS_OF_DRYRUN) != 0;
-	so.share = r->share;
-	rc = ps_send(ss, s->fd, plan, &so, &st);
-	free((char *)so.prefix);
-	t->st.files += st.files;
-	t->st.deleted += st.deleted;
-	t->st.meta += st.meta;
-	t->st.literal += st.literal;
-	t->st.matched += st.matched;
-	t->st.total += st.total;
-	t->st.nsend += st.nsend;
-	t->st.errors += st.errors;
-	return rc;
+	*so = o->send;
+	so->server = r->nt > 1 ? t->name : NULL;
+	so->prefix = s->component != NULL ? xasprintf("%s/", s->dest) : NULL;
+	so->label = s->path;
+	so->pool = pool;
+	so->progress_bytes = &t->prog_bytes;
+	so->progress_total = &t->prog_total;
+	so->progress_files = &t->prog_files;
+	so->progress_nfiles = &t->prog_nfiles;
+	so->dry_run = (o->flags & PS_OF_DRYRUN) != 0;
+	so->share = r->share;
+}
+
+static void
+send_done(struct ps_target *t, struct ps_send_opts *so,
+    const struct ps_send_stats *st)
+{
+	free((char *)so->prefix);
+	t->st.files += st->files;
+	t->st.deleted += st->deleted;
+	t->st.meta += st->meta;
+	t->st.literal += st->literal;
+	t->st.matched += st->matched;
+	t->st.total += st->total;
+	t->st.nsend += st->nsend;
+	t->st.errors += st->errors;
+}
+
+static int
+early_hook(void *arg, const struct ps_action *a)
+{
+	return ps_send_early(arg, a);
 }
 
 /*
@@ -375,8 +384,11 @@ component(struct run *r, struct ps_target *t, struct ps_sess *ss,
     struct ps_source *s, struct rows_ctx *rows, struct ps_pool *pool)
 {
 	const struct ps_console_opts *o = r->o;
-	struct ps_plan_opts po = { o->send.delete };
+	struct ps_plan_opts po = { .delete = o->send.delete };
 	struct ps_syncplan plan;
+	struct ps_send_opts so;
+	struct ps_send_stats st;
+	struct ps_sender *snd = NULL;
 	struct ps_sess_mf *mf;
 	struct ps_mfin *mine;
 	struct ps_eiter a, b;
@@ -389,6 +401,13 @@ component(struct run *r, struct ps_target *t, struct ps_sess *ss,
 	/* Block sums come only for the files that get a delta. */
 	if (o->mode == PS_OPEN_PUSH || o->mode == PS_OPEN_REPORT)
 		flags |= PS_OF_LAZYSUMS;
+	/*
+	 * New files and files sent whole go while the server's manifest is
+	 * still coming, as soon as it has passed their paths; deletions,
+	 * deltas and metadata wait for the whole of it.
+	 */
+	if (o->mode == PS_OPEN_PUSH && !(flags & PS_OF_DRYRUN))
+		flags |= PS_OF_EARLY;
 	if ((rc = ps_sess_open(ss, o->mode, flags, s->dest)) != PS_OK)
 		return rc;
 	/*
@@ -406,6 +425,12 @@ component(struct run *r, struct ps_target *t, struct ps_sess *ss,
 		    "be used", s->path);
 	}
 	mine = ps_mfin_pread(s->mf_fd);
+	/*
+	 * Our own block sums serve only as a hint for matching big files;
+	 * decoding every file's for every server costs more than it saves.
+	 */
+	ps_mfin_sums_min(mine, o->mode == PS_OPEN_REPORT ? UINT64_MAX :
+	    HINT_MIN);
 	ps_eiter_mfin(&a, mine);
 	ps_sess_mf_eiter(mf, &b);
 	if (o->mode == PS_OPEN_REPORT) {
@@ -420,13 +445,23 @@ component(struct run *r, struct ps_target *t, struct ps_sess *ss,
 		ps_sess_mf_free(mf);
 		return rc != PS_OK ? rc : ps_sess_report_done(ss);
 	}
+	send_opts(r, t, s, pool, &so);
+	__atomic_store_n(&t->prog_phase, PS_PH_SENDING, __ATOMIC_RELAXED);
+	snd = ps_send_begin(ss, s->fd, &so, &st);
+	if (flags & PS_OF_EARLY) {
+		po.early = early_hook;
+		po.early_arg = snd;
+	}
 	ps_syncplan_stream(&a, &s->by, &b, &po, &plan);
-	/* Nothing is done on the strength of half a manifest. */
+	/* Nothing is deleted on the strength of half a manifest. */
 	rc = streams_ended(ss, mf, mine, s);
 	ps_mfin_free(mine);
 	ps_sess_mf_free(mf);
 	if (rc == PS_OK)
-		rc = push_component(r, t, ss, s, &plan, pool);
+		rc = ps_send_finish(snd, &plan);
+	else
+		(void)ps_send_finish(snd, NULL);
+	send_done(t, &so, &st);
 	ps_syncplan_free(&plan);
 	return rc;
 }
@@ -888,7 +923,7 @@ static void
 pull_itemize(const struct ps_pull_opts *o, const struct ps_manifest *src,
     const struct ps_manifest *dst)
 {
-	struct ps_plan_opts po = { (o->flags & PS_OF_DELETE) != 0 };
+	struct ps_plan_opts po = { .delete = (o->flags & PS_OF_DELETE) != 0 };
 	struct ps_syncplan plan;
 	char code[12], *path;
 	size_t i;

@@ -538,7 +538,7 @@ take_path(struct cur *c, uint64_t i, struct ps_entry *e, char *err,
 
 /* A file's hash, block shift and sums (version 2). */
 static int
-take_file(struct cur *c, uint64_t i, struct ps_entry *e, int nosums,
+take_file(struct cur *c, uint64_t i, struct ps_entry *e, uint64_t sums_min,
     char *err, size_t errlen)
 {
 	uint8_t sums;
@@ -565,7 +565,7 @@ take_file(struct cur *c, uint64_t i, struct ps_entry *e, int nosums,
 	/* Checked against the bytes present before allocating. */
 	if (c->left / ((sums & PS_SUMS_WEAK) ? 12 : 8) < e->nblocks)
 		return MORE;
-	if (nosums) {		/* passed over: the caller copies the bytes */
+	if (e->size < sums_min) {	/* passed over (raw copies, small) */
 		k = e->nblocks * ((sums & PS_SUMS_WEAK) ? 12 : 8);
 		c->p += k;
 		c->left -= k;
@@ -592,7 +592,7 @@ take_file(struct cur *c, uint64_t i, struct ps_entry *e, int nosums,
  * Returns 0, MORE when C ends inside it, or -1 (ERR says why).
  */
 static int
-decode_entry2(struct cur *c, uint64_t i, int local, int nosums,
+decode_entry2(struct cur *c, uint64_t i, int local, uint64_t sums_min,
     struct ps_entry *e, char *err, size_t errlen)
 {
 	int r;
@@ -609,7 +609,7 @@ decode_entry2(struct cur *c, uint64_t i, int local, int nosums,
 		return fail(err, errlen, "entry %llu: bad mtime",
 		    (unsigned long long)i);
 	if (e->type == PS_FT_FILE &&
-	    (r = take_file(c, i, e, nosums, err, errlen)) != 0)
+	    (r = take_file(c, i, e, sums_min, err, errlen)) != 0)
 		return r;
 	if (local) {
 		if (take_u64(c, &e->dev) == -1 || take_u64(c, &e->ino) == -1 ||
@@ -632,6 +632,7 @@ struct ps_mfr {
 	uint64_t count;
 	struct ps_entry prev;	/* the last entry: path, type (order) */
 	int nosums;		/* entries without their sums (raw use) */
+	uint64_t sums_min;	/* smaller files' sums are passed over */
 	size_t raw_off;		/* the last entry's bytes, in IN */
 	size_t raw_len;
 	char err[160];
@@ -784,7 +785,8 @@ mfr_parse(struct ps_mfr *r, int (*cb)(struct ps_entry *, void *), void *arg)
 		c.p = AT(r) + 1;
 		c.left = LEFT(r) - 1;
 		rc = decode_entry2(&c, r->count, r->flags & PS_MF_LOCAL,
-		    r->nosums, &e, r->err, sizeof(r->err));
+		    r->nosums ? UINT64_MAX : r->sums_min, &e, r->err,
+		    sizeof(r->err));
 		if (rc == 0)
 			rc = mfr_check_order(r, &e);
 		if (rc != 0) {
@@ -961,6 +963,12 @@ ps_mfin_pread_raw(int fd)
 
 	in->r->nosums = 1;
 	return in;
+}
+
+void
+ps_mfin_sums_min(struct ps_mfin *in, uint64_t min)
+{
+	in->r->sums_min = min;
 }
 
 const unsigned char *

@@ -243,6 +243,9 @@ struct ps_mfin *ps_mfin_pread(int fd);
  * call), for ps_mfw_add_raw into a manifest with the same flags.
  */
 struct ps_mfin *ps_mfin_pread_raw(int fd);
+
+/* Files smaller than MIN come without their block sums (before reading). */
+void ps_mfin_sums_min(struct ps_mfin *in, uint64_t min);
 const unsigned char *ps_mfin_raw(const struct ps_mfin *in, size_t *len);
 
 /* A deep copy of SRC into DST (path and sums); free with ps_entry_free. */

@@ -27,7 +27,7 @@
 #include "wire.h"
 
 /* The protocol version in HELLO. Peers must speak the same one. */
-#define PS_PROTO_VERSION 4
+#define PS_PROTO_VERSION 5
 #define PS_MAGIC "PSYNC\0\0\0"
 #define PS_MAGIC_LEN 8
 
@@ -105,7 +105,9 @@ struct ps_bytes {
 #define PS_OF_DELETE	0x8	/* the receiver accepts DELETE frames */
 #define PS_OF_LAZYSUMS	0x10	/* its manifest without block sums: the
 				   sender asks for those it needs */
-#define PS_OF_ALL	0x1f
+#define PS_OF_EARLY	0x20	/* a push's files may come while the
+				   receiver still sends its manifest */
+#define PS_OF_ALL	0x3f
 
 /* NOTICE levels. */
 #define PS_NOTE_INFO	0	/* e.g. waiting for a lock */

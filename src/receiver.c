@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,15 @@ struct recv {
 					   in path order (lazy sums) */
 	size_t nkept;
 	uint64_t kept_bytes;
+	/*
+	 * An early push (PS_OF_EARLY): the tree is described on a thread of
+	 * its own while files come; what describe() sets (by, mf_fd, kept)
+	 * is the main thread's only after describe_join.
+	 */
+	pthread_t dtid;
+	int describing;			/* dtid runs */
+	int drc;			/* what describe() returned */
+	_Atomic int dstop;		/* the session is over: stop */
 };
 
 /*
@@ -1670,6 +1680,10 @@ describe(struct recv *r)
 		oldfd = -1;		/* the writer's now */
 	}
 	while ((e = ps_walk_next(w)) != NULL) {
+		if (atomic_load_explicit(&r->dstop, memory_order_relaxed)) {
+			sent = PS_EPEER;	/* the session failed */
+			break;
+		}
 		if (sent == PS_OK)
 			sent = ps_sess_mfout_add(out, e);
 		if (o->flags & PS_OF_LAZYSUMS)
@@ -1703,6 +1717,60 @@ describe(struct recv *r)
 	return rc;
 }
 
+static void *
+describe_main(void *arg)
+{
+	struct recv *r = arg;
+
+	r->drc = describe(r);
+	/* MFEND is out: what was answered meanwhile follows it. */
+	(void)ps_wire_release(r->s->w);
+	return NULL;
+}
+
+/*
+ * An early push: describe on a thread while the main thread takes the
+ * files the sender may send before our manifest has ended. Anything we
+ * would send meanwhile but the manifest (RESULT, SUMS, NOTICE) is held
+ * back until MFEND, so that the sender reads the manifest whole first.
+ */
+static int
+describe_start(struct recv *r)
+{
+	uint64_t pass = 1ull << PS_MSG_MFDATA | 1ull << PS_MSG_MFEND |
+	    1ull << PS_MSG_ERROR | 1ull << PS_MSG_KEEPALIVE;
+
+	ps_wire_hold(r->s->w, pass);
+	if (pthread_create(&r->dtid, NULL, describe_main, r) == 0) {
+		r->describing = 1;
+		return PS_OK;
+	}
+	(void)ps_wire_release(r->s->w);
+	return describe(r);
+}
+
+static int
+describe_join(struct recv *r)
+{
+	if (!r->describing)
+		return PS_OK;
+	pthread_join(r->dtid, NULL);
+	r->describing = 0;
+	return r->drc;
+}
+
+/*
+ * What may come while we describe: a new directory and files sent
+ * whole. Anything else (a delta, a deletion, DONE) is only taken after
+ * the description is complete.
+ */
+static int
+early_frame(uint8_t type)
+{
+	return type == PS_MSG_MKDIR || type == PS_MSG_FILE ||
+	    type == PS_MSG_DATA || type == PS_MSG_END;
+}
+
 int
 ps_receive(struct ps_sess *s, struct ps_root *root,
     const struct ps_recv_opts *o, struct ps_recv_stats *st)
@@ -1726,10 +1794,14 @@ ps_receive(struct ps_sess *s, struct ps_root *root,
 	r.cpool = ps_pool_new(COMMIT_THREADS);
 	r.zd = ZSTD_createDCtx();
 	r.zbuf = xmalloc(PS_DATA_CHUNK);
-	if ((rc = describe(&r)) != PS_OK)
+	rc = o->early && o->dirfd >= 0 ? describe_start(&r) : describe(&r);
+	if (rc != PS_OK)
 		goto out;
 	for (;;) {
 		if ((rc = ps_sess_recv(s, &type, &msg)) != PS_OK)
+			break;
+		if (r.describing && !early_frame(type) &&
+		    (rc = describe_join(&r)) != PS_OK)
 			break;
 		if (type == PS_MSG_DONE) {
 			if (msg.len != 0) {
@@ -1749,6 +1821,10 @@ ps_receive(struct ps_sess *s, struct ps_root *root,
 			break;
 	}
 out:
+	if (r.describing) {
+		atomic_store(&r.dstop, 1);
+		(void)describe_join(&r);
+	}
 	cleanup(&r);
 	buf_free(&msg);
 	return rc;

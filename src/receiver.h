@@ -25,6 +25,7 @@ struct ps_recv_opts {
 	int dirfd;		/* ROOT/DEST, open (and locked) */
 	uint32_t flags;		/* PS_OF_* of the OPEN */
 	int report_only;	/* describe only, change nothing */
+	int early;		/* files may come while we describe */
 	/*
 	 * A pull: the sender's manifest. A DELETE must name a path the
 	 * sender does not have (and PS_OF_DELETE must be set).

@@ -41,6 +41,8 @@
 #define SUMS_BUDGET (64u << 20) /* block sums asked for at once, bytes */
 #define MATCH_THREADS_MIN (8u << 20)	/* files this big match on 2 cores */
 #define MAX_CCTX 64
+#define SF_BLK 1024		/* files per block of struct ps_sender */
+#define SF_TOP (PS_MAX_FILE_ID / SF_BLK)
 
 struct sfile {
 	uint32_t id;
@@ -62,12 +64,16 @@ struct sfile {
 	uint64_t sent_literal;	/* mu */
 };
 
-struct snd {
+struct ps_sender {
 	struct ps_sess *ss;
 	int srcfd;
 	const struct ps_send_opts *o;
 	struct ps_send_stats *st;	/* mu */
-	struct sfile *f;	/* allocated once; entries published by nf */
+	/*
+	 * Files by id, in blocks that never move (jobs hold pointers to
+	 * them): blk[id / SF_BLK][id % SF_BLK]; published by nf.
+	 */
+	struct sfile **blk;
 	size_t nf;		/* mu */
 
 	pthread_mutex_t mu;
@@ -86,21 +92,28 @@ struct snd {
 	int ncctx;
 };
 
+/* File ID (below nf). */
+static struct sfile *
+sf(struct ps_sender *s, size_t id)
+{
+	return &s->blk[id / SF_BLK][id % SF_BLK];
+}
+
 static void
-lock(struct snd *s)
+lock(struct ps_sender *s)
 {
 	pthread_mutex_lock(&s->mu);
 }
 
 static void
-unlock(struct snd *s)
+unlock(struct ps_sender *s)
 {
 	pthread_mutex_unlock(&s->mu);
 }
 
 /* The session failed (anywhere): wake everyone who waits. */
 static int
-broken(struct snd *s)
+broken(struct ps_sender *s)
 {
 	int rc = ps_sess_rc(s->ss);
 
@@ -114,7 +127,7 @@ broken(struct snd *s)
 
 /* A send failed: record it on the session and wake the waiters. */
 static int
-send_failed(struct snd *s, int rc)
+send_failed(struct ps_sender *s, int rc)
 {
 	if (rc == PS_OK)
 		return PS_OK;
@@ -124,14 +137,14 @@ send_failed(struct snd *s, int rc)
 }
 
 static void
-set_worst(struct snd *s, int code)
+set_worst(struct ps_sender *s, int code)
 {
 	if (code > s->worst)
 		s->worst = code;
 }
 
 static void
-progress(struct snd *s, uint64_t n)
+progress(struct ps_sender *s, uint64_t n)
 {
 	if (s->o->progress_bytes != NULL)
 		__atomic_fetch_add(s->o->progress_bytes, n, __ATOMIC_RELAXED);
@@ -139,7 +152,7 @@ progress(struct snd *s, uint64_t n)
 
 /* A file is over, one way or the other (with mu held). */
 static void
-file_over(struct snd *s, struct sfile *f)
+file_over(struct ps_sender *s, struct sfile *f)
 {
 	f->finished = 1;
 	s->inflight--;
@@ -147,7 +160,7 @@ file_over(struct snd *s, struct sfile *f)
 }
 
 static void
-file_failed(struct snd *s, struct sfile *f, int code)
+file_failed(struct ps_sender *s, struct sfile *f, int code)
 {
 	lock(s);
 	s->st->errors++;
@@ -159,7 +172,7 @@ file_failed(struct snd *s, struct sfile *f, int code)
 /* ---- zstd contexts, one per concurrent job ---- */
 
 static ZSTD_CCtx *
-cctx_get(struct snd *s)
+cctx_get(struct ps_sender *s)
 {
 	ZSTD_CCtx *c = NULL;
 
@@ -179,7 +192,7 @@ cctx_get(struct snd *s)
 }
 
 static void
-cctx_put(struct snd *s, ZSTD_CCtx *c)
+cctx_put(struct ps_sender *s, ZSTD_CCtx *c)
 {
 	pthread_mutex_lock(&s->zmu);
 	if (s->ncctx < MAX_CCTX) {
@@ -193,13 +206,13 @@ cctx_put(struct snd *s, ZSTD_CCtx *c)
 /* ---- jobs ---- */
 
 struct job {
-	struct snd *s;
+	struct ps_sender *s;
 	struct sfile *f;
 	size_t op;		/* piece jobs: the plan op */
 };
 
 static void
-submit(struct snd *s, void (*fn)(void *), struct sfile *f, size_t op)
+submit(struct ps_sender *s, void (*fn)(void *), struct sfile *f, size_t op)
 {
 	struct job *j = xmalloc(sizeof(*j));
 
@@ -215,7 +228,7 @@ submit(struct snd *s, void (*fn)(void *), struct sfile *f, size_t op)
 static void
 job_done(struct job *j)
 {
-	struct snd *s = j->s;
+	struct ps_sender *s = j->s;
 
 	lock(s);
 	if (--s->jobs == 0)
@@ -226,7 +239,7 @@ job_done(struct job *j)
 
 /* Open the console's file, naming it with its console path on failure. */
 static int
-open_src(struct snd *s, struct sfile *f, struct stat *st)
+open_src(struct ps_sender *s, struct sfile *f, struct stat *st)
 {
 	char *e;
 	int fd;
@@ -254,7 +267,7 @@ changed_since(const struct ps_entry *e, const struct stat *st)
  * so the receiver checks against the content we actually send.
  */
 static int
-refresh(struct snd *s, struct sfile *f, int fd, const struct stat *st)
+refresh(struct ps_sender *s, struct sfile *f, int fd, const struct stat *st)
 {
 	char *e;
 
@@ -276,7 +289,7 @@ refresh(struct snd *s, struct sfile *f, int fd, const struct stat *st)
 }
 
 static int
-send_file_header(struct snd *s, struct sfile *f)
+send_file_header(struct ps_sender *s, struct sfile *f)
 {
 	struct ps_msg_file m;
 
@@ -292,7 +305,7 @@ send_file_header(struct snd *s, struct sfile *f)
 }
 
 static int
-send_end(struct snd *s, struct sfile *f)
+send_end(struct ps_sender *s, struct sfile *f)
 {
 	struct ps_msg_end m = { f->id };
 	int rc;
@@ -332,7 +345,7 @@ read_full(int fd, unsigned char *p, size_t n, uint64_t off)
  * finds the file incomplete and we retry), or the session's failure.
  */
 static int
-send_literal(struct snd *s, struct sfile *f, int fd, uint64_t off,
+send_literal(struct ps_sender *s, struct sfile *f, int fd, uint64_t off,
     uint64_t len)
 {
 	struct ps_share *sh = f->retried ? NULL : s->o->share;
@@ -426,7 +439,7 @@ send_literal(struct snd *s, struct sfile *f, int fd, uint64_t off,
 
 /* Whole file: FILE, DATA..., END. */
 static void
-send_whole(struct snd *s, struct sfile *f)
+send_whole(struct ps_sender *s, struct sfile *f)
 {
 	struct stat st;
 	int fd, rc;
@@ -463,7 +476,7 @@ job_whole(void *arg)
 
 /* FILE, then the plan's COPY and DATA frames, then END. */
 static void
-send_planned(struct snd *s, struct sfile *f)
+send_planned(struct ps_sender *s, struct sfile *f)
 {
 	struct ps_msg_copy c;
 	struct stat st;
@@ -505,7 +518,7 @@ send_planned(struct snd *s, struct sfile *f)
  * would take the sums in flight over the budget. Returns 1 when asked.
  */
 static int
-ask_sums(struct snd *s, struct sfile *f)
+ask_sums(struct ps_sender *s, struct sfile *f)
 {
 	struct ps_msg_sumreq q;
 	struct buf regions = { 0 };
@@ -554,7 +567,7 @@ ask_sums(struct snd *s, struct sfile *f)
  * Never waits: over the budget, the plan goes as it is.
  */
 static void
-refine_or_send(struct snd *s, struct sfile *f)
+refine_or_send(struct ps_sender *s, struct sfile *f)
 {
 	int level = f->round - f->lazy;	/* refinements made */
 
@@ -586,7 +599,7 @@ static void
 job_lazy(void *arg)
 {
 	struct job *j = arg;
-	struct snd *s = j->s;
+	struct ps_sender *s = j->s;
 	struct sfile *f = j->f;
 	struct ps_share *sh = s->o->share;
 	uint32_t block;
@@ -627,7 +640,7 @@ out:
  * matches, never for a round trip. PS_OK, or the matcher's failure.
  */
 static int
-first_plan(struct snd *s, struct sfile *f, int fd,
+first_plan(struct ps_sender *s, struct sfile *f, int fd,
     const struct ps_blocksums *basis)
 {
 	struct ps_share *sh = s->o->share;
@@ -657,7 +670,7 @@ static void
 job_match(void *arg)
 {
 	struct job *j = arg;
-	struct snd *s = j->s;
+	struct ps_sender *s = j->s;
 	struct sfile *f = j->f;
 	struct ps_share *sh = s->o->share;
 	struct ps_blocksums basis;
@@ -720,7 +733,7 @@ parse_sums(const unsigned char *raw, uint64_t base, uint64_t len,
 
 /* The sums of F's round are used up: the budget gets them back. */
 static void
-sums_taken(struct snd *s, struct sfile *f)
+sums_taken(struct ps_sender *s, struct sfile *f)
 {
 	buf_free(&f->sums);
 	lock(s);
@@ -740,7 +753,7 @@ static void
 job_lazy_match(void *arg)
 {
 	struct job *j = arg;
-	struct snd *s = j->s;
+	struct ps_sender *s = j->s;
 	struct sfile *f = j->f;
 	struct ps_blocksums basis;
 	struct stat st;
@@ -774,7 +787,7 @@ static void
 job_refine(void *arg)
 {
 	struct job *j = arg;
-	struct snd *s = j->s;
+	struct ps_sender *s = j->s;
 	struct sfile *f = j->f;
 	struct ps_blocksums fine;
 	struct ps_mops *sub = NULL;
@@ -834,7 +847,7 @@ static void
 job_retry(void *arg)
 {
 	struct job *j = arg;
-	struct snd *s = j->s;
+	struct ps_sender *s = j->s;
 	struct sfile *f = j->f;
 	struct stat st;
 	int fd, ok = 0;
@@ -858,7 +871,7 @@ out:
 /* ---- the reader thread ---- */
 
 static int
-on_sums(struct snd *s, const struct buf *payload)
+on_sums(struct ps_sender *s, const struct buf *payload)
 {
 	struct ps_msg_sums m;
 	struct sfile *f;
@@ -867,7 +880,7 @@ on_sums(struct snd *s, const struct buf *payload)
 	if ((rc = ps_sess_decode(s->ss, PS_MSG_SUMS, payload, &m)) != PS_OK)
 		return rc;
 	lock(s);
-	f = m.id < s->nf ? &s->f[m.id] : NULL;
+	f = m.id < s->nf ? sf(s, m.id) : NULL;
 	if (f == NULL || f->sums_expect == 0 || (int)m.round != f->round ||
 	    f->sums.len + m.data.len > f->sums_expect) {
 		unlock(s);
@@ -885,7 +898,7 @@ on_sums(struct snd *s, const struct buf *payload)
 
 /* Is the console's file no longer what we last announced? */
 static int
-console_changed(struct snd *s, struct sfile *f)
+console_changed(struct ps_sender *s, struct sfile *f)
 {
 	struct stat st;
 
@@ -895,7 +908,7 @@ console_changed(struct snd *s, struct sfile *f)
 }
 
 static void
-print_done(struct snd *s, struct sfile *f)
+print_done(struct ps_sender *s, struct sfile *f)
 {
 	char *path;
 
@@ -908,7 +921,7 @@ print_done(struct snd *s, struct sfile *f)
 }
 
 static int
-on_result(struct snd *s, const struct buf *payload)
+on_result(struct ps_sender *s, const struct buf *payload)
 {
 	struct ps_msg_result m;
 	struct sfile *f;
@@ -918,13 +931,13 @@ on_result(struct snd *s, const struct buf *payload)
 	if ((rc = ps_sess_decode(s->ss, PS_MSG_RESULT, payload, &m)) != PS_OK)
 		return rc;
 	lock(s);
-	rc = m.id >= s->nf || s->f[m.id].finished;
+	rc = m.id >= s->nf || sf(s, m.id)->finished;
+	f = rc ? NULL : sf(s, m.id);
 	unlock(s);
 	if (rc)
 		return ps_sess_fail(s->ss, PS_EPEER, "the receiver broke the "
 		    "protocol: a result for file id %" PRIu32 " that is not "
 		    "in flight", m.id);
-	f = &s->f[m.id];
 	code = (int)m.code;
 	if (code == PS_OK) {
 		if (s->o->progress_files != NULL)
@@ -966,7 +979,7 @@ on_result(struct snd *s, const struct buf *payload)
 }
 
 static int
-on_doneack(struct snd *s, const struct buf *payload)
+on_doneack(struct ps_sender *s, const struct buf *payload)
 {
 	struct ps_msg_doneack m;
 	int rc, early;
@@ -991,7 +1004,7 @@ on_doneack(struct snd *s, const struct buf *payload)
 static void *
 reader(void *arg)
 {
-	struct snd *s = arg;
+	struct ps_sender *s = arg;
 	struct buf msg = { 0 };
 	uint8_t type;
 	int rc;
@@ -1023,7 +1036,7 @@ reader(void *arg)
 /* ---- the caller's thread ---- */
 
 static int
-send_path(struct snd *s, uint8_t type, const struct ps_entry *e)
+send_path(struct ps_sender *s, uint8_t type, const struct ps_entry *e)
 {
 	struct ps_bytes path = { (const unsigned char *)e->path,
 	    e->path_len };
@@ -1092,7 +1105,7 @@ print_deleting(const struct ps_send_opts *o, const struct ps_entry *e)
 
 /* A delta where the receiver's sums allow one, else the file whole. */
 static void
-start_file(struct snd *s, struct sfile *f)
+start_file(struct ps_sender *s, struct sfile *f)
 {
 	const struct ps_entry *d = f->dst;
 
@@ -1105,12 +1118,12 @@ start_file(struct snd *s, struct sfile *f)
 }
 
 static void
-snd_free(struct snd *s)
+snd_free(struct ps_sender *s)
 {
 	size_t i;
 
 	for (i = 0; i < s->nf; i++) {
-		struct sfile *f = &s->f[i];
+		struct sfile *f = sf(s, i);
 
 		ps_mops_free(&f->ops);
 		free(f->gaps);
@@ -1118,17 +1131,20 @@ snd_free(struct snd *s)
 		free(f->ent.blocks);
 		free(f->ent.weak);
 	}
-	free(s->f);
+	for (i = 0; i < SF_TOP && s->blk[i] != NULL; i++)
+		free(s->blk[i]);
+	free(s->blk);
 	for (i = 0; i < (size_t)s->ncctx; i++)
 		ZSTD_freeCCtx(s->cctx[i]);
 	pthread_mutex_destroy(&s->mu);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->zmu);
+	free(s);
 }
 
 /* Report what the plan could not do and print what it will do. */
 static int
-plan_notes(struct snd *s, const struct ps_syncplan *plan)
+plan_notes(struct ps_sender *s, const struct ps_syncplan *plan)
 {
 	const struct ps_send_opts *o = s->o;
 	int deletes = o->delete;
@@ -1155,9 +1171,45 @@ plan_notes(struct snd *s, const struct ps_syncplan *plan)
 	return deletes;
 }
 
+/* A changed file big enough to be sent as a delta. */
+static int
+use_delta(const struct ps_send_opts *o, const struct ps_action *a)
+{
+	return !o->whole_file && a->dst != NULL && a->dst->size > 0 &&
+	    a->src->size >= DELTA_MIN;
+}
+
+/* The slot of the next file (with mu held), or NULL at the id limit. */
+static struct sfile *
+new_slot(struct ps_sender *s)
+{
+	size_t b = s->nf / SF_BLK;
+
+	if (b >= SF_TOP)
+		return NULL;
+	if (s->blk[b] == NULL)
+		s->blk[b] = xcalloc(SF_BLK, sizeof(struct sfile));
+	return &s->blk[b][s->nf % SF_BLK];
+}
+
+/* Fill F (the slot new_slot gave) for action A and publish it. */
+static void
+add_file(struct ps_sender *s, struct sfile *f, const struct ps_action *a)
+{
+	f->id = (uint32_t)s->nf;
+	f->ent = *a->src;
+	f->ent.blocks = NULL;	/* ours only when refreshed */
+	f->ent.weak = NULL;
+	f->src = a->src;
+	f->dst = a->dst;
+	f->use_delta = use_delta(s->o, a);
+	s->inflight++;
+	s->nf++;
+}
+
 /* Deletes, directories and files, in plan order, WINDOW files at a time. */
 static int
-send_changes(struct snd *s, const struct ps_syncplan *plan, int deletes)
+send_changes(struct ps_sender *s, const struct ps_syncplan *plan, int deletes)
 {
 	const struct ps_send_opts *o = s->o;
 	size_t i;
@@ -1165,8 +1217,10 @@ send_changes(struct snd *s, const struct ps_syncplan *plan, int deletes)
 
 	for (i = 0; i < plan->n && rc == PS_OK; i++) {
 		const struct ps_action *a = &plan->a[i];
-		struct sfile *f;
+		struct sfile *f = NULL;
 
+		if (a->early)		/* gone before the plan was whole */
+			continue;
 		if (a->kind == PS_ACT_DELETE && deletes) {
 			rc = send_path(s, PS_MSG_DELETE, a->dst);
 			print_deleting(o, a->dst);
@@ -1180,19 +1234,12 @@ send_changes(struct snd *s, const struct ps_syncplan *plan, int deletes)
 			rc = ps_sess_rc(s->ss);
 			if (rc == PS_OK && s->ended)
 				rc = PS_EPEER;
-			f = &s->f[s->nf];
-			f->id = (uint32_t)s->nf;
-			f->ent = *a->src;
-			f->ent.blocks = NULL;	/* ours only when refreshed */
-			f->ent.weak = NULL;
-			f->src = a->src;
-			f->dst = a->dst;
-			f->use_delta = !o->whole_file && a->dst != NULL &&
-			    a->dst->size > 0 && a->src->size >= DELTA_MIN;
-			if (rc == PS_OK) {
-				s->inflight++;
-				s->nf++;
-			}
+			if (rc == PS_OK && (f = new_slot(s)) == NULL)
+				rc = ps_sess_fail(s->ss, PS_EUSAGE, "more than "
+				    "%u files to send in one directory; push "
+				    "it in parts", PS_MAX_FILE_ID);
+			if (rc == PS_OK)
+				add_file(s, f, a);
 			unlock(s);
 			if (rc == PS_OK)
 				start_file(s, f);
@@ -1203,25 +1250,69 @@ send_changes(struct snd *s, const struct ps_syncplan *plan, int deletes)
 	return rc;
 }
 
-int
-ps_send(struct ps_sess *ss, int srcfd, const struct ps_syncplan *plan,
-    const struct ps_send_opts *o, struct ps_send_stats *st)
+struct ps_sender *
+ps_send_begin(struct ps_sess *ss, int srcfd, const struct ps_send_opts *o,
+    struct ps_send_stats *st)
 {
-	struct snd s;
+	struct ps_sender *s = xcalloc(1, sizeof(*s));
+
+	memset(st, 0, sizeof(*st));
+	s->ss = ss;
+	s->srcfd = srcfd;
+	s->o = o;
+	s->st = st;
+	s->blk = xcalloc(SF_TOP, sizeof(*s->blk));
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	pthread_mutex_init(&s->zmu, NULL);
+	return s;
+}
+
+int
+ps_send_early(struct ps_sender *s, const struct ps_action *a)
+{
+	struct sfile *f = NULL;
+
+	if (s->o->dry_run || ps_sess_rc(s->ss) != PS_OK)
+		return 0;
+	if (a->kind == PS_ACT_MKDIR) {
+		(void)send_path(s, PS_MSG_MKDIR, a->src);
+		return 1;
+	}
+	/* A delta needs the receiver's sums: it waits for the plan. */
+	if (a->kind != PS_ACT_SEND || use_delta(s->o, a))
+		return 0;
+	/* Nothing is answered before the manifest ends: never wait. */
+	lock(s);
+	if (s->inflight < WINDOW && (f = new_slot(s)) != NULL)
+		add_file(s, f, a);
+	unlock(s);
+	if (f == NULL)
+		return 0;
+	start_file(s, f);
+	return 1;
+}
+
+int
+ps_send_finish(struct ps_sender *sp, const struct ps_syncplan *plan)
+{
+	struct ps_sender *s = sp;
+	struct ps_sess *ss = s->ss;
+	const struct ps_send_opts *o = s->o;
+	struct ps_send_stats *st = s->st;
 	pthread_t rt;
 	size_t k;
 	int rc = PS_OK, deletes;
 
-	memset(st, 0, sizeof(*st));
-	memset(&s, 0, sizeof(s));
-	s.ss = ss;
-	s.srcfd = srcfd;
-	s.o = o;
-	s.st = st;
-	pthread_mutex_init(&s.mu, NULL);
-	pthread_cond_init(&s.cv, NULL);
-	pthread_mutex_init(&s.zmu, NULL);
-
+	if (plan == NULL) {
+		/* The component failed: let the files begun early end. */
+		lock(s);
+		while (s->jobs > 0)
+			pthread_cond_wait(&s->cv, &s->mu);
+		unlock(s);
+		snd_free(s);
+		return PS_OK;
+	}
 	st->total = plan->send_bytes;
 	st->nsend = plan->nsend;
 	if (o->progress_total != NULL && !o->dry_run)
@@ -1230,55 +1321,61 @@ ps_send(struct ps_sess *ss, int srcfd, const struct ps_syncplan *plan,
 	if (o->progress_nfiles != NULL && !o->dry_run)
 		__atomic_fetch_add(o->progress_nfiles, plan->nsend,
 		    __ATOMIC_RELAXED);
-	deletes = plan_notes(&s, plan);
-	s.f = xcalloc(plan->nsend + 1, sizeof(*s.f));
-	if (pthread_create(&rt, NULL, reader, &s) != 0) {
+	deletes = plan_notes(s, plan);
+	if (pthread_create(&rt, NULL, reader, s) != 0) {
 		ps_err("cannot start a thread");
 		exit(PS_EPARTIAL);
 	}
-	if (!o->dry_run && (rc = send_changes(&s, plan, deletes)) != PS_OK)
+	if (!o->dry_run && (rc = send_changes(s, plan, deletes)) != PS_OK)
 		ps_trace("%s: sending files (%s)", ss->peer, ps_strresult(rc));
 	/* Every file answered; then metadata, directories last. */
-	lock(&s);
-	WAIT_UNTIL(&s, s.inflight == 0);
-	unlock(&s);
+	lock(s);
+	WAIT_UNTIL(s, s->inflight == 0);
+	unlock(s);
 	for (k = 0; k < plan->n && !o->dry_run && rc == PS_OK; k++) {
 		const struct ps_action *a = &plan->a[k];
 
 		if (a->kind == PS_ACT_META || a->kind == PS_ACT_DIRMETA) {
-			rc = send_path(&s, PS_MSG_META, a->src);
+			rc = send_path(s, PS_MSG_META, a->src);
 			if (a->kind == PS_ACT_META)
 				st->meta++;
 		}
 	}
-	lock(&s);
-	s.done_sent = rc == PS_OK && ps_sess_rc(ss) == PS_OK;
-	unlock(&s);
-	if (s.done_sent) {
+	lock(s);
+	s->done_sent = rc == PS_OK && ps_sess_rc(ss) == PS_OK;
+	unlock(s);
+	if (s->done_sent) {
 		rc = ps_send_done(ss->w, NULL);
 		if (rc == PS_OK)
 			rc = ps_wire_flush(ss->w);
-		(void)send_failed(&s, rc);
+		(void)send_failed(s, rc);
 	}
-	lock(&s);
-	WAIT_UNTIL(&s, s.ack);
-	while (s.jobs > 0)
-		pthread_cond_wait(&s.cv, &s.mu);
-	unlock(&s);
-	if (!s.ack && ps_sess_rc(ss) == PS_OK)
+	lock(s);
+	WAIT_UNTIL(s, s->ack);
+	while (s->jobs > 0)
+		pthread_cond_wait(&s->cv, &s->mu);
+	unlock(s);
+	if (!s->ack && ps_sess_rc(ss) == PS_OK)
 		(void)ps_sess_fail(ss, PS_EPEER, "the receiver ended the "
 		    "component without an answer");
 	/* The reader ends on DONEACK or with the session. */
-	if (!s.ack)
+	if (!s->ack)
 		(void)ps_wire_shutdown_write(ss->w);
 	pthread_join(rt, NULL);
 
-	if (ps_sess_rc(ss) != PS_OK || !s.ack)
+	if (ps_sess_rc(ss) != PS_OK || !s->ack)
 		rc = ps_sess_rc(ss) != PS_OK ? ps_sess_rc(ss) : PS_EPEER;
 	else
-		rc = ps_worse(s.worst, s.ack_code);
-	if (s.ack && s.ack_code != PS_OK && st->errors == 0)
+		rc = ps_worse(s->worst, s->ack_code);
+	if (s->ack && s->ack_code != PS_OK && st->errors == 0)
 		st->errors++;
-	snd_free(&s);
+	snd_free(s);
 	return rc;
+}
+
+int
+ps_send(struct ps_sess *ss, int srcfd, const struct ps_syncplan *plan,
+    const struct ps_send_opts *o, struct ps_send_stats *st)
+{
+	return ps_send_finish(ps_send_begin(ss, srcfd, o, st), plan);
 }

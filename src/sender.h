@@ -60,4 +60,22 @@ struct ps_send_stats {
 int ps_send(struct ps_sess *s, int srcfd, const struct ps_syncplan *plan,
     const struct ps_send_opts *o, struct ps_send_stats *st);
 
+/*
+ * The same in two steps, so that files can go while the receiver's
+ * manifest is still coming (an OPEN with PS_OF_EARLY): begin before the
+ * merge; offer each action as the merge makes it to ps_send_early, which
+ * returns 1 when it sent it (a new directory, or a file sent whole, while
+ * fewer than the window's files are in flight: nothing is answered
+ * before the manifest ends, so it never waits) and 0 when the plan is to
+ * carry it; then ps_send_finish with the whole plan, whose early actions
+ * (marked early) it skips, or with NULL when the component failed
+ * meanwhile (it waits for the files begun and frees everything). O and
+ * ST must last until ps_send_finish returns.
+ */
+struct ps_sender;
+struct ps_sender *ps_send_begin(struct ps_sess *s, int srcfd,
+    const struct ps_send_opts *o, struct ps_send_stats *st);
+int ps_send_early(struct ps_sender *snd, const struct ps_action *a);
+int ps_send_finish(struct ps_sender *snd, const struct ps_syncplan *plan);
+
 #endif

@@ -170,6 +170,8 @@ recv_opts(const struct comp *c, struct ps_recv_opts *ro)
 	ro->dirfd = c->dirfd;
 	ro->flags = c->flags;
 	ro->report_only = c->mode == PS_OPEN_REPORT;
+	ro->early = c->mode == PS_OPEN_PUSH && (c->flags & PS_OF_EARLY) &&
+	    !(c->flags & PS_OF_DRYRUN);
 	ro->cache_dirfd = c->cache_dirfd;
 	ro->cache_name = c->cache_name;
 	ro->cache_writable = c->cache_writable;
@@ -186,7 +188,7 @@ static int
 pull(struct server *sv, struct comp *c)
 {
 	struct ps_manifest src = { 0 }, dst = { 0 };
-	struct ps_plan_opts po = { (c->flags & PS_OF_DELETE) != 0 };
+	struct ps_plan_opts po = { .delete = (c->flags & PS_OF_DELETE) != 0 };
 	struct ps_syncplan plan;
 	struct ps_recv_opts ro;
 	struct ps_send_opts so;

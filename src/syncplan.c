@@ -39,6 +39,7 @@ add(struct ps_syncplan *p, uint8_t kind, uint8_t ch,
 	a = &p->a[p->n++];
 	a->kind = kind;
 	a->changes = ch;
+	a->early = 0;
 	a->src = keep(p, src);
 	a->dst = keep(p, dst);
 	return a;
@@ -126,6 +127,14 @@ touch_parent(struct dirs *d, const struct ps_entry *e)
 		d->touched[d->n - 1] = 1;
 }
 
+/* Offer the action just added to the early hook. */
+static void
+offer(struct ps_syncplan *p, const struct ps_plan_opts *o)
+{
+	if (o->early != NULL && o->early(o->early_arg, &p->a[p->n - 1]))
+		p->a[p->n - 1].early = 1;
+}
+
 static int
 unknown_path(const struct ps_manifest *u, const struct ps_entry *e)
 {
@@ -141,7 +150,13 @@ ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
 	struct dirs dirs = { 0 };
 	char *gone = NULL;	/* a receiver directory being deleted */
 	size_t gone_len = 0;
-	int c;
+	/*
+	 * A sender directory where the receiver has a file: nothing inside
+	 * it goes early (the file must be deleted first, after the plan).
+	 */
+	char *late = NULL;
+	size_t late_len = 0;
+	int c, early;
 
 	memset(p, 0, sizeof(*p));
 	s = src->next(src->arg);
@@ -192,7 +207,17 @@ ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
 		{
 			const struct ps_entry *dd = c == 0 ? d : NULL;
 
+			early = late == NULL ||
+			    !below(s->path, s->path_len, late, late_len);
 			if (dd != NULL && dd->type != s->type) {
+				early = 0;
+				if (s->type == PS_FT_DIR && (late == NULL ||
+				    !below(s->path, s->path_len, late,
+				    late_len))) {
+					free(late);
+					late = xstrndup(s->path, s->path_len);
+					late_len = s->path_len;
+				}
 				if (!o->delete) {
 					p->nconflict++;
 					s = src->next(src->arg);
@@ -216,6 +241,8 @@ ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
 				if (dd == NULL) {
 					add(p, PS_ACT_MKDIR, PS_CH_NEW, s,
 					    NULL);
+					if (early)
+						offer(p, o);
 					touched = 1;
 					touch_parent(&dirs, s);
 				} else if (s->mode != dd->mode ||
@@ -225,6 +252,8 @@ ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
 				dirs_enter(&dirs, s, touched);
 			} else if (dd == NULL) {
 				add(p, PS_ACT_SEND, PS_CH_NEW, s, NULL);
+				if (early)
+					offer(p, o);
 				p->nsend++;
 				p->send_bytes += s->size;
 				touch_parent(&dirs, s);
@@ -248,6 +277,8 @@ ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
 					ch |= PS_CH_CONTENT;
 				if (ch & PS_CH_CONTENT) {
 					add(p, PS_ACT_SEND, ch, s, dd);
+					if (early)
+						offer(p, o);
 					p->nsend++;
 					p->send_bytes += s->size;
 					touch_parent(&dirs, s);
@@ -264,6 +295,7 @@ ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
 	free(dirs.e);
 	free(dirs.touched);
 	free(gone);
+	free(late);
 	if (p->n > 1)
 		qsort(p->a, p->n, sizeof(*p->a), act_cmp);
 }

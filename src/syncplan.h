@@ -28,6 +28,7 @@ enum ps_act_kind {
 struct ps_action {
 	uint8_t kind;		/* enum ps_act_kind */
 	uint8_t changes;	/* PS_CH_* */
+	uint8_t early;		/* taken by the plan's early hook */
 	const struct ps_entry *src;	/* console side (NULL for DELETE) */
 	const struct ps_entry *dst;	/* receiver side, or NULL */
 };
@@ -48,6 +49,15 @@ struct ps_syncplan {
 
 struct ps_plan_opts {
 	int delete;		/* remove what src does not have */
+	/*
+	 * Called from ps_syncplan_stream as soon as a new directory or a
+	 * file to send is known (the receiver's stream has passed its
+	 * path), except where something must be deleted first: returns 1
+	 * when it carried the action out (the action is then marked early).
+	 * NULL: none.
+	 */
+	int (*early)(void *arg, const struct ps_action *a);
+	void *early_arg;
 };
 
 /*

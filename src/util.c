@@ -408,28 +408,25 @@ ps_name_chars_ok(const char *p, size_t len)
 int
 ps_path_ok(const char *p, size_t len)
 {
-	size_t i, start;
+	const char *c = p, *end = p + len, *slash;
+	size_t clen;
 
 	if (len == 0 || len > PS_PATH_MAX || p[0] == '/')
 		return 0;
 	if (memchr(p, '\0', len) != NULL)
 		return 0;
-	start = 0;
-	for (i = 0; i <= len; i++) {
-		size_t clen;
-
-		if (i < len && p[i] != '/')
-			continue;
-		clen = i - start;
+	/* Component by component (every peer path comes here: memchr). */
+	for (;;) {
+		slash = memchr(c, '/', (size_t)(end - c));
+		clen = (size_t)((slash != NULL ? slash : end) - c);
 		if (clen == 0)
 			return 0;	/* "//" or trailing "/" */
-		if (clen == 1 && p[start] == '.')
+		if (c[0] == '.' && (clen == 1 || (clen == 2 && c[1] == '.')))
 			return 0;
-		if (clen == 2 && p[start] == '.' && p[start + 1] == '.')
-			return 0;
-		start = i + 1;
+		if (slash == NULL)
+			return 1;
+		c = slash + 1;
 	}
-	return 1;
 }
 
 /* Length of the valid UTF-8 sequence at S (at most N bytes), or 0. */

@@ -35,6 +35,7 @@
 #include "wire.h"
 
 #define OBUF_SIZE (256 * 1024)
+#define HELD_MAX (64u << 20)	/* frames held back (ps_wire_hold) */
 #define IBUF_SIZE (256 * 1024)
 #define TEXT_MAX 60		/* bytes of peer text quoted in a reason */
 #define TEXT_WAIT_MS 300	/* wait for the rest of a text line */
@@ -54,6 +55,9 @@ struct ps_wire {
 	int wdead;		/* a write failed: the stream is over */
 	uint64_t bwlimit;	/* bytes per second, 0: none */
 	uint64_t bw_due;	/* CLOCK_MONOTONIC ns when sent bytes are due */
+	uint64_t pass;		/* holding: the frame types that still go */
+	int holding;
+	struct buf held;	/* frames held back, whole, in order */
 
 	unsigned char *ibuf;	/* the receiving thread's alone */
 	size_t ioff;
@@ -122,6 +126,7 @@ ps_wire_free(struct ps_wire *w)
 		return;
 	pthread_mutex_destroy(&w->wlock);
 	pthread_mutex_destroy(&w->elock);
+	buf_free(&w->held);
 	free(w->obuf);
 	free(w->ibuf);
 	free(w);
@@ -395,6 +400,18 @@ send_locked(struct ps_wire *w, uint8_t type, const void *a, size_t alen,
 		return PS_EPEER;
 	put_u32le(hdr, (uint32_t)(alen + blen));
 	hdr[4] = type;
+	if (w->holding && (type >= 64 || !(w->pass & (1ull << type)))) {
+		if (w->held.len + total > HELD_MAX) {
+			set_err(w, "the peer made us hold more than %u MiB of "
+			    "answers back", HELD_MAX >> 20);
+			w->wdead = 1;
+			return PS_EPEER;
+		}
+		buf_add(&w->held, hdr, PS_FRAME_HDR);
+		buf_add(&w->held, a, alen);
+		buf_add(&w->held, b, blen);
+		return PS_OK;
+	}
 	if (total > OBUF_SIZE - w->olen && (r = flush_locked(w)) != PS_OK)
 		return r;
 	if (total <= OBUF_SIZE - w->olen) {
@@ -439,6 +456,36 @@ int
 ps_wire_send(struct ps_wire *w, uint8_t type, const void *p, size_t len)
 {
 	return ps_wire_send2(w, type, p, len, NULL, 0);
+}
+
+void
+ps_wire_hold(struct ps_wire *w, uint64_t pass)
+{
+	pthread_mutex_lock(&w->wlock);
+	w->holding = 1;
+	w->pass = pass;
+	pthread_mutex_unlock(&w->wlock);
+}
+
+int
+ps_wire_release(struct ps_wire *w)
+{
+	struct iovec iov;
+	int r = PS_OK;
+
+	pthread_mutex_lock(&w->wlock);
+	if (w->wdead)
+		r = PS_EPEER;
+	else if (w->holding && w->held.len > 0 &&
+	    (r = flush_locked(w)) == PS_OK) {
+		iov.iov_base = w->held.p;
+		iov.iov_len = w->held.len;
+		r = write_iov(w, &iov, 1);
+	}
+	w->holding = 0;
+	buf_free(&w->held);
+	pthread_mutex_unlock(&w->wlock);
+	return r;
 }
 
 int

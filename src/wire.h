@@ -46,6 +46,16 @@ int ps_wire_send(struct ps_wire *w, uint8_t type, const void *p,
 int ps_wire_send2(struct ps_wire *w, uint8_t type, const void *a,
     size_t alen, const void *b, size_t blen);
 
+/*
+ * Hold back every frame whose type is not in PASS (bit 1 << type) until
+ * ps_wire_release, which writes them in the order they were sent: a
+ * receiver still sending its manifest answers files that came early only
+ * after it. At most 64 MiB is held; a peer that makes us hold more ends
+ * the stream (PS_EPEER).
+ */
+void ps_wire_hold(struct ps_wire *w, uint64_t pass);
+int ps_wire_release(struct ps_wire *w);
+
 /* Write everything queued. */
 int ps_wire_flush(struct ps_wire *w);
 

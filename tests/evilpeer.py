@@ -2,7 +2,7 @@
 """evilpeer.py -- a hostile peer for the functional tests.
 
 A second, independent implementation of the patchsync protocol (version
-4, man/patchsync-protocol.5), as rsync's test suite keeps one: it sends
+5, man/patchsync-protocol.5), as rsync's test suite keeps one: it sends
 normal messages with one thing wrong. All frame layouts are in the
 MESSAGES table below.
 
@@ -27,8 +27,10 @@ MESSAGES table below.
       a relay request after pushing nothing: relaynorelay:MARK (serve
       without --relay, asked to reach a server through a remote shell
       that would create MARK), relaystale: (a component this session did
-      not push), relayahead: (a server behind one not sent yet); PATH may
-      hold
+      not push), relayahead: (a server behind one not sent yet); early:
+      (a file sent at once after an OPEN with the early flag: its RESULT
+      must come after MFEND), earlyfile:PATH, earlymkdir:PATH and
+      earlydelete:PATH (those cases sent before MFEND); PATH may hold
       backslash escapes (\\x00).
       Exit 0 when the server refused (ERROR frame, a failed RESULT, or it
       ended the session) -- or, for the cases "ok" and "pullpush", when it
@@ -43,7 +45,7 @@ import sys
 import time
 
 MAGIC = b"PSYNC\0\0\0"
-VERSION = 4
+VERSION = 5
 
 # message type -> (name, struct layout of the fixed fields; "s" marks a
 # u32-length string, "*" the rest of the payload)
@@ -77,6 +79,7 @@ MESSAGES = {
 }
 T = {v[0]: k for k, v in MESSAGES.items()}
 OF_NOWAIT, OF_CHECKSUM, OF_DRYRUN, OF_DELETE = 1, 2, 4, 8
+OF_EARLY = 32
 
 
 def frame(t, payload=b""):
@@ -347,7 +350,7 @@ def console(ps, root, case, hashhex):
             p.kill()
             print("serve hung after: " + why)
             sys.exit(1)
-        want_refusal = case not in ("ok", "reorder:") and \
+        want_refusal = case not in ("ok", "reorder:", "early:") and \
             not case.startswith("pullpush")
         print("%s (%s; serve exit %d)" %
               ("refused" if refused else "accepted", why, rc))
@@ -365,12 +368,15 @@ def console(ps, root, case, hashhex):
             if f is None:
                 verdict(True, "serve ended the session")
             t, pl = f
+            if t == T["MFEND"]:
+                seen.add(t)
             if t == T["ERROR"]:
                 verdict(True, "ERROR frame: " +
                         pl[8:].decode(errors="replace"))
             if t in types:
                 return t, pl
 
+    seen = set()
     send(hello(b"c"))
     wait_for({T["HELLO"]})
 
@@ -416,8 +422,14 @@ def console(ps, root, case, hashhex):
         wait_for({T["MFEND"]})
         verdict(False, "serve sent its manifest")
     kind, _, path = case.partition(":")
-    open_("", flags=OF_DELETE if kind == "delete" else 0)
-    wait_for({T["MFEND"]})
+    # early...: frames sent at once, while serve still walks its tree.
+    early = kind.startswith("early")
+    if early:
+        kind = kind[5:] or "ok"
+    open_("", flags=(OF_DELETE if kind == "delete" else 0) |
+          (OF_EARLY if early else 0))
+    if not early:
+        wait_for({T["MFEND"]})
     # Backslash escapes (\x00, \n) give bytes argv cannot carry.
     path = codecs.escape_decode(path.encode())[0]
 
@@ -429,6 +441,10 @@ def console(ps, root, case, hashhex):
             send(piece)
         send(msg("END", 7))
         t, pl = wait_for({T["RESULT"]})
+        if T["MFEND"] not in seen:
+            print("a RESULT came before the manifest had ended")
+            p.kill()
+            sys.exit(1)
         rid, code, text = fields(t, pl)
         if code != 0:
             verdict(True, "RESULT code %d: %s" %

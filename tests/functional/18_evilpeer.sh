@@ -60,13 +60,24 @@ expect_exit 0 python3 "$EVIL" console "$PS" "$R" reorder: "$H"
 cmp -s hh/x box/root/reorder.txt || fail "a file sent in pieces out of order did not land"
 expect_exit 0 python3 "$EVIL" console "$PS" "$R" badbytes: "$H"
 [ ! -e box/root/badbytes.txt ] || fail "a file whose bytes do not match its hash was put in place"
+# An OPEN with the early flag: a file sent at once is taken while serve
+# still walks a big tree, and answered only after its manifest ended
+# (the console reads the manifest whole first).
+mkdir -p big/root/many
+(cd big/root/many && seq 1 4000 | sed 's/^/f/' | xargs touch)
+expect_exit 0 python3 "$EVIL" console "$PS" "$T/big/root" early: "$H"
+cmp -s hh/x big/root/ok.txt || fail "a file sent early did not land"
+[ "$(find big/root/many -type f | wc -l)" = 4000 ] || fail "files went missing around an early file"
 for c in 'open:../x' 'open:/etc' 'open:..' 'open:sub/../../x' 'open:.patchsync' \
     'file:../../etc/x' 'file:a/../../b' 'file:../victim' "file:$T/box/abs" 'file:/etc/evil' \
     'file:sub/../../victim' 'file:a\x00b' 'file:..\x00/x' 'file:link/victim' 'file:link/new' \
     'file:.patchsync/lock' 'delete:.patchsync/lock' 'file:' 'file:.' 'file:sub/..' \
     'mkdir:../made' 'mkdir:link/made' "mkdir:$T/box/made2" \
     'delete:../victim' 'delete:link/victim' "delete:$T/box/victim" \
-    'meta:../victim' 'meta:link/victim' 'bigdata:'; do
+    'meta:../victim' 'meta:link/victim' 'bigdata:' \
+    'earlyfile:../victim' 'earlyfile:link/new' 'earlyfile:.patchsync/lock' \
+    'earlymkdir:../made3' 'earlymkdir:link/made3' 'earlydelete:../victim' \
+    'earlydelete:link/victim'; do
     set +e
     timeout 20 python3 "$EVIL" console "$PS" "$R" "$c" "$H" >"$T/out" 2>"$T/err"
     rc=$?

@@ -141,7 +141,7 @@ test_greeting_bad(void **state)
 	assert_int_equal(greet_raw(f, n, 0, 0, 5, why, sizeof(why)),
 	    PS_EPEER);
 	assert_non_null(strstr(why, "protocol version 1, this patchsync "
-	    "speaks 4"));
+	    "speaks 5"));
 
 	n = hello_frame(f, PS_MAGIC, PS_PROTO_VERSION);
 	f[21] = PS_ROLE_CONSOLE;

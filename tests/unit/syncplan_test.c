@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,7 +51,7 @@ static void
 test_basic(void **state)
 {
 	struct ps_manifest src = { 0 }, dst = { 0 };
-	struct ps_plan_opts o = { 1 };
+	struct ps_plan_opts o = { .delete = 1 };
 	struct ps_syncplan p;
 	char code[12];
 
@@ -116,7 +117,7 @@ static void
 test_checksum_and_conflicts(void **state)
 {
 	struct ps_manifest src = { 0 }, dst = { 0 };
-	struct ps_plan_opts o = { 0 };
+	struct ps_plan_opts o = { .delete = 0 };
 	struct ps_syncplan p;
 
 	(void)state;
@@ -158,7 +159,7 @@ static void
 test_unreadable(void **state)
 {
 	struct ps_manifest src = { 0 }, dst = { 0 };
-	struct ps_plan_opts o = { 1 };
+	struct ps_plan_opts o = { .delete = 1 };
 	struct ps_syncplan p;
 
 	(void)state;
@@ -195,7 +196,7 @@ static void
 test_empty(void **state)
 {
 	struct ps_manifest src = { 0 }, dst = { 0 };
-	struct ps_plan_opts o = { 1 };
+	struct ps_plan_opts o = { .delete = 1 };
 	struct ps_syncplan p;
 
 	(void)state;
@@ -248,7 +249,7 @@ static void
 test_stream(void **state)
 {
 	struct ps_manifest src = { 0 }, dst = { 0 };
-	struct ps_plan_opts o = { 1 };
+	struct ps_plan_opts o = { .delete = 1 };
 	struct ps_syncplan p;
 	struct buf bs = { 0 }, bd = { 0 };
 	struct mem ms, md;
@@ -313,6 +314,85 @@ test_stream(void **state)
 	ps_syncplan_free(&p);
 }
 
+/* The early hook: what it takes, and when. */
+struct early_log {
+	char seen[16][16];
+	int n;
+};
+
+static int
+take_early(void *arg, const struct ps_action *a)
+{
+	struct early_log *l = arg;
+	const struct ps_entry *e = a->src;
+
+	assert_true(a->kind == PS_ACT_MKDIR || a->kind == PS_ACT_SEND);
+	assert_true(l->n < 16);
+	snprintf(l->seen[l->n++], sizeof(l->seen[0]), "%s", e->path);
+	/* "big" changed: not taken, the plan keeps it. */
+	return strcmp(e->path, "big") != 0;
+}
+
+static void
+test_early(void **state)
+{
+	struct ps_manifest src = { 0 }, dst = { 0 };
+	struct early_log l = { 0 };
+	struct ps_plan_opts o = { .delete = 1, .early = take_early,
+	    .early_arg = &l };
+	struct ps_syncplan p;
+	const struct ps_action *a;
+	int i;
+
+	(void)state;
+	put(&src, "big", 'f', 10, 1, 100, 0644);
+	put(&src, "c", 'f', 10, 2, 100, 0644);
+	put(&src, "conf", 'd', 0, 0, 100, 0755);
+	put(&src, "conf/in", 'f', 10, 3, 100, 0644);
+	put(&src, "meta", 'f', 10, 4, 300, 0644);
+	put(&src, "new", 'd', 0, 0, 100, 0755);
+	put(&src, "new/a", 'f', 10, 5, 100, 0644);
+	put(&src, "newf", 'f', 10, 6, 100, 0644);
+	put(&src, "same", 'f', 10, 7, 100, 0644);
+	put(&dst, "big", 'f', 10, 9, 100, 0644);
+	put(&dst, "c", 'f', 10, 9, 100, 0644);
+	put(&dst, "conf", 'f', 10, 3, 100, 0644);	/* a file: conflict */
+	put(&dst, "gone", 'f', 10, 8, 100, 0644);
+	put(&dst, "meta", 'f', 10, 4, 100, 0644);
+	put(&dst, "same", 'f', 10, 7, 100, 0644);
+	ps_syncplan_make(&src, &dst, &o, &p);
+	/* Offered in path order: the changed and new files, the new dir. */
+	assert_int_equal(l.n, 5);
+	assert_string_equal(l.seen[0], "big");
+	assert_string_equal(l.seen[1], "c");
+	assert_string_equal(l.seen[2], "new");
+	assert_string_equal(l.seen[3], "new/a");
+	assert_string_equal(l.seen[4], "newf");
+	/* Not the directory that replaces a file, nor what is inside it. */
+	assert_non_null(a = find(&p, PS_ACT_MKDIR, "conf"));
+	assert_false(a->early);
+	assert_non_null(a = find(&p, PS_ACT_SEND, "conf/in"));
+	assert_false(a->early);
+	assert_non_null(a = find(&p, PS_ACT_SEND, "big"));
+	assert_false(a->early);
+	for (i = 1; i < 5; i++) {
+		int kind = strcmp(l.seen[i], "new") == 0 ? PS_ACT_MKDIR :
+		    PS_ACT_SEND;
+
+		assert_non_null(a = find(&p, kind, l.seen[i]));
+		assert_true(a->early);
+	}
+	/* Deletions and metadata are never early; all stay in the plan. */
+	assert_non_null(a = find(&p, PS_ACT_DELETE, "gone"));
+	assert_false(a->early);
+	assert_non_null(a = find(&p, PS_ACT_META, "meta"));
+	assert_false(a->early);
+	assert_int_equal(p.nsend, 5);
+	ps_syncplan_free(&p);
+	ps_manifest_free(&src);
+	ps_manifest_free(&dst);
+}
+
 int
 main(void)
 {
@@ -322,6 +402,7 @@ main(void)
 		cmocka_unit_test(test_unreadable),
 		cmocka_unit_test(test_empty),
 		cmocka_unit_test(test_stream),
+		cmocka_unit_test(test_early),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

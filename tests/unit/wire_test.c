@@ -122,6 +122,17 @@ exact_main(void *arg)
 	return NULL;
 }
 
+/* Free a pair of wires made over SV, and the payload buffer P. */
+static void
+done_pair(struct ps_wire *a, struct ps_wire *b, int sv[2], struct buf *p)
+{
+	buf_free(p);
+	ps_wire_free(a);
+	ps_wire_free(b);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 static void
 test_round_trip(void **state)
 {
@@ -164,11 +175,7 @@ test_round_trip(void **state)
 	assert_int_equal(ps_wire_bytes_in(a), 0);
 	assert_int_equal(ps_wire_bytes_out(b), 0);
 	free(want);
-	buf_free(&p);
-	ps_wire_free(a);
-	ps_wire_free(b);
-	close(sv[0]);
-	close(sv[1]);
+	done_pair(a, b, sv, &p);
 }
 
 /* Several threads send at once: every frame arrives whole and in order. */
@@ -259,11 +266,54 @@ test_threads(void **state)
 		assert_int_equal(s[i].rc, PS_OK);
 	}
 	free(want);
-	buf_free(&p);
-	ps_wire_free(a);
-	ps_wire_free(b);
-	close(sv[0]);
-	close(sv[1]);
+	done_pair(a, b, sv, &p);
+}
+
+/* Held frames go after the ones that pass, in their order; a cap. */
+static void
+test_hold(void **state)
+{
+	struct ps_wire *a, *b;
+	struct buf p = { 0 };
+	unsigned char *big = calloc(1, PS_FRAME_MAX);
+	uint8_t type;
+	int sv[2], i, rc = PS_OK;
+
+	(void)state;
+	pair(sv);
+	a = ps_wire_new(sv[0], sv[0]);
+	b = ps_wire_new(sv[1], sv[1]);
+	ps_wire_hold(a, 1ull << 11 | 1ull << 12);
+	assert_int_equal(ps_wire_send(a, 28, "r1", 2), PS_OK);
+	assert_int_equal(ps_wire_send(a, 11, "m1", 2), PS_OK);
+	assert_int_equal(ps_wire_send(a, 70, "x", 1), PS_OK);	/* >= 64 */
+	assert_int_equal(ps_wire_send(a, 12, "m2", 2), PS_OK);
+	assert_int_equal(ps_wire_flush(a), PS_OK);
+	assert_int_equal(ps_wire_recv(b, &type, &p), PS_OK);
+	assert_int_equal(type, 11);
+	assert_int_equal(ps_wire_recv(b, &type, &p), PS_OK);
+	assert_int_equal(type, 12);
+	assert_int_equal(ps_wire_release(a), PS_OK);
+	assert_int_equal(ps_wire_recv(b, &type, &p), PS_OK);
+	assert_int_equal(type, 28);
+	assert_memory_equal(p.p, "r1", 2);
+	assert_int_equal(ps_wire_recv(b, &type, &p), PS_OK);
+	assert_int_equal(type, 70);
+	/* Released: frames go at once again. */
+	assert_int_equal(ps_wire_send(a, 28, "r2", 2), PS_OK);
+	assert_int_equal(ps_wire_flush(a), PS_OK);
+	assert_int_equal(ps_wire_recv(b, &type, &p), PS_OK);
+	assert_int_equal(type, 28);
+	/* No more than 64 MiB is held: then the stream is over. */
+	ps_wire_hold(a, 0);
+	for (i = 0; i < 17 && rc == PS_OK; i++)
+		rc = ps_wire_send(a, 28, big, PS_FRAME_MAX);
+	assert_int_equal(rc, PS_EPEER);
+	assert_int_equal(i, 16);
+	assert_non_null(strstr(ps_wire_error(a), "hold"));
+	assert_int_equal(ps_wire_release(a), PS_EPEER);
+	free(big);
+	done_pair(a, b, sv, &p);
 }
 
 static void
@@ -303,11 +353,7 @@ test_send2(void **state)
 	assert_int_equal(ps_wire_bytes_out(a), 2 * PS_FRAME_HDR +
 	    sizeof(hdr) + 1000);
 	free(big);
-	buf_free(&p);
-	ps_wire_free(a);
-	ps_wire_free(b);
-	close(sv[0]);
-	close(sv[1]);
+	done_pair(a, b, sv, &p);
 }
 
 /* ---- broken streams ---- */
@@ -630,6 +676,7 @@ main(void)
 		cmocka_unit_test(test_rd),
 		cmocka_unit_test(test_shutdown_pipe),
 		cmocka_unit_test(test_bwlimit),
+		cmocka_unit_test(test_hold),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
