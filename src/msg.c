@@ -414,8 +414,9 @@ ps_msg_encode(uint8_t type, const void *m, struct buf *out)
 		buf_add(out, rest->p, rest->len);
 }
 
-int
-ps_msg_send(struct ps_wire *w, uint8_t type, const void *m)
+/* Send M: its tail from memory, or (FD >= 0) the file's bytes at OFF. */
+static int
+msg_send(struct ps_wire *w, uint8_t type, const void *m, int fd, uint64_t off)
 {
 	const struct def *d = lookup(type);
 	const struct ps_bytes *rest;
@@ -431,11 +432,29 @@ ps_msg_send(struct ps_wire *w, uint8_t type, const void *m)
 	head.p = small;
 	head.cap = sizeof(small);
 	encode_head(d, m, &head, &rest);
-	rc = ps_wire_send2(w, type, head.p, head.len,
-	    rest != NULL ? rest->p : NULL, rest != NULL ? rest->len : 0);
+	if (fd >= 0)
+		rc = ps_wire_send_file(w, type, head.p, head.len, fd, off,
+		    rest != NULL ? rest->len : 0);
+	else
+		rc = ps_wire_send2(w, type, head.p, head.len,
+		    rest != NULL ? rest->p : NULL,
+		    rest != NULL ? rest->len : 0);
 	if (head.p != small)
 		buf_free(&head);
 	return rc;
+}
+
+int
+ps_msg_send(struct ps_wire *w, uint8_t type, const void *m)
+{
+	return msg_send(w, type, m, -1, 0);
+}
+
+int
+ps_msg_send_file(struct ps_wire *w, uint8_t type, const void *m, int fd,
+    uint64_t off)
+{
+	return msg_send(w, type, m, fd, off);
 }
 
 /* ---- decoding ---- */

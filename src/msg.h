@@ -308,6 +308,15 @@ const char *ps_msg_name(uint8_t type);
 int ps_msg_send(struct ps_wire *w, uint8_t type, const void *m);
 
 /*
+ * The same for a message whose tail is bytes of a file: M's tail names
+ * only their length, and they are the bytes of FD at OFF, passed from
+ * the page cache to the stream (ps_wire_send_file). PS_EPARTIAL when the
+ * file no longer holds them (see there).
+ */
+int ps_msg_send_file(struct ps_wire *w, uint8_t type, const void *m, int fd,
+    uint64_t off);
+
+/*
  * Encode message TYPE from M into OUT (payload only). Exposed for the
  * tests and the bundle writer.
  */

@@ -338,30 +338,76 @@ read_full(int fd, unsigned char *p, size_t n, uint64_t off)
 #define PROBE (16u << 10)
 
 /*
+ * Compress the piece M names (raw_len bytes of FD at M->off, read into
+ * RAW) when that pays: then M is the zstd bytes (in *Z). Otherwise M
+ * stays raw, *HAVE says whether RAW holds its bytes, and *COMPRESS
+ * becomes 0: already compressed data (a cab, an msu) is not tried
+ * again. A file's FIRST piece is tried on a 16 KiB sample first, so
+ * that such a file costs a look, not a compression of 1 MiB. Returns
+ * -1 when the file gave fewer bytes.
+ */
+static int
+compress_piece(struct ps_sender *s, ZSTD_CCtx **c, unsigned char **z,
+    int fd, unsigned char *raw, int first, struct ps_msg_data *m,
+    int *compress, int *have)
+{
+	size_t n = m->raw_len, zcap = ZSTD_compressBound(PS_DATA_CHUNK);
+	size_t want = first && n > PROBE ? PROBE : n, zn = 0;
+	int pays = 1;
+
+	if (read_full(fd, raw, want, m->off) != 0)
+		return -1;
+	if (*c == NULL) {
+		*c = cctx_get(s);
+		*z = xmalloc(zcap);
+	}
+	if (want < n) {
+		zn = ZSTD_compress2(*c, *z, zcap, raw, PROBE);
+		pays = !ZSTD_isError(zn) && zn <= PROBE - PROBE / 32;
+		if (pays && read_full(fd, raw + want, n - want,
+		    m->off + want) != 0)
+			return -1;
+	}
+	if (pays) {
+		*have = 1;
+		zn = ZSTD_compress2(*c, *z, zcap, raw, n);
+	}
+	if (!pays || ZSTD_isError(zn) || zn > n - n / 32) {
+		*compress = 0;
+		return 0;
+	}
+	m->codec = PS_CODEC_ZSTD;
+	m->data.p = *z;
+	m->data.len = zn;
+	return 0;
+}
+
+/*
  * Send bytes [OFF, OFF+LEN) of FD as DATA frames, compressed while that
- * pays. With a share (several servers), each piece is compressed once
- * for all of them (not on a retry: the file may have changed under its
- * hash). Returns PS_OK, PS_EPARTIAL on a read error (the receiver then
- * finds the file incomplete and we retry), or the session's failure.
+ * pays; raw pieces go from the page cache to the stream (sendfile), not
+ * through our memory. With a share (several servers), each piece is
+ * compressed once for all of them (not on a retry: the file may have
+ * changed under its hash). Returns PS_OK, PS_EPARTIAL on a read error
+ * (the receiver then finds the file incomplete and we retry), or the
+ * session's failure.
  */
 static int
 send_literal(struct ps_sender *s, struct sfile *f, int fd, uint64_t off,
     uint64_t len)
 {
 	struct ps_share *sh = f->retried ? NULL : s->o->share;
-	size_t zcap = ZSTD_compressBound(PS_DATA_CHUNK);
 	unsigned char *raw = NULL, *z = NULL;
 	struct buf shared = { 0 };
 	struct ps_msg_data m;
 	ZSTD_CCtx *c = NULL;
-	int compress = 1, pays, rc = PS_OK;
+	int compress = 1, have, rc = PS_OK;
 	uint64_t done = 0;
 	uint8_t codec;
 
 	raw = xmalloc(PS_DATA_CHUNK);
 	while (done < len && rc == PS_OK) {
 		size_t n = len - done > PS_DATA_CHUNK ? PS_DATA_CHUNK :
-		    (size_t)(len - done), zn;
+		    (size_t)(len - done);
 
 		m.id = f->id;
 		m.off = off + done;
@@ -369,52 +415,22 @@ send_literal(struct ps_sender *s, struct sfile *f, int fd, uint64_t off,
 		m.codec = PS_CODEC_RAW;
 		m.data.p = raw;
 		m.data.len = n;
+		have = 0;		/* raw holds the piece */
 		if (sh != NULL && ps_share_data_get(sh, f->ent.hash, m.off,
 		    (uint32_t)n, &codec, &shared)) {
 			if (codec == PS_CODEC_ZSTD) {
 				m.codec = PS_CODEC_ZSTD;
 				m.data.p = shared.p;
 				m.data.len = shared.len;
-			} else if (read_full(fd, raw, n, m.off) != 0) {
-				rc = PS_EPARTIAL;
-				break;
 			}
 		} else {
-			if (read_full(fd, raw, n, m.off) != 0) {
+			if (compress && n >= 512 && compress_piece(s, &c, &z,
+			    fd, raw, done == 0, &m, &compress, &have) != 0) {
 				if (sh != NULL)
 					ps_share_data_put(sh, f->ent.hash,
 					    m.off, (uint32_t)n, 0, NULL, 0);
 				rc = PS_EPARTIAL;  /* shrank: verify fails */
 				break;
-			}
-			if (compress && n >= 512) {
-				if (c == NULL) {
-					c = cctx_get(s);
-					z = xmalloc(zcap);
-				}
-				/*
-				 * Already compressed (cab, msu): stop. A
-				 * file's first chunk is tried on a sample
-				 * first, so that such a file costs a look
-				 * at 16 KiB, not a compression of 1 MiB.
-				 */
-				pays = 1;
-				if (done == 0 && n > PROBE) {
-					zn = ZSTD_compress2(c, z, zcap, raw,
-					    PROBE);
-					pays = !ZSTD_isError(zn) &&
-					    zn <= PROBE - PROBE / 32;
-				}
-				if (pays)
-					zn = ZSTD_compress2(c, z, zcap, raw, n);
-				if (!pays || ZSTD_isError(zn) ||
-				    zn > n - n / 32) {
-					compress = 0;
-				} else {
-					m.codec = PS_CODEC_ZSTD;
-					m.data.p = z;
-					m.data.len = zn;
-				}
 			}
 			if (sh != NULL)
 				ps_share_data_put(sh, f->ent.hash, m.off,
@@ -422,7 +438,17 @@ send_literal(struct ps_sender *s, struct sfile *f, int fd, uint64_t off,
 				    PS_CODEC_ZSTD ? m.data.p : raw,
 				    m.codec == PS_CODEC_ZSTD ? m.data.len : 0);
 		}
-		rc = send_failed(s, ps_send_data(s->ss->w, &m));
+		if (m.codec == PS_CODEC_RAW && !have) {
+			/* From the page cache to the stream, no copy here. */
+			m.data.p = NULL;
+			rc = ps_msg_send_file(s->ss->w, PS_MSG_DATA, &m, fd,
+			    m.off);
+			if (rc == PS_EPARTIAL)
+				break;	/* shrank: verify fails, retried */
+			rc = send_failed(s, rc);
+		} else {
+			rc = send_failed(s, ps_send_data(s->ss->w, &m));
+		}
 		done += n;
 		progress(s, n);
 	}

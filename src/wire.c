@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +38,7 @@
 
 #define OBUF_SIZE (256 * 1024)
 #define HELD_MAX (64u << 20)	/* frames held back (ps_wire_hold) */
+#define COPY_CHUNK (256u << 10)	/* file bytes read at once, slow way */
 #define IBUF_SIZE (256 * 1024)
 #define TEXT_MAX 60		/* bytes of peer text quoted in a reason */
 #define TEXT_WAIT_MS 300	/* wait for the rest of a text line */
@@ -450,6 +453,114 @@ ps_wire_send2(struct ps_wire *w, uint8_t type, const void *a, size_t alen,
 	r = send_locked(w, type, a, alen, b, blen);
 	pthread_mutex_unlock(&w->wlock);
 	return r;
+}
+
+/* Write N bytes of FD at OFF through our memory (the slow way). */
+static int
+copy_through(struct ps_wire *w, int fd, uint64_t off, size_t n, int *shrank)
+{
+	unsigned char *b = xmalloc(n < COPY_CHUNK ? (n ? n : 1) : COPY_CHUNK);
+	struct iovec iov;
+	size_t k;
+	ssize_t r;
+	int rc = PS_OK;
+
+	while (n > 0 && rc == PS_OK) {
+		k = n < COPY_CHUNK ? n : COPY_CHUNK;
+		r = *shrank ? 0 : pread(fd, b, k, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {		/* gone short: zeros keep the framing */
+			*shrank = 1;
+			memset(b, 0, k);
+			r = (ssize_t)k;
+		}
+		iov.iov_base = b;
+		iov.iov_len = (size_t)r;
+		rc = write_iov(w, &iov, 1);
+		off += (uint64_t)r;
+		n -= (size_t)r;
+	}
+	free(b);
+	return rc;
+}
+
+int
+ps_wire_send_file(struct ps_wire *w, uint8_t type, const void *a,
+    size_t alen, int fd, uint64_t off, size_t n)
+{
+	unsigned char hdr[PS_FRAME_HDR];
+	struct iovec iov[2];
+	struct stat st;
+	off_t pos = (off_t)off;
+	ssize_t r;
+	int rc, shrank = 0, direct = 1;
+
+	if (alen > PS_FRAME_MAX || n > PS_FRAME_MAX - alen) {
+		set_err(w, "internal error: frame of %zu bytes is over the "
+		    "%u-byte limit", alen + n, PS_FRAME_MAX);
+		return PS_EUSAGE;
+	}
+	if (fstat(fd, &st) != 0 || (uint64_t)st.st_size < off ||
+	    (uint64_t)st.st_size - off < n)
+		return PS_EPARTIAL;
+	pthread_mutex_lock(&w->wlock);
+	if (w->bwlimit != 0 || (w->holding && (type >= 64 ||
+	    !(w->pass & (1ull << type))))) {
+		/* Paced or held: the ordinary way, through a buffer. */
+		unsigned char *b = xmalloc(n ? n : 1);
+
+		pthread_mutex_unlock(&w->wlock);
+		r = n ? pread(fd, b, n, (off_t)off) : 0;
+		rc = r == (ssize_t)n ? ps_wire_send2(w, type, a, alen, b, n) :
+		    PS_EPARTIAL;
+		free(b);
+		return rc;
+	}
+	if ((rc = flush_locked(w)) != PS_OK)
+		goto out;
+	put_u32le(hdr, (uint32_t)(alen + n));
+	hdr[4] = type;
+	iov[0].iov_base = hdr;
+	iov[0].iov_len = PS_FRAME_HDR;
+	iov[1].iov_base = (void *)(uintptr_t)a;
+	iov[1].iov_len = alen;
+	if ((rc = write_iov(w, iov, 2)) != PS_OK)
+		goto out;
+	while (n > 0 && direct) {
+		r = sendfile(w->wfd, fd, &pos, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EAGAIN) {
+			if ((rc = wait_fd(w, w->wfd, POLLOUT)) != PS_OK) {
+				w->wdead = 1;
+				goto out;
+			}
+			continue;
+		}
+		if (r < 0 && (errno == EINVAL || errno == ENOSYS)) {
+			direct = 0;	/* not here: read and write */
+			break;
+		}
+		if (r < 0) {
+			rc = write_failed(w, errno);
+			goto out;
+		}
+		if (r == 0) {		/* shrank under us */
+			shrank = 1;
+			break;
+		}
+		atomic_fetch_add(&w->bytes_out, (uint64_t)r);
+		atomic_store(&w->last_out, now_ns());
+		n -= (size_t)r;
+	}
+	if (n > 0)
+		rc = copy_through(w, fd, (uint64_t)pos, n, &shrank);
+	if (rc == PS_OK && shrank)
+		rc = PS_EPARTIAL;
+out:
+	pthread_mutex_unlock(&w->wlock);
+	return rc;
 }
 
 int

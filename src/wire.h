@@ -47,6 +47,18 @@ int ps_wire_send2(struct ps_wire *w, uint8_t type, const void *a,
     size_t alen, const void *b, size_t blen);
 
 /*
+ * One frame whose payload is A (a header) followed by the N bytes of the
+ * file FD at OFF, which go from the page cache to the stream without a
+ * copy through our memory (sendfile) where the kernel allows it, else
+ * are read and written. When the file holds fewer than N bytes there,
+ * nothing is sent and PS_EPARTIAL returned; when it shrinks while being
+ * sent, the frame is completed with zeros (the receiver's hash check
+ * refuses the file) and PS_EPARTIAL returned.
+ */
+int ps_wire_send_file(struct ps_wire *w, uint8_t type, const void *a,
+    size_t alen, int fd, uint64_t off, size_t n);
+
+/*
  * Hold back every frame whose type is not in PASS (bit 1 << type) until
  * ps_wire_release, which writes them in the order they were sent: a
  * receiver still sending its manifest answers files that came early only

@@ -146,6 +146,21 @@ PY
         fail "the server read a new file's temporary back"
     fi
     grep -q "^[0-9]* *read(" strace.log || fail "strace saw no read at all"
+    # The console sends a new file that does not compress from the page
+    # cache to the stream (sendfile), not through its own memory: the
+    # whole file goes by sendfile, over a pipe (--rsh) and a socket (a
+    # local path).
+    mkfile src/sf 2621440 34
+    for to in "localhost:$T/dst" "$T/dst2"; do
+        rm -f strace-con.log
+        expect_exit 0 strace -f -y -qq -e trace=sendfile -o strace-con.log \
+            env ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
+            "$PS" push src "$to" --rsh "$RSH" --remote-path "$PS"
+        cmp -s src/sf "${to#localhost:}/sf" || fail "sf differs on $to"
+        sent=$(grep "sendfile([0-9]*<[^>]*>, [0-9]*<$T/src/sf>" strace-con.log |
+            sed -n 's/.* = \([0-9]*\)$/\1/p' | awk '{ n += $1 } END { print n + 0 }')
+        [ "$sent" = 2621440 ] || fail "to $to, sendfile passed $sent bytes of sf (want all 2621440)"
+    done
     python3 - src/h <<'PY'
 import sys
 d = bytearray(open(sys.argv[1], "rb").read())

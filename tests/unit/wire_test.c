@@ -316,6 +316,98 @@ test_hold(void **state)
 	done_pair(a, b, sv, &p);
 }
 
+/* A frame whose tail is a file's bytes: over a pipe and a socket. */
+struct sf_job {
+	struct ps_wire *w;
+	int fd, rc;
+	uint64_t off;
+	size_t n;
+	pthread_t t;
+};
+
+static void *
+sf_main(void *arg)
+{
+	struct sf_job *j = arg;
+
+	j->rc = ps_wire_send_file(j->w, 22, "head", 4, j->fd, j->off, j->n);
+	if (j->rc == PS_OK)
+		j->rc = ps_wire_flush(j->w);
+	return NULL;
+}
+
+static void
+test_send_file(void **state)
+{
+	char name[] = "/tmp/wire_test.XXXXXX";
+	unsigned char *data = malloc(300000);
+	struct ps_wire *a, *b;
+	struct buf p = { 0 };
+	struct sf_job j;
+	uint64_t before;
+	uint8_t type;
+	int fd, kind, sv[2], q[2];
+
+	(void)state;
+	fill_pattern(data, 300000, 5);
+	assert_true((fd = mkstemp(name)) >= 0);
+	unlink(name);
+	assert_int_equal(write(fd, data, 300000), 300000);
+	for (kind = 0; kind < 3; kind++) {
+		if (kind == 0) {	/* pipes, as to a remote shell */
+			assert_int_equal(pipe(sv), 0);
+			assert_int_equal(pipe(q), 0);
+			a = ps_wire_new(q[0], sv[1]);
+			b = ps_wire_new(sv[0], q[1]);
+		} else {		/* a socket, as to a local child */
+			pair(sv);
+			q[0] = q[1] = -1;
+			a = ps_wire_new(sv[0], sv[0]);
+			b = ps_wire_new(sv[1], sv[1]);
+		}
+		if (kind == 2)		/* paced: through a buffer */
+			ps_wire_set_bwlimit(a, 64u << 20);
+		/* More than a pipe holds: the sender waits for the reader. */
+		j.w = a;
+		j.fd = fd;
+		j.off = 1000;
+		j.n = 250000;
+		assert_int_equal(pthread_create(&j.t, NULL, sf_main, &j), 0);
+		assert_int_equal(ps_wire_recv(b, &type, &p), PS_OK);
+		pthread_join(j.t, NULL);
+		assert_int_equal(j.rc, PS_OK);
+		assert_int_equal(type, 22);
+		assert_int_equal(p.len, 4 + 250000);
+		assert_memory_equal(p.p, "head", 4);
+		assert_memory_equal(p.p + 4, data + 1000, 250000);
+		/* Past the end of the file: nothing goes. */
+		before = ps_wire_bytes_out(a);
+		assert_int_equal(ps_wire_send_file(a, 22, "h", 1, fd, 299000,
+		    2000), PS_EPARTIAL);
+		assert_int_equal(ps_wire_bytes_out(a), before);
+		/* Held, then released in order. */
+		ps_wire_hold(a, 0);
+		j.off = 7;
+		j.n = 3000;
+		sf_main(&j);
+		assert_int_equal(j.rc, PS_OK);
+		assert_int_equal(ps_wire_send(a, 11, "m", 1), PS_OK);
+		assert_int_equal(ps_wire_release(a), PS_OK);
+		assert_int_equal(ps_wire_recv(b, &type, &p), PS_OK);
+		assert_int_equal(type, 22);
+		assert_memory_equal(p.p + 4, data + 7, 3000);
+		assert_int_equal(ps_wire_recv(b, &type, &p), PS_OK);
+		assert_int_equal(type, 11);
+		if (q[0] >= 0) {
+			close(q[0]);
+			close(q[1]);
+		}
+		done_pair(a, b, sv, &p);
+	}
+	close(fd);
+	free(data);
+}
+
 static void
 test_send2(void **state)
 {
@@ -677,6 +769,7 @@ main(void)
 		cmocka_unit_test(test_shutdown_pipe),
 		cmocka_unit_test(test_bwlimit),
 		cmocka_unit_test(test_hold),
+		cmocka_unit_test(test_send_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
