@@ -41,6 +41,8 @@
 #define SHARE_BUDGET (64u << 20)
 /* Files this big keep their block sums in the merge (a matching hint). */
 #define HINT_MIN (1u << 20)
+#define PIPE_BUDGET (16 << 20)	/* bytes of pipes toward the servers */
+#define PIPE_MAX (1 << 20)	/* per pipe (fs.pipe-max-size's default) */
 
 static double
 now(void)
@@ -245,6 +247,7 @@ struct run {
 	pthread_cond_t cv;	/* done changed, or a source became ready */
 	size_t next;		/* next target to start (mu) */
 	int done;		/* mu */
+	int pipe_size;		/* of each pipe toward a server */
 };
 
 
@@ -533,6 +536,7 @@ session(struct run *r, struct ps_target *t)
 	    (unsigned)t->timeout : o->timeout;
 	so.bwlimit = o->bwlimit != 0 ? o->bwlimit : t->bwlimit;
 	so.relay = t->relay;
+	so.pipe_size = r->pipe_size;
 	__atomic_store_n(&t->prog_phase, PS_PH_COMPARING, __ATOMIC_RELAXED);
 	if (ps_sess_connect(&ss, &so) == PS_OK &&
 	    components(r, t, &ss) == PS_OK && t->relay)
@@ -873,6 +877,17 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 	n = o->jobs < 1 ? 1 : o->jobs;
 	if ((size_t)n > nt)
 		n = (int)nt;
+	/*
+	 * A pipe holds 64 KiB: a MiB of data is sixteen rounds of write,
+	 * wake-up and read on each side (fan-out-64: a fifth of the
+	 * console's CPU). Larger pipes toward the servers, within a quarter
+	 * of the per-user pipe quota (pipe-user-pages-soft, 64 MiB) however
+	 * many sessions run at once: beyond it the kernel would give every
+	 * new pipe of the user a single page.
+	 */
+	r.pipe_size = PIPE_BUDGET / n;
+	if (r.pipe_size > PIPE_MAX)
+		r.pipe_size = PIPE_MAX;
 	if (o->task != NULL)
 		ps_diag_collect(1);
 	have_progress = o->mode == PS_OPEN_PUSH &&

@@ -434,7 +434,8 @@ greet(struct ps_sess *s)
 int
 ps_sess_connect(struct ps_sess *s, const struct ps_sess_opts *o)
 {
-	struct ps_conn_opts co = { o->rsh, o->remote_path, NULL, o->relay };
+	struct ps_conn_opts co = { o->rsh, o->remote_path, NULL, o->relay,
+	    o->pipe_size };
 	struct ps_url u;
 	char err[256];
 	int rc;

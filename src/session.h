@@ -64,6 +64,7 @@ struct ps_sess_opts {
 	unsigned timeout;	/* seconds, 0: none */
 	uint64_t bwlimit;	/* bytes per second, 0: none */
 	int relay;		/* a relay: ask for serve --relay */
+	int pipe_size;		/* ps_conn_opts.pipe_size */
 };
 
 /*

@@ -266,7 +266,7 @@ open_local(struct ps_conn *c, const char *prog, char **argv)
 }
 
 static int
-open_pipes(struct ps_conn *c, const char *prog, char **argv)
+open_pipes(struct ps_conn *c, const char *prog, char **argv, int size)
 {
 	int to[2], from[2], i;
 
@@ -279,6 +279,9 @@ open_pipes(struct ps_conn *c, const char *prog, char **argv)
 		close(to[1]);
 		return -1;
 	}
+	/* Only toward the server: that is where the file data goes. */
+	if (size > 0)
+		(void)fcntl(to[1], F_SETPIPE_SZ, size);
 	for (i = 0; i < 2; i++) {
 		to[i] = above2(to[i]);
 		from[i] = above2(from[i]);
@@ -325,7 +328,7 @@ ps_conn_open(const struct ps_url *u, const struct ps_conn_opts *o,
 		prog = o->self_exe != NULL ? o->self_exe : "/proc/self/exe";
 		r = open_local(c, prog, argv);
 	} else
-		r = open_pipes(c, argv[0], argv);
+		r = open_pipes(c, argv[0], argv, o->pipe_size);
 	ps_argv_free(argv);
 	if (r < 0) {
 		c->pid = -1;

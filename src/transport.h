@@ -22,6 +22,11 @@ struct ps_conn_opts {
 	const char *remote_path;	/* verbatim; NULL: "patchsync" */
 	const char *self_exe;	/* local server; NULL: /proc/self/exe */
 	int relay;		/* ask for `serve --relay` (relay.h) */
+	/*
+	 * Bytes the pipe to a remote shell may hold (F_SETPIPE_SZ); 0: the
+	 * system's default. A refusal leaves the default.
+	 */
+	int pipe_size;
 };
 
 /*

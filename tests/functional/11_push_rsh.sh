@@ -90,4 +90,22 @@ err_has "not found"
 treemeta m6 >got
 diff want got >&2 || fail "m6 not pushed"
 [ ! -e m5 ] || fail "m5 created by a failing push"
+# The pipe toward a server holds 1 MiB (the default 64 KiB made a MiB of
+# data sixteen rounds of write, wake-up and read), less when many
+# sessions run at once (a quarter of the per-user pipe quota in all).
+cat >pipesz <<EOF
+#!/bin/sh
+python3 -c 'import fcntl; print(fcntl.fcntl(0, 1032))' >"$T/pipesz.d/\$\$"
+exec "$PS" "\$@"
+EOF
+chmod +x pipesz
+mkdir pipesz.d
+expect_exit 0 "$PS" push src "localhost:$T/p1" --rsh "$RSH" --remote-path "$T/pipesz"
+[ "$(cat pipesz.d/*)" = 1048576 ] || fail "the pipe to one server holds $(cat pipesz.d/*) bytes"
+rm -f pipesz.d/*
+set --
+for i in $(seq 1 32); do set -- "$@" "localhost:$T/pj$i"; done
+expect_exit 0 "$PS" push src "$@" -j 32 --rsh "$RSH" --remote-path "$T/pipesz"
+[ "$(ls pipesz.d | wc -l)" = 32 ] || fail "$(ls pipesz.d | wc -l) servers recorded their pipe"
+[ "$(cat pipesz.d/* | sort -u)" = 524288 ] || fail "pipes with -j 32: $(cat pipesz.d/* | sort -u | tr '\n' ' ')"
 exit 0
