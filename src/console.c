@@ -41,6 +41,7 @@
 #define SHARE_BUDGET (64u << 20)
 /* Files this big keep their block sums in the merge (a matching hint). */
 #define HINT_MIN (1u << 20)
+#define DECODE_MAX (16u << 20)	/* memory for a scan decoded once */
 #define PIPE_BUDGET (16 << 20)	/* bytes of pipes toward the servers */
 #define PIPE_MAX (1 << 20)	/* per pipe (fs.pipe-max-size's default) */
 
@@ -248,6 +249,18 @@ struct run {
 	size_t next;		/* next target to start (mu) */
 	int done;		/* mu */
 	int pipe_size;		/* of each pipe toward a server */
+	struct decoded *dec;	/* per source: its scan decoded once */
+};
+
+/*
+ * With several servers, a source's scan is decoded once for all their
+ * merges when it is small enough to hold (else each session reads the
+ * file as a stream, as with one server).
+ */
+struct decoded {
+	pthread_mutex_t mu;
+	int state;		/* 0 not tried, 1 in m, -1 not held */
+	struct ps_manifest m;
 };
 
 
@@ -370,7 +383,7 @@ streams_ended(struct ps_sess *ss, struct ps_sess_mf *mf,
 
 	if ((rc = ps_sess_mf_end(mf)) != PS_OK)
 		return rc;
-	if (ps_mfin_failed(mine))
+	if (mine != NULL && ps_mfin_failed(mine))
 		return ps_sess_said(ss, PS_EPARTIAL, "console directory %s: "
 		    "its manifest cannot be read back: %s", s->path,
 		    ps_mfin_error(mine));
@@ -382,6 +395,43 @@ streams_ended(struct ps_sess *ss, struct ps_sess_mf *mf,
  * as it comes and compared with the console's as a merge: neither is
  * held whole.
  */
+/* S's scan decoded once for every session (see struct decoded), or NULL. */
+static const struct ps_manifest *
+decoded_scan(struct run *r, struct ps_source *s, uint64_t sums_min)
+{
+	struct decoded *d;
+	struct ps_mfin *in;
+	const struct ps_entry *e;
+	struct ps_entry c;
+	uint64_t used = 0;
+
+	if (r->dec == NULL)
+		return NULL;
+	d = &r->dec[s - r->src];
+	pthread_mutex_lock(&d->mu);
+	if (d->state == 0) {
+		in = ps_mfin_pread(s->mf_fd);
+		ps_mfin_sums_min(in, sums_min);
+		d->m.flags = PS_MF_LOCAL;
+		while (used <= DECODE_MAX && (e = ps_mfin_next(in)) != NULL) {
+			ps_entry_copy(&c, e);
+			ps_manifest_put(&d->m, &c);
+			used += sizeof(c) + e->path_len + 12 * (uint64_t)(
+			    e->blocks != NULL ? e->nblocks : 0);
+		}
+		/*
+		 * Too big to hold, or damaged (each session then says so
+		 * itself): every session reads it as a stream.
+		 */
+		d->state = used <= DECODE_MAX && !ps_mfin_failed(in) ? 1 : -1;
+		if (d->state < 0)
+			ps_manifest_free(&d->m);
+		ps_mfin_free(in);
+	}
+	pthread_mutex_unlock(&d->mu);
+	return d->state == 1 ? &d->m : NULL;
+}
+
 static int
 component(struct run *r, struct ps_target *t, struct ps_sess *ss,
     struct ps_source *s, struct rows_ctx *rows, struct ps_pool *pool)
@@ -394,8 +444,11 @@ component(struct run *r, struct ps_target *t, struct ps_sess *ss,
 	struct ps_sender *snd = NULL;
 	struct ps_sess_mf *mf;
 	struct ps_mfin *mine;
+	const struct ps_manifest *held;
+	struct ps_arr_pos pos;
 	struct ps_eiter a, b;
 	uint32_t flags = o->flags;
+	uint64_t sums_min;
 	size_t nrows;
 	int rc;
 
@@ -427,14 +480,19 @@ component(struct run *r, struct ps_target *t, struct ps_sess *ss,
 		return ps_sess_said(ss, rc, "console directory %s could not "
 		    "be used", s->path);
 	}
-	mine = ps_mfin_pread(s->mf_fd);
 	/*
 	 * Our own block sums serve only as a hint for matching big files;
 	 * decoding every file's for every server costs more than it saves.
 	 */
-	ps_mfin_sums_min(mine, o->mode == PS_OPEN_REPORT ? UINT64_MAX :
-	    HINT_MIN);
-	ps_eiter_mfin(&a, mine);
+	sums_min = o->mode == PS_OPEN_REPORT ? UINT64_MAX : HINT_MIN;
+	if ((held = decoded_scan(r, s, sums_min)) != NULL) {
+		mine = NULL;
+		ps_eiter_array(&a, &pos, held);
+	} else {
+		mine = ps_mfin_pread(s->mf_fd);
+		ps_mfin_sums_min(mine, sums_min);
+		ps_eiter_mfin(&a, mine);
+	}
 	ps_sess_mf_eiter(mf, &b);
 	if (o->mode == PS_OPEN_REPORT) {
 		rows->component = s->component;
@@ -874,6 +932,11 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 	pthread_cond_init(&r.cv, NULL);
 	if (o->mode == PS_OPEN_PUSH && nt > 1)
 		r.share = ps_share_new(SHARE_BUDGET);
+	if (nt > 1) {
+		r.dec = xcalloc(nsrc, sizeof(*r.dec));
+		for (k = 0; k < nsrc; k++)
+			pthread_mutex_init(&r.dec[k].mu, NULL);
+	}
 	n = o->jobs < 1 ? 1 : o->jobs;
 	if ((size_t)n > nt)
 		n = (int)nt;
@@ -920,6 +983,11 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 		    "%" PRIu64 " compressed pieces", plans, chunks);
 		ps_share_free(r.share);
 	}
+	for (k = 0; r.dec != NULL && k < nsrc; k++) {
+		ps_manifest_free(&r.dec[k].m);
+		pthread_mutex_destroy(&r.dec[k].mu);
+	}
+	free(r.dec);
 	pthread_mutex_destroy(&r.mu);
 	pthread_cond_destroy(&r.cv);
 	for (k = 0; k < nt; k++)

@@ -51,6 +51,31 @@ for k in 0 1 2; do
         fail "server $k: files transferred: $(cat "$T/out")"
 done
 
+# With several servers the console's scan is decoded once for all their
+# merges, not read again by each session: a new source's scan file is
+# read about once for three servers.
+if command -v strace >/dev/null; then
+    cp -a src src3
+    expect_exit 0 env ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
+        strace -f -y -qq -e trace=pread64 -o "$T/scan.strace" \
+        "$PS" push src3 "x:$T/s3a" "x:$T/s3b" "x:$T/s3c" -j 3 --rsh "$RSH" \
+        --remote-path "$PS"
+    for s in s3a s3b s3c; do
+        diff -r src3 "$s" >/dev/null || fail "server $s differs from the console"
+    done
+    scan=$(grep -oE "<$T/cache/patchsync/[0-9a-f]+\.psm>" scan.strace | sort -u)
+    [ "$(printf '%s\n' "$scan" | wc -l)" = 1 ] || fail "scan files read: $scan"
+    read=$(grep -F "$scan" scan.strace |
+        sed -n 's/.* = \([0-9]*\)$/\1/p' | awk '{ n += $1 } END { print n + 0 }')
+    scan=${scan#<}
+    size=$(wc -c <"${scan%>}")
+    [ "$read" -gt 0 ] && [ "$read" -le $((size + size / 2)) ] ||
+        fail "the scan file ($size bytes) was read $read bytes for three servers"
+else
+    echo "strace is missing (./bootstrap installs it)" >&2
+    exit 99
+fi
+
 # One server alone shares nothing (and says nothing of it).
 cp -a old/. d1/ 2>/dev/null || { mkdir d1 && cp -a old/. d1/; }
 expect_exit 0 "$PS" push src "x:$T/d1" --rsh "$RSH" --remote-path "$PS" \
