@@ -71,10 +71,14 @@ struct ps_sender {
 	struct ps_send_stats *st;	/* mu */
 	/*
 	 * Files by id, in blocks that never move (jobs hold pointers to
-	 * them): blk[id / SF_BLK][id % SF_BLK]; published by nf.
+	 * them): blk[id / SF_BLK][id % SF_BLK]. The protocol's ids are
+	 * fewer than the files a component may send: the file numbered N
+	 * (nf counts them) has id N % nids, and takes its slot over from
+	 * the one nids before it once that one is over.
 	 */
 	struct sfile **blk;
 	size_t nf;		/* mu */
+	uint32_t nids;
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;	/* anything below changed, or the end */
@@ -92,11 +96,18 @@ struct ps_sender {
 	int ncctx;
 };
 
-/* File ID (below nf). */
+/* File ID (below nf and nids). */
 static struct sfile *
 sf(struct ps_sender *s, size_t id)
 {
 	return &s->blk[id / SF_BLK][id % SF_BLK];
+}
+
+/* Is ID one that files were sent with (with mu held)? */
+static int
+id_used(const struct ps_sender *s, uint32_t id)
+{
+	return id < s->nf && id < s->nids;
 }
 
 static void
@@ -906,7 +917,7 @@ on_sums(struct ps_sender *s, const struct buf *payload)
 	if ((rc = ps_sess_decode(s->ss, PS_MSG_SUMS, payload, &m)) != PS_OK)
 		return rc;
 	lock(s);
-	f = m.id < s->nf ? sf(s, m.id) : NULL;
+	f = id_used(s, m.id) ? sf(s, m.id) : NULL;
 	if (f == NULL || f->sums_expect == 0 || (int)m.round != f->round ||
 	    f->sums.len + m.data.len > f->sums_expect) {
 		unlock(s);
@@ -957,7 +968,7 @@ on_result(struct ps_sender *s, const struct buf *payload)
 	if ((rc = ps_sess_decode(s->ss, PS_MSG_RESULT, payload, &m)) != PS_OK)
 		return rc;
 	lock(s);
-	rc = m.id >= s->nf || sf(s, m.id)->finished;
+	rc = !id_used(s, m.id) || sf(s, m.id)->finished;
 	f = rc ? NULL : sf(s, m.id);
 	unlock(s);
 	if (rc)
@@ -1144,19 +1155,23 @@ start_file(struct ps_sender *s, struct sfile *f)
 }
 
 static void
+sfile_clear(struct sfile *f)
+{
+	ps_mops_free(&f->ops);
+	free(f->gaps);
+	buf_free(&f->sums);
+	free(f->ent.blocks);
+	free(f->ent.weak);
+	memset(f, 0, sizeof(*f));
+}
+
+static void
 snd_free(struct ps_sender *s)
 {
 	size_t i;
 
-	for (i = 0; i < s->nf; i++) {
-		struct sfile *f = sf(s, i);
-
-		ps_mops_free(&f->ops);
-		free(f->gaps);
-		buf_free(&f->sums);
-		free(f->ent.blocks);
-		free(f->ent.weak);
-	}
+	for (i = 0; i < s->nf && i < s->nids; i++)
+		sfile_clear(sf(s, i));
 	for (i = 0; i < SF_TOP && s->blk[i] != NULL; i++)
 		free(s->blk[i]);
 	free(s->blk);
@@ -1205,24 +1220,31 @@ use_delta(const struct ps_send_opts *o, const struct ps_action *a)
 	    a->src->size >= DELTA_MIN;
 }
 
-/* The slot of the next file (with mu held), or NULL at the id limit. */
+/* Is the next file's slot free (with mu held)? */
+static int
+slot_free(struct ps_sender *s)
+{
+	return s->nf < s->nids || sf(s, s->nf % s->nids)->finished;
+}
+
+/* The slot of the next file, free (with mu held). */
 static struct sfile *
 new_slot(struct ps_sender *s)
 {
-	size_t b = s->nf / SF_BLK;
+	size_t k = s->nf % s->nids, b = k / SF_BLK;
 
-	if (b >= SF_TOP)
-		return NULL;
 	if (s->blk[b] == NULL)
 		s->blk[b] = xcalloc(SF_BLK, sizeof(struct sfile));
-	return &s->blk[b][s->nf % SF_BLK];
+	if (s->nf >= s->nids)	/* the file nids before is over */
+		sfile_clear(&s->blk[b][k % SF_BLK]);
+	return &s->blk[b][k % SF_BLK];
 }
 
 /* Fill F (the slot new_slot gave) for action A and publish it. */
 static void
 add_file(struct ps_sender *s, struct sfile *f, const struct ps_action *a)
 {
-	f->id = (uint32_t)s->nf;
+	f->id = (uint32_t)(s->nf % s->nids);
 	f->ent = *a->src;
 	f->ent.blocks = NULL;	/* ours only when refreshed */
 	f->ent.weak = NULL;
@@ -1256,16 +1278,14 @@ send_changes(struct ps_sender *s, const struct ps_syncplan *plan, int deletes)
 			rc = send_path(s, PS_MSG_MKDIR, a->src);
 		} else if (a->kind == PS_ACT_SEND) {
 			lock(s);
-			WAIT_UNTIL(s, s->inflight < WINDOW);
+			WAIT_UNTIL(s, s->inflight < WINDOW && slot_free(s));
 			rc = ps_sess_rc(s->ss);
 			if (rc == PS_OK && s->ended)
 				rc = PS_EPEER;
-			if (rc == PS_OK && (f = new_slot(s)) == NULL)
-				rc = ps_sess_fail(s->ss, PS_EUSAGE, "more than "
-				    "%u files to send in one directory; push "
-				    "it in parts", PS_MAX_FILE_ID);
-			if (rc == PS_OK)
+			if (rc == PS_OK) {
+				f = new_slot(s);
 				add_file(s, f, a);
+			}
 			unlock(s);
 			if (rc == PS_OK)
 				start_file(s, f);
@@ -1281,6 +1301,8 @@ ps_send_begin(struct ps_sess *ss, int srcfd, const struct ps_send_opts *o,
     struct ps_send_stats *st)
 {
 	struct ps_sender *s = xcalloc(1, sizeof(*s));
+	const char *ids;
+	unsigned long n;
 
 	memset(st, 0, sizeof(*st));
 	s->ss = ss;
@@ -1288,6 +1310,11 @@ ps_send_begin(struct ps_sess *ss, int srcfd, const struct ps_send_opts *o,
 	s->o = o;
 	s->st = st;
 	s->blk = xcalloc(SF_TOP, sizeof(*s->blk));
+	s->nids = PS_MAX_FILE_ID;
+	/* Tests make ids run out after a few files (at least 128). */
+	if ((ids = getenv("PATCHSYNC_TEST_FILE_IDS")) != NULL &&
+	    (n = strtoul(ids, NULL, 10)) >= 128 && n < PS_MAX_FILE_ID)
+		s->nids = (uint32_t)n;
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);
 	pthread_mutex_init(&s->zmu, NULL);
@@ -1310,8 +1337,10 @@ ps_send_early(struct ps_sender *s, const struct ps_action *a)
 		return 0;
 	/* Nothing is answered before the manifest ends: never wait. */
 	lock(s);
-	if (s->inflight < WINDOW && (f = new_slot(s)) != NULL)
+	if (s->inflight < WINDOW && slot_free(s)) {
+		f = new_slot(s);
 		add_file(s, f, a);
+	}
 	unlock(s);
 	if (f == NULL)
 		return 0;

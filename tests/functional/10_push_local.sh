@@ -125,4 +125,17 @@ cmp -s src/big dst/big || fail "-W: server file differs"
 treemeta src >want; treemeta dst >got
 diff want got >&2 || fail "final trees differ"
 no_litter "$T/dst"
+
+# More files than the protocol has file ids (1,048,576; a test makes
+# them 128): ids are reused once their files are over, and every file
+# lands. Over a remote shell too (files go while the server walks).
+mkdir many
+(cd many && seq 1 1000 | sed 's/^/f/' | xargs touch && seq 1 300 | while read -r i; do echo "$i" >"g$i"; done)
+expect_exit 0 env PATCHSYNC_TEST_FILE_IDS=128 "$PS" push many "$T/many-dst" --json
+diff -r many many-dst >/dev/null || fail "a push of 1300 files with 128 ids differs"
+[ "$(json_get "$T/out" "d['servers'][0]['files_transferred']")" = 1300 ] ||
+    fail "files transferred: $(cat "$T/out")"
+expect_exit 0 env PATCHSYNC_TEST_FILE_IDS=128 "$PS" push many "x:$T/many-rsh" \
+    --rsh "$TOP_SRCDIR/tests/rsh-local" --remote-path "$PS"
+diff -r many many-rsh >/dev/null || fail "over --rsh, 1300 files with 128 ids differ"
 exit 0
