@@ -345,6 +345,9 @@ read_full(int fd, unsigned char *p, size_t n, uint64_t off)
 	return 0;
 }
 
+/* Raw pieces this big are passed by sendfile, smaller ones copied. */
+#define SENDFILE_MIN (64u << 10)
+
 /* Bytes of a file's first chunk compressed to see whether it pays. */
 #define PROBE (16u << 10)
 
@@ -449,8 +452,19 @@ send_literal(struct ps_sender *s, struct sfile *f, int fd, uint64_t off,
 				    PS_CODEC_ZSTD ? m.data.p : raw,
 				    m.codec == PS_CODEC_ZSTD ? m.data.len : 0);
 		}
+		/*
+		 * A small piece (an edit's few bytes) joins the frames
+		 * gathered in the output buffer; a big one goes from the
+		 * page cache to the stream, not through our memory.
+		 */
+		if (m.codec == PS_CODEC_RAW && !have && n < SENDFILE_MIN) {
+			if (read_full(fd, raw, n, m.off) != 0) {
+				rc = PS_EPARTIAL;	/* shrank */
+				break;
+			}
+			have = 1;
+		}
 		if (m.codec == PS_CODEC_RAW && !have) {
-			/* From the page cache to the stream, no copy here. */
 			m.data.p = NULL;
 			rc = ps_msg_send_file(s->ss->w, PS_MSG_DATA, &m, fd,
 			    m.off);
