@@ -152,12 +152,13 @@ PY
     # local path).
     mkfile src/sf 2621440 34
     for to in "localhost:$T/dst" "$T/dst2"; do
-        rm -f strace-con.log
-        expect_exit 0 strace -f -y -qq -e trace=sendfile -o strace-con.log \
+        rm -f strace-con.log*
+        # One file per thread (-ff): no call is split by another's.
+        expect_exit 0 strace -ff -y -qq -e trace=sendfile -o strace-con.log \
             env ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
             "$PS" push src "$to" --rsh "$RSH" --remote-path "$PS"
         cmp -s src/sf "${to#localhost:}/sf" || fail "sf differs on $to"
-        sent=$(grep "sendfile([0-9]*<[^>]*>, [0-9]*<$T/src/sf>" strace-con.log |
+        sent=$(cat strace-con.log.* | grep "sendfile([0-9]*<[^>]*>, [0-9]*<$T/src/sf>" |
             sed -n 's/.* = \([0-9]*\)$/\1/p' | awk '{ n += $1 } END { print n + 0 }')
         [ "$sent" = 2621440 ] || fail "to $to, sendfile passed $sent bytes of sf (want all 2621440)"
     done

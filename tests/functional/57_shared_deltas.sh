@@ -57,15 +57,17 @@ done
 if command -v strace >/dev/null; then
     cp -a src src3
     expect_exit 0 env ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
-        strace -f -y -qq -e trace=pread64 -o "$T/scan.strace" \
+        strace -ff -y -qq -e trace=pread64 -o "$T/scan.strace" \
         "$PS" push src3 "x:$T/s3a" "x:$T/s3b" "x:$T/s3c" -j 3 --rsh "$RSH" \
         --remote-path "$PS"
     for s in s3a s3b s3c; do
         diff -r src3 "$s" >/dev/null || fail "server $s differs from the console"
     done
-    scan=$(grep -oE "<$T/cache/patchsync/[0-9a-f]+\.psm>" scan.strace | sort -u)
+    # One file per thread (-ff): no call is split by another's.
+    cat scan.strace.* >scan.all
+    scan=$(grep -oE "<$T/cache/patchsync/[0-9a-f]+\.psm>" scan.all | sort -u)
     [ "$(printf '%s\n' "$scan" | wc -l)" = 1 ] || fail "scan files read: $scan"
-    read=$(grep -F "$scan" scan.strace |
+    read=$(grep -F "$scan" scan.all |
         sed -n 's/.* = \([0-9]*\)$/\1/p' | awk '{ n += $1 } END { print n + 0 }')
     scan=${scan#<}
     size=$(wc -c <"${scan%>}")
