@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 
 #include "console.h"
 #include "mfcache.h"
+#include "mfshare.h"
 #include "output.h"
 #include "pool.h"
 #include "receiver.h"
@@ -42,8 +44,12 @@
 /* Files this big keep their block sums in the merge (a matching hint). */
 #define HINT_MIN (1u << 20)
 #define DECODE_MAX (16u << 20)	/* memory for a scan decoded once */
+/* Servers' manifests held unread while they match another's, at most. */
+#define MFSHARE_BUDGET (256u << 20)
 #define PIPE_BUDGET (16 << 20)	/* bytes of pipes toward the servers */
 #define PIPE_MAX (1 << 20)	/* per pipe (fs.pipe-max-size's default) */
+#define MALLOC_MMAP_MIN (4 << 20)	/* smaller blocks from the arenas */
+#define MALLOC_TRIM_MIN (64 << 20)	/* free memory an arena keeps */
 
 static double
 now(void)
@@ -250,6 +256,7 @@ struct run {
 	int done;		/* mu */
 	int pipe_size;		/* of each pipe toward a server */
 	struct decoded *dec;	/* per source: its scan decoded once */
+	struct ps_mfshare *mfs;	/* plans of identical manifests, or NULL */
 };
 
 /*
@@ -432,13 +439,81 @@ decoded_scan(struct run *r, struct ps_source *s, uint64_t sums_min)
 	return d->state == 1 ? &d->m : NULL;
 }
 
+/* A session's part in sharing plans between identical manifests. */
+struct mfpeer {
+	struct ps_mfshare *m;	/* NULL: not sharing */
+	size_t c;		/* the component */
+	struct ps_mfpeer p;
+	uint64_t held;		/* bytes held unread, against the budget */
+	const struct ps_syncplan *plan;	/* the shared plan taken */
+};
+
+static void
+mf_frame(void *arg, uint64_t k, const unsigned char *d)
+{
+	struct mfpeer *p = arg;
+
+	ps_mfshare_frame(p->m, p->c, &p->p, k, d);
+}
+
+/*
+ * A follower: take the whole manifest in unread while its frames match
+ * a reference's and the budget allows, then look its plan up by
+ * its digest (into D). PS_MFS_HAVE (the plan in P->plan), PS_MFS_MAKE
+ * (the caller makes it from what is held, for the others) or
+ * PS_MFS_NONE (the caller merges as it comes).
+ */
+static int
+follow(struct ps_sess_mf *mf, struct mfpeer *p, unsigned char d[16])
+{
+	size_t q;
+
+	for (;;) {
+		q = ps_sess_mf_queued(mf);
+		if (q > p->held) {
+			if (!ps_mfshare_hold(p->m, q - p->held))
+				break;
+			p->held = q;
+		}
+		if (p->p.diverged || !ps_sess_mf_prefetch(mf))
+			break;
+	}
+	if (p->p.diverged || !ps_sess_mf_whole(mf) ||
+	    ps_sess_mf_digest(mf, d) != 0)
+		return PS_MFS_NONE;
+	return ps_mfshare_get(p->m, p->c, d, &p->plan);
+}
+
+/*
+ * The plan this session made, for the others with the same manifest:
+ * as asked (PS_MFS_MAKE), or offered by a reference's maker. *PLAN becomes NULL
+ * when the share took it (it is freed with the share).
+ */
+static void
+keep_plan(struct mfpeer *p, int shared, struct ps_sess_mf *mf, int ok,
+    unsigned char d[16], struct ps_syncplan **plan)
+{
+	if (shared == PS_MFS_MAKE) {
+		ps_mfshare_put(p->m, p->c, d, ok ? *plan : NULL);
+		if (ok)
+			*plan = NULL;
+	} else if (p->p.own >= 0 && ok && ps_sess_mf_digest(mf, d) == 0 &&
+	    ps_mfshare_offer(p->m, p->c, d, *plan)) {
+		*plan = NULL;
+	}
+}
+
 static int
 component(struct run *r, struct ps_target *t, struct ps_sess *ss,
     struct ps_source *s, struct rows_ctx *rows, struct ps_pool *pool)
 {
 	const struct ps_console_opts *o = r->o;
 	struct ps_plan_opts po = { .delete = o->send.delete };
-	struct ps_syncplan plan;
+	struct ps_syncplan *plan;
+	const struct ps_syncplan *use;
+	struct mfpeer peer = { .m = NULL };
+	unsigned char d[16];
+	int shared;
 	struct ps_send_opts so;
 	struct ps_send_stats st;
 	struct ps_sender *snd = NULL;
@@ -472,6 +547,12 @@ component(struct run *r, struct ps_target *t, struct ps_sess *ss,
 	 * never held up by ours.
 	 */
 	mf = ps_sess_mf_open(ss);
+	if (r->mfs != NULL && o->mode == PS_OPEN_PUSH) {
+		peer.m = r->mfs;
+		peer.c = (size_t)(s - r->src);
+		ps_mfshare_join(peer.m, peer.c, &peer.p);
+		ps_sess_mf_hash(mf, ps_mfshare_seed(peer.m), mf_frame, &peer);
+	}
 	while (!is_scanned(r, s) && ps_sess_mf_prefetch(mf))
 		;
 	rc = scanned(r, s);
@@ -509,21 +590,40 @@ component(struct run *r, struct ps_target *t, struct ps_sess *ss,
 	send_opts(r, t, s, pool, &so);
 	__atomic_store_n(&t->prog_phase, PS_PH_SENDING, __ATOMIC_RELAXED);
 	snd = ps_send_begin(ss, s->fd, &so, &st);
-	if (flags & PS_OF_EARLY) {
-		po.early = early_hook;
-		po.early_arg = snd;
+	plan = xcalloc(1, sizeof(*plan));
+	shared = peer.m != NULL && peer.p.own < 0 ? follow(mf, &peer, d) :
+	    PS_MFS_NONE;
+	if (shared == PS_MFS_HAVE) {
+		/* Byte for byte a manifest another session read and checked. */
+		ps_sess_mf_skip(mf);
+		free(plan);
+		plan = NULL;
+		use = peer.plan;
+	} else {
+		if ((flags & PS_OF_EARLY) && shared == PS_MFS_NONE) {
+			po.early = early_hook;
+			po.early_arg = snd;
+		}
+		ps_syncplan_stream(&a, &s->by, &b, &po, plan);
+		use = plan;
 	}
-	ps_syncplan_stream(&a, &s->by, &b, &po, &plan);
 	/* Nothing is deleted on the strength of half a manifest. */
 	rc = streams_ended(ss, mf, mine, s);
+	if (peer.m != NULL)
+		keep_plan(&peer, shared, mf, rc == PS_OK, d, &plan);
 	ps_mfin_free(mine);
 	ps_sess_mf_free(mf);
+	if (peer.held > 0)
+		ps_mfshare_unhold(peer.m, peer.held);
 	if (rc == PS_OK)
-		rc = ps_send_finish(snd, &plan);
+		rc = ps_send_finish(snd, use);
 	else
 		(void)ps_send_finish(snd, NULL);
 	send_done(t, &so, &st);
-	ps_syncplan_free(&plan);
+	if (plan != NULL) {
+		ps_syncplan_free(plan);
+		free(plan);
+	}
 	return rc;
 }
 
@@ -930,8 +1030,18 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 	r.nt = nt;
 	pthread_mutex_init(&r.mu, NULL);
 	pthread_cond_init(&r.cv, NULL);
-	if (o->mode == PS_OPEN_PUSH && nt > 1)
+	/*
+	 * Every file sent takes and frees buffers of a MiB on some thread:
+	 * from an arena kept whole, not from fresh mappings (or a heap
+	 * trimmed and faulted in again) each time. A tenth of the CPU of a
+	 * push to many servers went to page faults.
+	 */
+	(void)mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_MIN);
+	(void)mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_MIN);
+	if (o->mode == PS_OPEN_PUSH && nt > 1) {
 		r.share = ps_share_new(SHARE_BUDGET);
+		r.mfs = ps_mfshare_new(nsrc, MFSHARE_BUDGET);
+	}
 	if (nt > 1) {
 		r.dec = xcalloc(nsrc, sizeof(*r.dec));
 		for (k = 0; k < nsrc; k++)
@@ -982,6 +1092,11 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 		ps_info(2, "shared between servers: %" PRIu64 " delta plans, "
 		    "%" PRIu64 " compressed pieces", plans, chunks);
 		ps_share_free(r.share);
+	}
+	if (r.mfs != NULL) {
+		ps_info(2, "servers that took another's plan: %" PRIu64,
+		    ps_mfshare_hits(r.mfs));
+		ps_mfshare_free(r.mfs);	/* before the scans its plans use */
 	}
 	for (k = 0; r.dec != NULL && k < nsrc; k++) {
 		ps_manifest_free(&r.dec[k].m);

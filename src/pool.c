@@ -20,8 +20,10 @@ struct ps_pool {
 	pthread_cond_t idle;	/* pending dropped to 0 */
 	struct job *head, *tail;
 	unsigned pending;	/* queued + running */
+	unsigned queued;	/* not taken yet */
+	unsigned nidle;		/* threads waiting for a job */
 	int stop;
-	int n;
+	int n, max;		/* threads started, at most */
 	pthread_t *tid;
 };
 
@@ -33,11 +35,15 @@ worker(void *arg)
 
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		while (p->head == NULL && !p->stop)
+		while (p->head == NULL && !p->stop) {
+			p->nidle++;
 			pthread_cond_wait(&p->work, &p->mu);
+			p->nidle--;
+		}
 		if (p->head == NULL)
 			break;
 		j = p->head;
+		p->queued--;
 		p->head = j->next;
 		if (p->head == NULL)
 			p->tail = NULL;
@@ -64,7 +70,6 @@ struct ps_pool *
 ps_pool_new(int n)
 {
 	struct ps_pool *p = xcalloc(1, sizeof(*p));
-	int i;
 
 	if (n < 1)
 		n = 1;
@@ -72,16 +77,26 @@ ps_pool_new(int n)
 	pthread_cond_init(&p->work, NULL);
 	pthread_cond_init(&p->idle, NULL);
 	p->tid = xcalloc((size_t)n, sizeof(*p->tid));
-	for (i = 0; i < n; i++) {
-		if (pthread_create(&p->tid[i], NULL, worker, p) != 0)
-			break;
+	p->max = n;
+	return p;
+}
+
+/*
+ * Threads start as jobs come, while more wait than threads are idle
+ * (mu held): a pool that gets no work (a server with nothing to send)
+ * costs no thread.
+ */
+static void
+grow(struct ps_pool *p)
+{
+	if (p->queued <= p->nidle || p->n >= p->max)
+		return;
+	if (pthread_create(&p->tid[p->n], NULL, worker, p) == 0)
 		p->n++;
-	}
-	if (p->n == 0) {
+	else if (p->n == 0) {
 		ps_err("cannot start worker threads");
 		exit(PS_EPARTIAL);
 	}
-	return p;
 }
 
 void
@@ -99,6 +114,8 @@ ps_pool_submit(struct ps_pool *p, void (*fn)(void *), void *arg)
 		p->head = j;
 	p->tail = j;
 	p->pending++;
+	p->queued++;
+	grow(p);
 	pthread_cond_signal(&p->work);
 	pthread_mutex_unlock(&p->mu);
 }

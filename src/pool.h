@@ -7,7 +7,7 @@
 
 struct ps_pool;
 
-/* Start N worker threads (at least 1). */
+/* A pool of N worker threads (at least 1), started as jobs come. */
 struct ps_pool *ps_pool_new(int n);
 
 /* Queue FN(ARG); some worker runs it soon. Never blocks for long. */

@@ -60,6 +60,7 @@ struct sfile {
 	struct buf sums;	/* what came of them (mu until complete) */
 	uint64_t sums_expect;	/* the bytes they come to */
 	int retried;
+	int own_fd;		/* changed: not the shared descriptor */
 	int finished;		/* mu */
 	uint64_t sent_literal;	/* mu */
 };
@@ -90,6 +91,12 @@ struct ps_sender {
 	int ack_code;
 	int worst;		/* worst per-file result */
 	int ended;		/* the reader stopped */
+	/*
+	 * ps_send_early carried actions out: the plan is this sender's own
+	 * and marks them. A plan made for another server's identical
+	 * manifest marks that one's: here they are all still to do.
+	 */
+	int took_early;
 
 	pthread_mutex_t zmu;	/* guards cctx, ncctx */
 	ZSTD_CCtx *cctx[MAX_CCTX];
@@ -255,14 +262,33 @@ open_src(struct ps_sender *s, struct sfile *f, struct stat *st)
 	char *e;
 	int fd;
 
-	if (ps_open_beneath(s->srcfd, f->ent.path, &fd, st) == 0)
+	/*
+	 * With several servers one descriptor serves them all (it is read
+	 * only by offset); a retry, after the file changed, opens its own.
+	 */
+	if (s->o->share != NULL && !f->retried && !f->own_fd) {
+		if ((fd = ps_share_fd_get(s->o->share, s->srcfd, f->ent.path,
+		    st)) >= 0)
+			return fd;
+	} else if (ps_open_beneath(s->srcfd, f->ent.path, &fd, st) == 0) {
 		return fd;
+	}
 	e = ps_escape(f->ent.path, f->ent.path_len);
 	ps_err("%s/%s: cannot read: %s", s->o->label, e, errno == ELOOP ?
 	    "a symlink is in the way" : errno == EISDIR || errno == EINVAL ?
 	    "not a regular file" : strerror(errno));
 	free(e);
 	return -1;
+}
+
+/* Done with a descriptor open_src gave. */
+static void
+close_src(struct ps_sender *s, int fd)
+{
+	if (s->o->share != NULL)
+		ps_share_fd_put(s->o->share, fd);
+	else
+		close(fd);
 }
 
 static int
@@ -499,15 +525,29 @@ send_whole(struct ps_sender *s, struct sfile *f)
 		file_failed(s, f, PS_EPARTIAL);
 		return;
 	}
+	if (changed_since(&f->ent, &st) && s->o->share != NULL &&
+	    !f->retried && !f->own_fd) {
+		/*
+		 * Hashed again from a descriptor of its own (the shared one
+		 * has no file position to read by), and sent from it.
+		 */
+		ps_share_fd_forget(s->o->share, fd);
+		close_src(s, fd);
+		f->own_fd = 1;
+		if ((fd = open_src(s, f, &st)) < 0) {
+			file_failed(s, f, PS_EPARTIAL);
+			return;
+		}
+	}
 	if (changed_since(&f->ent, &st) && refresh(s, f, fd, &st) != 0) {
-		close(fd);
+		close_src(s, fd);
 		file_failed(s, f, PS_EPARTIAL);
 		return;
 	}
 	rc = send_file_header(s, f);
 	if (rc == PS_OK)
 		rc = send_literal(s, f, fd, 0, f->ent.size);
-	close(fd);
+	close_src(s, fd);
 	if (rc == PS_OK || rc == PS_EPARTIAL)
 		(void)send_end(s, f);
 }
@@ -540,7 +580,7 @@ send_planned(struct ps_sender *s, struct sfile *f)
 	}
 	if (changed_since(&f->ent, &st)) {
 		/* The plan was made for other content: send it whole. */
-		close(fd);
+		close_src(s, fd);
 		send_whole(s, f);
 		return;
 	}
@@ -559,7 +599,7 @@ send_planned(struct ps_sender *s, struct sfile *f)
 		rc = send_failed(s, ps_send_copy(s->ss->w, &c));
 		progress(s, op->len);
 	}
-	close(fd);
+	close_src(s, fd);
 	if (rc == PS_OK || rc == PS_EPARTIAL)
 		(void)send_end(s, f);
 }
@@ -741,13 +781,13 @@ job_match(void *arg)
 	} else if (sh != NULL && ps_share_final_peek(sh, f->dst->hash,
 	    f->ent.hash, f->ent.size, &f->ops)) {
 		/* Another server with this old copy: its refined plan. */
-		close(fd);
+		close_src(s, fd);
 		send_planned(s, f);
 		goto out;
 	} else {
 		rc = first_plan(s, f, fd, &basis);
 	}
-	close(fd);
+	close_src(s, fd);
 	if (rc != PS_OK) {
 		/* Changed meanwhile, or sums we cannot use: whole. */
 		ps_mops_free(&f->ops);
@@ -821,7 +861,7 @@ job_lazy_match(void *arg)
 		ps_blocksums_free(&basis);
 	}
 	if (fd >= 0)
-		close(fd);
+		close_src(s, fd);
 	sums_taken(s, f);
 	if (rc != PS_OK) {
 		ps_mops_free(&f->ops);
@@ -883,7 +923,7 @@ job_refine(void *arg)
 	free(sub);
 	free(idx);
 	if (fd >= 0)
-		close(fd);
+		close_src(s, fd);
 	sums_taken(s, f);
 	if (ok)
 		refine_or_send(s, f);
@@ -907,7 +947,7 @@ job_retry(void *arg)
 		goto out;
 	if ((fd = open_src(s, f, &st)) >= 0) {
 		ok = refresh(s, f, fd, &st) == 0;
-		close(fd);
+		close_src(s, fd);
 	}
 	if (ok) {
 		f->use_delta = 0;
@@ -1281,7 +1321,7 @@ send_changes(struct ps_sender *s, const struct ps_syncplan *plan, int deletes)
 		const struct ps_action *a = &plan->a[i];
 		struct sfile *f = NULL;
 
-		if (a->early)		/* gone before the plan was whole */
+		if (a->early && s->took_early)	/* gone before the plan */
 			continue;
 		if (a->kind == PS_ACT_DELETE && deletes) {
 			rc = send_path(s, PS_MSG_DELETE, a->dst);
@@ -1343,6 +1383,7 @@ ps_send_early(struct ps_sender *s, const struct ps_action *a)
 	if (s->o->dry_run || ps_sess_rc(s->ss) != PS_OK)
 		return 0;
 	if (a->kind == PS_ACT_MKDIR) {
+		s->took_early = 1;
 		(void)send_path(s, PS_MSG_MKDIR, a->src);
 		return 1;
 	}
@@ -1358,6 +1399,7 @@ ps_send_early(struct ps_sender *s, const struct ps_action *a)
 	unlock(s);
 	if (f == NULL)
 		return 0;
+	s->took_early = 1;
 	start_file(s, f);
 	return 1;
 }

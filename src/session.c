@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <xxhash.h>
 #include <zstd.h>
 
 #include "session.h"
@@ -660,6 +661,11 @@ ps_sess_send_manifest(struct ps_sess *s, const struct ps_manifest *m)
 	return rc;
 }
 
+struct qframe {
+	uint8_t type;
+	struct buf b;
+};
+
 struct ps_sess_mf {
 	struct ps_sess *s;
 	ZSTD_DStream *z;
@@ -671,11 +677,51 @@ struct ps_sess_mf {
 	int ended;		/* MFEND received and checked */
 	int rc;			/* the session's failure, once failed */
 	struct ps_mfin *in;
-	/* Frames received ahead (ps_sess_mf_prefetch): type, length, data. */
-	struct buf q;
-	size_t qhead;
+	/* Frames received ahead (ps_sess_mf_prefetch), each as it came. */
+	struct qframe *q;
+	size_t nq, capq, qhead;
+	size_t qbytes;		/* their payloads' bytes, not read yet */
 	int qdone;		/* the last frame of the manifest is queued */
+	uint8_t qlast;		/* and its type */
+	int skipped;		/* taken unread (ps_sess_mf_skip) */
+	/* The frames' running digest (ps_sess_mf_hash), or NULL. */
+	XXH3_state_t *h;
+	uint64_t nframes;
+	void (*fn)(void *, uint64_t, const unsigned char *);
+	void *fnarg;
 };
+
+/* The frames received ahead, read or not: gone. */
+static void
+q_free(struct ps_sess_mf *m)
+{
+	size_t i;
+
+	for (i = 0; i < m->nq; i++)
+		buf_free(&m->q[i].b);
+	free(m->q);
+	m->q = NULL;
+	m->nq = m->capq = m->qhead = 0;
+	m->qbytes = 0;
+}
+
+/* Frame TYPE with its N bytes at P came: into the running digest. */
+static void
+mf_hash(struct ps_sess_mf *m, uint8_t type, const void *p, size_t n)
+{
+	XXH128_canonical_t c;
+	uint32_t len = (uint32_t)n;
+
+	if (m->h == NULL)
+		return;
+	(void)XXH3_128bits_update(m->h, &type, 1);
+	(void)XXH3_128bits_update(m->h, &len, 4);
+	(void)XXH3_128bits_update(m->h, p, n);
+	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(m->h));
+	if (m->fn != NULL)
+		m->fn(m->fnarg, m->nframes, c.digest);
+	m->nframes++;
+}
 
 /* Compressed manifest bytes received ahead at most. */
 #define MF_PREFETCH_MAX	(64u << 20)
@@ -737,21 +783,20 @@ mf_read(void *arg, void *p, size_t n)
 				continue;
 			/* Input used up with nothing out: the next frame. */
 		}
-		if (m->qhead < m->q.len) {
-			uint32_t len;
-
-			type = m->q.p[m->qhead];
-			memcpy(&len, m->q.p + m->qhead + 1, 4);
-			m->msg.len = 0;
-			buf_add(&m->msg, m->q.p + m->qhead + 5, len);
-			m->qhead += 5 + (size_t)len;
-			if (m->qhead == m->q.len) {
-				buf_free(&m->q);
-				m->qhead = 0;
-			}
+		if (m->qhead < m->nq) {
+			/* The frame's own buffer: no copy. */
+			type = m->q[m->qhead].type;
+			buf_free(&m->msg);
+			m->msg = m->q[m->qhead].b;
+			memset(&m->q[m->qhead].b, 0, sizeof(m->msg));
+			m->qbytes -= m->msg.len;
+			if (++m->qhead == m->nq)
+				q_free(m);
 		} else if ((m->rc = ps_sess_recv(m->s, &type, &m->msg)) !=
 		    PS_OK) {
 			continue;
+		} else {
+			mf_hash(m, type, m->msg.p, m->msg.len);
 		}
 		if (type == PS_MSG_MFDATA) {
 			if ((m->rc = ps_sess_decode(m->s, type, &m->msg,
@@ -803,24 +848,76 @@ ps_sess_mf_open(struct ps_sess *s)
 int
 ps_sess_mf_prefetch(struct ps_sess_mf *m)
 {
-	struct buf msg = { 0 };
-	uint8_t type;
-	uint32_t len;
+	struct qframe *f;
 
-	if (m->qdone || m->rc != PS_OK || m->q.len >= MF_PREFETCH_MAX)
+	if (m->qdone || m->rc != PS_OK || m->qbytes >= MF_PREFETCH_MAX)
 		return 0;
-	if ((m->rc = ps_sess_recv(m->s, &type, &msg)) != PS_OK) {
-		buf_free(&msg);		/* a frame cut short, an ERROR */
+	if (m->nq == m->capq) {
+		m->capq = m->capq ? m->capq * 2 : 16;
+		m->q = xreallocarray(m->q, m->capq, sizeof(*m->q));
+	}
+	f = &m->q[m->nq];
+	memset(f, 0, sizeof(*f));
+	if ((m->rc = ps_sess_recv(m->s, &f->type, &f->b)) != PS_OK) {
+		buf_free(&f->b);	/* a frame cut short, an ERROR */
 		return 0;
 	}
-	len = (uint32_t)msg.len;	/* at most PS_FRAME_MAX */
-	buf_addc(&m->q, type);
-	buf_add(&m->q, &len, 4);
-	buf_add(&m->q, msg.p, msg.len);
-	buf_free(&msg);
-	if (type != PS_MSG_MFDATA)
+	m->nq++;
+	m->qbytes += f->b.len;	/* each at most PS_FRAME_MAX */
+	mf_hash(m, f->type, f->b.p, f->b.len);
+	if (f->type != PS_MSG_MFDATA) {
 		m->qdone = 1;
+		m->qlast = f->type;
+	}
 	return !m->qdone;
+}
+
+void
+ps_sess_mf_hash(struct ps_sess_mf *m, uint64_t seed,
+    void (*fn)(void *, uint64_t, const unsigned char *), void *arg)
+{
+	if (m->h == NULL && (m->h = XXH3_createState()) == NULL) {
+		ps_err("out of memory");
+		exit(PS_EPARTIAL);
+	}
+	(void)XXH3_128bits_reset_withSeed(m->h, seed);
+	m->nframes = 0;
+	m->fn = fn;
+	m->fnarg = arg;
+}
+
+int
+ps_sess_mf_digest(const struct ps_sess_mf *m, unsigned char d[16])
+{
+	XXH128_canonical_t c;
+
+	if (m->h == NULL)
+		return -1;
+	XXH128_canonicalFromHash(&c, XXH3_128bits_digest(m->h));
+	memcpy(d, c.digest, 16);
+	return 0;
+}
+
+size_t
+ps_sess_mf_queued(const struct ps_sess_mf *m)
+{
+	return m->qbytes;
+}
+
+int
+ps_sess_mf_whole(const struct ps_sess_mf *m)
+{
+	/* Nothing read from the queue yet, and it ends with MFEND. */
+	return m->rc == PS_OK && m->qdone && m->qlast == PS_MSG_MFEND &&
+	    m->qhead == 0 && m->raw == 0;
+}
+
+void
+ps_sess_mf_skip(struct ps_sess_mf *m)
+{
+	q_free(m);
+	m->ended = 1;
+	m->skipped = 1;
 }
 
 const struct ps_entry *
@@ -845,6 +942,8 @@ ps_sess_mf_eiter(struct ps_sess_mf *m, struct ps_eiter *it)
 int
 ps_sess_mf_end(struct ps_sess_mf *m)
 {
+	if (m->skipped)
+		return m->rc;
 	/* What was not read yet is read (and checked) now. */
 	while (!ps_mfin_failed(m->in) && ps_mfin_next(m->in) != NULL)
 		;
@@ -869,8 +968,10 @@ ps_sess_mf_free(struct ps_sess_mf *m)
 		return;
 	ps_mfin_free(m->in);
 	ZSTD_freeDStream(m->z);
+	if (m->h != NULL)
+		XXH3_freeState(m->h);
 	buf_free(&m->msg);
-	buf_free(&m->q);
+	q_free(m);
 	free(m);
 }
 

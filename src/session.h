@@ -191,6 +191,25 @@ uint32_t ps_sess_mf_flags(struct ps_sess_mf *m);
 void ps_sess_mf_free(struct ps_sess_mf *m);
 
 /*
+ * The frames from now on (call it before any arrives) go into a running
+ * XXH3-128 digest seeded with SEED; FN (if not NULL) is told each
+ * frame's index from 0 and the digest after it. ps_sess_mf_digest gives
+ * the digest so far (-1 when not hashing).
+ */
+void ps_sess_mf_hash(struct ps_sess_mf *m, uint64_t seed,
+    void (*fn)(void *, uint64_t, const unsigned char *), void *arg);
+int ps_sess_mf_digest(const struct ps_sess_mf *m, unsigned char d[16]);
+/* Bytes received ahead and not read yet. */
+size_t ps_sess_mf_queued(const struct ps_sess_mf *m);
+/* 1 when the whole manifest, to its MFEND, is received ahead unread. */
+int ps_sess_mf_whole(const struct ps_sess_mf *m);
+/*
+ * Take such a manifest as read and checked, without decoding it: only
+ * for one byte-identical to a manifest that was (its digest matches).
+ */
+void ps_sess_mf_skip(struct ps_sess_mf *m);
+
+/*
  * Receive the whole manifest into M (as above). Returns PS_OK or the
  * session's failure.
  */

@@ -6,13 +6,19 @@
  * a list in the order they were made, the oldest first out when the
  * budget is exceeded; an entry still being made is never dropped.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <xxhash.h>
+
+#include "fsops.h"
 #include "share.h"
 
 #define NBUCKET 4096
+#define FDS_MAX 64		/* console files held open */
 
 enum { K_PLAN, K_DATA, K_FINAL };
 
@@ -34,6 +40,17 @@ struct ent {
 	struct ent *older, *newer;	/* age list */
 };
 
+/* A console file open for every session that sends it. */
+struct fdslot {
+	int fd;			/* -1: free */
+	int dirfd;
+	uint64_t h;		/* of the path */
+	char *path;
+	struct stat st;		/* when it was opened */
+	unsigned refs;		/* sessions reading it now */
+	uint64_t used;		/* tick of the last get */
+};
+
 struct ps_share {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -41,6 +58,8 @@ struct ps_share {
 	struct ent *oldest, *newest;
 	size_t used, budget;
 	uint64_t hits_plan, hits_data;
+	struct fdslot fds[FDS_MAX];
+	uint64_t tick, hits_fd;
 };
 
 struct ps_share *
@@ -48,9 +67,13 @@ ps_share_new(size_t budget)
 {
 	struct ps_share *sh = xcalloc(1, sizeof(*sh));
 
+	size_t i;
+
 	pthread_mutex_init(&sh->mu, NULL);
 	pthread_cond_init(&sh->cv, NULL);
 	sh->budget = budget;
+	for (i = 0; i < FDS_MAX; i++)
+		sh->fds[i].fd = -1;
 	return sh;
 }
 
@@ -69,9 +92,16 @@ ps_share_free(struct ps_share *sh)
 
 	if (sh == NULL)
 		return;
+	size_t i;
+
 	for (e = sh->oldest; e != NULL; e = next) {
 		next = e->newer;
 		ent_free(e);
+	}
+	for (i = 0; i < FDS_MAX; i++) {
+		if (sh->fds[i].fd >= 0)
+			close(sh->fds[i].fd);
+		free(sh->fds[i].path);
 	}
 	pthread_mutex_destroy(&sh->mu);
 	pthread_cond_destroy(&sh->cv);
@@ -340,5 +370,111 @@ ps_share_stats(struct ps_share *sh, uint64_t *plans, uint64_t *chunks)
 	pthread_mutex_lock(&sh->mu);
 	*plans = sh->hits_plan;
 	*chunks = sh->hits_data;
+	pthread_mutex_unlock(&sh->mu);
+}
+
+/* The slot holding DIRFD's PATH (hash H), or NULL (mu held). */
+static struct fdslot *
+fd_find(struct ps_share *sh, int dirfd, uint64_t h, const char *path)
+{
+	size_t i;
+
+	for (i = 0; i < FDS_MAX; i++)
+		if (sh->fds[i].fd >= 0 && sh->fds[i].h == h &&
+		    sh->fds[i].dirfd == dirfd &&
+		    strcmp(sh->fds[i].path, path) == 0)
+			return &sh->fds[i];
+	return NULL;
+}
+
+int
+ps_share_fd_get(struct ps_share *sh, int dirfd, const char *path,
+    struct stat *st)
+{
+	uint64_t h = XXH3_64bits(path, strlen(path));
+	struct fdslot *x, *victim = NULL;
+	int fd, err;
+	size_t i;
+
+	pthread_mutex_lock(&sh->mu);
+	if ((x = fd_find(sh, dirfd, h, path)) != NULL) {
+		x->refs++;
+		x->used = ++sh->tick;
+		*st = x->st;
+		sh->hits_fd++;
+		pthread_mutex_unlock(&sh->mu);
+		return x->fd;
+	}
+	pthread_mutex_unlock(&sh->mu);
+	if (ps_open_beneath(dirfd, path, &fd, st) != 0)
+		return -1;
+	pthread_mutex_lock(&sh->mu);
+	if ((x = fd_find(sh, dirfd, h, path)) != NULL) {
+		/* Opened meanwhile by another session: one is enough. */
+		x->refs++;
+		x->used = ++sh->tick;
+		*st = x->st;
+		pthread_mutex_unlock(&sh->mu);
+		err = errno;
+		close(fd);
+		errno = err;
+		return x->fd;
+	}
+	/* A free slot, else the one used longest ago that nobody reads. */
+	for (i = 0; i < FDS_MAX; i++) {
+		x = &sh->fds[i];
+		if (x->fd < 0) {
+			victim = x;
+			break;
+		}
+		if (x->refs == 0 && (victim == NULL || x->used < victim->used))
+			victim = x;
+	}
+	if (victim != NULL) {
+		if (victim->fd >= 0)
+			close(victim->fd);
+		free(victim->path);
+		victim->fd = fd;
+		victim->dirfd = dirfd;
+		victim->h = h;
+		victim->path = xstrdup(path);
+		victim->st = *st;
+		victim->refs = 1;
+		victim->used = ++sh->tick;
+	}
+	pthread_mutex_unlock(&sh->mu);
+	return fd;	/* the caller's own when no slot was free */
+}
+
+void
+ps_share_fd_put(struct ps_share *sh, int fd)
+{
+	size_t i;
+
+	pthread_mutex_lock(&sh->mu);
+	for (i = 0; i < FDS_MAX; i++)
+		if (sh->fds[i].fd == fd && sh->fds[i].refs > 0) {
+			sh->fds[i].refs--;
+			pthread_mutex_unlock(&sh->mu);
+			return;
+		}
+	pthread_mutex_unlock(&sh->mu);
+	close(fd);
+}
+
+void
+ps_share_fd_forget(struct ps_share *sh, int fd)
+{
+	size_t i;
+
+	pthread_mutex_lock(&sh->mu);
+	for (i = 0; i < FDS_MAX; i++)
+		if (sh->fds[i].fd == fd && sh->fds[i].refs > 0) {
+			/* Closed by the last of its readers. */
+			sh->fds[i].h = 0;
+			free(sh->fds[i].path);
+			sh->fds[i].path = xstrdup("");
+			sh->fds[i].dirfd = -1;
+		}
 	pthread_mutex_unlock(&sh->mu);
 }

@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "match.h"
 
@@ -60,6 +61,20 @@ int ps_share_data_get(struct ps_share *sh, const unsigned char new[16],
     uint64_t off, uint32_t len, uint8_t *codec, struct buf *out);
 void ps_share_data_put(struct ps_share *sh, const unsigned char new[16],
     uint64_t off, uint32_t len, uint8_t codec, const void *p, size_t n);
+
+/*
+ * PATH beneath DIRFD open for reading (ps_open_beneath), one descriptor
+ * for every session that sends the file, at most FDS_MAX at a time: its
+ * file position is nobody's, so only pread and sendfile with an offset
+ * may use it. *ST is the file's status when it was opened. Returns the
+ * descriptor, or -1 with errno. Every get is matched by a put (which
+ * closes it when it was not kept); forget stops handing out one found
+ * changed.
+ */
+int ps_share_fd_get(struct ps_share *sh, int dirfd, const char *path,
+    struct stat *st);
+void ps_share_fd_put(struct ps_share *sh, int fd);
+void ps_share_fd_forget(struct ps_share *sh, int fd);
 
 /* Work saved so far: plans and compressions taken from the share. */
 void ps_share_stats(struct ps_share *sh, uint64_t *plans, uint64_t *chunks);

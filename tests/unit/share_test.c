@@ -9,7 +9,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -145,6 +148,81 @@ test_budget(void **state)
 	ps_share_free(sh);
 }
 
+/* Is FD open? */
+static int
+is_open(int fd)
+{
+	return fcntl(fd, F_GETFD) != -1;
+}
+
+static void
+test_fds(void **state)
+{
+	struct ps_share *sh = ps_share_new(1u << 20);
+	char dir[] = "/tmp/share_test.XXXXXX", name[64], path[128];
+	struct stat st, st2;
+	int dfd, a, b, c, fds[80], i;
+	FILE *fp;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	for (i = 0; i < 80; i++) {
+		snprintf(path, sizeof(path), "%s/f%d", dir, i);
+		fp = fopen(path, "w");
+		assert_non_null(fp);
+		fprintf(fp, "file %d\n", i);
+		fclose(fp);
+	}
+	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	assert_true(dfd >= 0);
+	/* Two sessions sending one file share one descriptor. */
+	a = ps_share_fd_get(sh, dfd, "f1", &st);
+	b = ps_share_fd_get(sh, dfd, "f1", &st2);
+	assert_true(a >= 0);
+	assert_int_equal(a, b);
+	assert_int_equal(st.st_ino, st2.st_ino);
+	assert_int_equal(st.st_size, 7);
+	c = ps_share_fd_get(sh, dfd, "f2", &st);
+	assert_true(c >= 0 && c != a);
+	ps_share_fd_put(sh, a);
+	ps_share_fd_put(sh, b);
+	assert_true(is_open(a));	/* kept for the next session */
+	/* Not there, or escaping the directory: -1, nothing kept. */
+	errno = 0;
+	assert_int_equal(ps_share_fd_get(sh, dfd, "nope", &st), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(ps_share_fd_get(sh, dfd, "../etc/passwd", &st), -1);
+	/*
+	 * More files at once than it keeps: the rest are the caller's own,
+	 * closed by the put; those kept stay within the bound.
+	 */
+	for (i = 0; i < 80; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		fds[i] = ps_share_fd_get(sh, dfd, name, &st);
+		assert_true(fds[i] >= 0);
+	}
+	for (i = 0; i < 80; i++)
+		ps_share_fd_put(sh, fds[i]);
+	ps_share_fd_put(sh, c);
+	for (i = 0, a = 0; i < 80; i++)
+		a += is_open(fds[i]);
+	assert_true(a <= 64);
+	/* Forgotten (found changed): the next get opens it anew. */
+	a = ps_share_fd_get(sh, dfd, "f3", &st);
+	ps_share_fd_forget(sh, a);
+	b = ps_share_fd_get(sh, dfd, "f3", &st);
+	assert_true(b != a);
+	ps_share_fd_put(sh, a);
+	ps_share_fd_put(sh, b);
+	ps_share_free(sh);
+	for (i = 0; i < 80; i++) {
+		snprintf(path, sizeof(path), "%s/f%d", dir, i);
+		unlink(path);
+	}
+	close(dfd);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -152,6 +230,7 @@ main(void)
 		cmocka_unit_test(test_plan),
 		cmocka_unit_test(test_data),
 		cmocka_unit_test(test_budget),
+		cmocka_unit_test(test_fds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
