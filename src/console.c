@@ -255,6 +255,7 @@ struct run {
 	size_t next;		/* next target to start (mu) */
 	int done;		/* mu */
 	int pipe_size;		/* of each pipe toward a server */
+	int nsess;		/* sessions at once */
 	struct decoded *dec;	/* per source: its scan decoded once */
 	struct ps_mfshare *mfs;	/* plans of identical manifests, or NULL */
 };
@@ -355,6 +356,7 @@ send_opts(struct run *r, struct ps_target *t, struct ps_source *s,
 	so->progress_nfiles = &t->prog_nfiles;
 	so->dry_run = (o->flags & PS_OF_DRYRUN) != 0;
 	so->share = r->share;
+	so->inline_whole = r->nsess >= ps_ncpu();
 }
 
 static void
@@ -1050,6 +1052,7 @@ ps_console_run(const struct ps_console_opts *o, struct ps_source *src,
 	n = o->jobs < 1 ? 1 : o->jobs;
 	if ((size_t)n > nt)
 		n = (int)nt;
+	r.nsess = n;
 	/*
 	 * A pipe holds 64 KiB: a MiB of data is sixteen rounds of write,
 	 * wake-up and read on each side (fan-out-64: a fifth of the

@@ -22,7 +22,7 @@ unsigned ps_pool_pending(struct ps_pool *p);
 /* Wait for the jobs, stop the threads and free the pool. NULL is fine. */
 void ps_pool_free(struct ps_pool *p);
 
-/* Number of CPUs online (at least 1). */
+/* Number of CPUs we may run on (at least 1). */
 int ps_ncpu(void);
 
 #endif

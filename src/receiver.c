@@ -108,6 +108,11 @@ struct recv {
 	pthread_mutex_t nsmu;		/* held to create or rename a file */
 	unsigned npv;			/* files read back as written */
 	unsigned sigjobs;
+	/*
+	 * Commits submitted and not over, and RESULTs written since the
+	 * last flush (mu): the last commit of a burst flushes them all.
+	 */
+	unsigned ncommit, unflushed;
 	ZSTD_DCtx *zd;
 	unsigned char *zbuf;
 	struct ps_manifest by;		/* what the walk found beside the
@@ -1072,17 +1077,32 @@ on_copy(struct recv *r, const struct buf *payload)
 	return PS_OK;
 }
 
+/* RESULTs held back at most, while other commits are under way. */
+#define RESULTS_HELD 8
+
+/*
+ * A commit's RESULT. It is flushed by the last commit under way (or
+ * with RESULTS_HELD others): files that end together cost the sender
+ * one wake-up, not one each.
+ */
 static void
 send_result(struct recv *r, uint32_t id, int code, const char *msg)
 {
 	struct ps_msg_result m;
+	int flush;
 
 	m.id = id;
 	m.code = (uint32_t)code;
 	m.text.p = (const unsigned char *)msg;
 	m.text.len = strlen(msg) > PS_TEXT_MAX ? PS_TEXT_MAX : strlen(msg);
 	(void)ps_send_result(r->s->w, &m);
-	(void)ps_wire_flush(r->s->w);
+	pthread_mutex_lock(&r->mu);
+	flush = --r->ncommit == 0 || ++r->unflushed >= RESULTS_HELD;
+	if (flush)
+		r->unflushed = 0;
+	pthread_mutex_unlock(&r->mu);
+	if (flush)
+		(void)ps_wire_flush(r->s->w);
 }
 
 /* Remember F as put in place, for the cache. */
@@ -1270,6 +1290,9 @@ on_end(struct recv *r, const struct buf *payload)
 	c = xmalloc(sizeof(*c));
 	c->r = r;
 	c->f = f;
+	pthread_mutex_lock(&r->mu);
+	r->ncommit++;
+	pthread_mutex_unlock(&r->mu);
 	ps_pool_submit(r->cpool, commit, c);
 	return PS_OK;
 }

@@ -562,6 +562,14 @@ job_whole(void *arg)
 	job_done(j);
 }
 
+/* job_whole on the planning thread (o->inline_whole). */
+static void
+inline_whole(struct ps_sender *s, struct sfile *f)
+{
+	if (ps_sess_rc(s->ss) == PS_OK)
+		send_whole(s, f);
+}
+
 /* ---- deltas: the plan from the receiver's block sums ---- */
 
 
@@ -1341,7 +1349,9 @@ send_changes(struct ps_sender *s, const struct ps_syncplan *plan, int deletes)
 				add_file(s, f, a);
 			}
 			unlock(s);
-			if (rc == PS_OK)
+			if (rc == PS_OK && o->inline_whole && !f->use_delta)
+				inline_whole(s, f);
+			else if (rc == PS_OK)
 				start_file(s, f);
 		}
 		if (rc == PS_OK)

@@ -99,3 +99,19 @@ expect_exit 0 "$PS" push src "x:$T/s1" "x:$T/s2" "x:$T/s3" "x:$T/s4" \
 [ "$(grep -c 'deleting *gone/file' "$T/out")" = 4 ] ||
     fail "dry run: deletion not listed for every server: $(cat "$T/out")"
 [ "$(treemeta old)" = "$(treemeta s2)" ] || fail "a dry run changed a server"
+
+# As many sessions as CPUs (one, under taskset): files sent whole go
+# from each session's own thread, not its workers; the same result.
+if command -v taskset >/dev/null; then
+    for s in s1 s2 s3 late; do
+        rm -rf "$s"
+        cp -a old "$s"
+    done
+    echo changed >late/c/zzz
+    expect_exit 0 taskset -c 0 "$PS" push src "x:$T/s1" "x:$T/s2" \
+        "x:$T/s3" "x:$T/late" --rsh "$RSH" --remote-path "$PS" --delete -j 2
+    for s in s1 s2 s3 late; do
+        [ "$(treemeta src)" = "$(treemeta "$s")" ] ||
+            fail "server $s differs from the console (one CPU)"
+    done
+fi
