@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xxhash.h>
 #include <zstd.h>
 
 #include "match.h"
@@ -881,6 +882,30 @@ out:
 	job_done(j);
 }
 
+/*
+ * What a refinement round of F starts from, for the share's key: the
+ * plan so far, the block length asked for, the round. Every server with
+ * the same old version sends the same sums for it.
+ */
+static uint64_t
+round_key(const struct sfile *f)
+{
+	unsigned char b[25];
+	uint64_t h = XXH3_64bits(&f->fine, sizeof(f->fine));
+	size_t i;
+
+	for (i = 0; i < f->ops.n; i++) {
+		memcpy(b, &f->ops.v[i].target_off, 8);
+		memcpy(b + 8, &f->ops.v[i].len, 8);
+		memcpy(b + 16, &f->ops.v[i].basis_off, 8);
+		b[24] = f->ops.v[i].kind;
+		h = XXH3_64bits_withSeed(b, sizeof(b), h);
+	}
+	/* Never 0, the first plan's. */
+	return (h & ~(uint64_t)0xffff) | 0x8000 | (uint64_t)f->lazy << 8 |
+	    (uint64_t)(f->round & 0xff);
+}
+
 /* The finer sums of this round are in: match the gaps, splice. */
 static void
 job_refine(void *arg)
@@ -888,16 +913,32 @@ job_refine(void *arg)
 	struct job *j = arg;
 	struct ps_sender *s = j->s;
 	struct sfile *f = j->f;
+	struct ps_share *sh = f->retried ? NULL : s->o->share;
 	struct ps_blocksums fine;
-	struct ps_mops *sub = NULL;
+	struct ps_mops *sub = NULL, done;
 	struct ps_matcher *m;
 	size_t *idx = NULL, i, at = 0, n;
-	int fd = -1, ok;
+	uint64_t key = 0;
+	int fd = -1, ok, made = 0, spliced = 0;
 
 	if (ps_sess_rc(s->ss) != PS_OK)
 		goto out;
 	/* Fewer sums than asked: the old version changed; go as it is. */
 	ok = f->sums.len == f->sums_expect;
+	if (ok && sh != NULL) {
+		/* Another server with this old copy matched this round. */
+		key = round_key(f);
+		if (ps_share_round_get(sh, f->dst->hash, f->ent.hash,
+		    f->ent.size, key, &done)) {
+			ps_mops_free(&f->ops);
+			f->ops = done;
+			f->block = f->fine;
+			sums_taken(s, f);
+			refine_or_send(s, f);
+			goto out;
+		}
+		made = 1;	/* claimed: always answered below */
+	}
 	if (ok) {
 		struct stat st;
 
@@ -924,8 +965,13 @@ job_refine(void *arg)
 	}
 	n = i;
 	if (ok && n > 0 && ps_mops_splice_many(&f->ops, idx, sub, n) ==
-	    PS_OK)
+	    PS_OK) {
 		f->block = f->fine;
+		spliced = 1;
+	}
+	if (made)
+		ps_share_round_put(sh, f->dst->hash, f->ent.hash, f->ent.size,
+		    key, spliced ? &f->ops : NULL);
 	for (i = 0; i < n; i++)
 		ps_mops_free(&sub[i]);
 	free(sub);

@@ -260,10 +260,25 @@ int
 ps_share_plan_get(struct ps_share *sh, const unsigned char old[16],
     const unsigned char new[16], uint64_t size, struct ps_mops *ops)
 {
+	return ps_share_round_get(sh, old, new, size, 0, ops);
+}
+
+void
+ps_share_plan_put(struct ps_share *sh, const unsigned char old[16],
+    const unsigned char new[16], uint64_t size, const struct ps_mops *ops)
+{
+	ps_share_round_put(sh, old, new, size, 0, ops);
+}
+
+int
+ps_share_round_get(struct ps_share *sh, const unsigned char old[16],
+    const unsigned char new[16], uint64_t size, uint64_t round,
+    struct ps_mops *ops)
+{
 	struct ent *e;
 
 	pthread_mutex_lock(&sh->mu);
-	e = find_or_claim(sh, K_PLAN, old, new, size, 0);
+	e = find_or_claim(sh, K_PLAN, old, new, size, round);
 	if (e != NULL) {
 		mops_copy(ops, &e->ops);
 		sh->hits_plan++;
@@ -273,13 +288,14 @@ ps_share_plan_get(struct ps_share *sh, const unsigned char old[16],
 }
 
 void
-ps_share_plan_put(struct ps_share *sh, const unsigned char old[16],
-    const unsigned char new[16], uint64_t size, const struct ps_mops *ops)
+ps_share_round_put(struct ps_share *sh, const unsigned char old[16],
+    const unsigned char new[16], uint64_t size, uint64_t round,
+    const struct ps_mops *ops)
 {
 	struct ent *e;
 
 	pthread_mutex_lock(&sh->mu);
-	e = made(sh, K_PLAN, old, new, size, 0, ops != NULL);
+	e = made(sh, K_PLAN, old, new, size, round, ops != NULL);
 	if (e != NULL) {
 		mops_copy(&e->ops, ops);
 		e->cost += ops->n * sizeof(*ops->v);

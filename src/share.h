@@ -40,6 +40,19 @@ void ps_share_plan_put(struct ps_share *sh, const unsigned char old[16],
     const unsigned char new[16], uint64_t size, const struct ps_mops *ops);
 
 /*
+ * The same for the plan after a refinement, ROUND a key of what it
+ * starts from (not 0): made from that and the server's finer sums, the
+ * same for every server with the old version. Only the matching is
+ * waited for: the caller asks once its own sums are in.
+ */
+int ps_share_round_get(struct ps_share *sh, const unsigned char old[16],
+    const unsigned char new[16], uint64_t size, uint64_t round,
+    struct ps_mops *ops);
+void ps_share_round_put(struct ps_share *sh, const unsigned char old[16],
+    const unsigned char new[16], uint64_t size, uint64_t round,
+    const struct ps_mops *ops);
+
+/*
  * The plan as refined with finer sums from a server (which takes round
  * trips, so nobody waits for it): peek returns 1 with a copy when one
  * is known; offer keeps one.

@@ -87,6 +87,42 @@ test_plan(void **state)
 	ps_share_free(sh);
 }
 
+/* Refinement rounds: their own entries, by key, beside the first plan. */
+static void
+test_rounds(void **state)
+{
+	struct ps_share *sh = ps_share_new(1u << 20);
+	struct ps_mops first, r1, ops;
+
+	(void)state;
+	plan_of(&first, 500);
+	plan_of(&r1, 700);
+	assert_int_equal(ps_share_plan_get(sh, OLD, NEW, 1000, &ops), 0);
+	ps_share_plan_put(sh, OLD, NEW, 1000, &first);
+	/* Round key K: not the first plan; made once, then taken. */
+	assert_int_equal(ps_share_round_get(sh, OLD, NEW, 1000, 0x18101,
+	    &ops), 0);
+	ps_share_round_put(sh, OLD, NEW, 1000, 0x18101, &r1);
+	assert_int_equal(ps_share_round_get(sh, OLD, NEW, 1000, 0x18101,
+	    &ops), 1);
+	assert_int_equal(ops.v[0].len, 700);
+	ps_mops_free(&ops);
+	/* Another round key, or given up: the next asker makes it. */
+	assert_int_equal(ps_share_round_get(sh, OLD, NEW, 1000, 0x28101,
+	    &ops), 0);
+	ps_share_round_put(sh, OLD, NEW, 1000, 0x28101, NULL);
+	assert_int_equal(ps_share_round_get(sh, OLD, NEW, 1000, 0x28101,
+	    &ops), 0);
+	ps_share_round_put(sh, OLD, NEW, 1000, 0x28101, NULL);
+	/* The first plan is still the first plan. */
+	assert_int_equal(ps_share_plan_get(sh, OLD, NEW, 1000, &ops), 1);
+	assert_int_equal(ops.v[0].len, 500);
+	ps_mops_free(&ops);
+	ps_mops_free(&first);
+	ps_mops_free(&r1);
+	ps_share_free(sh);
+}
+
 static void
 test_data(void **state)
 {
@@ -228,6 +264,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plan),
+		cmocka_unit_test(test_rounds),
 		cmocka_unit_test(test_data),
 		cmocka_unit_test(test_budget),
 		cmocka_unit_test(test_fds),
