@@ -45,7 +45,7 @@
 #define HINT_MIN (1u << 20)
 #define DECODE_MAX (16u << 20)	/* memory for a scan decoded once */
 /* Servers' manifests held unread while they match another's, at most. */
-#define MFSHARE_BUDGET (256u << 20)
+#define MFSHARE_BUDGET (64u << 20)
 #define PIPE_BUDGET (16 << 20)	/* bytes of pipes toward the servers */
 #define PIPE_MAX (1 << 20)	/* per pipe (fs.pipe-max-size's default) */
 #define MALLOC_MMAP_MIN (4 << 20)	/* smaller blocks from the arenas */
