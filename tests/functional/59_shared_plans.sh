@@ -115,3 +115,39 @@ if command -v taskset >/dev/null; then
             fail "server $s differs from the console (one CPU)"
     done
 fi
+
+# A hostile or dying first server (tests/evilpeer.py, by host name)
+# neither holds the others back nor leads them astray: it fails alone.
+cat >rsh-mixed <<'SH'
+#!/bin/sh
+while [ $# -gt 0 ]; do
+    case $1 in
+    -[bcDEeFIiJLlmOopQRSWw]) shift 2 ;;
+    -*) shift ;;
+    *) break ;;
+    esac
+done
+host=$1
+shift
+[ "$host" = evil ] && exec python3 "$EVIL" server "$EVIL_MODE"
+exec sh -c "$*"
+SH
+chmod +x rsh-mixed
+for mode in truncated badmanifest stall bomb garbage; do
+    for s in s1 s2 s3; do
+        rm -rf "$s"
+        cp -a old "$s"
+    done
+    expect_exit 4 env EVIL="$TOP_SRCDIR/tests/evilpeer.py" EVIL_MODE=$mode \
+        timeout 60 "$PS" push src "evil:$T/evil" "x:$T/s1" "x:$T/s2" \
+        "x:$T/s3" -j 4 --timeout 3 --rsh "$T/rsh-mixed" \
+        --remote-path "$PS" --delete --json
+    for s in s1 s2 s3; do
+        [ "$(treemeta src)" = "$(treemeta "$s")" ] ||
+            fail "$mode: server $s differs from the console"
+    done
+    [ "$(json_get "$T/out" "[s['status'] for s in d['servers']]")" = \
+        "['failed', 'ok', 'ok', 'ok']" ] ||
+        fail "$mode: statuses: $(cat "$T/out")"
+    [ ! -e evil ] || fail "$mode: something created $T/evil"
+done
