@@ -16,7 +16,13 @@
 #include "mfshare.h"
 #include "ps.h"
 
-#define REF_MAX (1u << 20)	/* frames a reference remembers */
+/*
+ * Frames a reference remembers: a manifest of a million files is a few
+ * hundred; past them the others are never told they differ (and their
+ * budget bounds what they hold), so a server sending tiny frames costs
+ * 64 KiB here, no more.
+ */
+#define REF_MAX 4096
 #define PLANS_MAX 8		/* distinct manifests per component */
 #define REFS_MAX 8		/* references per component */
 

@@ -672,6 +672,7 @@ struct ps_sess_mf {
 	struct buf msg;		/* the MFDATA frame being decompressed */
 	ZSTD_inBuffer ib;
 	uint64_t zbytes;	/* compressed bytes received */
+	uint64_t cost;		/* and their frames' bookkeeping */
 	uint64_t raw;		/* decompressed bytes handed on */
 	size_t zleft;		/* ZSTD's hint: 0 at the end of its frame */
 	int ended;		/* MFEND received and checked */
@@ -680,7 +681,7 @@ struct ps_sess_mf {
 	/* Frames received ahead (ps_sess_mf_prefetch), each as it came. */
 	struct qframe *q;
 	size_t nq, capq, qhead;
-	size_t qbytes;		/* their payloads' bytes, not read yet */
+	size_t qbytes;		/* their bytes and bookkeeping, not read */
 	int qdone;		/* the last frame of the manifest is queued */
 	uint8_t qlast;		/* and its type */
 	int skipped;		/* taken unread (ps_sess_mf_skip) */
@@ -725,6 +726,10 @@ mf_hash(struct ps_sess_mf *m, uint8_t type, const void *p, size_t n)
 
 /* Compressed manifest bytes received ahead at most. */
 #define MF_PREFETCH_MAX	(64u << 20)
+/* What a frame received ahead costs besides its bytes. */
+#define QFRAME_COST	64
+/* What a manifest frame counts for at least, against PS_MAX_MANIFEST. */
+#define MF_FRAME_COST	4096
 
 static const char *
 mf_who(const struct ps_sess *s)
@@ -789,7 +794,7 @@ mf_read(void *arg, void *p, size_t n)
 			buf_free(&m->msg);
 			m->msg = m->q[m->qhead].b;
 			memset(&m->q[m->qhead].b, 0, sizeof(m->msg));
-			m->qbytes -= m->msg.len;
+			m->qbytes -= m->msg.len + QFRAME_COST;
 			if (++m->qhead == m->nq)
 				q_free(m);
 		} else if ((m->rc = ps_sess_recv(m->s, &type, &m->msg)) !=
@@ -803,6 +808,17 @@ mf_read(void *arg, void *p, size_t n)
 			    &d)) != PS_OK)
 				continue;
 			m->zbytes += d.data.len;
+			/*
+			 * Frames that decode to nothing (empty ones, zstd's
+			 * skippable frames) must not go on for ever either.
+			 */
+			m->cost += d.data.len + MF_FRAME_COST;
+			if (m->cost > PS_MAX_MANIFEST) {
+				m->rc = ps_sess_fail(m->s, PS_EPEER, "the %s's "
+				    "manifest is larger than patchsync "
+				    "accepts", mf_who(m->s));
+				continue;
+			}
 			m->ib.src = d.data.p;
 			m->ib.size = d.data.len;
 			m->ib.pos = 0;
@@ -863,7 +879,8 @@ ps_sess_mf_prefetch(struct ps_sess_mf *m)
 		return 0;
 	}
 	m->nq++;
-	m->qbytes += f->b.len;	/* each at most PS_FRAME_MAX */
+	/* Each at most PS_FRAME_MAX; empty ones cost their bookkeeping. */
+	m->qbytes += f->b.len + QFRAME_COST;
 	mf_hash(m, f->type, f->b.p, f->b.len);
 	if (f->type != PS_MSG_MFDATA) {
 		m->qdone = 1;

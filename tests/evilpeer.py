@@ -244,7 +244,7 @@ def server(mode):
     try:
         rd.frame()              # the console's HELLO
         if mode in ("badmanifest", "hugestr", "stall", "earlyack", "bomb",
-                    "pulldelete", "deletesource") or \
+                    "mfflood", "pulldelete", "deletesource") or \
                 mode.startswith("relay"):
             rd.skip_until(T["OPEN"])
         if mode == "bigframe":
@@ -278,6 +278,12 @@ def server(mode):
             for i in range(4):
                 out.write(msg("MFDATA", z))
             out.write(msg("MFEND", 1, 4 << 30))
+        elif mode == "mfflood":  # frames that decode to nothing, for ever
+            skippable = struct.pack("<II", 0x184D2A50, 0)   # zstd's
+            batch = msg("MFDATA", skippable) * 100000
+            while True:
+                out.write(batch)
+                out.flush()
         elif mode.startswith("relay"):
             bad_relay(mode, rd, out)
         elif mode in ("pulldelete", "deletesource"):

@@ -1,6 +1,8 @@
 # Hostile peers (tests/evilpeer.py). A hostile server: garbage instead of
 # a greeting, a bad greeting, an oversized frame, an unknown type, a
-# truncated frame, a bad manifest: the console exits 4 with one clear
+# truncated frame, a bad manifest, manifest frames without end that decode
+# to nothing:
+# the console exits 4 with one clear
 # line, does not hang, and writes nothing. A hostile console against
 # `patchsync serve --stdio ROOT`: destinations and paths that leave ROOT
 # (.., absolute, NUL, a symlinked parent) are refused and nothing outside
@@ -14,7 +16,7 @@ mkdir src
 mkfile src/a.msu 1000 1
 (cd src && find . -exec stat -c '%n %s %Y' {} + | sort) >src.before
 bad=0
-for mode in garbage eof badmagic badversion bigframe unknowntype truncated badmanifest hugestr; do
+for mode in garbage eof badmagic badversion bigframe unknowntype truncated badmanifest hugestr mfflood; do
     for cmd in push report; do
         set +e
         timeout 20 "$PS" $cmd src "evil:$T/dst" --rsh "$RSH" --remote-path "python3 $EVIL server $mode" >"$T/out" 2>"$T/err"
