@@ -43,13 +43,18 @@ echo changed >late/c/zzz
 rm early/a/f0
 mkdir empty
 
+treemeta src >src.meta
+# same_as_src DIR WHAT: DIR holds what the console has.
+same_as_src() {
+    treemeta "$1" | cmp -s src.meta - ||
+        fail "$2: server $1 differs from the console"
+}
 push() {
     expect_exit 0 "$PS" push src "x:$T/s1" "x:$T/s2" "x:$T/late" \
         "x:$T/s3" "x:$T/early" "x:$T/s4" "x:$T/empty" --rsh "$RSH" \
         --remote-path "$PS" --delete -vv --json "$@"
     for s in s1 s2 s3 s4 late early empty; do
-        [ "$(treemeta src)" = "$(treemeta "$s")" ] ||
-            fail "server $s differs from the console"
+        same_as_src "$s" "push $*"
         no_litter "$s"
     done
 }
@@ -111,8 +116,7 @@ if command -v taskset >/dev/null; then
     expect_exit 0 taskset -c 0 "$PS" push src "x:$T/s1" "x:$T/s2" \
         "x:$T/s3" "x:$T/late" --rsh "$RSH" --remote-path "$PS" --delete -j 2
     for s in s1 s2 s3 late; do
-        [ "$(treemeta src)" = "$(treemeta "$s")" ] ||
-            fail "server $s differs from the console (one CPU)"
+        same_as_src "$s" "one CPU"
     done
 fi
 
@@ -141,11 +145,10 @@ for mode in truncated badmanifest stall; do
     done
     expect_exit 4 env EVIL="$TOP_SRCDIR/tests/evilpeer.py" EVIL_MODE=$mode \
         timeout 60 "$PS" push src "evil:$T/evil" "x:$T/s1" "x:$T/s2" \
-        "x:$T/s3" -j 4 --timeout 3 --rsh "$T/rsh-mixed" \
+        "x:$T/s3" -j 4 --timeout 1 --rsh "$T/rsh-mixed" \
         --remote-path "$PS" --delete --json
     for s in s1 s2 s3; do
-        [ "$(treemeta src)" = "$(treemeta "$s")" ] ||
-            fail "$mode: server $s differs from the console"
+        same_as_src "$s" "$mode"
     done
     [ "$(json_get "$T/out" "[s['status'] for s in d['servers']]")" = \
         "['failed', 'ok', 'ok', 'ok']" ] ||
