@@ -462,35 +462,46 @@ ps_share_fd_get(struct ps_share *sh, int dirfd, const char *path,
 	return fd;	/* the caller's own when no slot was free */
 }
 
-void
-ps_share_fd_put(struct ps_share *sh, int fd)
+/* The slot whose descriptor FD someone reads now, or NULL (mu held). */
+static struct fdslot *
+fd_busy(struct ps_share *sh, int fd)
 {
 	size_t i;
 
-	pthread_mutex_lock(&sh->mu);
 	for (i = 0; i < FDS_MAX; i++)
-		if (sh->fds[i].fd == fd && sh->fds[i].refs > 0) {
-			sh->fds[i].refs--;
-			pthread_mutex_unlock(&sh->mu);
-			return;
-		}
+		if (sh->fds[i].fd == fd && sh->fds[i].refs > 0)
+			return &sh->fds[i];
+	return NULL;
+}
+
+void
+ps_share_fd_put(struct ps_share *sh, int fd)
+{
+	struct fdslot *x;
+
+	pthread_mutex_lock(&sh->mu);
+	if ((x = fd_busy(sh, fd)) != NULL)
+		x->refs--;
 	pthread_mutex_unlock(&sh->mu);
-	close(fd);
+	if (x == NULL)
+		close(fd);	/* the caller's own */
 }
 
 void
 ps_share_fd_forget(struct ps_share *sh, int fd)
 {
-	size_t i;
+	struct fdslot *x;
 
 	pthread_mutex_lock(&sh->mu);
-	for (i = 0; i < FDS_MAX; i++)
-		if (sh->fds[i].fd == fd && sh->fds[i].refs > 0) {
-			/* Closed by the last of its readers. */
-			sh->fds[i].h = 0;
-			free(sh->fds[i].path);
-			sh->fds[i].path = xstrdup("");
-			sh->fds[i].dirfd = -1;
-		}
+	if ((x = fd_busy(sh, fd)) != NULL) {
+		/*
+		 * Found by no path any more; closed when its slot is taken
+		 * (once its readers are done) or with the share.
+		 */
+		x->h = 0;
+		free(x->path);
+		x->path = xstrdup("");
+		x->dirfd = -1;
+	}
 	pthread_mutex_unlock(&sh->mu);
 }
