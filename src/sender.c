@@ -62,6 +62,8 @@ struct sfile {
 	uint64_t sums_expect;	/* the bytes they come to */
 	int retried;
 	int own_fd;		/* changed: not the shared descriptor */
+	int inl;		/* sent from the planning thread, whose
+				   loop flushes before it waits */
 	int finished;		/* mu */
 	uint64_t sent_literal;	/* mu */
 };
@@ -348,8 +350,13 @@ send_end(struct ps_sender *s, struct sfile *f)
 	struct ps_msg_end m = { f->id };
 	int rc;
 
-	/* A pool thread sent the file: nobody else would flush it. */
-	if ((rc = ps_send_end(s->ss->w, &m)) == PS_OK)
+	/*
+	 * A pool thread sent the file (or sends it again): nobody else
+	 * would flush it. Sent inline, it waits in the buffer for the next
+	 * file's frames.
+	 */
+	if ((rc = ps_send_end(s->ss->w, &m)) == PS_OK &&
+	    (!f->inl || f->retried))
 		rc = ps_wire_flush(s->ss->w);
 	return send_failed(s, rc);
 }
@@ -463,21 +470,36 @@ send_literal(struct ps_sender *s, struct sfile *f, int fd, uint64_t off,
 				m.codec = PS_CODEC_ZSTD;
 				m.data.p = shared.p;
 				m.data.len = shared.len;
+			} else if (shared.len == n) {
+				m.data.p = shared.p;	/* a small piece */
+				have = 1;
 			}
 		} else {
-			if (compress && n >= 512 && compress_piece(s, &c, &z,
-			    fd, raw, done == 0, &m, &compress, &have) != 0) {
+			if ((compress && n >= 512 && compress_piece(s, &c, &z,
+			    fd, raw, done == 0, &m, &compress, &have) != 0) ||
+			    (m.codec == PS_CODEC_RAW && !have &&
+			    n < SENDFILE_MIN && read_full(fd, raw, n,
+			    m.off) != 0)) {
 				if (sh != NULL)
 					ps_share_data_put(sh, f->ent.hash,
 					    m.off, (uint32_t)n, 0, NULL, 0);
 				rc = PS_EPARTIAL;  /* shrank: verify fails */
 				break;
 			}
+			if (m.codec == PS_CODEC_RAW && n < SENDFILE_MIN)
+				have = 1;	/* read just above */
+			/*
+			 * Kept for the other servers: compressed bytes, and
+			 * small raw pieces (each a read saved per server);
+			 * of a big raw piece only that it is raw: it goes
+			 * from the page cache by sendfile.
+			 */
 			if (sh != NULL)
 				ps_share_data_put(sh, f->ent.hash, m.off,
 				    (uint32_t)n, m.codec, m.codec ==
 				    PS_CODEC_ZSTD ? m.data.p : raw,
-				    m.codec == PS_CODEC_ZSTD ? m.data.len : 0);
+				    m.codec == PS_CODEC_ZSTD ? m.data.len :
+				    n < SENDFILE_MIN ? n : 0);
 		}
 		/*
 		 * A small piece (an edit's few bytes) joins the frames
@@ -567,6 +589,7 @@ job_whole(void *arg)
 static void
 inline_whole(struct ps_sender *s, struct sfile *f)
 {
+	f->inl = 1;
 	if (ps_sess_rc(s->ss) == PS_OK)
 		send_whole(s, f);
 }
@@ -1386,7 +1409,18 @@ send_changes(struct ps_sender *s, const struct ps_syncplan *plan, int deletes)
 			rc = send_path(s, PS_MSG_MKDIR, a->src);
 		} else if (a->kind == PS_ACT_SEND) {
 			lock(s);
-			WAIT_UNTIL(s, s->inflight < WINDOW && slot_free(s));
+			if (s->inflight >= WINDOW || !slot_free(s)) {
+				/* What is buffered may be what is awaited. */
+				unlock(s);
+				rc = send_failed(s, ps_wire_flush(s->ss->w));
+				lock(s);
+			}
+			WAIT_UNTIL(s, rc != PS_OK || (s->inflight < WINDOW &&
+			    slot_free(s)));
+			if (rc != PS_OK) {
+				unlock(s);
+				break;
+			}
 			rc = ps_sess_rc(s->ss);
 			if (rc == PS_OK && s->ended)
 				rc = PS_EPEER;
@@ -1400,9 +1434,14 @@ send_changes(struct ps_sender *s, const struct ps_syncplan *plan, int deletes)
 			else if (rc == PS_OK)
 				start_file(s, f);
 		}
-		if (rc == PS_OK)
-			rc = send_failed(s, ps_wire_flush(s->ss->w));
 	}
+	/*
+	 * Frames gather in the wire's buffer (it writes itself out when
+	 * full, and before a file's data goes by sendfile): one write for
+	 * many small files and deletions, not one each.
+	 */
+	if (rc == PS_OK)
+		rc = send_failed(s, ps_wire_flush(s->ss->w));
 	return rc;
 }
 
