@@ -689,20 +689,49 @@ ask_sums(struct ps_sender *s, struct sfile *f)
  * between copies (where edits smaller than a block sit), or send it.
  * Never waits: over the budget, the plan goes as it is.
  */
+static uint64_t round_key(const struct sfile *f);
+
+/*
+ * The round F is about to ask sums for, when another server with the
+ * same old copy has had it matched: its plan in F->ops, as if F's own
+ * sums had come (the receiver's hash check stands behind it, as behind
+ * every shared plan). Returns 1 when taken.
+ */
+static int
+round_known(struct ps_sender *s, struct sfile *f)
+{
+	struct ps_share *sh = f->retried ? NULL : s->o->share;
+	struct ps_mops done;
+
+	if (sh == NULL || f->ngaps == 0 || !ps_share_round_peek(sh,
+	    f->dst->hash, f->ent.hash, f->ent.size, round_key(f), &done))
+		return 0;
+	ps_mops_free(&f->ops);
+	f->ops = done;
+	f->block = f->fine;
+	f->round++;
+	return 1;
+}
+
 static void
 refine_or_send(struct ps_sender *s, struct sfile *f)
 {
-	int level = f->round - f->lazy;	/* refinements made */
+	int level;
 
-	f->fine = level == 0 ? f->block / 32 : PS_SUMBLOCK_MIN;
-	if (f->fine < (level == 0 ? 256 : PS_SUMBLOCK_MIN))
-		f->fine = level == 0 ? 256 : PS_SUMBLOCK_MIN;
-	free(f->gaps);
-	f->gaps = NULL;
-	f->ngaps = 0;
-	if (level < 2 && f->fine < f->block)
-		f->ngaps = ps_match_gaps(&f->ops, f->dst->size,
-		    2 * (uint64_t)f->fine, f->block, &f->gaps);
+	do {
+		level = f->round - f->lazy;	/* refinements made */
+		f->fine = level == 0 ? f->block / 32 : PS_SUMBLOCK_MIN;
+		if (f->fine < (level == 0 ? 256 : PS_SUMBLOCK_MIN))
+			f->fine = level == 0 ? 256 : PS_SUMBLOCK_MIN;
+		free(f->gaps);
+		f->gaps = NULL;
+		f->ngaps = 0;
+		if (level < 2 && f->fine < f->block)
+			f->ngaps = ps_match_gaps(&f->ops, f->dst->size,
+			    2 * (uint64_t)f->fine, f->block, &f->gaps);
+		if (f->ngaps > PS_MAX_REGIONS)
+			f->ngaps = PS_MAX_REGIONS;	/* as asked */
+	} while (round_known(s, f));
 	if (ask_sums(s, f))
 		return;
 	/* Refined as far as it goes: other servers may use it. */
@@ -741,6 +770,13 @@ job_lazy(void *arg)
 	f->lazy = 1;
 	f->round = 0;
 	f->block = f->fine = block;
+	if (sh != NULL && !f->retried && ps_share_round_peek(sh,
+	    f->dst->hash, f->ent.hash, f->ent.size, 0, &f->ops)) {
+		/* Matched for another server: no sums of the whole. */
+		f->round = 1;
+		refine_or_send(s, f);
+		goto out;
+	}
 	ps_mops_add(&f->ops, PS_MOP_LITERAL, 0, f->ent.size, 0);
 	f->gaps = xcalloc(1, sizeof(*f->gaps));
 	f->gaps[0].op = 0;

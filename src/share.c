@@ -287,6 +287,34 @@ ps_share_round_get(struct ps_share *sh, const unsigned char old[16],
 	return e != NULL;
 }
 
+/* A plan of KIND made already: a copy in *OPS, no claim, no wait. */
+static int
+peek(struct ps_share *sh, int kind, const unsigned char old[16],
+    const unsigned char new[16], uint64_t size, uint64_t round,
+    struct ps_mops *ops)
+{
+	struct ent *e;
+	int found;
+
+	pthread_mutex_lock(&sh->mu);
+	e = lookup(sh, kind, old, new, size, round);
+	found = e != NULL && e->ready && !e->none;
+	if (found) {
+		mops_copy(ops, &e->ops);
+		sh->hits_plan++;
+	}
+	pthread_mutex_unlock(&sh->mu);
+	return found;
+}
+
+int
+ps_share_round_peek(struct ps_share *sh, const unsigned char old[16],
+    const unsigned char new[16], uint64_t size, uint64_t round,
+    struct ps_mops *ops)
+{
+	return peek(sh, K_PLAN, old, new, size, round, ops);
+}
+
 void
 ps_share_round_put(struct ps_share *sh, const unsigned char old[16],
     const unsigned char new[16], uint64_t size, uint64_t round,
@@ -347,18 +375,7 @@ int
 ps_share_final_peek(struct ps_share *sh, const unsigned char old[16],
     const unsigned char new[16], uint64_t size, struct ps_mops *ops)
 {
-	struct ent *e;
-	int found;
-
-	pthread_mutex_lock(&sh->mu);
-	e = lookup(sh, K_FINAL, old, new, size, 0);
-	found = e != NULL && e->ready && !e->none;
-	if (found) {
-		mops_copy(ops, &e->ops);
-		sh->hits_plan++;
-	}
-	pthread_mutex_unlock(&sh->mu);
-	return found;
+	return peek(sh, K_FINAL, old, new, size, 0, ops);
 }
 
 void

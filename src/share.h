@@ -53,6 +53,15 @@ void ps_share_round_put(struct ps_share *sh, const unsigned char old[16],
     const struct ps_mops *ops);
 
 /*
+ * The plan of ROUND (0: the first plan) when it is already made, without
+ * claiming or waiting: returns 1 with a copy in *OPS. A session that
+ * finds the plan a round would give asks its server for no sums.
+ */
+int ps_share_round_peek(struct ps_share *sh, const unsigned char old[16],
+    const unsigned char new[16], uint64_t size, uint64_t round,
+    struct ps_mops *ops);
+
+/*
  * The plan as refined with finer sums from a server (which takes round
  * trips, so nobody waits for it): peek returns 1 with a copy when one
  * is known; offer keeps one.

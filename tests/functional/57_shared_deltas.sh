@@ -78,6 +78,22 @@ else
     exit 99
 fi
 
+# Six servers in the same state at once: a session that finds a delta's
+# plan (or a refinement round's) already matched for another server
+# takes it without asking its own server for sums. Nothing is sent again
+# (a plan that did not fit would fail the server's check and be resent),
+# and every server ends equal to the console.
+for s in p1 p2 p3 p4 p5 p6; do
+    mkdir "$s" && cp -a old/. "$s/"
+done
+expect_exit 0 "$PS" push src "x:$T/p1" "x:$T/p2" "x:$T/p3" "x:$T/p4" \
+    "x:$T/p5" "x:$T/p6" -j 6 --rsh "$RSH" --remote-path "$PS" \
+    --no-whole-file -v
+grep 'sending it again' "$T/err" && fail "a shared plan did not fit"
+for s in p1 p2 p3 p4 p5 p6; do
+    diff -r src "$s" >/dev/null || fail "server $s differs from the console"
+done
+
 # One server alone shares nothing (and says nothing of it).
 cp -a old/. d1/ 2>/dev/null || { mkdir d1 && cp -a old/. d1/; }
 expect_exit 0 "$PS" push src "x:$T/d1" --rsh "$RSH" --remote-path "$PS" \

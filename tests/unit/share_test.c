@@ -87,6 +87,20 @@ test_plan(void **state)
 	ps_share_free(sh);
 }
 
+/* The first op's length of the plan of round KEY made already, or 0. */
+static uint64_t
+peeked(struct ps_share *sh, uint64_t key)
+{
+	struct ps_mops ops;
+	uint64_t len;
+
+	if (!ps_share_round_peek(sh, OLD, NEW, 1000, key, &ops))
+		return 0;
+	len = ops.v[0].len;
+	ps_mops_free(&ops);
+	return len;
+}
+
 /* Refinement rounds: their own entries, by key, beside the first plan. */
 static void
 test_rounds(void **state)
@@ -114,6 +128,15 @@ test_rounds(void **state)
 	assert_int_equal(ps_share_round_get(sh, OLD, NEW, 1000, 0x28101,
 	    &ops), 0);
 	ps_share_round_put(sh, OLD, NEW, 1000, 0x28101, NULL);
+	/* A peek neither claims nor waits. */
+	assert_int_equal(peeked(sh, 0x38101), 0);	/* unknown */
+	assert_int_equal(ps_share_round_get(sh, OLD, NEW, 1000, 0x38101,
+	    &ops), 0);
+	assert_int_equal(peeked(sh, 0x38101), 0);	/* being made */
+	ps_share_round_put(sh, OLD, NEW, 1000, 0x38101, &r1);
+	assert_int_equal(peeked(sh, 0x38101), 700);
+	assert_int_equal(peeked(sh, 0x28101), 0);	/* given up */
+	assert_int_equal(peeked(sh, 0), 500);		/* the first plan */
 	/* The first plan is still the first plan. */
 	assert_int_equal(ps_share_plan_get(sh, OLD, NEW, 1000, &ops), 1);
 	assert_int_equal(ops.v[0].len, 500);
