@@ -356,7 +356,7 @@ send_opts(struct run *r, struct ps_target *t, struct ps_source *s,
 	so->progress_nfiles = &t->prog_nfiles;
 	so->dry_run = (o->flags & PS_OF_DRYRUN) != 0;
 	so->share = r->share;
-	so->inline_whole = r->nsess >= ps_ncpu();
+	so->inline_sends = r->nsess >= ps_ncpu();
 }
 
 static void

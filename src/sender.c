@@ -585,14 +585,6 @@ job_whole(void *arg)
 	job_done(j);
 }
 
-/* job_whole on the planning thread (o->inline_whole). */
-static void
-inline_whole(struct ps_sender *s, struct sfile *f)
-{
-	f->inl = 1;
-	if (ps_sess_rc(s->ss) == PS_OK)
-		send_whole(s, f);
-}
 
 /* ---- deltas: the plan from the receiver's block sums ---- */
 
@@ -657,6 +649,8 @@ ask_sums(struct ps_sender *s, struct sfile *f)
 	lock(s);
 	ask = f->ngaps > 0 && s->sums_inflight + expect <= SUMS_BUDGET;
 	if (ask) {
+		/* The rest is the answer's job: a pool thread's to flush. */
+		f->inl = 0;
 		s->sums_inflight += expect;
 		f->sums_expect = expect;
 		f->sums.len = 0;
@@ -748,20 +742,15 @@ refine_or_send(struct ps_sender *s, struct sfile *f)
  * plan another server made for the same versions needs none.
  */
 static void
-job_lazy(void *arg)
+lazy_start(struct ps_sender *s, struct sfile *f)
 {
-	struct job *j = arg;
-	struct ps_sender *s = j->s;
-	struct sfile *f = j->f;
-	struct ps_share *sh = s->o->share;
+	struct ps_share *sh = f->retried ? NULL : s->o->share;
 	uint32_t block;
 
-	if (ps_sess_rc(s->ss) != PS_OK)
-		goto out;
 	if (sh != NULL && ps_share_final_peek(sh, f->dst->hash, f->ent.hash,
 	    f->ent.size, &f->ops)) {
 		send_planned(s, f);
-		goto out;
+		return;
 	}
 	block = (uint32_t)1 << f->dst->block_shift;
 	if (block < PS_SUMBLOCK_MIN || block > PS_SUMBLOCK_MAX)
@@ -770,12 +759,12 @@ job_lazy(void *arg)
 	f->lazy = 1;
 	f->round = 0;
 	f->block = f->fine = block;
-	if (sh != NULL && !f->retried && ps_share_round_peek(sh,
-	    f->dst->hash, f->ent.hash, f->ent.size, 0, &f->ops)) {
+	if (sh != NULL && ps_share_round_peek(sh, f->dst->hash, f->ent.hash,
+	    f->ent.size, 0, &f->ops)) {
 		/* Matched for another server: no sums of the whole. */
 		f->round = 1;
 		refine_or_send(s, f);
-		goto out;
+		return;
 	}
 	ps_mops_add(&f->ops, PS_MOP_LITERAL, 0, f->ent.size, 0);
 	f->gaps = xcalloc(1, sizeof(*f->gaps));
@@ -788,7 +777,15 @@ job_lazy(void *arg)
 		ps_mops_free(&f->ops);
 		send_whole(s, f);
 	}
-out:
+}
+
+static void
+job_lazy(void *arg)
+{
+	struct job *j = arg;
+
+	if (ps_sess_rc(j->s->ss) == PS_OK)
+		lazy_start(j->s, j->f);
 	job_done(j);
 }
 
@@ -1321,6 +1318,29 @@ start_file(struct ps_sender *s, struct sfile *f)
 		submit(s, job_match, f, 0);
 }
 
+/*
+ * start_file on the planning thread (o->inline_sends): a file whole, or
+ * a delta up to its request for sums (a pool thread takes the answer).
+ * What it sends stays in the buffer for the loop to flush.
+ */
+static void
+inline_start(struct ps_sender *s, struct sfile *f)
+{
+	const struct ps_entry *d = f->dst;
+
+	if (ps_sess_rc(s->ss) != PS_OK)
+		return;
+	if (!f->use_delta) {
+		f->inl = 1;
+		send_whole(s, f);
+	} else if (d->blocks == NULL || d->weak == NULL) {
+		f->inl = 1;
+		lazy_start(s, f);
+	} else {
+		submit(s, job_match, f, 0);	/* matching: the pool's */
+	}
+}
+
 static void
 sfile_clear(struct sfile *f)
 {
@@ -1465,8 +1485,8 @@ send_changes(struct ps_sender *s, const struct ps_syncplan *plan, int deletes)
 				add_file(s, f, a);
 			}
 			unlock(s);
-			if (rc == PS_OK && o->inline_whole && !f->use_delta)
-				inline_whole(s, f);
+			if (rc == PS_OK && o->inline_sends)
+				inline_start(s, f);
 			else if (rc == PS_OK)
 				start_file(s, f);
 		}

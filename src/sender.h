@@ -31,11 +31,13 @@ struct ps_send_opts {
 	const char *label;	/* the console directory, for messages */
 	struct ps_pool *pool;	/* workers of this session */
 	/*
-	 * Files sent whole go from the planning thread itself, not the
-	 * pool: with as many sessions as cores, a session's own workers
-	 * only add hand-offs.
+	 * Files sent whole, and deltas up to their first wait for the
+	 * receiver's sums (or whole, with a plan already made for another
+	 * server), go from the planning thread itself, not the pool: with
+	 * as many sessions as cores, a session's own workers only add
+	 * hand-offs.
 	 */
-	int inline_whole;
+	int inline_sends;
 	struct ps_share *share;	/* plans and data shared by the push's
 				   sessions (share.h), or NULL */
 	/* Progress: bytes of file content done, and to do, added atomically. */
