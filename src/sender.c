@@ -65,6 +65,7 @@ struct sfile {
 	int inl;		/* sent from the planning thread, whose
 				   loop flushes before it waits */
 	int finished;		/* mu */
+	int ended;		/* mu: END is out, a RESULT may come */
 	uint64_t sent_literal;	/* mu */
 };
 
@@ -350,6 +351,9 @@ send_end(struct ps_sender *s, struct sfile *f)
 	struct ps_msg_end m = { f->id };
 	int rc;
 
+	lock(s);
+	f->ended = 1;	/* before it is out: the answer may come at once */
+	unlock(s);
 	/*
 	 * A pool thread sent the file (or sends it again): nobody else
 	 * would flush it. Sent inline, it waits in the buffer for the next
@@ -1131,14 +1135,21 @@ on_result(struct ps_sender *s, const struct buf *payload)
 
 	if ((rc = ps_sess_decode(s->ss, PS_MSG_RESULT, payload, &m)) != PS_OK)
 		return rc;
+	/*
+	 * Only a file whose END is out is answered: a result before it
+	 * would free the file while a thread still sends it.
+	 */
 	lock(s);
-	rc = !id_used(s, m.id) || sf(s, m.id)->finished;
+	rc = !id_used(s, m.id) || sf(s, m.id)->finished ? 1 :
+	    !sf(s, m.id)->ended ? 2 : 0;
 	f = rc ? NULL : sf(s, m.id);
+	if (f != NULL)
+		f->ended = 0;	/* sent again, it ends again */
 	unlock(s);
 	if (rc)
 		return ps_sess_fail(s->ss, PS_EPEER, "the receiver broke the "
-		    "protocol: a result for file id %" PRIu32 " that is not "
-		    "in flight", m.id);
+		    "protocol: a result for file id %" PRIu32 " %s", m.id,
+		    rc == 1 ? "that is not in flight" : "before its end");
 	code = (int)m.code;
 	if (code == PS_OK) {
 		if (s->o->progress_files != NULL)

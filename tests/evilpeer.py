@@ -11,7 +11,8 @@ MESSAGES table below.
       tests/rsh-local: the rest of the command line, "serve --stdio PATH",
       is ignored). MODE: garbage, eof, badmagic, badversion, bigframe,
       unknowntype, truncated, badmanifest, hugestr, silent, trickle,
-      stall, earlyack, bomb, pulldelete, deletesource (the last two are
+      stall, earlyack, earlyresult (a file answered before its data
+      and END), bomb, pulldelete, deletesource (the last two are
       refresh sources; $EVIL_MANIFEST names the manifest they offer),
       or a relay that answers a report with a bad relay exchange:
       relayrange (a result for a server it was not given), relaytwice
@@ -244,7 +245,8 @@ def server(mode):
     try:
         rd.frame()              # the console's HELLO
         if mode in ("badmanifest", "hugestr", "stall", "earlyack", "bomb",
-                    "mfflood", "pulldelete", "deletesource") or \
+                    "mfflood", "pulldelete", "deletesource",
+                    "earlyresult") or \
                 mode.startswith("relay"):
             rd.skip_until(T["OPEN"])
         if mode == "bigframe":
@@ -284,6 +286,19 @@ def server(mode):
             while True:
                 out.write(batch)
                 out.flush()
+        elif mode == "earlyresult":
+            # A file answered as soon as its FILE came, its data unread
+            # (so that its END cannot be out yet), then a well-behaved
+            # end of component and session.
+            send_manifest(out, empty_manifest())
+            out.flush()
+            t, pl = rd.skip_until(T["FILE"])
+            out.write(msg("RESULT", fields(t, pl)[0], 0, b""))
+            out.flush()
+            rd.skip_until(T["DONE"], timeout=30)
+            out.write(msg("DONEACK", 0, 1, 0, 0))
+            out.flush()
+            rd.skip_until(T["BYE"], timeout=30)
         elif mode.startswith("relay"):
             bad_relay(mode, rd, out)
         elif mode in ("pulldelete", "deletesource"):

@@ -30,6 +30,19 @@ for mode in garbage eof badmagic badversion bigframe unknowntype truncated badma
         fi
     done
 done
+# A server that answers a file before the console has sent all of it
+# (its data unread, so its END cannot be out): the session ends with one
+# line, exit 4; the console never takes the file for done while a thread
+# still sends it (its slot would be given to another file).
+mkdir srcbig
+mkfile srcbig/big.cab 8000000 2
+set +e
+timeout 60 "$PS" push srcbig "evil:$T/dst" --rsh "$RSH" --remote-path "python3 $EVIL server earlyresult" >"$T/out" 2>"$T/err"
+rc=$?
+set -e
+if [ $rc != 4 ] || [ "$(wc -l <"$T/err")" != 1 ] || ! grep -q 'a result for file id .* before its end' "$T/err"; then
+    echo "FAIL: push against a server answering a file before its end: exit $rc (want 4):" >&2; cat "$T/err" >&2; bad=1
+fi
 set +e
 "$PS" push src "evil:$T/dst" --rsh "$RSH" --remote-path "python3 $EVIL server garbage" >"$T/out" 2>"$T/err"
 set -e
