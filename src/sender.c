@@ -60,6 +60,7 @@ struct sfile {
 	size_t ngaps;
 	struct buf sums;	/* what came of them (mu until complete) */
 	uint64_t sums_expect;	/* the bytes they come to */
+	int sums_in;		/* mu: the last piece came; its job runs */
 	int retried;
 	int own_fd;		/* changed: not the shared descriptor */
 	int inl;		/* sent from the planning thread, whose
@@ -657,6 +658,7 @@ ask_sums(struct ps_sender *s, struct sfile *f)
 		f->inl = 0;
 		s->sums_inflight += expect;
 		f->sums_expect = expect;
+		f->sums_in = 0;
 		f->sums.len = 0;
 		/*
 		 * The request is made while mu is held: once it is out, the
@@ -1086,7 +1088,9 @@ on_sums(struct ps_sender *s, const struct buf *payload)
 		return rc;
 	lock(s);
 	f = id_used(s, m.id) ? sf(s, m.id) : NULL;
-	if (f == NULL || f->sums_expect == 0 || (int)m.round != f->round ||
+	/* After the last piece its job owns the sums: nothing more. */
+	if (f == NULL || f->sums_expect == 0 || f->sums_in ||
+	    (int)m.round != f->round ||
 	    f->sums.len + m.data.len > f->sums_expect) {
 		unlock(s);
 		return ps_sess_fail(s->ss, PS_EPEER, "the receiver broke the "
@@ -1094,6 +1098,7 @@ on_sums(struct ps_sender *s, const struct buf *payload)
 	}
 	buf_add(&f->sums, m.data.p, m.data.len);
 	done = m.last;
+	f->sums_in = done;
 	unlock(s);
 	if (done)
 		submit(s, f->lazy && f->round == 0 ? job_lazy_match :

@@ -12,7 +12,9 @@ MESSAGES table below.
       is ignored). MODE: garbage, eof, badmagic, badversion, bigframe,
       unknowntype, truncated, badmanifest, hugestr, silent, trickle,
       stall, earlyack, earlyresult (a file answered before its data
-      and END), bomb, pulldelete, deletesource (the last two are
+      and END), sumstwice (a request for sums answered twice; its
+      manifest is $EVIL_MANIFEST), bomb, pulldelete, deletesource (the
+      last two are
       refresh sources; $EVIL_MANIFEST names the manifest they offer),
       or a relay that answers a report with a bad relay exchange:
       relayrange (a result for a server it was not given), relaytwice
@@ -246,7 +248,7 @@ def server(mode):
         rd.frame()              # the console's HELLO
         if mode in ("badmanifest", "hugestr", "stall", "earlyack", "bomb",
                     "mfflood", "pulldelete", "deletesource",
-                    "earlyresult") or \
+                    "earlyresult", "sumstwice") or \
                 mode.startswith("relay"):
             rd.skip_until(T["OPEN"])
         if mode == "bigframe":
@@ -294,6 +296,28 @@ def server(mode):
             out.flush()
             t, pl = rd.skip_until(T["FILE"])
             out.write(msg("RESULT", fields(t, pl)[0], 0, b""))
+            out.flush()
+            rd.skip_until(T["DONE"], timeout=30)
+            out.write(msg("DONEACK", 0, 1, 0, 0))
+            out.flush()
+            rd.skip_until(T["BYE"], timeout=30)
+        elif mode == "sumstwice":
+            # Its manifest ($EVIL_MANIFEST, with block sums), then the
+            # first request for finer sums answered in full as the last
+            # piece, and once more (an empty last piece) right after.
+            send_manifest(out, open(os.environ["EVIL_MANIFEST"],
+                                    "rb").read())
+            out.flush()
+            f = rd.skip_until(T["SUMREQ"], timeout=30)
+            if f is None:
+                sys.exit(0)
+            fid, _, rnd, blen, nreg, regions = fields(*f)
+            n = 0
+            for i in range(nreg):
+                ln = struct.unpack_from("<QQ", regions, 16 * i)[1]
+                n += (ln + blen - 1) // blen
+            out.write(msg("SUMS", fid, rnd, 1, b"\0" * (12 * n)) +
+                      msg("SUMS", fid, rnd, 1, b""))
             out.flush()
             rd.skip_until(T["DONE"], timeout=30)
             out.write(msg("DONEACK", 0, 1, 0, 0))

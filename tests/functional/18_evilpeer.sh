@@ -43,6 +43,22 @@ set -e
 if [ $rc != 4 ] || [ "$(wc -l <"$T/err")" != 1 ] || ! grep -q 'a result for file id .* before its end' "$T/err"; then
     echo "FAIL: push against a server answering a file before its end: exit $rc (want 4):" >&2; cat "$T/err" >&2; bad=1
 fi
+# A server that answers a request for block sums twice (the last piece,
+# then another last piece): the second is refused, not handed to a second
+# worker beside the first (both would own the file).
+mkdir sumsrc sumsrv
+mkfile sumsrv/big.cab 4000000 4
+cp sumsrv/big.cab sumsrc/big.cab
+printf 'an edit of the console copy' |
+    dd of=sumsrc/big.cab bs=1 seek=2000000 conv=notrunc 2>/dev/null
+"$PS" manifest build sumsrv -o sumsrv.psm
+set +e
+EVIL_MANIFEST=$T/sumsrv.psm timeout 60 "$PS" push sumsrc "evil:$T/dst" --rsh "$RSH" --remote-path "python3 $EVIL server sumstwice" --no-whole-file >"$T/out" 2>"$T/err"
+rc=$?
+set -e
+if [ $rc != 4 ] || [ "$(wc -l <"$T/err")" != 1 ] || ! grep -q 'block sums nobody asked for' "$T/err"; then
+    echo "FAIL: push against a server answering sums twice: exit $rc (want 4):" >&2; cat "$T/err" >&2; bad=1
+fi
 set +e
 "$PS" push src "evil:$T/dst" --rsh "$RSH" --remote-path "python3 $EVIL server garbage" >"$T/out" 2>"$T/err"
 set -e
