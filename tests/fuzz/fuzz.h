@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -28,6 +29,13 @@ int fuzz_memfd(const void *p, size_t n, const char *name);
  * and hung up.
  */
 int fuzz_pipe(const void *p, size_t n);
+
+/* Remove everything under DIR (not DIR): 0, or -1 when something stays. */
+int fuzz_empty_dir(const char *dir);
+
+/* DIR/REL made with the N bytes at P and the time MTIME, or abort. */
+void fuzz_put_file(const char *dir, const char *rel, const uint8_t *p,
+    size_t n, time_t mtime);
 
 /* The I-th byte of a fixed pseudo-random sequence (also in gen-corpus). */
 uint8_t fuzz_pattern(uint32_t i);

@@ -1,8 +1,12 @@
 /* fuzz_common.c — helpers of the fuzz targets (see fuzz.h). */
+#define _XOPEN_SOURCE 700	/* nftw */
 #include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ps.h"
@@ -75,4 +79,33 @@ fuzz_fail(const char *what)
 {
 	fprintf(stderr, "fuzz: %s\n", what);
 	abort();
+}
+
+static int
+rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	return ftw->level > 0 && remove(path) == -1 ? -1 : 0;
+}
+
+int
+fuzz_empty_dir(const char *dir)
+{
+	return nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void
+fuzz_put_file(const char *dir, const char *rel, const uint8_t *p, size_t n,
+    time_t mtime)
+{
+	char path[PATH_MAX];
+	struct timespec ts[2] = { { mtime, 0 }, { mtime, 0 } };
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, rel);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0644)) == -1 || write(fd, p, n) != (ssize_t)n ||
+	    futimens(fd, ts) == -1 || close(fd) == -1)
+		fuzz_fail("cannot make a file to fuzz with");
 }

@@ -16,7 +16,6 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,30 +31,6 @@
 
 static char top[1024], root[1100], cache[1100];
 
-static int
-rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	if (ftw->level > 0 && remove(path) == -1)
-		fuzz_fail("cannot empty the fuzz directory");
-	return 0;
-}
-
-static void
-put_file(const char *rel, const uint8_t *p, size_t n)
-{
-	char path[PATH_MAX];
-	struct timespec ts[2] = { { BASIS_MTIME, 0 }, { BASIS_MTIME, 0 } };
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", root, rel);
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0644)) == -1 || write(fd, p, n) != (ssize_t)n ||
-	    futimens(fd, ts) == -1 || close(fd) == -1)
-		fuzz_fail("cannot make the basis files");
-}
-
 /* ROOT with d/e/big.bin and d/small, as gen-corpus's server copy. */
 static void
 make_root(void)
@@ -64,7 +39,7 @@ make_root(void)
 	char d[PATH_MAX];
 	uint32_t i;
 
-	if (nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS) == -1)
+	if (fuzz_empty_dir(top) == -1)
 		fuzz_fail("cannot walk the fuzz directory");
 	if (mkdir(root, 0755) == -1 || mkdir(cache, 0700) == -1)
 		fuzz_fail("cannot make ROOT");
@@ -76,8 +51,9 @@ make_root(void)
 		fuzz_fail("cannot make ROOT/d/e");
 	for (i = 0; i < BASIS_BIG_LEN; i++)
 		big[i] = fuzz_pattern(i);
-	put_file("d/e/big.bin", big, sizeof(big));
-	put_file("d/small", (const uint8_t *)"hello\n", 6);
+	fuzz_put_file(root, "d/e/big.bin", big, sizeof(big), BASIS_MTIME);
+	fuzz_put_file(root, "d/small", (const uint8_t *)"hello\n", 6,
+	    BASIS_MTIME);
 }
 
 /* Only ROOT and the cache directory may be in TOP. */
@@ -104,7 +80,7 @@ check_top(void)
 static void
 cleanup(void)
 {
-	(void)nftw(top, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	(void)fuzz_empty_dir(top);
 	(void)rmdir(top);
 }
 
