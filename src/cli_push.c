@@ -526,6 +526,8 @@ cmd_push(int argc, const char **argv)
 			goto out;
 	if (o.send.delete && (rc = check_delete(src, nsrc)) != PS_OK)
 		goto out;
+	if ((rc = ps_console_overlap(src, nsrc, t, nt)) != PS_OK)
+		goto out;
 	/* Relays choose for themselves unless told. */
 	o.whole_relay = o.send.whole_file == -1 ? PS_WHOLE_AUTO :
 	    o.send.whole_file;

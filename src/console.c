@@ -26,6 +26,7 @@
 #include <xxhash.h>
 
 #include "console.h"
+#include "fsops.h"
 #include "mfcache.h"
 #include "mfshare.h"
 #include "output.h"
@@ -238,6 +239,71 @@ ps_targets_local(const struct ps_target *t, size_t nt)
 		ps_url_free(&u);
 	}
 	return local;
+}
+
+/*
+ * The directory for DEST (relative, "" for ROOT itself) on the server of
+ * URL when it is on this machine, resolved; NULL when it is not, or
+ * cannot be resolved (the push then says what is wrong).
+ */
+static char *
+local_dir(const char *url, const char *dest)
+{
+	struct ps_url u;
+	char err[64], *root, *d;
+	size_t len;
+
+	if (ps_url_parse(url, &u, err, sizeof(err)) != 0)
+		return NULL;
+	root = u.kind == PS_URL_LOCAL ? ps_dir_resolve(u.path) : NULL;
+	ps_url_free(&u);
+	if (root == NULL || *dest == '\0')
+		return root;
+	len = strlen(root) + 1 + strlen(dest) + 1;
+	d = xmalloc(len);
+	snprintf(d, len, "%s/%s", strcmp(root, "/") == 0 ? "" : root, dest);
+	free(root);
+	return d;
+}
+
+/* Do console directory DIR and DEST on URL overlap? Said if so. */
+static int
+overlaps(const char *what, const char *dir, const char *url,
+    const char *dest)
+{
+	char *c = ps_dir_resolve(dir), *d = local_dir(url, dest);
+	int bad = c != NULL && d != NULL && ps_path_nested(c, d);
+	const char *sep = *dest ? "/" : "";
+
+	if (bad && strcmp(c, d) == 0)
+		ps_err("refusing to %s: %s%s%s is the console directory %s",
+		    what, url, sep, dest, dir);
+	else if (bad && strlen(c) < strlen(d))
+		ps_err("refusing to %s: %s%s%s is inside the console "
+		    "directory %s", what, url, sep, dest, dir);
+	else if (bad)
+		ps_err("refusing to %s: the console directory %s is inside "
+		    "%s%s%s", what, dir, url, sep, dest);
+	free(c);
+	free(d);
+	return bad;
+}
+
+int
+ps_console_overlap(const struct ps_source *src, size_t nsrc,
+    const struct ps_target *t, size_t nt)
+{
+	size_t i, k;
+
+	for (k = 0; k < nt; k++) {
+		if (t[k].via != NULL)	/* on another machine */
+			continue;
+		for (i = 0; i < nsrc; i++)
+			if (overlaps("push", src[i].path, t[k].url,
+			    src[i].dest))
+				return PS_EUSAGE;
+	}
+	return PS_OK;
 }
 
 /* ---- one session ---- */
@@ -1308,6 +1374,12 @@ ps_console_pull(const struct ps_pull_opts *o, struct ps_pull_result *res)
 	int rc, crc;
 
 	memset(res, 0, sizeof(*res));
+	if (o->url != NULL && overlaps("refresh", o->path, o->url,
+	    o->dest != NULL ? o->dest : "")) {
+		res->error = xstrdup("the console directory and the source's "
+		    "overlap");
+		return PS_EUSAGE;
+	}
 	memset(&so, 0, sizeof(so));
 	so.label = o->source;
 	so.url = o->url;

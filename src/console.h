@@ -146,6 +146,15 @@ void ps_target_free(struct ps_target *t);
 int ps_targets_local(const struct ps_target *t, size_t nt);
 
 /*
+ * Refuse a push to a server on this machine (a local URL) whose
+ * directory for a component and a console directory are the same or one
+ * holds the other: the console would be sent its own files, and --delete
+ * would remove them. Says why and returns PS_EUSAGE, else PS_OK.
+ */
+int ps_console_overlap(const struct ps_source *src, size_t nsrc,
+    const struct ps_target *t, size_t nt);
+
+/*
  * One session over SS, started already (a test over a socketpair; a
  * relay): push or report the sources SRC, scanned already by the caller
  * (their rc set), to T; then close SS. Returns T->rc.

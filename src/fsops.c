@@ -134,6 +134,57 @@ parent_of(const char *path)
 	return p;
 }
 
+char *
+ps_dir_resolve(const char *path)
+{
+	char *r, *parent, *out;
+	const char *base, *slash;
+	size_t n, len;
+
+	if ((r = realpath(path, NULL)) != NULL || errno != ENOENT)
+		return r;
+	/* Not there yet: its parent resolved, and its own name. */
+	n = strlen(path);
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	slash = memrchr(path, '/', n);
+	base = slash != NULL ? slash + 1 : path;
+	n -= (size_t)(base - path);
+	if (n == 0 || (n == 1 && base[0] == '.') ||
+	    (n == 2 && base[0] == '.' && base[1] == '.'))
+		return NULL;
+	parent = parent_of(path);
+	r = realpath(parent, NULL);
+	free(parent);
+	if (r == NULL)
+		return NULL;
+	len = strlen(r) + 1 + n + 1;
+	out = xmalloc(len);
+	snprintf(out, len, "%s/%.*s", strcmp(r, "/") == 0 ? "" : r, (int)n,
+	    base);
+	free(r);
+	return out;
+}
+
+int
+ps_path_nested(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), n;
+
+	while (la > 1 && a[la - 1] == '/')
+		la--;
+	while (lb > 1 && b[lb - 1] == '/')
+		lb--;
+	if (la == 1 && a[0] == '/')
+		return 1;	/* "/" holds everything */
+	if (lb == 1 && b[0] == '/')
+		return 1;
+	n = la < lb ? la : lb;
+	if (memcmp(a, b, n) != 0)
+		return 0;
+	return la == lb || (la < lb ? b[la] : a[lb]) == '/';
+}
+
 int
 ps_root_open(const char *path, int create, struct ps_root *r)
 {

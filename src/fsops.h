@@ -139,6 +139,20 @@ int ps_dest_open(struct ps_root *r, const char *dest, int create,
 int ps_open_beneath(int dirfd, const char *rel, int *fd, struct stat *st);
 
 /*
+ * Directory PATH as the kernel resolves it (absolute, symlinks followed),
+ * also when its last component does not exist yet (a ROOT or a console
+ * directory that will be made): malloc'd, or NULL when neither it nor
+ * its parent resolves.
+ */
+char *ps_dir_resolve(const char *path);
+
+/*
+ * 1 when the resolved directories A and B are the same or one is inside
+ * the other ("/a/b" and "/a/bc" are not), else 0.
+ */
+int ps_path_nested(const char *a, const char *b);
+
+/*
  * Is REL inside patchsync's own ROOT/.patchsync (first component)? The
  * server role uses this to refuse peer paths there. Returns 1 or 0.
  */

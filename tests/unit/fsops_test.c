@@ -652,6 +652,50 @@ test_root_open(void **state)
 	ps_root_close(&r2);
 }
 
+/* Directories that overlap: the same, or one inside the other. */
+static void
+test_path_nested(void **state)
+{
+	(void)state;
+	assert_int_equal(ps_path_nested("/a/b", "/a/b"), 1);
+	assert_int_equal(ps_path_nested("/a/b", "/a/b/"), 1);
+	assert_int_equal(ps_path_nested("/a/b", "/a/b/c"), 1);
+	assert_int_equal(ps_path_nested("/a/b/c/d", "/a/b"), 1);
+	assert_int_equal(ps_path_nested("/", "/x"), 1);
+	assert_int_equal(ps_path_nested("/x", "/"), 1);
+	/* A name that only begins like the other's is beside it. */
+	assert_int_equal(ps_path_nested("/a/b", "/a/bc"), 0);
+	assert_int_equal(ps_path_nested("/a/bc", "/a/b"), 0);
+	assert_int_equal(ps_path_nested("/a/b", "/a/c"), 0);
+	assert_int_equal(ps_path_nested("/ab/c", "/a"), 0);
+}
+
+/* Resolved as the kernel sees it, also before the last one exists. */
+static void
+test_dir_resolve(void **state)
+{
+	struct fx *f = *state;
+	char want[PATH_MAX], *r;
+
+	assert_int_equal(symlink(f->out, at(f->root, "alias")), 0);
+	r = ps_dir_resolve(at(f->root, "alias"));
+	assert_non_null(r);
+	assert_string_equal(r, f->out);
+	free(r);
+	/* Not made yet: its parent resolved, and its name. */
+	snprintf(want, sizeof(want), "%s/later", f->out);
+	r = ps_dir_resolve(at(f->root, "alias/later/"));
+	assert_non_null(r);
+	assert_string_equal(r, want);
+	free(r);
+	assert_null(ps_dir_resolve(at(f->root, "no/such")));
+	assert_null(ps_dir_resolve(at(f->root, "alias/later/..")));
+	r = ps_dir_resolve("/nonexistent-top-level");
+	assert_non_null(r);
+	assert_string_equal(r, "/nonexistent-top-level");
+	free(r);
+}
+
 /* The destination's last component is made; its parent must exist. */
 static void
 test_dest_open(void **state)
@@ -882,6 +926,8 @@ main(void)
 		T(test_commit_onto_dir),
 		T(test_root_open),
 		T(test_dest_open),
+		T(test_path_nested),
+		T(test_dir_resolve),
 		T(test_lock_nowait),
 		T(test_lock_shared),
 		T(test_lock_wait),
