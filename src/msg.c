@@ -414,6 +414,35 @@ ps_msg_encode(uint8_t type, const void *m, struct buf *out)
 		buf_add(out, rest->p, rest->len);
 }
 
+/*
+ * No fewer bytes than encode_head makes of M: 16 for a fixed field, a
+ * length and its bytes for a variable one.
+ */
+static size_t
+head_max(const struct def *d, const void *m)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < d->nf; i++) {
+		const struct field *f = &d->f[i];
+
+		switch (f->type) {
+		case PS_F_TEXT:
+		case PS_F_PATH:
+		case PS_F_DEST:
+		case PS_F_NAME:
+		case PS_F_LINE:
+			n += 4 + CAT(m, f, struct ps_bytes)->len;
+			break;
+		case PS_F_REST:
+			break;
+		default:
+			n += 16;
+		}
+	}
+	return n;
+}
+
 /* Send M: its tail from memory, or (FD >= 0) the file's bytes at OFF. */
 static int
 msg_send(struct ps_wire *w, uint8_t type, const void *m, int fd, uint64_t off)
@@ -428,9 +457,14 @@ msg_send(struct ps_wire *w, uint8_t type, const void *m, int fd, uint64_t off)
 		return PS_EUSAGE;
 	if (d->nf == 0)
 		return ps_wire_send(w, type, NULL, 0);
-	/* Most headers are small: build them on the stack. */
-	head.p = small;
-	head.cap = sizeof(small);
+	/*
+	 * Most headers are small: build them on the stack. One with a long
+	 * path or text goes to the heap (a buf grows by realloc).
+	 */
+	if (head_max(d, m) <= sizeof(small)) {
+		head.p = small;
+		head.cap = sizeof(small);
+	}
 	encode_head(d, m, &head, &rest);
 	if (fd >= 0)
 		rc = ps_wire_send_file(w, type, head.p, head.len, fd, off,

@@ -90,12 +90,40 @@ keep(const char *prefix, const char *line)
 	pthread_mutex_unlock(&keep_mu);
 }
 
+/*
+ * A message of N bytes, longer than LINE (a path near PS_PATH_MAX, say),
+ * keeps its beginning and its end, where the reason is: the middle goes.
+ */
+static void
+elide(char *line, size_t size, size_t n, const char *fmt, va_list ap)
+{
+	size_t head = size / 2 - 4, tail = size - 1 - head - 3;
+	char *all;
+
+	if ((all = malloc(n + 1)) == NULL)
+		return;		/* the cut line stays */
+	if (vsnprintf(all, n + 1, fmt, ap) == (int)n) {
+		memcpy(line, all, head);
+		memcpy(line + head, "...", 3);
+		memcpy(line + head + 3, all + n - tail, tail);
+		line[size - 1] = '\0';
+	}
+	free(all);
+}
+
 static void
 vsay(const char *prefix, int is_err, const char *fmt, va_list ap)
 {
 	char line[LINE_MAX_BYTES];
+	va_list again;
+	int r;
 
-	if (vsnprintf(line, sizeof(line), fmt, ap) < 0)
+	va_copy(again, ap);
+	r = vsnprintf(line, sizeof(line), fmt, ap);
+	if (r >= (int)sizeof(line))
+		elide(line, sizeof(line), (size_t)r, fmt, again);
+	va_end(again);
+	if (r < 0)
 		return;
 	if (is_err)
 		memcpy(last_error, line, sizeof(line));

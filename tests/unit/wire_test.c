@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "ps.h"
+#include "msg.h"
 #include "wire.h"
 
 static void
@@ -448,6 +449,48 @@ test_send2(void **state)
 	done_pair(a, b, sv, &p);
 }
 
+/*
+ * Messages whose headers outgrow the stack buffer they start in: a
+ * path of PS_PATH_MAX bytes (realloc of the stack buffer aborted), and
+ * one of every length around that buffer's size.
+ */
+static void
+test_long_headers(void **state)
+{
+	struct ps_wire *a, *b;
+	struct buf p = { 0 };
+	struct ps_msg_mkdir m, got;
+	static const size_t lens[] = { 1, 240, 247, 248, 249, 252, 256, 300,
+	    2048, PS_PATH_MAX };
+	char *path = malloc(PS_PATH_MAX), why[128];
+	uint8_t type;
+	size_t i, k;
+	int sv[2];
+
+	(void)state;
+	assert_non_null(path);
+	for (k = 0; k < PS_PATH_MAX; k++)
+		path[k] = k % 50 == 25 ? '/' : (char)('a' + k % 26);
+	pair(sv);
+	a = ps_wire_new(sv[0], sv[0]);
+	b = ps_wire_new(sv[1], sv[1]);
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		m.path.p = (const unsigned char *)path;
+		m.path.len = lens[i];
+		m.mode = 0755;
+		assert_int_equal(ps_send_mkdir(a, &m), PS_OK);
+		assert_int_equal(ps_wire_flush(a), PS_OK);
+		assert_int_equal(ps_wire_recv(b, &type, &p), PS_OK);
+		assert_int_equal(type, PS_MSG_MKDIR);
+		if (ps_dec_mkdir(&p, &got, why, sizeof(why)) != 0)
+			fail_msg("%zu bytes: %s", lens[i], why);
+		assert_int_equal(got.path.len, lens[i]);
+		assert_memory_equal(got.path.p, path, lens[i]);
+	}
+	free(path);
+	done_pair(a, b, sv, &p);
+}
+
 /* ---- broken streams ---- */
 
 /* Feed RAW bytes (then EOF) to a fresh wire; return recv's result. */
@@ -761,6 +804,7 @@ main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_send2),
+		cmocka_unit_test(test_long_headers),
 		cmocka_unit_test(test_oversized),
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_write_to_closed),
