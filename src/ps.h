@@ -6,6 +6,7 @@
 #ifndef PS_H
 #define PS_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -50,6 +51,13 @@ extern int ps_quiet;
  * Nothing here calls back into other code, so any of these may be called
  * while holding any lock.
  */
+/*
+ * vsnprintf into OUT (SIZE bytes); a text that does not fit keeps its
+ * beginning and its end, where the reason usually is, and loses its
+ * middle ("..."). Returns vsnprintf's result.
+ */
+int ps_vfit(char *out, size_t size, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 void ps_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ps_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void ps_info(int level, const char *fmt, ...)

@@ -262,7 +262,7 @@ fail_file(struct rfile *f, int code, const char *fmt, ...)
 	if (f->code != PS_OK)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	(void)ps_vfit(msg, sizeof(msg), fmt, ap);	/* keeps its reason */
 	va_end(ap);
 	f->code = code;
 	f->msg = xstrdup(msg);

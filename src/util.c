@@ -90,40 +90,39 @@ keep(const char *prefix, const char *line)
 	pthread_mutex_unlock(&keep_mu);
 }
 
-/*
- * A message of N bytes, longer than LINE (a path near PS_PATH_MAX, say),
- * keeps its beginning and its end, where the reason is: the middle goes.
- */
-static void
-elide(char *line, size_t size, size_t n, const char *fmt, va_list ap)
+int
+ps_vfit(char *out, size_t size, const char *fmt, va_list ap)
 {
-	size_t head = size / 2 - 4, tail = size - 1 - head - 3;
+	size_t n, head, tail;
+	va_list again;
 	char *all;
+	int r;
 
-	if ((all = malloc(n + 1)) == NULL)
-		return;		/* the cut line stays */
-	if (vsnprintf(all, n + 1, fmt, ap) == (int)n) {
-		memcpy(line, all, head);
-		memcpy(line + head, "...", 3);
-		memcpy(line + head + 3, all + n - tail, tail);
-		line[size - 1] = '\0';
+	va_copy(again, ap);
+	r = vsnprintf(out, size, fmt, ap);
+	if (r >= 0 && (size_t)r >= size && size >= 16 &&
+	    (all = malloc((size_t)r + 1)) != NULL) {
+		n = (size_t)r;
+		head = size / 2 - 4;
+		tail = size - 1 - head - 3;
+		if (vsnprintf(all, n + 1, fmt, again) == r) {
+			memcpy(out, all, head);
+			memcpy(out + head, "...", 3);
+			memcpy(out + head + 3, all + n - tail, tail);
+			out[size - 1] = '\0';
+		}
+		free(all);
 	}
-	free(all);
+	va_end(again);
+	return r;
 }
 
 static void
 vsay(const char *prefix, int is_err, const char *fmt, va_list ap)
 {
 	char line[LINE_MAX_BYTES];
-	va_list again;
-	int r;
 
-	va_copy(again, ap);
-	r = vsnprintf(line, sizeof(line), fmt, ap);
-	if (r >= (int)sizeof(line))
-		elide(line, sizeof(line), (size_t)r, fmt, again);
-	va_end(again);
-	if (r < 0)
+	if (ps_vfit(line, sizeof(line), fmt, ap) < 0)
 		return;
 	if (is_err)
 		memcpy(last_error, line, sizeof(line));

@@ -107,6 +107,46 @@ test_buf_le(void **state)
 	buf_free(&b);
 }
 
+static int
+fit(char *out, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+fit(char *out, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = ps_vfit(out, size, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* A text too long keeps its beginning and its end (the reason). */
+static void
+test_vfit(void **state)
+{
+	char out[64], path[200];
+
+	(void)state;
+	assert_int_equal(fit(out, sizeof(out), "%s: %s", "a/b", "gone"), 9);
+	assert_string_equal(out, "a/b: gone");
+	memset(path, 'p', sizeof(path) - 1);
+	path[sizeof(path) - 1] = '\0';
+	assert_int_equal(fit(out, sizeof(out), "label/%s: %s", path,
+	    "name too long"), 6 + 199 + 2 + 13);
+	assert_int_equal(strlen(out), sizeof(out) - 1);
+	assert_memory_equal(out, "label/ppp", 9);
+	assert_non_null(strstr(out, "..."));
+	assert_string_equal(out + strlen(out) - 16, "p: name too long");
+	/* Exactly full: nothing elided. */
+	memset(path, 'q', 63);
+	path[63] = '\0';
+	assert_int_equal(fit(out, sizeof(out), "%s", path), 63);
+	assert_string_equal(out, path);
+}
+
 int
 main(void)
 {
@@ -115,6 +155,7 @@ main(void)
 		cmocka_unit_test(test_escape),
 		cmocka_unit_test(test_unescape_bad),
 		cmocka_unit_test(test_buf_le),
+		cmocka_unit_test(test_vfit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
