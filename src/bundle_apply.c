@@ -806,7 +806,8 @@ set_meta(struct ap *a, const char *rel, const struct ps_entry *e)
 	ts[0].tv_nsec = UTIME_OMIT;
 	ts[1].tv_sec = (time_t)e->mtime_sec;
 	ts[1].tv_nsec = (long)e->mtime_nsec;
-	if (fchmod(fd, e->mode & 0777) != 0 || futimens(fd, ts) != 0) {
+	if (fchmod(fd, e->mode & PS_MODE_APPLIED) != 0 ||
+	    futimens(fd, ts) != 0) {
 		esc = ps_escape(rel, strlen(rel));
 		ps_err("bundle: %s: cannot set its mode and time: %s", esc,
 		    strerror(errno));

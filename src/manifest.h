@@ -19,6 +19,13 @@ enum ps_ftype {
 #define PS_BLOCK_SHIFT_MIN 12	/* 4 KiB */
 #define PS_BLOCK_SHIFT_MAX 20	/* 1 MiB */
 
+/*
+ * The permission bits a receiver gives what it writes: never the set-id
+ * or sticky bits (a patch is data). Modes compare on these alone, or a
+ * set-id file would be "changed" at every push.
+ */
+#define PS_MODE_APPLIED 0777u
+
 struct ps_entry {
 	char *path;		/* NUL-terminated; holds no NUL itself */
 	uint32_t path_len;	/* bytes in path, without the NUL */

@@ -1378,7 +1378,8 @@ set_file_meta(struct recv *r, const char *rel, const struct ps_msg_meta *m)
 	ts[0].tv_nsec = UTIME_OMIT;
 	ts[1].tv_sec = m->mtime;
 	ts[1].tv_nsec = m->nsec;
-	if (fchmod(fd, m->mode & 0777) != 0 || futimens(fd, ts) != 0) {
+	if (fchmod(fd, m->mode & PS_MODE_APPLIED) != 0 ||
+	    futimens(fd, ts) != 0) {
 		esc = ps_escape(rel, strlen(rel));
 		ps_err("%s: %s", esc, strerror(errno));
 		free(esc);

@@ -245,8 +245,8 @@ ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
 						offer(p, o);
 					touched = 1;
 					touch_parent(&dirs, s);
-				} else if (s->mode != dd->mode ||
-				    !same_time(s, dd)) {
+				} else if ((s->mode ^ dd->mode) &
+				    PS_MODE_APPLIED || !same_time(s, dd)) {
 					touched = 1;
 				}
 				dirs_enter(&dirs, s, touched);
@@ -264,7 +264,7 @@ ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
 					ch |= PS_CH_SIZE;
 				if (!same_time(s, dd))
 					ch |= PS_CH_TIME;
-				if (s->mode != dd->mode)
+				if ((s->mode ^ dd->mode) & PS_MODE_APPLIED)
 					ch |= PS_CH_PERMS;
 				/*
 				 * Both manifests hold content hashes
