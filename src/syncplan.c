@@ -52,10 +52,30 @@ below(const char *a, size_t alen, const char *d, size_t dlen)
 	return alen > dlen && memcmp(a, d, dlen) == 0 && a[dlen] == '/';
 }
 
+/*
+ * Is the receiver's time B the sender's A, as the receiver's filesystem
+ * keeps times? Linux cuts a time off below the filesystem's granularity
+ * (100 ns on CIFS and NTFS, 1 us, 10 ms on exFAT, 1 s on ext4 with small
+ * inodes or HFS+, 2 s on FAT): A set there comes back so, and would be
+ * set again at every push. A time that differs otherwise is a change.
+ */
 static int
 same_time(const struct ps_entry *a, const struct ps_entry *b)
 {
-	return a->mtime_sec == b->mtime_sec && a->mtime_nsec == b->mtime_nsec;
+	static const uint32_t gran[] = { 100, 1000, 10000000 };
+	size_t i;
+
+	if (a->mtime_sec == b->mtime_sec && a->mtime_nsec == b->mtime_nsec)
+		return 1;
+	if (b->mtime_nsec == 0 && (a->mtime_sec == b->mtime_sec ||
+	    ((b->mtime_sec & 1) == 0 && a->mtime_sec == b->mtime_sec + 1)))
+		return 1;	/* 1 s or 2 s */
+	if (a->mtime_sec != b->mtime_sec)
+		return 0;
+	for (i = 0; i < sizeof(gran) / sizeof(gran[0]); i++)
+		if (b->mtime_nsec == a->mtime_nsec - a->mtime_nsec % gran[i])
+			return 1;
+	return 0;
 }
 
 /* Order of the actions: by kind, deletes deepest first. */

@@ -113,6 +113,59 @@ test_basic(void **state)
 	ps_manifest_free(&dst);
 }
 
+/*
+ * A receiver whose filesystem keeps times coarser than the sender's has
+ * them cut off (1 s, 2 s, 10 ms, 1 us, 100 ns): the same time, nothing
+ * to set again. Anything else is a change of time.
+ */
+static void
+test_time_granularity(void **state)
+{
+	static const struct {
+		int64_t sec;
+		uint32_t nsec;
+		int same;
+	} cases[] = {
+		{ 1001, 123456789, 1 },	/* exact */
+		{ 1001, 0, 1 },		/* 1 s */
+		{ 1000, 0, 1 },		/* 2 s (FAT: even seconds) */
+		{ 1001, 120000000, 1 },	/* 10 ms */
+		{ 1001, 123456000, 1 },	/* 1 us */
+		{ 1001, 123456700, 1 },	/* 100 ns */
+		{ 1001, 123456788, 0 },
+		{ 1001, 123456790, 0 },
+		{ 1002, 0, 0 },		/* later */
+		{ 999, 0, 0 },		/* odd: no 2 s filesystem keeps it */
+		{ 998, 0, 0 },
+		{ 1001, 100000000, 0 },
+	};
+	struct ps_plan_opts o = { .delete = 0 };
+	struct ps_syncplan p;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ps_manifest src = { 0 }, dst = { 0 };
+
+		put(&src, "f", 'f', 10, 1, 1001, 0644);
+		src.e[0].mtime_nsec = 123456789;
+		put(&src, "z", 'd', 0, 0, 1001, 0755);
+		src.e[1].mtime_nsec = 123456789;
+		put(&dst, "f", 'f', 10, 1, cases[i].sec, 0644);
+		dst.e[0].mtime_nsec = cases[i].nsec;
+		put(&dst, "z", 'd', 0, 0, cases[i].sec, 0755);
+		dst.e[1].mtime_nsec = cases[i].nsec;
+		ps_syncplan_make(&src, &dst, &o, &p);
+		if ((find(&p, PS_ACT_META, "f") == NULL) != cases[i].same ||
+		    (find(&p, PS_ACT_DIRMETA, "z") == NULL) != cases[i].same)
+			fail_msg("case %zu: %lld.%09u", i,
+			    (long long)cases[i].sec, cases[i].nsec);
+		ps_syncplan_free(&p);
+		ps_manifest_free(&src);
+		ps_manifest_free(&dst);
+	}
+}
+
 static void
 test_checksum_and_conflicts(void **state)
 {
@@ -398,6 +451,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_basic),
+		cmocka_unit_test(test_time_granularity),
 		cmocka_unit_test(test_checksum_and_conflicts),
 		cmocka_unit_test(test_unreadable),
 		cmocka_unit_test(test_empty),
