@@ -806,10 +806,11 @@ set_meta(struct ap *a, const char *rel, const struct ps_entry *e)
 	ts[0].tv_nsec = UTIME_OMIT;
 	ts[1].tv_sec = (time_t)e->mtime_sec;
 	ts[1].tv_nsec = (long)e->mtime_nsec;
-	if (fchmod(fd, e->mode & PS_MODE_APPLIED) != 0 ||
-	    futimens(fd, ts) != 0) {
+	if (ps_set_mode(fd, e->mode & PS_MODE_APPLIED, rel) != PS_OK) {
+		rc = PS_EPARTIAL;
+	} else if (futimens(fd, ts) != 0) {
 		esc = ps_escape(rel, strlen(rel));
-		ps_err("bundle: %s: cannot set its mode and time: %s", esc,
+		ps_err("bundle: %s: cannot set its time: %s", esc,
 		    strerror(errno));
 		free(esc);
 		rc = PS_EPARTIAL;
@@ -1071,7 +1072,7 @@ ps_bundle_apply(const struct ps_bundle_apply_opts *o,
 {
 	struct ap a;
 	double start = now();
-	int rc;
+	int rc, e;
 
 	memset(r, 0, sizeof(*r));
 	memset(&a, 0, sizeof(a));
@@ -1097,6 +1098,10 @@ ps_bundle_apply(const struct ps_bundle_apply_opts *o,
 		a.root_made = 0;
 		rc = commit(&a);
 	}
+	if (a.writing && (e = ps_mode_unkept()) != 0)
+		ps_warn("%s: this filesystem does not keep permission bits "
+		    "(%s): files are written without them", o->root,
+		    strerror(e));
 	if (rc != PS_OK && a.writing)
 		discard(&a);
 	r->bytes_read = a.br != NULL ? ps_br_bytes(a.br) : 0;

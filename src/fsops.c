@@ -391,6 +391,37 @@ ps_file_open(struct ps_root *r, const char *rel, int *fd, struct stat *st)
 	return file_open(r, rel, 0, fd, st);
 }
 
+/* Why a mode was not kept, not yet told (ps_mode_unkept), or 0. */
+static atomic_int unkept;
+
+int
+ps_set_mode(int fd, uint32_t mode, const char *rel)
+{
+	struct stat st;
+	int err;
+
+	if (fchmod(fd, mode & 0777) == 0)
+		return PS_OK;
+	err = errno;
+	/*
+	 * A filesystem without permission bits (FAT, a CIFS share without
+	 * Unix extensions) refuses every mode, also to the owner of what we
+	 * just made: the file goes without one.
+	 */
+	if (err == ENOSYS || err == EOPNOTSUPP || err == ENOTSUP ||
+	    (err == EPERM && fstat(fd, &st) == 0 && st.st_uid == geteuid())) {
+		atomic_store(&unkept, err);
+		return PS_OK;
+	}
+	return fail_rel(rel, "cannot change mode", err);
+}
+
+int
+ps_mode_unkept(void)
+{
+	return atomic_exchange(&unkept, 0);
+}
+
 int
 ps_mkdir(struct ps_root *r, const char *rel, uint32_t mode)
 {
@@ -419,13 +450,9 @@ ps_mkdir(struct ps_root *r, const char *rel, uint32_t mode)
 		return fail_rel(rel, "cannot open directory", err);
 	}
 	close(dfd);
-	if (fchmod(fd, mode & 0777) == -1) {
-		err = errno;
-		close(fd);
-		return fail_rel(rel, "cannot change mode", err);
-	}
+	rc = ps_set_mode(fd, mode, rel);
 	close(fd);
-	return PS_OK;
+	return rc;
 }
 
 /* unlinkat REL with FLAGS; gone already is fine. */
@@ -652,8 +679,8 @@ ps_tmp_commit(struct ps_tmp *t, uint32_t mode, int64_t mtime_sec,
 		return fail_rel(t->rel, "commit of a closed temporary", EBADF);
 	if (mtime_spec(mtime_sec, mtime_nsec, ts) == -1)
 		return fail_rel(t->rel, "invalid modification time", EINVAL);
-	if (fchmod(t->fd, mode & 0777) == -1)
-		return fail_rel(t->rel, "cannot change mode", errno);
+	if (ps_set_mode(t->fd, mode, t->rel) != PS_OK)
+		return PS_EPARTIAL;
 	/* After every write, or the write would move mtime again. */
 	if (futimens(t->fd, ts) == -1)
 		return fail_rel(t->rel, "cannot set times", errno);

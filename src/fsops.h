@@ -139,6 +139,17 @@ int ps_dest_open(struct ps_root *r, const char *dest, int create,
 int ps_open_beneath(int dirfd, const char *rel, int *fd, struct stat *st);
 
 /*
+ * fchmod FD (REL, for messages) to MODE & 0777. A filesystem that keeps
+ * no permission bits (ENOSYS, EOPNOTSUPP, or EPERM to the file's owner:
+ * FAT, CIFS without Unix extensions) is not a failure: the file stays as
+ * it is, and ps_mode_unkept says so later. Returns PS_OK or PS_EPARTIAL
+ * (said).
+ */
+int ps_set_mode(int fd, uint32_t mode, const char *rel);
+/* The errno of a mode not kept since the last call, or 0. */
+int ps_mode_unkept(void);
+
+/*
  * Directory PATH as the kernel resolves it (absolute, symlinks followed),
  * also when its last component does not exist yet (a ROOT or a console
  * directory that will be made): malloc'd, or NULL when neither it nor

@@ -1378,8 +1378,9 @@ set_file_meta(struct recv *r, const char *rel, const struct ps_msg_meta *m)
 	ts[0].tv_nsec = UTIME_OMIT;
 	ts[1].tv_sec = m->mtime;
 	ts[1].tv_nsec = m->nsec;
-	if (fchmod(fd, m->mode & PS_MODE_APPLIED) != 0 ||
-	    futimens(fd, ts) != 0) {
+	if (ps_set_mode(fd, m->mode & PS_MODE_APPLIED, rel) != PS_OK)
+		rc = PS_EPARTIAL;
+	else if (futimens(fd, ts) != 0) {
 		esc = ps_escape(rel, strlen(rel));
 		ps_err("%s: %s", esc, strerror(errno));
 		free(esc);
@@ -1571,8 +1572,18 @@ static int
 send_doneack(struct recv *r)
 {
 	struct ps_msg_doneack m;
-	int rc;
+	int rc, e;
 
+	if ((e = ps_mode_unkept()) != 0) {
+		if (r->s->role == PS_ROLE_CONSOLE)
+			ps_warn("%s: this filesystem does not keep permission "
+			    "bits (%s): files are written without them",
+			    r->o->label, strerror(e));
+		else
+			ps_sess_notice(r->s, PS_NOTE_WARN, "this filesystem "
+			    "does not keep permission bits (%s): files are "
+			    "written without them", strerror(e));
+	}
 	pthread_mutex_lock(&r->mu);
 	m.code = (uint32_t)r->st->worst;
 	m.files = r->st->files;
