@@ -52,10 +52,9 @@ truncate -s 5G big/huge.bin
 expect_exit 0 "$PS" manifest build big -o big.psm
 expect_exit 0 "$PS" manifest show big.psm
 grep -q '^f [0-7]* 5368709120 .* huge\.bin$' "$T/out" || { cat "$T/out"; fail "5 GiB size wrong"; }
-if command -v xxhsum >/dev/null; then
-    want=$(cd big && xxhsum -H2 huge.bin | awk '{print $1}')
-    grep -q " $want " "$T/out" || fail "5 GiB hash differs from xxhsum"
-fi
+# xxhsum -H2 of 5 GiB of zeros, once: it takes 12 s to read them here.
+want=c015bff1b14a8763a0e5e4d6d5502024
+grep -q " $want " "$T/out" || fail "5 GiB hash differs from xxhsum's $want"
 
 # -o into a directory that does not exist: an error, nothing written.
 expect_exit 2 "$PS" manifest build c -o nodir/x.psm
