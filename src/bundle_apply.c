@@ -88,6 +88,7 @@ struct ap {
 	struct ps_tmp spool;	/* a delta, before it is applied */
 	unsigned char *buf;
 	size_t nconflict;
+	size_t nconflict_file;
 };
 
 /* ---- names ---- */
@@ -512,6 +513,7 @@ plan_comp(struct ap *a, uint32_t c)
 	}
 	ps_syncplan_make(mf, &d->cur, &po, &d->plan);
 	a->nconflict += d->plan.nconflict;
+	a->nconflict_file += d->plan.nconflict_file;
 	for (i = 0; i < d->plan.n && rc == PS_OK; i++) {
 		const struct ps_action *act = &d->plan.a[i];
 
@@ -931,10 +933,12 @@ commit(struct ap *a)
 {
 	size_t c;
 	int rc, worst = a->nconflict > 0 ? PS_EPARTIAL : PS_OK;
+	char what[200];
 
 	if (a->nconflict > 0)
-		ps_err("bundle: %zu directories stand where the console has "
-		    "files; not replaced without --delete", a->nconflict);
+		ps_err("bundle: %s; not replaced without --delete",
+		    ps_conflicts_text(a->nconflict - a->nconflict_file,
+		    a->nconflict_file, what, sizeof(what)));
 	for (c = 0; c < a->x.ncomp; c++) {
 		struct dest *d = &a->d[c];
 

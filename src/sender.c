@@ -1395,9 +1395,11 @@ plan_notes(struct ps_sender *s, const struct ps_syncplan *plan)
 	size_t i;
 
 	if (plan->nconflict > 0) {
-		ps_err("%s: %zu directories stand where the console has files; "
-		    "not replaced without --delete", s->ss->peer,
-		    plan->nconflict);
+		char what[200];
+
+		ps_err("%s: %s; not replaced without --delete", s->ss->peer,
+		    ps_conflicts_text(plan->nconflict - plan->nconflict_file,
+		    plan->nconflict_file, what, sizeof(what)));
 		s->st->errors += (uint32_t)plan->nconflict;
 		set_worst(s, PS_EPARTIAL);
 	}

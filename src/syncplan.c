@@ -2,6 +2,7 @@
  * syncplan.c — the list of actions that brings a receiver's tree level with
  * the sender's, from the two sorted manifests.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,6 +177,12 @@ ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
 	 */
 	char *late = NULL;
 	size_t late_len = 0;
+	/*
+	 * A receiver file kept (no --delete) where the sender has a
+	 * directory: nothing inside that directory can go.
+	 */
+	char *kept = NULL;
+	size_t kept_len = 0;
 	int c, early;
 
 	memset(p, 0, sizeof(*p));
@@ -193,6 +200,11 @@ ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
 			dirs_leave(p, &dirs, s->path, s->path_len);
 		else
 			dirs_leave(p, &dirs, d->path, d->path_len);
+		if (c < 0 && kept != NULL &&
+		    below(s->path, s->path_len, kept, kept_len)) {
+			s = src->next(src->arg);
+			continue;
+		}
 		if (c > 0 && gone != NULL &&
 		    below(d->path, d->path_len, gone, gone_len) &&
 		    !unknown_path(unknown, d)) {
@@ -240,6 +252,13 @@ ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
 				}
 				if (!o->delete) {
 					p->nconflict++;
+					if (s->type == PS_FT_DIR) {
+						p->nconflict_file++;
+						free(kept);
+						kept = xstrndup(s->path,
+						    s->path_len);
+						kept_len = s->path_len;
+					}
 					s = src->next(src->arg);
 					d = dst->next(dst->arg);
 					continue;
@@ -316,6 +335,7 @@ ps_syncplan_stream(struct ps_eiter *src, const struct ps_manifest *unknown,
 	free(dirs.touched);
 	free(gone);
 	free(late);
+	free(kept);
 	if (p->n > 1)
 		qsort(p->a, p->n, sizeof(*p->a), act_cmp);
 }
@@ -381,4 +401,20 @@ ps_itemize(const struct ps_action *a, char out[12])
 		out[4] = 't';
 	if (a->changes & PS_CH_PERMS)
 		out[5] = 'p';
+}
+
+char *
+ps_conflicts_text(size_t ndir, size_t nfile, char *buf, size_t n)
+{
+	if (nfile == 0)
+		snprintf(buf, n, "%zu directories stand where the console has "
+		    "files", ndir);
+	else if (ndir == 0)
+		snprintf(buf, n, "%zu files stand where the console has "
+		    "directories (nothing inside those is sent)", nfile);
+	else
+		snprintf(buf, n, "%zu directories stand where the console has "
+		    "files, and %zu files where it has directories (nothing "
+		    "inside those is sent)", ndir, nfile);
+	return buf;
 }

@@ -43,8 +43,10 @@ struct ps_syncplan {
 	size_t ndelete_files;	/* regular files among the deletes */
 	size_t nsend;
 	uint64_t send_bytes;	/* sizes of the files to send */
-	size_t nconflict;	/* dst dirs where src has a file, kept
-				   because deleting was not allowed */
+	size_t nconflict;	/* dst entries of another type than src's,
+				   kept because deleting was not allowed */
+	size_t nconflict_file;	/* of which files where src has a
+				   directory: what it holds is left out */
 };
 
 struct ps_plan_opts {
@@ -94,5 +96,12 @@ void ps_syncplan_free(struct ps_syncplan *p);
  * "*deleting  " removal.
  */
 void ps_itemize(const struct ps_action *a, char out[12]);
+
+/*
+ * What the plan's conflicts are, for "SERVER: ...; not replaced without
+ * --delete": NDIR directories where the sender has files and NFILE files
+ * where it has directories. Returns BUF.
+ */
+char *ps_conflicts_text(size_t ndir, size_t nfile, char *buf, size_t n);
 
 #endif

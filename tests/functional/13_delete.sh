@@ -50,4 +50,21 @@ done
 [ ! -e dst/olddir ] || fail "--delete left the extra directory"
 [ -e dst/keep.msu ] && [ -e dst/sub/keep2 ] || fail "--delete removed a console file"
 diff -r src dst >/dev/null || fail "trees differ after --delete"
+
+# A file where the console has a directory, without --delete: one line
+# that says so, nothing inside the directory tried (each of its files
+# was an error line of its own), everything beside it sent.
+mkdir -p src/newdir/inner
+mkfile src/newdir/inner/x.msu 100 7
+mkfile src/newdir/y.msu 100 8
+mkfile src/beside.msu 100 9
+printf 'a file\n' >dst/newdir
+expect_exit 3 "$PS" push src "$T/dst"
+one_error_line
+err_has "1 files stand where the console has directories"
+err_has "not replaced without --delete"
+[ -f dst/newdir ] || fail "the server's file was replaced without --delete"
+cmp -s src/beside.msu dst/beside.msu || fail "the file beside it was not sent"
+expect_exit 0 "$PS" push src "$T/dst" --delete
+diff -r src dst >/dev/null || fail "trees differ after --delete"
 exit 0

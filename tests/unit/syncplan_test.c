@@ -185,12 +185,20 @@ test_checksum_and_conflicts(void **state)
 	put(&dst, "x", 'd', 0, 0, 100, 0755);
 	put(&dst, "x/inner", 'f', 1, 1, 100, 0644);
 	put(&src, "y", 'd', 0, 0, 100, 0755);
+	put(&src, "y/z", 'd', 0, 0, 100, 0755);
+	put(&src, "y/z/f", 'f', 4, 4, 100, 0644);
+	put(&src, "ya", 'f', 2, 2, 100, 0644);
 	put(&dst, "y", 'f', 3, 3, 100, 0644);
 
 	ps_syncplan_make(&src, &dst, &o, &p);
 	assert_non_null(find(&p, PS_ACT_SEND, "f"));
 	assert_int_equal(p.nconflict, 2);
+	assert_int_equal(p.nconflict_file, 1);
 	assert_null(find(&p, PS_ACT_SEND, "x"));
+	/* Nothing inside y can go while a file is there; beside it can. */
+	assert_null(find(&p, PS_ACT_MKDIR, "y/z"));
+	assert_null(find(&p, PS_ACT_SEND, "y/z/f"));
+	assert_non_null(find(&p, PS_ACT_SEND, "ya"));
 	ps_syncplan_free(&p);
 
 	o.delete = 1;
@@ -202,6 +210,7 @@ test_checksum_and_conflicts(void **state)
 	assert_non_null(find(&p, PS_ACT_SEND, "x"));
 	assert_non_null(find(&p, PS_ACT_DELETE, "y"));
 	assert_non_null(find(&p, PS_ACT_MKDIR, "y"));
+	assert_non_null(find(&p, PS_ACT_SEND, "y/z/f"));
 	ps_syncplan_free(&p);
 	ps_manifest_free(&src);
 	ps_manifest_free(&dst);
