@@ -30,6 +30,9 @@ int fuzz_memfd(const void *p, size_t n, const char *name);
  */
 int fuzz_pipe(const void *p, size_t n);
 
+/* A new directory fuzz-NAME.XXXXXX under $TMPDIR (or /tmp) into OUT. */
+void fuzz_tmpdir(char *out, size_t n, const char *name);
+
 /* Remove everything under DIR (not DIR): 0, or -1 when something stays. */
 int fuzz_empty_dir(const char *dir);
 

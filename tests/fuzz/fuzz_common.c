@@ -109,3 +109,14 @@ fuzz_put_file(const char *dir, const char *rel, const uint8_t *p, size_t n,
 	    futimens(fd, ts) == -1 || close(fd) == -1)
 		fuzz_fail("cannot make a file to fuzz with");
 }
+
+void
+fuzz_tmpdir(char *out, size_t n, const char *name)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(out, n, "%s/fuzz-%s.XXXXXX",
+	    tmp != NULL && *tmp == '/' ? tmp : "/tmp", name);
+	if (mkdtemp(out) == NULL)
+		fuzz_fail("mkdtemp");
+}

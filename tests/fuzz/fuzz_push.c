@@ -84,16 +84,12 @@ put_dir(const char *rel, int make)
 static void
 setup(void)
 {
-	const char *tmp = getenv("TMPDIR");
 	char cache[1100];
 	uint32_t i;
 
 	if (*top)
 		return;
-	snprintf(top, sizeof(top), "%s/fuzz-push.XXXXXX",
-	    tmp != NULL && *tmp == '/' ? tmp : "/tmp");
-	if (mkdtemp(top) == NULL)
-		fuzz_fail("mkdtemp");
+	fuzz_tmpdir(top, sizeof(top), "push");
 	snprintf(srcdir, sizeof(srcdir), "%s/src", top);
 	snprintf(cache, sizeof(cache), "%s/cache", top);
 	if (mkdir(srcdir, 0755) == -1 || mkdir(cache, 0700) == -1 ||

@@ -87,14 +87,9 @@ cleanup(void)
 static void
 setup(void)
 {
-	const char *tmp = getenv("TMPDIR");
-
 	if (*top)
 		return;
-	snprintf(top, sizeof(top), "%s/fuzz-serve.XXXXXX",
-	    tmp != NULL && *tmp == '/' ? tmp : "/tmp");
-	if (mkdtemp(top) == NULL)
-		fuzz_fail("mkdtemp");
+	fuzz_tmpdir(top, sizeof(top), "serve");
 	snprintf(root, sizeof(root), "%s/root", top);
 	snprintf(cache, sizeof(cache), "%s/cache", top);
 	if (setenv("XDG_CACHE_HOME", cache, 1) == -1)
