@@ -241,16 +241,51 @@ hasher_put(struct ps_walk *w, struct hasher *h)
 }
 
 /*
- * Read FD through H's buffer, hashing whole blocks as they come. Returns
- * 0 when read, 1 when the file is not the size fstat said, -1 on error
- * (errno set).
+ * A sparse file's holes: where the data at or after POS begins and the
+ * hole after it (lseek SEEK_DATA, SEEK_HOLE). Reading a hole makes the
+ * kernel zero a page cache page for every 4 KiB of it (1.2 GB/s here: a
+ * 5 GiB sparse image took 14 s of system time); the zeros are put into
+ * the buffer instead. The file offset is left at the data. Returns 0, or
+ * -1 when the filesystem cannot say (then everything is read).
+ */
+struct holes {
+	uint64_t data;		/* the hole before it ends here */
+	uint64_t hole;		/* and the next hole begins here */
+};
+
+static int
+next_data(int fd, uint64_t pos, uint64_t size, struct holes *ho)
+{
+	off_t d, hl;
+
+	d = lseek(fd, (off_t)pos, SEEK_DATA);
+	if (d == -1 && errno == ENXIO) {
+		ho->data = ho->hole = size;	/* a hole to the end */
+		return 0;
+	}
+	if (d == -1 || (uint64_t)d < pos)
+		return -1;
+	hl = lseek(fd, d, SEEK_HOLE);
+	if (hl == -1 || hl < d || lseek(fd, d, SEEK_SET) != d)
+		return -1;
+	ho->data = (uint64_t)d;
+	ho->hole = (uint64_t)hl;
+	return 0;
+}
+
+/*
+ * Read FD through H's buffer, hashing whole blocks as they come; SPARSE
+ * when fstat says the file has fewer blocks than bytes. Returns 0 when
+ * read, 1 when the file is not the size fstat said, -1 on error (errno
+ * set).
  */
 static int
-read_hash(struct hasher *h, int fd, struct ps_entry *e)
+read_hash(struct hasher *h, int fd, struct ps_entry *e, int sparse)
 {
 	size_t fill, want, bs = (size_t)1 << e->block_shift, i, n;
 	size_t chunk = bs > READ_CHUNK ? bs : READ_CHUNK;
-	uint64_t off = 0;
+	uint64_t off = 0, pos;
+	struct holes ho = { 0, 0 };
 	XXH128_hash_t h128;
 	XXH128_canonical_t c;
 	ssize_t r;
@@ -260,6 +295,26 @@ read_hash(struct hasher *h, int fd, struct ps_entry *e)
 		fill = 0;
 		while (fill < chunk) {
 			want = chunk - fill;
+			pos = off + fill;
+			if (sparse && pos >= ho.hole && pos < e->size &&
+			    next_data(fd, pos, e->size, &ho) == -1) {
+				sparse = 0;	/* read it all, from here */
+				if (lseek(fd, (off_t)pos, SEEK_SET) == -1)
+					return -1;
+			}
+			if (sparse && pos < ho.data) {
+				if (want > ho.data - pos)
+					want = (size_t)(ho.data - pos);
+				memset(h->buf + fill, 0, want);
+				fill += want;
+				if (off + fill == e->size) {
+					eof = 1;
+					break;
+				}
+				continue;
+			}
+			if (sparse && want > ho.hole - pos)
+				want = (size_t)(ho.hole - pos);
 			r = read(fd, h->buf + fill, want);
 			if (r < 0) {
 				if (errno == EINTR)
@@ -346,7 +401,7 @@ hash_once(struct ps_walk *w, struct hasher *h, struct ps_entry *e)
 	alloc_sums(e, e->size >= w->sums_min ? w->sums : 0);
 	if (e->size > READ_BUF)
 		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	r = read_hash(h, fd, e);
+	r = read_hash(h, fd, e, (uint64_t)st.st_blocks * 512 < e->size);
 	if (r < 0)
 		said(w, e->path, e->path_len, "read", errno);
 	if (r == 0 && fstat(fd, &st2) == 0 && !same_stat(&st, &st2))
@@ -832,7 +887,7 @@ ps_hash_fd_sums(int fd, struct ps_entry *e, int sums)
 	if (lseek(fd, 0, SEEK_SET) == -1)
 		return -1;
 	h = hasher_get(NULL);
-	r = read_hash(h, fd, e);
+	r = read_hash(h, fd, e, 0);
 	hasher_put(NULL, h);
 	if (r == 1)
 		errno = ESTALE;	/* not the size it should be */

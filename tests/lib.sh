@@ -81,6 +81,10 @@ same_tree() {
 # mkfile PATH SIZE [SEED]: a file of SIZE pseudo-random bytes from SEED.
 mkfile() {
     mkdir -p "$(dirname "$1")"
+    if [ -x "${TOP_BUILDDIR:-}/tests/mkfile" ]; then
+        "$TOP_BUILDDIR/tests/mkfile" "$2" "${3:-1}" >"$1"
+        return
+    fi
     python3 -c 'import random,sys
 r=random.Random(int(sys.argv[2])); sys.stdout.buffer.write(r.randbytes(int(sys.argv[1])))' \
         "$2" "${3:-1}" >"$1"

@@ -17,9 +17,9 @@ wait_for() {
 writing() { [ -n "$(find "$1" -name '.psync-tmp.*' 2>/dev/null | head -1)" ]; }
 
 mkdir src src2 dst
-head -c 8388608 /dev/urandom >src/big.msu
+head -c 4194304 /dev/urandom >src/big.msu
 mkfile src2/other 1000 1
-# The first push holds the lock for about 4 s (8 MiB at 2 MiB/s).
+# The first push holds the lock for about 2 s (4 MiB at 2 MiB/s).
 "$PS" push src "localhost:$T/dst" --rsh "$RSH" --remote-path "$PS" --bwlimit 2M >out1 2>err1 &
 pid=$!
 wait_for writing dst

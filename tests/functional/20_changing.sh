@@ -30,40 +30,51 @@ with open(log, "w") as lg:
         lg.write(h() + "\n"); lg.flush()
 PY
 
-mkdir src
+# case N MODE HOW: one push from srcN while the writer changes its
+# big.msu; the four run side by side (each waits out a 2 MB/s push).
+case_() {
+    n=$1 mode=$2 how=$3 src=src$1
+    mkdir "$src"
+    head -c 3145728 /dev/urandom >"$src/big.msu"
+    mkfile "$src/small" 100 "$n"
+    python3 writer.py "$src/big.msu" "$mode" "states$n" &
+    wpid=$!
+    sleep 0.3
+    if [ "$how" = local ]; then url=$T/dst$n; set -- ; else
+        url=localhost:$T/dst$n; set -- --rsh "$RSH" --remote-path "$PS"; fi
+    set +e
+    "$PS" push "$src" "$url" --bwlimit 2M "$@" >"$T/out$n" 2>"$T/err$n"
+    rc=$?
+    set -e
+    wait $wpid
+    case $rc in
+    0)  ;;
+    3)  grep -q '^patchsync: .*big.msu' "$T/err$n" || { cat "$T/err$n" >&2; fail "$mode/$how: exit 3 without naming big.msu"; } ;;
+    *)  cat "$T/err$n" >&2; fail "$mode/$how: push exit $rc";;
+    esac
+    if [ -e "dst$n/big.msu" ]; then
+        got=$(sha256sum "dst$n/big.msu" | cut -d' ' -f1)
+        grep -qx "$got" "states$n" ||
+            fail "$mode/$how (exit $rc): the server has a version of big.msu the writer never produced (half-old, half-new)"
+    else
+        [ $rc != 0 ] || fail "$mode/$how: exit 0 but big.msu missing"
+    fi
+    cmp -s "$src/small" "dst$n/small" || fail "$mode/$how: small not pushed"
+    c=$(find "dst$n" -path "dst$n/.patchsync" -prune -o -name '.psync*' -print | wc -l)
+    [ "$c" -eq 0 ] || fail "$mode/$how: temporaries left"
+}
+pids=
 n=0
-bad=0
 for mode in append rewrite; do
     for how in local rsh; do
         n=$((n + 1))
-        head -c 3145728 /dev/urandom >src/big.msu
-        mkfile src/small 100 $n
-        python3 writer.py src/big.msu $mode states &
-        wpid=$!
-        sleep 0.3
-        if [ $how = local ]; then url=$T/dst$n; set -- ; else
-            url=localhost:$T/dst$n; set -- --rsh "$RSH" --remote-path "$PS"; fi
-        set +e
-        "$PS" push src "$url" --bwlimit 2M "$@" >"$T/out" 2>"$T/err"
-        rc=$?
-        set -e
-        wait $wpid
-        case $rc in
-        0)  ;;
-        3)  grep -q '^patchsync: .*big.msu' "$T/err" || { cat "$T/err" >&2; fail "$mode/$how: exit 3 without naming big.msu"; } ;;
-        *)  cat "$T/err" >&2; echo "FAIL: $mode/$how: push exit $rc" >&2; bad=1;;
-        esac
-        if [ -e "dst$n/big.msu" ]; then
-            got=$(sha256sum "dst$n/big.msu" | cut -d' ' -f1)
-            grep -qx "$got" states ||
-                fail "$mode/$how (exit $rc): the server has a version of big.msu the writer never produced (half-old, half-new)"
-        else
-            [ $rc != 0 ] || fail "$mode/$how: exit 0 but big.msu missing"
-        fi
-        cmp -s src/small "dst$n/small" || fail "$mode/$how: small not pushed"
-        c=$(find "dst$n" -path "dst$n/.patchsync" -prune -o -name '.psync*' -print | wc -l)
-        [ "$c" -eq 0 ] || fail "$mode/$how: temporaries left"
+        (case_ $n $mode $how) &
+        pids="$pids $!"
     done
+done
+bad=0
+for p in $pids; do
+    wait "$p" || bad=1
 done
 [ $bad = 0 ] || fail "see above"
 exit 0

@@ -22,40 +22,49 @@ else
     printf '#!/bin/sh\nulimit -v 1000000\nexec "$@"\n' >limited
 fi
 chmod +x limited
-# evil MODE SECONDS CMD...: the console against a hostile server exits 4
-# with one patchsync line, in less than SECONDS.
+# evil ID MODE SECONDS CMD...: the console against a hostile server, in
+# the background (the cases wait out their timeouts side by side); then
+# evil_check ID: it exited 4 with one patchsync line (in $T/err.ID), in
+# less than SECONDS.
 evil() {
-    mode=$1 limit=$2
-    shift 2
-    start=$(date +%s)
-    set +e
-    timeout 60 "$T/limited" "$PS" "$@" "evil:$T/dst" --rsh "$RSH" \
-        --remote-path "python3 $EVIL server $mode" >"$T/out" 2>"$T/err"
-    rc=$?
-    set -e
-    took=$(($(date +%s) - start))
-    if [ $rc != 4 ]; then
-        echo "FAIL: $* against '$mode': exit $rc (want 4)" >&2; cat "$T/err" >&2; bad=1; return
+    id=$1 mode=$2 limit=$3
+    shift 3
+    (
+        start=$(date +%s)
+        set +e
+        timeout 60 "$T/limited" "$PS" "$@" "evil:$T/dst" --rsh "$RSH" \
+            --remote-path "python3 $EVIL server $mode" \
+            >"$T/out.$id" 2>"$T/err.$id"
+        rc=$?
+        echo "$rc $(($(date +%s) - start)) $limit $mode $*" >"$T/rc.$id"
+    ) &
+}
+evil_check() {
+    read -r rc took limit what <"$T/rc.$1"
+    if [ "$rc" != 4 ]; then
+        echo "FAIL: $what: exit $rc (want 4)" >&2; cat "$T/err.$1" >&2; bad=1; return
     fi
-    [ $took -lt "$limit" ] || { echo "FAIL: '$mode' took $took s" >&2; bad=1; }
-    [ "$(grep -c '^patchsync: ' "$T/err")" = 1 ] ||
-        { echo "FAIL: $*/$mode: not one line:" >&2; cat "$T/err" >&2; bad=1; }
+    [ "$took" -lt "$limit" ] || { echo "FAIL: $what took $took s" >&2; bad=1; }
+    [ "$(grep -c '^patchsync: ' "$T/err.$1")" = 1 ] ||
+        { echo "FAIL: $what: not one line:" >&2; cat "$T/err.$1" >&2; bad=1; }
 }
 # Silent, and trickling one byte a second: the greeting has its limit
 # (30 s, or a shorter --timeout).
-evil silent 15 push src --timeout 3
-grep -q 'timed out' "$T/err" || { cat "$T/err" >&2; bad=1; }
-evil trickle 15 push src --timeout 3
-evil silent 15 report src --timeout 3
+evil 1 silent 15 push src --timeout 3
+evil 2 trickle 15 push src --timeout 3
+evil 3 silent 15 report src --timeout 3
 # A manifest, then nothing: --timeout ends it.
-evil stall 15 push src --timeout 2
-grep -q 'timed out' "$T/err" || { cat "$T/err" >&2; bad=1; }
-evil stall 15 report src --timeout 2
+evil 4 stall 15 push src --timeout 2
+evil 5 stall 15 report src --timeout 2
 # DONEACK before DONE, then gone: a protocol error, not a hang.
-evil earlyack 20 push src --timeout 10
+evil 6 earlyack 20 push src --timeout 10
 # 4 GiB of zeros in a few kilobytes: refused early, in little memory.
-evil bomb 30 report src
-grep -qi 'expands\|manifest' "$T/err" || { cat "$T/err" >&2; echo "FAIL: bomb reason" >&2; bad=1; }
+evil 7 bomb 30 report src
+wait
+for i in 1 2 3 4 5 6 7; do evil_check $i; done
+grep -q 'timed out' "$T/err.1" || { cat "$T/err.1" >&2; bad=1; }
+grep -q 'timed out' "$T/err.4" || { cat "$T/err.4" >&2; bad=1; }
+grep -qi 'expands\|manifest' "$T/err.7" || { cat "$T/err.7" >&2; echo "FAIL: bomb reason" >&2; bad=1; }
 [ ! -e dst ] || { echo "FAIL: something created dst" >&2; bad=1; }
 [ $bad = 0 ] || fail "hostile server cases (see above)"
 

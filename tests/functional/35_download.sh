@@ -26,7 +26,7 @@ one_error_line
 mkfile half1 400000 3
 mkfile half2 400000 4
 cat half1 half2 >full
-$A download -C patches -- sh -c "cat half1 >pat/new.msu; sleep 3; cat half2 >>pat/new.msu" &
+$A download -C patches -- sh -c "cat half1 >pat/new.msu; sleep 2; cat half2 >>pat/new.msu" &
 dl=$!
 i=0
 while [ ! -s pat/new.msu ]; do
@@ -43,7 +43,7 @@ out_has "waiting for the download of patches"
 
 # On a terminal, a waiting push says what it waits for (SPEC 6).
 if command -v script >/dev/null; then
-    $A download -C patches -- sh -c "touch dl.started; sleep 2" &
+    $A download -C patches -- sh -c "touch dl.started; sleep 1" &
     dl=$!
     i=0
     while [ ! -e dl.started ]; do
