@@ -672,14 +672,16 @@ report_rc(const struct ps_target *t, size_t nt, int incomplete, int rc)
 int
 cmd_report(int argc, const char **argv)
 {
-	static const char *format = "text", *comp;
-	static int extra;
+	static const char *format, *comp;
+	static int extra, json;
 	struct common c;
 	struct poptOption opts[] = {
 		{ "extra", '\0', POPT_ARG_NONE, &extra, 0,
 		  "also list files only the server has", NULL },
 		{ "format", '\0', POPT_ARG_STRING, &format, 0,
-		  "text, json or csv", "FORMAT" },
+		  "text (the default), json or csv", "FORMAT" },
+		{ "json", '\0', POPT_ARG_NONE, &json, 0,
+		  "the same as --format json", NULL },
 		{ "all", '\0', POPT_ARG_NONE, &c.all, 0,
 		  "every server in the state database", NULL },
 		{ "component", 'C', POPT_ARG_STRING, &comp, 'C',
@@ -706,6 +708,14 @@ cmd_report(int argc, const char **argv)
 	poptSetOtherOptionHelp(ctx, "[SERVER|URL ...] | SRC_DIR URL...");
 	if ((rc = ps_cli_parse_names(ctx, "report", &comp, &c.comp)) != PS_OK)
 		goto out;
+	if (json && format != NULL && strcmp(format, "json") != 0) {
+		ps_err("report: --json and --format %s say different things",
+		    format);
+		rc = PS_EUSAGE;
+		goto out;
+	}
+	if (format == NULL)
+		format = json ? "json" : "text";
 	if (ps_format_parse(format, &fmt) != 0) {
 		ps_err("report: unknown format '%s' (use text, json or csv)",
 		    format);

@@ -289,6 +289,71 @@ overlaps(const char *what, const char *dir, const char *url,
 	return bad;
 }
 
+/* "NAME's " when the server has a name of its own, else "". */
+static const char *
+named(const struct ps_target *t, char *buf, size_t n)
+{
+	if (t->name == NULL || strcmp(t->name, t->url) == 0)
+		return "";
+	snprintf(buf, n, " (server %s)", t->name);
+	return buf;
+}
+
+/*
+ * Two servers of one push whose directories on this machine are one, or
+ * one inside the other: each session keeps to its own, but the one
+ * outside would send the inner one's files its own way, and with
+ * --delete remove them. Said if so.
+ */
+static int
+servers_overlap(const struct ps_source *src, size_t nsrc,
+    const struct ps_target *t, size_t nt)
+{
+	struct where {
+		char *dir;
+		size_t k;
+	} *w = xcalloc(nt * nsrc + 1, sizeof(*w));
+	char na[160], nb[160];
+	size_t n = 0, i, j, k;
+	int bad = 0;
+
+	for (k = 0; k < nt; k++)
+		for (i = 0; i < nsrc && t[k].via == NULL; i++)
+			if ((w[n].dir = local_dir(t[k].url, src[i].dest)) !=
+			    NULL)
+				w[n++].k = k;
+	for (i = 0; i < n && !bad; i++)
+		for (j = i + 1; j < n && !bad; j++) {
+			const struct ps_target *a = &t[w[i].k], *b = &t[w[j].k];
+			size_t la = strlen(w[i].dir), lb = strlen(w[j].dir);
+
+			if (w[i].k == w[j].k ||
+			    !ps_path_nested(w[i].dir, w[j].dir))
+				continue;
+			bad = 1;
+			if (la > lb) {	/* a the outer one */
+				const struct ps_target *x = a;
+
+				a = b;
+				b = x;
+			}
+			if (la == lb)
+				ps_err("refusing to push: %s%s and %s%s are "
+				    "the same directory", a->url,
+				    named(a, na, sizeof(na)), b->url,
+				    named(b, nb, sizeof(nb)));
+			else
+				ps_err("refusing to push: %s%s is inside "
+				    "%s%s, another server of this push",
+				    b->url, named(b, nb, sizeof(nb)), a->url,
+				    named(a, na, sizeof(na)));
+		}
+	for (i = 0; i < n; i++)
+		free(w[i].dir);
+	free(w);
+	return bad;
+}
+
 int
 ps_console_overlap(const struct ps_source *src, size_t nsrc,
     const struct ps_target *t, size_t nt)
@@ -303,7 +368,7 @@ ps_console_overlap(const struct ps_source *src, size_t nsrc,
 			    src[i].dest))
 				return PS_EUSAGE;
 	}
-	return PS_OK;
+	return servers_overlap(src, nsrc, t, nt) ? PS_EUSAGE : PS_OK;
 }
 
 /* ---- one session ---- */

@@ -149,7 +149,9 @@ int ps_targets_local(const struct ps_target *t, size_t nt);
  * Refuse a push to a server on this machine (a local URL) whose
  * directory for a component and a console directory are the same or one
  * holds the other: the console would be sent its own files, and --delete
- * would remove them. Says why and returns PS_EUSAGE, else PS_OK.
+ * would remove them. Likewise two servers of the push whose directories
+ * on this machine are one or nested. Says why and returns PS_EUSAGE,
+ * else PS_OK.
  */
 int ps_console_overlap(const struct ps_source *src, size_t nsrc,
     const struct ps_target *t, size_t nt);

@@ -13,6 +13,13 @@ expect_exit 0 "$PS" report src "$T/dst"
 out_has "current"
 expect_exit 0 "$PS" report src "localhost:$T/dst" --rsh "$RSH" --remote-path "$PS" --format json
 [ "$(json_get "$T/out" 'd["servers"][0]["status"]')" = current ] || fail "not current"
+# --json as push and status have it; with another --format, an error.
+expect_exit 0 "$PS" report src "$T/dst" --json
+[ "$(json_get "$T/out" 'd["summary"]["current"]')" = 1 ] || fail "--json: not JSON"
+expect_exit 0 "$PS" report src "$T/dst" --json --format json
+expect_exit 2 "$PS" report src "$T/dst" --json --format csv
+one_error_line
+err_has "--json and --format csv"
 
 # Make the server differ.
 rm dst/gone.xml

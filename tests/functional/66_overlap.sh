@@ -2,8 +2,9 @@
 # inside it, or holds it, is refused before anything is written (exit 2,
 # one line): the push would send the console its own files, and --delete
 # would remove them (`push src src/sub --delete` deleted src/sub's own
-# files). The same for refresh from such a source. A sibling whose name
-# only begins like the console directory's is fine.
+# files). The same for refresh from such a source, and for two servers
+# of one push that overlap each other. A sibling whose name only begins
+# like the console directory's is fine.
 . "$TOP_SRCDIR/tests/lib.sh"
 
 mkdir -p src/sub
@@ -52,6 +53,35 @@ expect_exit 0 "$PS" -c c.conf push "$T/ok"
 same_tree src ok/src
 expect_exit 0 "$PS" push src "$T/srcx"
 same_tree src srcx
+
+# Two servers of one push that are one directory, or one inside the
+# other: the outer one's --delete would remove the inner one's files.
+mkdir -p srv/inner
+mkfile srv/inner/theirs.msu 10 5
+cp -a srv srv.before
+refused "$PS" push src "$T/srv" "$T/srv/inner" --delete
+err_has "srv/inner is inside $T/srv, another server of this push"
+same_tree srv.before srv
+refused "$PS" push src "$T/srv/inner/" "file://$T/srv"
+refused "$PS" push src "$T/srv" "$T/srv/"
+err_has "are the same directory"
+ln -s srv/inner ilink
+refused "$PS" push src "$T/srv" "$T/ilink" --dry-run
+same_tree srv.before srv
+# Configured servers are named; components compare ROOT/<dest>: beside
+# each other's components is fine, inside one is not.
+console_conf fleet patches:src engines:eng
+mkdir -p fleet/patches fleet/other
+A="$PS -c $T/fleet.conf"
+expect_exit 0 $A server add outer "$T/fleet"
+expect_exit 0 $A server add inner "$T/fleet/patches"
+expect_exit 0 $A server add beside "$T/fleet/other"
+refused $A push --all --delete
+err_has "(server inner) is inside $T/fleet (server outer)"
+[ -z "$(ls -A fleet/patches)" ] || fail "a refused push sent to a server"
+expect_exit 0 $A push outer beside
+same_tree src fleet/patches
+same_tree src fleet/other/patches
 
 # Refresh: a console directory inside its source's directory.
 mkdir -p mirror/patches
