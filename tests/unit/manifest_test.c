@@ -52,10 +52,16 @@ add(struct ps_manifest *m, int type, const char *path, size_t plen,
 	struct ps_entry *e;
 	uint64_t k;
 
-	m->e = realloc(m->e, (m->n + 1) * sizeof(*m->e));
-	assert_non_null(m->e);
+	/*
+	 * Doubling: one entry at a time, the sanitizers' realloc (which
+	 * always copies) made test_raw_copy's 20,000 entries take 100 s.
+	 */
+	if (m->n == m->cap) {
+		m->cap = m->cap ? 2 * m->cap : 16;
+		m->e = realloc(m->e, m->cap * sizeof(*m->e));
+		assert_non_null(m->e);
+	}
 	e = &m->e[m->n++];
-	m->cap = m->n;
 	memset(e, 0, sizeof(*e));
 	e->path = malloc(plen + 1);
 	memcpy(e->path, path, plen);
