@@ -401,13 +401,14 @@ push_opts(int argc, const char **argv, struct ps_console_opts *o,
 		    "other");
 		return PS_EUSAGE;
 	}
-	if (f->jobs < 0 || f->jobs > PS_JOBS_MAX) {
+	/* -1: not given (the configuration's, else the default). */
+	if (f->jobs != -1 && (f->jobs < 1 || f->jobs > PS_JOBS_MAX)) {
 		ps_err("push: --jobs must be from 1 to %d", PS_JOBS_MAX);
 		return PS_EUSAGE;
 	}
 	o->mode = PS_OPEN_PUSH;
 	o->send.whole_file = f->whole ? 1 : f->nowhole ? 0 : -1;
-	o->jobs = f->jobs;
+	o->jobs = f->jobs == -1 ? 0 : f->jobs;
 	*args = ps_cli_args(ctx, nargs);
 	return transfer_opts("push", f, c, o);
 }
@@ -506,6 +507,7 @@ cmd_push(int argc, const char **argv)
 	memset(&o, 0, sizeof(o));
 	memset(&c, 0, sizeof(c));
 	memset(&f, 0, sizeof(f));
+	f.jobs = -1;
 	ps_intr_init();
 	if ((rc = push_opts(argc, argv, &o, &c, &f, &args, &nargs, &ctx)) !=
 	    PS_OK)
@@ -904,6 +906,7 @@ cmd_refresh(int argc, const char **argv)
 
 	memset(&c, 0, sizeof(c));
 	memset(&f, 0, sizeof(f));
+	f.jobs = -1;
 	memset(&co, 0, sizeof(co));
 	ps_intr_init();
 	ctx = poptGetContext("patchsync refresh", argc, argv, opts, 0);

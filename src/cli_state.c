@@ -1311,7 +1311,7 @@ task_list(int argc, const char **argv)
 	    0, 0, "task list [--json] [--limit N]")) != PS_OK)
 		return sub_end(&s, rc);
 	if (limit < 0) {
-		ps_err("task list: --limit must be a positive number");
+		ps_err("task list: --limit needs a number of tasks (0: all)");
 		return sub_end(&s, PS_EUSAGE);
 	}
 	if (s.st != NULL && (rc = ps_state_task_list(s.st, (size_t)limit, &v,
@@ -1481,7 +1481,7 @@ history(struct sub *s, const char *task, const char *server, int follow,
 	memset(&f, 0, sizeof(f));
 	memset(&h, 0, sizeof(h));
 	if (limit < 0) {
-		ps_err("history: --limit must be a positive number");
+		ps_err("history: --limit needs a number of events (0: all)");
 		return PS_EUSAGE;
 	}
 	if (task != NULL && (rc = parse_id("task", task, &f.task)) != PS_OK)

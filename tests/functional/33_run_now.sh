@@ -52,6 +52,11 @@ json_get "$T/out" '[e["kind"] for e in d["events"]][0]' | grep -qx start ||
 expect_exit 0 $A history --limit 1 --task "$task"
 [ "$(wc -l <"$T/out")" = 1 ] || fail "--limit 1"
 out_has "end"
+expect_exit 0 $A history --limit 0 --task "$task"
+[ "$(wc -l <"$T/out")" -gt 1 ] || fail "--limit 0 is not all"
+expect_exit 2 $A history --limit -1
+one_error_line
+err_has "--limit needs a number of events (0: all)"
 expect_exit 0 $A history --server dist
 out_has "task $task"
 expect_exit 2 $A history --task 999

@@ -17,6 +17,9 @@ A="$PS -c a.conf"
 expect_exit 2 $A push "$T/x" -j 65
 one_error_line
 err_has "--jobs must be from 1 to 64"
+expect_exit 2 $A push "$T/x" -j 0
+one_error_line
+err_has "--jobs must be from 1 to 64"
 sed 's/^name = .*/&\njobs = 65/' a.conf >j.conf
 expect_exit 2 "$PS" -c j.conf push "$T/x"
 one_error_line

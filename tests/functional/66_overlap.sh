@@ -36,6 +36,9 @@ refused "$PS" push src / --dry-run
 
 # Components: ROOT/<dest> is what must not overlap.
 cat >c.conf <<EOF
+[console]
+database = $PS_DB
+
 [component patches]
 path = $T/src
 dest = src
@@ -87,6 +90,9 @@ same_tree src fleet/other/patches
 mkdir -p mirror/patches
 mkfile mirror/patches/m.msu 100 4
 cat >r.conf <<EOF
+[console]
+database = $PS_DB
+
 [component patches]
 path = $T/mirror/patches/inner
 source = $T/mirror

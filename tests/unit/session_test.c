@@ -492,6 +492,9 @@ test_push_session(void **state)
 	(void)state;
 	dir = mkdtemp(tmpl);
 	assert_non_null(dir);
+	/* The server's cache of dst's manifest: here, not in ~/.cache. */
+	snprintf(path, sizeof(path), "%s/cache", dir);
+	assert_int_equal(setenv("XDG_CACHE_HOME", path, 1), 0);
 	snprintf(path, sizeof(path), "%s/src", dir);
 	assert_int_equal(mkdir(path, 0755), 0);
 	snprintf(path, sizeof(path), "%s/src/sub", dir);
