@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +24,7 @@ struct ps_cachew {
 	int fd;			/* the new file, once the two differ */
 	off_t off;		/* bytes produced so far */
 	int err;		/* errno of the first failure, or 0 */
+	int spilled;		/* the directory was full (errno), or 0 */
 	struct ps_mfw w;
 	struct buf b;		/* produced, not compared or written yet */
 	unsigned char *cmp;
@@ -116,13 +118,88 @@ anon_temp(void)
 	return fd;
 }
 
+/*
+ * FROM's first N bytes into TO (new, written from its start). Returns 0,
+ * or -1 (errno set).
+ */
+static int
+copy_prefix(struct ps_cachew *c, int from, int to, off_t n)
+{
+	off_t in = 0;
+	ssize_t r;
+
+	while (in < n) {
+		r = copy_file_range(from, &in, to, NULL, (size_t)(n - in), 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+	}
+	if (in == n)
+		return 0;
+	/* No copy_file_range here: through a buffer. */
+	if (c->cmp == NULL)
+		c->cmp = xmalloc(BATCH + (64u << 10));
+	if (lseek(to, in, SEEK_SET) < 0)
+		return -1;
+	while (in < n) {
+		size_t want = n - in > BATCH ? BATCH : (size_t)(n - in);
+
+		r = pread(from, c->cmp, want, in);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = EIO;
+			return -1;
+		}
+		if (write_all(to, c->cmp, (size_t)r) != 0)
+			return -1;
+		in += r;
+	}
+	return 0;
+}
+
+static int
+full(int e)
+{
+	return e == ENOSPC || e == EDQUOT;
+}
+
+/*
+ * The cache's directory is full (or its owner over quota): the manifest
+ * goes on in memory (else an unlinked temporary), from the N bytes FROM
+ * holds so far, and the cache is not saved this time (the old one
+ * stays). A console whose cache disk filled up pushed nothing at all.
+ * Returns 0, or -1 (errno set).
+ */
+static int
+spill(struct ps_cachew *c, int from)
+{
+	int fd, e = errno;
+
+	fd = memfd_create("patchsync-manifest", MFD_CLOEXEC);
+	if (fd < 0)
+		fd = anon_temp();
+	if (fd < 0 || copy_prefix(c, from, fd, c->off) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(c->fd);
+	unlinkat(c->dirfd, c->tmpname, 0);
+	free(c->tmpname);
+	c->tmpname = NULL;
+	c->fd = fd;
+	c->spilled = e;
+	return 0;
+}
+
 /* The two differ from here on: make the new file, with the old prefix. */
 static void
 diverge(struct ps_cachew *c)
 {
 	static unsigned seq;
-	off_t in = 0;
-	ssize_t r;
 
 	if (c->dirfd >= 0) {
 		c->tmpname = xasprintf("%s.%ld.%u", c->name, (long)getpid(),
@@ -140,36 +217,9 @@ diverge(struct ps_cachew *c)
 		c->err = errno;
 		return;
 	}
-	while (in < c->off) {
-		r = copy_file_range(c->oldfd, &in, c->fd, NULL,
-		    (size_t)(c->off - in), 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-	}
-	if (in < c->off) {
-		/* No copy_file_range here: through a buffer. */
-		if (c->cmp == NULL)
-			c->cmp = xmalloc(BATCH + (64u << 10));
-		if (lseek(c->fd, in, SEEK_SET) < 0)
-			c->err = errno;
-		while (c->err == 0 && in < c->off) {
-			size_t want = c->off - in > BATCH ? BATCH :
-			    (size_t)(c->off - in);
-
-			r = pread(c->oldfd, c->cmp, want, in);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0) {
-				c->err = r == 0 ? EIO : errno;
-				break;
-			}
-			if (write_all(c->fd, c->cmp, (size_t)r) != 0)
-				c->err = errno;
-			in += r;
-		}
-	}
+	if (c->off > 0 && copy_prefix(c, c->oldfd, c->fd, c->off) != 0 &&
+	    (!full(errno) || c->tmpname == NULL || spill(c, c->oldfd) != 0))
+		c->err = errno;
 }
 
 /* Compare or write what B holds. */
@@ -187,7 +237,9 @@ emit(struct ps_cachew *c)
 	}
 	if (c->fd < 0)
 		diverge(c);
-	if (c->err == 0 && write_all(c->fd, c->b.p, c->b.len) != 0)
+	if (c->err == 0 && write_all(c->fd, c->b.p, c->b.len) != 0 &&
+	    (!full(errno) || c->tmpname == NULL || spill(c, c->fd) != 0 ||
+	    write_all(c->fd, c->b.p, c->b.len) != 0))
 		c->err = errno;
 	c->off += (off_t)c->b.len;
 	c->b.len = 0;
@@ -246,6 +298,9 @@ ps_cachew_commit(struct ps_cachew *c, const char *label)
 		ps_cachew_abort(c);
 		return -1;
 	}
+	if (c->spilled != 0 && label != NULL)
+		ps_warn("%s: the scan's cache is not saved: %s", label,
+		    strerror(c->spilled));
 	if (c->tmpname != NULL &&
 	    renameat(c->dirfd, c->tmpname, c->dirfd, c->name) != 0)
 		/* Still usable through FD; the old cache stays. */

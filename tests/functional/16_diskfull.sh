@@ -1,11 +1,14 @@
 # Disk full on the server (a 2 MiB tmpfs as ROOT): exit 3, the old files
-# intact, no temporaries left. Needs root and mount.
+# intact, no temporaries left. The console's cache on a full disk: the
+# push goes on, with a warning. Needs root and mount.
 . "$TOP_SRCDIR/tests/lib.sh"
 
 is_root || skip "needs root to mount a tmpfs"
 mkdir dst
 mount -t tmpfs -o size=2m tmpfs "$T/dst" 2>/dev/null || skip "cannot mount a tmpfs"
-trap 'umount "$T/dst" 2>/dev/null || umount -l "$T/dst" 2>/dev/null; cleanup' EXIT
+mkdir cachefs
+mount -t tmpfs -o size=64k tmpfs "$T/cachefs" 2>/dev/null || skip "cannot mount a tmpfs"
+trap 'for m in dst cachefs; do umount "$T/$m" 2>/dev/null || umount -l "$T/$m" 2>/dev/null; done; cleanup' EXIT
 
 mkdir src
 mkfile src/a.msu 600000 1
@@ -31,4 +34,27 @@ n=$(find dst -path dst/.patchsync -prune -o -name '.psync*' -print | wc -l)
 rm src/huge.cab
 expect_exit 0 "$PS" push src "$T/dst"
 diff -r -x .patchsync src dst >/dev/null || fail "push after the full disk: trees differ"
+
+# The console's cache directory on a full disk: the scan goes on in
+# memory, the push succeeds with one warning, and the old cache stays as
+# it was (it failed every push with "cannot write its manifest").
+XDG_CACHE_HOME=$T/cachefs
+expect_exit 0 "$PS" push src "$T/dst2"
+old=$(find cachefs/patchsync -maxdepth 1 -name '*.psm')
+[ -n "$old" ] && cp "$old" old-cache || fail "no console cache written"
+head -c 1000000 /dev/zero >cachefs/fill 2>/dev/null || true
+mkfile src/c.msu 1000 6
+i=0
+while [ $i -lt 200 ]; do
+    echo "$i" >"src/n$i.xml"
+    i=$((i + 1))
+done
+expect_exit 0 "$PS" push src "$T/dst2"
+one_error_line
+err_has "warning: src: the scan's cache is not saved: No space left on device"
+diff -r -x .patchsync src dst2 >/dev/null || fail "push with a full cache disk: trees differ"
+cmp -s old-cache "$old" || fail "the old cache changed"
+[ "$(find cachefs/patchsync -maxdepth 1 -type f | wc -l)" = 1 ] ||
+    fail "a temporary was left in the cache directory"
+expect_exit 0 "$PS" report src "$T/dst2"
 exit 0
