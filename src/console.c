@@ -220,6 +220,7 @@ ps_target_free(struct ps_target *t)
 	t->name = t->url = t->rsh = t->remote_path = NULL;
 	t->rows = NULL;
 	t->nrows = 0;
+	t->relay_extra = 0;
 }
 
 int

@@ -68,6 +68,7 @@ struct ps_target {
 	struct ps_target *via;
 	int relay;
 	int relayed;
+	size_t relay_extra;	/* rows of files only it has, from its relay */
 };
 
 /* What a server's session is doing, for the progress lines. */

@@ -46,6 +46,12 @@
 #define PS_MAX_FSIZE	(UINT64_C(1) << 50)	/* bytes of one file */
 /* Relays (RELAY..RELAYEND): */
 #define PS_RELAY_MAX_SERVERS	4096	/* servers behind one relay, in all */
+/*
+ * Report rows a relay may send for one server: one per console file
+ * (missing or out of date), and at most this many of files only the
+ * server has.
+ */
+#define PS_RELAY_MAX_EXTRA	(1u << 24)
 #define PS_RELAY_MAX_DEPTH	4	/* relays on the way to a server */
 #define PS_RELAY_MAX_SOURCES	256	/* components relayed at once */
 #define PS_RELAY_MAX_JOBS	64	/* sessions at once on a relay */

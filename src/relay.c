@@ -204,6 +204,7 @@ take_row(struct ps_sess *ss, struct ps_source *src, size_t nsrc,
 	struct ps_target *d;
 	struct ps_row *r;
 	const char *comp = NULL;
+	uint64_t files;
 	size_t i;
 	int rc, found = 0;
 
@@ -221,6 +222,16 @@ take_row(struct ps_sess *ss, struct ps_source *src, size_t nsrc,
 		return ps_sess_fail(ss, PS_EPEER, "the relay broke the "
 		    "protocol: a row of %s %s", d->name, !found ? "names no "
 		    "component of this push" : "after its result");
+	/* As many rows as the console has files, and extras within limit. */
+	for (i = 0, files = 0; i < nsrc; i++)
+		files += src[i].nfiles;
+	if (m.state == PS_RELAY_ROW_EXTRA ? d->relay_extra >=
+	    PS_RELAY_MAX_EXTRA : d->nrows - d->relay_extra >= files)
+		return ps_sess_fail(ss, PS_EPEER, "the relay broke the "
+		    "protocol: more rows of %s than %s", d->name,
+		    m.state == PS_RELAY_ROW_EXTRA ? "a server may have" :
+		    "the console has files");
+	d->relay_extra += m.state == PS_RELAY_ROW_EXTRA;
 	if (d->nrows == 0 || (d->nrows >= 64 && (d->nrows & (d->nrows - 1))
 	    == 0))
 		d->rows = xreallocarray(d->rows, d->nrows < 64 ? 64 :

@@ -19,7 +19,8 @@ MESSAGES table below.
       or a relay that answers a report with a bad relay exchange:
       relayrange (a result for a server it was not given), relaytwice
       (two results for one), relaynone (RELAYEND without results),
-      relaybadrow (a row whose path leaves the tree).
+      relaybadrow (a row whose path leaves the tree), relayflood (more
+      "missing" rows than the console has files).
 
   evilpeer.py console PATCHSYNC ROOT CASE HASHHEX
       A hostile console: runs "PATCHSYNC serve --stdio ROOT" over pipes,
@@ -215,6 +216,11 @@ def bad_relay(mode, rd, out):
     elif mode == "relaybadrow":
         out.write(msg("RELAYROW", 1, b"patches", b"../../etc/passwd", 0,
                       1, 1, b"\0" * 16, 0, 0, b"\0" * 16))
+    elif mode == "relayflood":
+        for i in range(5000):
+            out.write(msg("RELAYROW", 1, b"patches", b"f%05d" % i, 0,
+                          1, 1, b"\0" * 16, 0, 0, b"\0" * 16))
+        out.write(result(1))
     out.write(msg("RELAYEND"))
 
 

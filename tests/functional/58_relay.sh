@@ -297,7 +297,7 @@ fi
 
 # ---- hostile relays: the console believes nothing out of bounds ----
 mkdir evilroot
-for mode in relayrange relaytwice relaynone relaybadrow; do
+for mode in relayrange relaytwice relaynone relaybadrow relayflood; do
     expect_exit 0 $A server add "evil-$mode" "evil:$T/evilroot" --rsh "$RSH" \
         --remote-path "python3 $EVIL server $mode"
     expect_exit 0 $A server add "behind-$mode" "$T/nowhere" --via "evil-$mode"
@@ -307,6 +307,8 @@ for mode in relayrange relaytwice relaynone relaybadrow; do
     set -e
     [ $rc = 4 ] || { cat "$T/err" >&2; fail "hostile relay $mode: exit $rc (want 4)"; }
     err_has "broke the protocol"
+    [ $mode != relayflood ] ||
+        err_has "more rows of behind-relayflood than the console has files"
     [ "$(json_get "$T/out" "[s['status'] for s in d['servers'] if s['server']=='evil-$mode'][0]")" = unreachable ] ||
         fail "hostile relay $mode: the relay is not unreachable"
     # (relaytwice gave a result first: it stands, as any result does.)
