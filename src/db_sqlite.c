@@ -131,9 +131,15 @@ static enum ps_db_rc
 fail(struct sdb *s, const char *what)
 {
 	int ext = sqlite3_extended_errcode(s->h);
+	int sys = sqlite3_system_errno(s->h);
 
+	/*
+	 * A full disk shows as "disk I/O error" when SQLite cannot make its
+	 * shared-memory file, which reads as a damaged database: say so.
+	 */
 	ps_db_seterr(s->db.err, sizeof(s->db.err), "%s: %s: %s",
-	    s->db.display, what, sqlite3_errmsg(s->h));
+	    s->db.display, what, sys == ENOSPC || sys == EDQUOT ?
+	    strerror(sys) : sqlite3_errmsg(s->h));
 	if (ext == SQLITE_CONSTRAINT_PRIMARYKEY ||
 	    ext == SQLITE_CONSTRAINT_UNIQUE)
 		return PS_DB_UNIQUE;

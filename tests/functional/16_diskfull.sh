@@ -6,9 +6,10 @@
 is_root || skip "needs root to mount a tmpfs"
 mkdir dst
 mount -t tmpfs -o size=2m tmpfs "$T/dst" 2>/dev/null || skip "cannot mount a tmpfs"
-mkdir cachefs
+mkdir cachefs dbfs
 mount -t tmpfs -o size=64k tmpfs "$T/cachefs" 2>/dev/null || skip "cannot mount a tmpfs"
-trap 'for m in dst cachefs; do umount "$T/$m" 2>/dev/null || umount -l "$T/$m" 2>/dev/null; done; cleanup' EXIT
+mount -t tmpfs -o size=1m tmpfs "$T/dbfs" 2>/dev/null || skip "cannot mount a tmpfs"
+trap 'for m in dst cachefs dbfs; do umount "$T/$m" 2>/dev/null || umount -l "$T/$m" 2>/dev/null; done; cleanup' EXIT
 
 mkdir src
 mkfile src/a.msu 600000 1
@@ -57,4 +58,16 @@ cmp -s old-cache "$old" || fail "the old cache changed"
 [ "$(find cachefs/patchsync -maxdepth 1 -type f | wc -l)" = 1 ] ||
     fail "a temporary was left in the cache directory"
 expect_exit 0 "$PS" report src "$T/dst2"
+
+# The state database on a full disk: SQLite cannot make its shared-memory
+# file and says "disk I/O error", which reads as a damaged database; the
+# line says the disk is full.
+printf '[console]\ndatabase = %s/dbfs/state.db\n[component patches]\npath = %s/src\n' \
+    "$T" "$T" >db.conf
+expect_exit 0 "$PS" -c db.conf server add d1 "$T/dst3"
+expect_exit 0 "$PS" -c db.conf status
+head -c 2000000 /dev/zero >dbfs/fill 2>/dev/null || true
+expect_exit 2 "$PS" -c db.conf status
+one_error_line
+err_has "state.db: cannot read the database header: No space left on device"
 exit 0
