@@ -267,27 +267,50 @@ local_dir(const char *url, const char *dest)
 	return d;
 }
 
+/*
+ * Is the resolved directory D the directory C or inside it: by their
+ * paths, or by their places on their filesystems (DP and CP,
+ * ps_dir_place: a bind mount of C, of a directory in it or of one around
+ * it is seen too)?
+ */
+static int
+within(const char *d, const char *dp, const char *c, const char *cp)
+{
+	if (ps_path_nested(c, d) && strlen(c) <= strlen(d))
+		return 1;
+	return dp != NULL && cp != NULL && ps_place_nested(cp, dp) &&
+	    strlen(cp) <= strlen(dp);
+}
+
 /* Do console directory DIR and DEST on URL overlap? Said if so. */
 static int
 overlaps(const char *what, const char *dir, const char *url,
     const char *dest)
 {
-	char *c = ps_dir_resolve(dir), *d = local_dir(url, dest);
-	int bad = c != NULL && d != NULL && ps_path_nested(c, d);
+	char *c = ps_dir_resolve(dir), *d = local_dir(url, dest), *cp, *dp;
 	const char *sep = *dest ? "/" : "";
+	int in_c = 0, in_d = 0;
 
-	if (bad && strcmp(c, d) == 0)
+	if (c != NULL && d != NULL) {
+		cp = ps_dir_place(c);
+		dp = ps_dir_place(d);
+		in_c = within(d, dp, c, cp);
+		in_d = within(c, cp, d, dp);
+		free(cp);
+		free(dp);
+	}
+	if (in_c && in_d)
 		ps_err("refusing to %s: %s%s%s is the console directory %s",
 		    what, url, sep, dest, dir);
-	else if (bad && strlen(c) < strlen(d))
+	else if (in_c)
 		ps_err("refusing to %s: %s%s%s is inside the console "
 		    "directory %s", what, url, sep, dest, dir);
-	else if (bad)
+	else if (in_d)
 		ps_err("refusing to %s: the console directory %s is inside "
 		    "%s%s%s", what, dir, url, sep, dest);
 	free(c);
 	free(d);
-	return bad;
+	return in_c || in_d;
 }
 
 /* "NAME's " when the server has a name of its own, else "". */
@@ -311,34 +334,40 @@ servers_overlap(const struct ps_source *src, size_t nsrc,
     const struct ps_target *t, size_t nt)
 {
 	struct where {
-		char *dir;
+		char *dir, *place;
 		size_t k;
 	} *w = xcalloc(nt * nsrc + 1, sizeof(*w));
 	char na[160], nb[160];
 	size_t n = 0, i, j, k;
-	int bad = 0;
+	int bad = 0, ij, ji;
 
 	for (k = 0; k < nt; k++)
 		for (i = 0; i < nsrc && t[k].via == NULL; i++)
 			if ((w[n].dir = local_dir(t[k].url, src[i].dest)) !=
-			    NULL)
+			    NULL) {
+				w[n].place = ps_dir_place(w[n].dir);
 				w[n++].k = k;
+			}
 	for (i = 0; i < n && !bad; i++)
 		for (j = i + 1; j < n && !bad; j++) {
 			const struct ps_target *a = &t[w[i].k], *b = &t[w[j].k];
-			size_t la = strlen(w[i].dir), lb = strlen(w[j].dir);
 
-			if (w[i].k == w[j].k ||
-			    !ps_path_nested(w[i].dir, w[j].dir))
+			if (w[i].k == w[j].k)
+				continue;
+			ij = within(w[i].dir, w[i].place, w[j].dir,
+			    w[j].place);
+			ji = within(w[j].dir, w[j].place, w[i].dir,
+			    w[i].place);
+			if (!ij && !ji)
 				continue;
 			bad = 1;
-			if (la > lb) {	/* a the outer one */
+			if (ij && !ji) {	/* a the outer one */
 				const struct ps_target *x = a;
 
 				a = b;
 				b = x;
 			}
-			if (la == lb)
+			if (ij && ji)
 				ps_err("refusing to push: %s%s and %s%s are "
 				    "the same directory", a->url,
 				    named(a, na, sizeof(na)), b->url,
@@ -349,8 +378,10 @@ servers_overlap(const struct ps_source *src, size_t nsrc,
 				    b->url, named(b, nb, sizeof(nb)), a->url,
 				    named(a, na, sizeof(na)));
 		}
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		free(w[i].dir);
+		free(w[i].place);
+	}
 	free(w);
 	return bad;
 }

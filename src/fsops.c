@@ -166,6 +166,107 @@ ps_dir_resolve(const char *path)
 	return out;
 }
 
+/* A mountinfo field, its octal escapes (\040 for a blank) undone. */
+static char *
+mount_field(const char *p, size_t n)
+{
+	char *out = xmalloc(n + 1), *o = out;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] == '\\' && i + 3 < n &&
+		    p[i + 1] >= '0' && p[i + 1] <= '3' &&
+		    p[i + 2] >= '0' && p[i + 2] <= '7' &&
+		    p[i + 3] >= '0' && p[i + 3] <= '7') {
+			*o++ = (char)((p[i + 1] - '0') * 64 +
+			    (p[i + 2] - '0') * 8 + (p[i + 3] - '0'));
+			i += 3;
+		} else {
+			*o++ = p[i];
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* Does mount point MP hold PATH? Its length when it does, else 0. */
+static size_t
+mount_holds(const char *mp, const char *path)
+{
+	size_t n = strlen(mp);
+
+	if (strcmp(mp, "/") == 0)
+		return 1;
+	if (strncmp(mp, path, n) != 0 || (path[n] != '\0' && path[n] != '/'))
+		return 0;
+	return n;
+}
+
+char *
+ps_dir_place(const char *path)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL, *f3[3], *best = NULL, *mp;
+	const char *p, *q, *rest, *root;
+	size_t cap = 0, len, bestlen = 0, k;
+	ssize_t got;
+	int i;
+
+	if (f == NULL || *path != '/') {
+		if (f != NULL)
+			fclose(f);
+		return NULL;
+	}
+	/* ID PARENT MAJOR:MINOR ROOT MOUNT-POINT ...; the last wins. */
+	while ((got = getline(&line, &cap, f)) > 0) {
+		p = line;
+		for (i = 0; i < 2 && (p = strchr(p, ' ')) != NULL; i++)
+			p++;
+		for (i = 0; i < 3 && p != NULL; i++) {
+			q = strpbrk(p, " \n");
+			if (q == NULL) {
+				p = NULL;
+				break;
+			}
+			f3[i] = mount_field(p, (size_t)(q - p));
+			p = q + 1;
+		}
+		if (p == NULL) {
+			while (--i >= 0)
+				free(f3[i]);
+			continue;
+		}
+		mp = f3[2];
+		if ((len = mount_holds(mp, path)) > 0 && len >= bestlen) {
+			/* "" or "/..." below the mount point, under ROOT. */
+			rest = path + (strcmp(mp, "/") == 0 ? 0 : len);
+			root = strcmp(f3[1], "/") == 0 ? "" : f3[1];
+			k = strlen(f3[0]) + strlen(root) + strlen(rest) + 3;
+			free(best);
+			best = xmalloc(k);
+			snprintf(best, k, "%s:%s%s", f3[0], root,
+			    *root == '\0' && *rest == '\0' ? "/" : rest);
+			bestlen = len;
+		}
+		for (i = 0; i < 3; i++)
+			free(f3[i]);
+	}
+	free(line);
+	fclose(f);
+	return best;
+}
+
+int
+ps_place_nested(const char *a, const char *b)
+{
+	const char *pa = strchr(a, '/'), *pb = strchr(b, '/');
+
+	if (pa == NULL || pb == NULL || pa - a != pb - b ||
+	    memcmp(a, b, (size_t)(pa - a)) != 0)
+		return 0;
+	return ps_path_nested(pa, pb);
+}
+
 int
 ps_path_nested(const char *a, const char *b)
 {

@@ -164,6 +164,21 @@ char *ps_dir_resolve(const char *path);
 int ps_path_nested(const char *a, const char *b);
 
 /*
+ * Where the resolved directory PATH (ps_dir_resolve) lies on its
+ * filesystem, from /proc/self/mountinfo: "MAJOR:MINOR" and the path from
+ * that filesystem's root, through the mount that shows PATH. A bind
+ * mount of a directory, or of one around it, gives the directory's own
+ * place. malloc'd, or NULL when the mounts cannot be read.
+ */
+char *ps_dir_place(const char *path);
+
+/*
+ * 1 when the places A and B (ps_dir_place) are the same directory or
+ * one is inside the other, on the same filesystem.
+ */
+int ps_place_nested(const char *a, const char *b);
+
+/*
  * Is REL inside patchsync's own ROOT/.patchsync (first component)? The
  * server role uses this to refuse peer paths there. Returns 1 or 0.
  */

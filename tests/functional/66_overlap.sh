@@ -86,6 +86,32 @@ expect_exit 0 $A push outer beside
 same_tree src fleet/patches
 same_tree src fleet/other/patches
 
+# Bind mounts (root only): a path elsewhere that shows the console
+# directory, a directory inside it, or one around it, is found by where
+# it lies on its filesystem (/proc/self/mountinfo), not by its name.
+if is_root && mkdir -p bind1 bind2 bind3 bind4 &&
+    mount --bind "$T/src/sub" "$T/bind1" 2>/dev/null; then
+    trap 'for m in bind1 bind2 bind3 bind4; do umount "$T/$m" 2>/dev/null || true; done; cleanup' EXIT
+    mount --bind "$T/src" "$T/bind2"
+    mount --bind "$T" "$T/bind3"
+    mount --bind "$T/srv/inner" "$T/bind4"
+    refused "$PS" push src "$T/bind1" --delete
+    err_has "bind1 is inside the console directory src"
+    refused "$PS" push src "$T/bind2/sub/new"
+    refused "$PS" push src "$T/bind2"
+    err_has "bind2 is the console directory src"
+    refused "$PS" push src/sub "$T/bind3/src" --delete
+    err_has "the console directory src/sub is inside"
+    refused "$PS" push src "$T/srv" "$T/bind4" --delete
+    err_has "bind4 is inside $T/srv, another server of this push"
+    same_tree srv.before srv
+    [ ! -e src/sub/new ] || fail "a refused push made its destination"
+    # A bind mount of something else is fine.
+    expect_exit 0 "$PS" push src "$T/bind4/x"
+    same_tree src srv/inner/x
+    for m in bind1 bind2 bind3 bind4; do umount "$T/$m"; done
+fi
+
 # Refresh: a console directory inside its source's directory.
 mkdir -p mirror/patches
 mkfile mirror/patches/m.msu 100 4

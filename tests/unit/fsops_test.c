@@ -668,6 +668,38 @@ test_path_nested(void **state)
 	assert_int_equal(ps_path_nested("/a/bc", "/a/b"), 0);
 	assert_int_equal(ps_path_nested("/a/b", "/a/c"), 0);
 	assert_int_equal(ps_path_nested("/ab/c", "/a"), 0);
+	/* Places on filesystems: the same filesystem, then the paths. */
+	assert_int_equal(ps_place_nested("254:0:/srv/a", "254:0:/srv/a/b"), 1);
+	assert_int_equal(ps_place_nested("254:0:/", "254:0:/srv"), 1);
+	assert_int_equal(ps_place_nested("254:0:/srv/a", "254:1:/srv/a"), 0);
+	assert_int_equal(ps_place_nested("254:0:/srv/a", "25:40:/srv/a"), 0);
+	assert_int_equal(ps_place_nested("254:0:/srv/a", "254:0:/srv/ab"), 0);
+	assert_int_equal(ps_place_nested("254:0:/a", "bad"), 0);
+}
+
+/* Where a directory lies: the mount that shows it and the path below. */
+static void
+test_dir_place(void **state)
+{
+	struct fx *f = *state;
+	const char *last;
+	char *a, *b, *r;
+
+	if ((a = ps_dir_place("/")) == NULL)
+		skip();		/* no /proc/self/mountinfo */
+	assert_non_null(strchr(a, '/'));
+	r = ps_dir_resolve(f->root);
+	assert_non_null(r);
+	b = ps_dir_place(r);
+	assert_non_null(b);
+	/* It ends in the path's own last component. */
+	last = strrchr(r, '/');
+	assert_true(strlen(b) >= strlen(last));
+	assert_string_equal(b + strlen(b) - strlen(last), last);
+	free(a);
+	free(b);
+	free(r);
+	assert_null(ps_dir_place("relative"));
 }
 
 /* Resolved as the kernel sees it, also before the last one exists. */
@@ -928,6 +960,7 @@ main(void)
 		T(test_dest_open),
 		T(test_path_nested),
 		T(test_dir_resolve),
+		T(test_dir_place),
 		T(test_lock_nowait),
 		T(test_lock_shared),
 		T(test_lock_wait),
