@@ -110,8 +110,10 @@ ps_source_scan(struct ps_source *src, const char *cache_dir, int checksum)
 			dirfd = open(cache_dir, O_RDONLY | O_DIRECTORY |
 			    O_CLOEXEC);
 	}
-	if (oldfd >= 0)
+	if (oldfd >= 0) {
+		ps_cache_used(oldfd);
 		cache = ps_mfin_pread(oldfd);
+	}
 	bo.cache_in = cache;
 	bo.checksum = checksum;
 	bo.label = src->path;
@@ -140,6 +142,7 @@ ps_source_scan(struct ps_source *src, const char *cache_dir, int checksum)
 	src->mf_fd = ps_cachew_commit(cw, src->path);
 	if (src->mf_fd < 0)
 		rc = PS_EPARTIAL;
+	ps_cache_prune(dirfd);	/* of directories gone */
 out:
 	if (dirfd >= 0)
 		close(dirfd);

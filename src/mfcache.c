@@ -2,6 +2,7 @@
  * mfcache.c — manifest cache files written only where they change
  * (mfcache.h).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mfcache.h"
@@ -321,4 +323,53 @@ ps_cachew_abort(struct ps_cachew *c)
 	if (c->tmpname != NULL)
 		unlinkat(c->dirfd, c->tmpname, 0);
 	cachew_free(c);
+}
+
+#define DAY	(24 * 60 * 60)
+
+void
+ps_cache_used(int fd)
+{
+	struct stat st;
+
+	if (fd >= 0 && fstat(fd, &st) == 0 &&
+	    st.st_mtime < time(NULL) - DAY)
+		(void)futimens(fd, NULL);
+}
+
+void
+ps_cache_prune(int dirfd)
+{
+	const char *name, *dot;
+	struct dirent *de;
+	struct stat st;
+	time_t now = time(NULL);
+	size_t seen = 0, n;
+	DIR *d;
+	int fd, tmp;
+
+	if (dirfd < 0 ||
+	    (fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL && seen++ < PS_CACHE_PRUNE_MAX) {
+		name = de->d_name;
+		n = strlen(name);
+		dot = strstr(name, ".psm");
+		if (dot == NULL || dot == name)
+			continue;
+		tmp = dot[4] == '.';
+		if (!tmp && dot + 4 != name + n)
+			continue;
+		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(st.st_mode))
+			continue;
+		if (st.st_mtime < now - (tmp ? DAY :
+		    (time_t)PS_CACHE_KEEP_DAYS * DAY))
+			(void)unlinkat(dirfd, name, 0);
+	}
+	closedir(d);
 }

@@ -37,4 +37,19 @@ int ps_cachew_commit(struct ps_cachew *c, const char *label);
 /* Give up: nothing changes on disk. Frees C. */
 void ps_cachew_abort(struct ps_cachew *c);
 
+/*
+ * A cache's name comes from what it describes (a console directory's
+ * path, a server directory's device and inode), so the cache of one that
+ * is gone (renamed, made again) would stay for ever. ps_cache_used marks
+ * the cache open at FD as used (its modification time, at most once a
+ * day); ps_cache_prune removes from the cache directory open at DIRFD
+ * the manifests (*.psm) not used for PS_CACHE_KEEP_DAYS and the
+ * temporaries (*.psm.*) of writers gone for a day, looking at no more
+ * than PS_CACHE_PRUNE_MAX entries.
+ */
+#define PS_CACHE_KEEP_DAYS	90
+#define PS_CACHE_PRUNE_MAX	4096
+void ps_cache_used(int fd);
+void ps_cache_prune(int dirfd);
+
 #endif

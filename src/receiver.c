@@ -648,8 +648,11 @@ ps_recv_describe(const struct ps_recv_opts *o, struct ps_manifest *m)
 	m->flags = PS_MF_LOCAL;
 	if (o->dirfd < 0)
 		return PS_OK;		/* nothing there yet */
-	if ((fd = cache_open(o)) >= 0)
+	if ((fd = cache_open(o)) >= 0) {
+		if (cache_saved(o))
+			ps_cache_used(fd);
 		cache = ps_mfin_pread(fd);
+	}
 	bo.cache_in = cache;
 	bo.checksum = (o->flags & PS_OF_CHECKSUM) != 0;
 	bo.label = o->label;

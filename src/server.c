@@ -23,6 +23,7 @@
 #include <xxhash.h>
 
 #include "fsops.h"
+#include "mfcache.h"
 #include "pool.h"
 #include "receiver.h"
 #include "relay.h"
@@ -135,6 +136,8 @@ open_cache(struct server *sv, struct comp *c)
 		if (c->dirfd >= 0 && ps_recv_account_cache(c->dirfd, 1,
 		    &c->cache_dirfd, &c->cache_name) == 0)
 			c->cache_writable = !(c->flags & PS_OF_DRYRUN);
+		if (c->cache_writable)	/* of directories gone */
+			ps_cache_prune(c->cache_dirfd);
 		return;
 	}
 	rc = c->push ? ps_dir_open(&sv->root, PS_META_DIR "/cache", 1,
@@ -146,6 +149,8 @@ open_cache(struct server *sv, struct comp *c)
 	}
 	/* A report or refresh writes nothing under ROOT. */
 	c->cache_writable = c->push;
+	if (c->cache_writable)	/* of components gone */
+		ps_cache_prune(c->cache_dirfd);
 	c->cache_name = xasprintf("%016" PRIx64 ".psm",
 	    (uint64_t)XXH3_64bits(c->dest, strlen(c->dest)));
 }

@@ -81,3 +81,33 @@ expect_exit 1 "$PS" report src "localhost:$T/dst" --rsh "$RSH" \
     --remote-path "$PS"
 grep -q 'out-of-date a/f1' "$T/out" ||
     fail "a file changed on the server behind the cache was not seen: $(cat "$T/out")"
+
+# Caches of directories that are gone are pruned: a manifest not used for
+# 90 days and a writer's temporary left for a day go, from the console's
+# cache directory and the server's (the account's, for a directory
+# push); a cache in use stays however old its time (using it marks it),
+# and so do a fresh temporary and files that are not caches.
+C=$XDG_CACHE_HOME/patchsync
+for d in "$C" "$C/dest"; do
+    : >"$d/0123456789abcdef.psm"
+    : >"$d/fedcba9876543210.psm.999.0"
+    : >"$d/1111111111111111.psm.998.0"
+    : >"$d/notes.txt"
+    touch -d '100 days ago' "$d/0123456789abcdef.psm" "$d/notes.txt"
+    touch -d '2 days ago' "$d/fedcba9876543210.psm.999.0"
+done
+used=$(find "$C" "$C/dest" -maxdepth 1 -name '*.psm' ! -name 0123456789abcdef.psm)
+[ "$(echo "$used" | wc -l)" = 2 ] || fail "expected a console and a server cache: $used"
+touch -d '100 days ago' $used
+push
+for d in "$C" "$C/dest"; do
+    [ ! -e "$d/0123456789abcdef.psm" ] || fail "$d: an old cache stayed"
+    [ ! -e "$d/fedcba9876543210.psm.999.0" ] || fail "$d: an old temporary stayed"
+    [ -e "$d/1111111111111111.psm.998.0" ] || fail "$d: a fresh temporary went"
+    [ -e "$d/notes.txt" ] || fail "$d: a file that is not a cache went"
+done
+for f in $used; do
+    [ -e "$f" ] || fail "a cache in use was pruned: $f"
+    [ $(($(date +%s) - $(stat -c %Y "$f"))) -lt 86400 ] ||
+        fail "a cache in use was not marked: $f"
+done
