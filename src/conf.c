@@ -18,6 +18,7 @@
 #include <ini.h>
 
 #include "conf.h"
+#include "fsops.h"
 #include "ps.h"
 
 struct section {
@@ -244,6 +245,57 @@ handler(void *user, const char *section, const char *key, const char *value)
 	return 1;
 }
 
+/* A component's directory under ROOT: its dest, else its name. */
+static const char *
+dest_of(const struct ps_component *comp)
+{
+	return comp->dest != NULL ? comp->dest : comp->name;
+}
+
+/*
+ * Each component has ROOT/<dest> to itself: not patchsync's own
+ * directory (every server refuses it), and neither the same as another
+ * component's nor inside it (with --delete the outer one would remove
+ * the inner one's files at every push, and the inner one send them all
+ * again).
+ */
+static void
+check_dests(struct parse *p)
+{
+	const struct ps_component *a, *b;
+	size_t i, j, n = strlen(PS_META_DIR);
+	const char *d;
+
+	for (i = 0; i < p->nsec; i++) {
+		if (strncmp(p->sec[i].name, "component ", 10) != 0 ||
+		    (b = component(p->c, p->sec[i].name + 10)) == NULL)
+			continue;
+		p->line = p->sec[i].line;
+		d = dest_of(b);
+		if (strncmp(d, PS_META_DIR, n) == 0 &&
+		    (d[n] == '\0' || d[n] == '/')) {
+			fail(p, "[%s]: dest '%s' is patchsync's own "
+			    "directory", p->sec[i].name, d);
+			continue;
+		}
+		for (j = 0; j < i; j++) {
+			if (strncmp(p->sec[j].name, "component ", 10) != 0 ||
+			    (a = component(p->c, p->sec[j].name + 10)) ==
+			    NULL || a == b ||
+			    !ps_path_nested(dest_of(a), d))
+				continue;
+			if (strcmp(dest_of(a), d) == 0)
+				fail(p, "[%s]: dest '%s' is [%s]'s too",
+				    p->sec[i].name, d, p->sec[j].name);
+			else
+				fail(p, "[%s]: dest '%s' and [%s]'s '%s' are "
+				    "one inside the other", p->sec[i].name, d,
+				    p->sec[j].name, dest_of(a));
+			break;
+		}
+	}
+}
+
 /*
  * Check every section header once the keys are in: unknown, repeated or
  * badly named sections, and components without a path.
@@ -278,6 +330,7 @@ check_sections(struct parse *p)
 		if (comp->path == NULL)
 			fail(p, "[%s]: missing key '%s'", name, "path");
 	}
+	check_dests(p);
 }
 
 void

@@ -48,6 +48,13 @@ check_bad '[component a.b]\npath = /p\n' 1 "component name must match"
 check_bad '[console]\njobs = lots\n' 2 "key 'jobs'"
 check_bad '[console]\n\nthis is not ini\n' 3 "syntax error"
 check_bad '[component a]\npath = /a\ndest = ../../etc\n' 3 "key 'dest'"
+# Each component has ROOT/<dest> to itself, outside ROOT/.patchsync.
+check_bad '[component a]\npath = /a\ndest = .patchsync\n' 1 \
+    "dest '.patchsync' is patchsync's own directory"
+check_bad '[component a]\npath = /a\ndest = d\n[component b]\npath = /b\ndest = d\n' 4 \
+    "[component b]: dest 'd' is [component a]'s too"
+check_bad '[component a]\npath = /a\n[component b]\npath = /b\ndest = a/b\n' 3 \
+    "[component b]: dest 'a/b' and [component a]'s 'a' are one inside the other"
 
 expect_exit 2 "$PS" -c /nonexistent/x.conf config check
 one_error_line

@@ -59,7 +59,7 @@ path = $T/con/patches
 dest = data/b
 EOF
 usage "$PS" -c nested.conf bundle create --full -o x.psb
-err_has "inside, or around, another destination"
+err_has "are one inside the other"
 sed 's|dest = data/b|dest = ../b|' nested.conf >up.conf
 usage "$PS" -c up.conf bundle create --full -o x.psb
 err_has "without '..'"

@@ -103,6 +103,16 @@ test_errors(void **state)
 		"[component a]\npath = /a\n[component a]\npath = /b\n",
 		"[component a]\npath = /a\ndest = ../x\n", /* unsafe dest */
 		"[component a]\npath = /a\ndest = /abs\n",
+		"[component a]\npath = /a\ndest = .patchsync\n", /* ours */
+		"[component a]\npath = /a\ndest = .patchsync/a\n",
+		"[component a]\npath = /a\ndest = d\n"	/* the same */
+		"[component b]\npath = /b\ndest = d\n",
+		"[component a]\npath = /a\ndest = d\n"	/* nested */
+		"[component b]\npath = /b\ndest = d/b\n",
+		"[component a]\npath = /a\ndest = d/a\n"	/* around */
+		"[component b]\npath = /b\ndest = d\n",
+		"[component a]\npath = /a\n"		/* a's name */
+		"[component b]\npath = /b\ndest = a/x\n",
 		"[console]\nname =\n",			/* empty value */
 		"[console\nname = x\n",			/* broken header */
 		NULL
@@ -117,6 +127,21 @@ test_errors(void **state)
 			    bad[i]);
 		assert_int_equal(c.ncomp, 0);	/* nothing half-kept */
 	}
+}
+
+/* Destinations beside each other, also with a common beginning, are fine. */
+static void
+test_dests_beside(void **state)
+{
+	struct ps_conf c;
+
+	(void)state;
+	assert_int_equal(load_text("[component a]\npath = /a\ndest = d\n"
+	    "[component b]\npath = /b\ndest = db\n"
+	    "[component c]\npath = /c\ndest = x/a\n"
+	    "[component e]\npath = /e\ndest = x/b\n", &c), PS_OK);
+	assert_int_equal(c.ncomp, 4);
+	ps_conf_free(&c);
 }
 
 static void
@@ -149,6 +174,7 @@ main(void)
 		cmocka_unit_test(test_full),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_dests_beside),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_names),
 	};
