@@ -18,6 +18,7 @@
 #include <ini.h>
 
 #include "conf.h"
+#include "db.h"
 #include "fsops.h"
 #include "ps.h"
 
@@ -350,6 +351,28 @@ ps_conf_defaults(struct ps_conf *c)
 		c->jobs = PS_JOBS_DEFAULT;
 }
 
+/*
+ * A relative path in the configuration is taken from the directory that
+ * holds the file, not from wherever the command runs (from cron: /).
+ * *PATH is replaced by the absolute one.
+ */
+static void
+beside(const char *file, char **path)
+{
+	char *dir, *abs;
+
+	if (**path == '/')
+		return;
+	dir = ps_parent_of(file);
+	if ((abs = realpath(dir, NULL)) == NULL)
+		abs = xstrdup(dir);
+	free(dir);
+	dir = xasprintf("%s/%s", strcmp(abs, "/") == 0 ? "" : abs, *path);
+	free(abs);
+	free(*path);
+	*path = dir;
+}
+
 int
 ps_conf_load(const char *file, struct ps_conf *c)
 {
@@ -390,9 +413,13 @@ ps_conf_load(const char *file, struct ps_conf *c)
 		ps_conf_free(c);
 		return PS_EUSAGE;
 	}
-	for (i = 0; i < c->ncomp; i++)
+	for (i = 0; i < c->ncomp; i++) {
 		if (c->comp[i].dest == NULL)
 			c->comp[i].dest = xstrdup(c->comp[i].name);
+		beside(file, &c->comp[i].path);
+	}
+	if (c->database != NULL && !ps_db_is_pg(c->database))
+		beside(file, &c->database);
 	c->file = xstrdup(file);
 	ps_conf_defaults(c);
 	return PS_OK;

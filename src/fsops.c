@@ -114,9 +114,8 @@ ps_path_is_meta(const char *rel)
 
 /* ---- ROOT ---- */
 
-/* The directory part of PATH ("." when it has none), malloc'd. */
-static char *
-parent_of(const char *path)
+char *
+ps_parent_of(const char *path)
 {
 	char *p = xstrdup(path), *slash;
 
@@ -153,7 +152,7 @@ ps_dir_resolve(const char *path)
 	if (n == 0 || (n == 1 && base[0] == '.') ||
 	    (n == 2 && base[0] == '.' && base[1] == '.'))
 		return NULL;
-	parent = parent_of(path);
+	parent = ps_parent_of(path);
 	r = realpath(parent, NULL);
 	free(parent);
 	if (r == NULL)
@@ -306,7 +305,7 @@ ps_root_open(const char *path, int create, struct ps_root *r)
 	 */
 	if (create == PS_ROOT_PROBE && access(path, F_OK) == -1 &&
 	    errno == ENOENT) {
-		parent = parent_of(path);
+		parent = ps_parent_of(path);
 		if (access(parent, F_OK) == 0) {
 			free(parent);
 			return PS_OK;	/* would be made: R->fd stays -1 */
@@ -315,7 +314,7 @@ ps_root_open(const char *path, int create, struct ps_root *r)
 	}
 	if (create == PS_ROOT_CREATE && mkdir(path, DIR_MODE) == -1 &&
 	    errno == ENOENT) {
-		parent = parent_of(path);
+		parent = ps_parent_of(path);
 		esc = ps_escape(parent, strlen(parent));
 		ps_err("%s: no such directory (the parent of the destination; "
 		    "is the share mounted?)", esc);

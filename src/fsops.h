@@ -157,6 +157,9 @@ int ps_mode_unkept(void);
  */
 char *ps_dir_resolve(const char *path);
 
+/* The directory part of PATH ("." when it has none), malloc'd. */
+char *ps_parent_of(const char *path);
+
 /*
  * 1 when the resolved directories A and B are the same or one is inside
  * the other ("/a/b" and "/a/bc" are not), else 0.

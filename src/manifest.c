@@ -1306,16 +1306,9 @@ write_all(int fd, const unsigned char *p, size_t n)
 static void
 sync_parent(const char *file)
 {
-	const char *slash = strrchr(file, '/');
-	char *dir;
+	char *dir = ps_parent_of(file);
 	int fd;
 
-	if (slash == NULL)
-		dir = xstrdup(".");
-	else if (slash == file)
-		dir = xstrdup("/");
-	else
-		dir = xstrndup(file, (size_t)(slash - file));
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd >= 0) {
 		(void)fsync(fd);

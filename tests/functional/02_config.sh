@@ -32,6 +32,15 @@ printf '[console]\nname = other\n' >other.conf
 expect_exit 0 env PATCHSYNC_CONFIG="$T/good.conf" "$PS" -c other.conf config show
 out_has "name = other"
 
+# Relative paths come from the file's directory, wherever the command
+# runs (from cron: /).
+mkdir cfgdir
+printf '[console]\ndatabase = st/state.db\n[component patches]\npath = ../con/p\n' \
+    >cfgdir/rel.conf
+(cd / && expect_exit 0 "$PS" -c "$T/cfgdir/rel.conf" config show)
+out_has "path = $T/cfgdir/../con/p"
+out_has "database = $T/cfgdir/st/state.db"
+
 # Errors: one line, naming file, line and key (exit 2).
 check_bad() {
     printf "$1" >bad.conf

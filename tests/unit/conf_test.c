@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +145,35 @@ test_dests_beside(void **state)
 	ps_conf_free(&c);
 }
 
+/*
+ * Relative paths come from the configuration file's directory, not from
+ * where the command runs; a PostgreSQL URL is left as it is.
+ */
+static void
+test_relative_paths(void **state)
+{
+	struct ps_conf c;
+	char *dir, want[PATH_MAX + 32];
+
+	(void)state;
+	assert_int_equal(load_text("[console]\ndatabase = st/state.db\n"
+	    "[component a]\npath = con/a\n"
+	    "[component b]\npath = /abs/b\n", &c), PS_OK);
+	dir = realpath("/tmp", NULL);
+	assert_non_null(dir);
+	snprintf(want, sizeof(want), "%s/con/a", dir);
+	assert_string_equal(ps_conf_component(&c, "a")->path, want);
+	assert_string_equal(ps_conf_component(&c, "b")->path, "/abs/b");
+	snprintf(want, sizeof(want), "%s/st/state.db", dir);
+	assert_string_equal(c.database, want);
+	ps_conf_free(&c);
+	free(dir);
+	assert_int_equal(load_text("[console]\ndatabase = "
+	    "postgresql://ps@db/ps\n", &c), PS_OK);
+	assert_string_equal(c.database, "postgresql://ps@db/ps");
+	ps_conf_free(&c);
+}
+
 static void
 test_missing_file(void **state)
 {
@@ -175,6 +205,7 @@ main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_dests_beside),
+		cmocka_unit_test(test_relative_paths),
 		cmocka_unit_test(test_missing_file),
 		cmocka_unit_test(test_names),
 	};
