@@ -326,6 +326,7 @@ ps_cachew_abort(struct ps_cachew *c)
 }
 
 #define DAY	(24 * 60 * 60)
+#define PRUNE_STAMP	"pruned"	/* when the directory was last pruned */
 
 void
 ps_cache_used(int fd)
@@ -348,8 +349,20 @@ ps_cache_prune(int dirfd)
 	DIR *d;
 	int fd, tmp;
 
-	if (dirfd < 0 ||
-	    (fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+	if (dirfd < 0)
+		return;
+	/* Once a day: a stamp says when (every session would read it all). */
+	if (fstatat(dirfd, PRUNE_STAMP, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISREG(st.st_mode) && st.st_mtime > now - DAY &&
+	    st.st_mtime <= now)
+		return;
+	fd = openat(dirfd, PRUNE_STAMP, O_WRONLY | O_CREAT | O_NOFOLLOW |
+	    O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;		/* not ours to tidy */
+	(void)futimens(fd, NULL);
+	close(fd);
+	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return;
 	if ((d = fdopendir(fd)) == NULL) {
 		close(fd);

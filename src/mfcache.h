@@ -45,7 +45,8 @@ void ps_cachew_abort(struct ps_cachew *c);
  * day); ps_cache_prune removes from the cache directory open at DIRFD
  * the manifests (*.psm) not used for PS_CACHE_KEEP_DAYS and the
  * temporaries (*.psm.*) of writers gone for a day, looking at no more
- * than PS_CACHE_PRUNE_MAX entries.
+ * than PS_CACHE_PRUNE_MAX entries, at most once a day (a file "pruned"
+ * there says when).
  */
 #define PS_CACHE_KEEP_DAYS	90
 #define PS_CACHE_PRUNE_MAX	4096

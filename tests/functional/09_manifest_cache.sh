@@ -99,6 +99,9 @@ done
 used=$(find "$C" "$C/dest" -maxdepth 1 -name '*.psm' ! -name 0123456789abcdef.psm)
 [ "$(echo "$used" | wc -l)" = 2 ] || fail "expected a console and a server cache: $used"
 touch -d '100 days ago' $used
+# (Pruning is once a day: the first push of this test did it.)
+[ -f "$C/pruned" ] && [ -f "$C/dest/pruned" ] || fail "no prune stamps"
+touch -d '2 days ago' "$C/pruned" "$C/dest/pruned"
 push
 for d in "$C" "$C/dest"; do
     [ ! -e "$d/0123456789abcdef.psm" ] || fail "$d: an old cache stayed"
@@ -106,6 +109,11 @@ for d in "$C" "$C/dest"; do
     [ -e "$d/1111111111111111.psm.998.0" ] || fail "$d: a fresh temporary went"
     [ -e "$d/notes.txt" ] || fail "$d: a file that is not a cache went"
 done
+# Not again within the day.
+: >"$C/2222222222222222.psm"
+touch -d '100 days ago' "$C/2222222222222222.psm"
+push
+[ -e "$C/2222222222222222.psm" ] || fail "pruned twice in a day"
 for f in $used; do
     [ -e "$f" ] || fail "a cache in use was pruned: $f"
     [ $(($(date +%s) - $(stat -c %Y "$f"))) -lt 86400 ] ||

@@ -210,6 +210,8 @@ import os, struct, sys
 seen = {}
 d = sys.argv[1]
 for name in os.listdir(d):
+    if not name.endswith(".psm"):
+        continue    # the prune stamp
     b = open(os.path.join(d, name), "rb").read()
     assert b[:8] == b"PSYNCMF\n"
     local = struct.unpack_from("<I", b, 12)[0] & 1
