@@ -37,6 +37,7 @@ cmd_config(int argc, const char **argv)
 	if ((rc = ps_cli_conf(&conf, 1)) != PS_OK)
 		goto out;
 	if (strcmp(args[0], "check") == 0) {
+		(void)ps_conf_warn_paths(&conf);
 		ps_info(0, "%s: configuration is valid (%zu components)",
 		    conf.file, conf.ncomp);
 	} else {

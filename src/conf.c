@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -452,4 +453,30 @@ ps_conf_free(struct ps_conf *c)
 	free(c->console_name);
 	free(c->database);
 	memset(c, 0, sizeof(*c));
+}
+
+size_t
+ps_conf_warn_paths(const struct ps_conf *c)
+{
+	struct stat st;
+	size_t i, n = 0;
+	char *esc;
+
+	for (i = 0; i < c->ncomp; i++) {
+		const struct ps_component *comp = &c->comp[i];
+
+		esc = ps_escape(comp->path, strlen(comp->path));
+		if (stat(comp->path, &st) != 0) {
+			ps_warn("[component %s]: path %s: %s (a push of it "
+			    "fails until it exists)", comp->name, esc,
+			    strerror(errno));
+			n++;
+		} else if (!S_ISDIR(st.st_mode)) {
+			ps_warn("[component %s]: path %s is not a directory",
+			    comp->name, esc);
+			n++;
+		}
+		free(esc);
+	}
+	return n;
 }

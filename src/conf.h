@@ -54,4 +54,11 @@ const struct ps_component *ps_conf_component(const struct ps_conf *c,
 
 void ps_conf_free(struct ps_conf *c);
 
+/*
+ * `config check`'s look at this machine: a warning for each component
+ * whose console directory is missing or not a directory (a push of it
+ * fails until it is one). Returns how many were given.
+ */
+size_t ps_conf_warn_paths(const struct ps_conf *c);
+
 #endif

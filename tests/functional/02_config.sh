@@ -17,6 +17,14 @@ dest = defs
 CONF
 
 expect_exit 0 "$PS" -c good.conf config check
+# It looks at this machine too: a console directory that is missing or
+# not a directory is a warning (the file is still valid).
+err_has "warning: [component patches]: path /srv/console/patches: No such file or directory"
+printf '[component a]\npath = %s\n[component b]\npath = %s\n' "$T" "$T/good.conf" >paths.conf
+expect_exit 0 "$PS" -c paths.conf config check
+[ "$(wc -l <"$T/err")" = 2 ] || fail "config check: $(cat "$T/err")"
+err_has "warning: [component b]: path $T/good.conf is not a directory"
+err_has "configuration is valid (2 components)"
 expect_exit 0 "$PS" -c good.conf config show
 out_has "name = console-a"
 out_has "jobs = 3"
