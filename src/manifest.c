@@ -1284,24 +1284,6 @@ ps_manifest_load(const char *file, struct ps_manifest *out)
 	return r;
 }
 
-static int
-write_all(int fd, const unsigned char *p, size_t n)
-{
-	ssize_t w;
-
-	while (n > 0) {
-		w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 /* Make a rename durable: best effort, a failure loses nothing yet. */
 static void
 sync_parent(const char *file)
@@ -1335,8 +1317,8 @@ save_atomic(const char *file, const struct buf *b, const char *esc)
 	/* mkstemp makes 0600; give the file the mode open() would. */
 	um = umask(0);
 	umask(um);
-	if (fchmod(fd, 0666 & ~um) == -1 || write_all(fd, b->p, b->len) == -1 ||
-	    fsync(fd) == -1)
+	if (fchmod(fd, 0666 & ~um) == -1 ||
+	    ps_write_all(fd, b->p, b->len) == -1 || fsync(fd) == -1)
 		goto bad;
 	if (close(fd) == -1) {
 		fd = -1;
@@ -1368,7 +1350,7 @@ ps_manifest_save(const char *file, const struct ps_manifest *m, int local)
 
 	ps_manifest_encode(m, local, &b);
 	if (file == NULL || strcmp(file, "-") == 0) {
-		if (write_all(STDOUT_FILENO, b.p, b.len) == -1) {
+		if (ps_write_all(STDOUT_FILENO, b.p, b.len) == -1) {
 			ps_err("standard output: %s", strerror(errno));
 			r = PS_EUSAGE;
 		}
@@ -1379,7 +1361,7 @@ ps_manifest_save(const char *file, const struct ps_manifest *m, int local)
 	if (stat(file, &st) == 0 && !S_ISREG(st.st_mode)) {
 		/* /dev/null, a fifo: no temporary beside those. */
 		fd = open(file, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write_all(fd, b.p, b.len) == -1) {
+		if (fd < 0 || ps_write_all(fd, b.p, b.len) == -1) {
 			ps_err("%s: %s", esc, strerror(errno));
 			r = PS_EUSAGE;
 		}

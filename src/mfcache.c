@@ -53,26 +53,6 @@ ps_cachew_open(int dirfd, const char *name, int oldfd, uint32_t flags,
 	return c;
 }
 
-static int
-write_all(int fd, const unsigned char *p, size_t n)
-{
-	ssize_t r;
-
-	while (n > 0) {
-		r = write(fd, p, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			if (r == 0)
-				errno = ENOSPC;
-			return -1;
-		}
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
 /* Equal to the old file's N bytes at OFF? */
 static int
 same_as_old(struct ps_cachew *c, const unsigned char *p, size_t n)
@@ -150,12 +130,9 @@ copy_prefix(struct ps_cachew *c, int from, int to, off_t n)
 		r = pread(from, c->cmp, want, in);
 		if (r < 0 && errno == EINTR)
 			continue;
-		if (r <= 0) {
-			if (r == 0)
-				errno = EIO;
-			return -1;
-		}
-		if (write_all(to, c->cmp, (size_t)r) != 0)
+		if (r == 0)
+			errno = EIO;	/* shorter than the N bytes it had */
+		if (r <= 0 || ps_write_all(to, c->cmp, (size_t)r) != 0)
 			return -1;
 		in += r;
 	}
@@ -239,9 +216,9 @@ emit(struct ps_cachew *c)
 	}
 	if (c->fd < 0)
 		diverge(c);
-	if (c->err == 0 && write_all(c->fd, c->b.p, c->b.len) != 0 &&
+	if (c->err == 0 && ps_write_all(c->fd, c->b.p, c->b.len) != 0 &&
 	    (!full(errno) || c->tmpname == NULL || spill(c, c->fd) != 0 ||
-	    write_all(c->fd, c->b.p, c->b.len) != 0))
+	    ps_write_all(c->fd, c->b.p, c->b.len) != 0))
 		c->err = errno;
 	c->off += (off_t)c->b.len;
 	c->b.len = 0;

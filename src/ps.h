@@ -119,6 +119,12 @@ void buf_grow(struct buf *b, size_t extra);
 void buf_addstr(struct buf *b, const char *s);
 void buf_free(struct buf *b);
 
+/*
+ * Write all N bytes at P to FD, again after EINTR and short writes.
+ * Returns 0, or -1 with errno set (ENOSPC when write made no progress).
+ */
+int ps_write_all(int fd, const void *p, size_t n);
+
 static inline uint32_t
 get_u32le(const unsigned char *p)
 {

@@ -419,6 +419,27 @@ buf_free(struct buf *b)
 }
 
 int
+ps_write_all(int fd, const void *p, size_t n)
+{
+	const unsigned char *q = p;
+	ssize_t r;
+
+	while (n > 0) {
+		r = write(fd, q, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			if (r == 0)
+				errno = ENOSPC;
+			return -1;
+		}
+		q += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+int
 ps_name_chars_ok(const char *p, size_t len)
 {
 	size_t i;

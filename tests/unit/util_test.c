@@ -5,8 +5,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ps.h"
 
@@ -124,6 +128,43 @@ fit(char *out, size_t size, const char *fmt, ...)
 }
 
 /* A text too long keeps its beginning and its end (the reason). */
+/* Everything written, through a pipe's short writes; a full device fails. */
+static void
+test_write_all(void **state)
+{
+	static unsigned char big[1 << 20], back[1 << 20];
+	size_t i, got = 0;
+	ssize_t r;
+	int fd[2], full;
+	pid_t pid;
+
+	(void)state;
+	for (i = 0; i < sizeof(big); i++)
+		big[i] = (unsigned char)(i * 131 + i / 4099);
+	assert_int_equal(pipe(fd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fd[0]);
+		_exit(ps_write_all(fd[1], big, sizeof(big)) == 0 ? 0 : 1);
+	}
+	close(fd[1]);
+	while ((r = read(fd[0], back + got, sizeof(back) - got)) > 0)
+		got += (size_t)r;
+	close(fd[0]);
+	assert_int_equal(waitpid(pid, &full, 0), pid);
+	assert_true(WIFEXITED(full) && WEXITSTATUS(full) == 0);
+	assert_int_equal(got, sizeof(big));
+	assert_memory_equal(back, big, sizeof(big));
+	assert_int_equal(ps_write_all(fd[1], big, 0), 0);	/* nothing */
+	if ((full = open("/dev/full", O_WRONLY | O_CLOEXEC)) < 0)
+		return;
+	errno = 0;
+	assert_int_equal(ps_write_all(full, big, 10), -1);
+	assert_int_equal(errno, ENOSPC);
+	close(full);
+}
+
 static void
 test_vfit(void **state)
 {
@@ -156,6 +197,7 @@ main(void)
 		cmocka_unit_test(test_unescape_bad),
 		cmocka_unit_test(test_buf_le),
 		cmocka_unit_test(test_vfit),
+		cmocka_unit_test(test_write_all),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
